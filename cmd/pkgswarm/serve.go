@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/pkgswarm/pkgswarm/proxy"
+	"github.com/pkgswarm/pkgswarm/proxy/store"
+	"github.com/pkgswarm/pkgswarm/repoindex/apt"
+)
+
+// defaultConfigFile is read when it exists and --config is not given.
+const defaultConfigFile = "/etc/pkgswarm/pkgswarm.toml"
+
+// env names the environment variable of a flag: PKGSWARM_<NAME>.
+func env(name string) []string {
+	return []string{"PKGSWARM_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))}
+}
+
+func serveFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "config", EnvVars: env("config"), Usage: "TOML config file; keys are the flag names (default " + defaultConfigFile + " when it exists)"},
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "listen", EnvVars: env("listen"), Value: ":3142", Usage: "address for the proxy, peer protocol and dashboard"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "data-dir", EnvVars: env("data-dir"), Usage: "cache and index directory (default /var/cache/pkgswarm when writable, else the user cache dir)"}),
+		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "keyring", EnvVars: env("keyring"), Usage: "OpenPGP keyring file or directory whose keys make an apt repository trusted (repeatable)"}),
+		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "system-keyrings", EnvVars: env("system-keyrings"), Value: true, Usage: "also trust what the host's apt trusts (" + strings.Join(apt.DefaultKeyringPaths, ", ") + ")"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "cache-size", EnvVars: env("cache-size"), Value: "10G", Usage: "bound on cached bytes, LRU eviction (0 = unbounded)"}),
+		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "allow-clients", EnvVars: env("allow-clients"), Usage: "client networks served, CIDR,... (default loopback and private ranges)"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "allow-ports", EnvVars: env("allow-ports"), Value: "80,443", Usage: "origin ports pkgswarm fetches from"}),
+		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "mirror", EnvVars: env("mirror"), Usage: "fallback mirrors: PREFIX=ALT[,ALT...] (repeatable); the first PREFIX keys the cache"}),
+		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "offline", EnvVars: env("offline"), Usage: "never contact origins; serve from the cache and peers only"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-level", EnvVars: env("log-level"), Value: "info", Usage: "debug (one line per request), info, warn or error"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-format", EnvVars: env("log-format"), Value: "auto", Usage: "text, json, or auto (json under systemd, text otherwise)"}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "revalidate", EnvVars: env("revalidate"), Value: 27 * time.Second, Usage: "at most one conditional GET per root or volatile file in this window"}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "hold", EnvVars: env("hold"), Value: time.Second, Usage: "wait this long for a download to verify before streaming it unverified (aborted if it then fails)"}),
+	}
+}
+
+func serveCommand() *cli.Command {
+	flags := serveFlags()
+	return &cli.Command{
+		Name:   "serve",
+		Usage:  "run the caching proxy",
+		Flags:  flags,
+		Before: loadConfigFile(flags),
+		Action: runServe,
+	}
+}
+
+// loadConfigFile applies a TOML config file under flags and environment.
+func loadConfigFile(flags []cli.Flag) cli.BeforeFunc {
+	return altsrc.InitInputSourceWithContext(flags, func(c *cli.Context) (altsrc.InputSourceContext, error) {
+		path := c.String("config")
+		if path == "" {
+			if _, err := os.Stat(defaultConfigFile); err != nil {
+				return &altsrc.MapInputSource{}, nil
+			}
+			path = defaultConfigFile
+		}
+		src, err := altsrc.NewTomlSourceFromFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config file %s: %w", path, err)
+		}
+		return src, nil
+	})
+}
+
+func newLogger(c *cli.Context) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	format := c.String("log-format")
+	if format == "auto" {
+		format = "text"
+		if os.Getenv("JOURNAL_STREAM") != "" || os.Getenv("INVOCATION_ID") != "" {
+			format = "json"
+		}
+	}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text, json or auto", format)
+}
+
+// defaultDataDir is /var/cache/pkgswarm when writable, else the user's
+// cache directory.
+func defaultDataDir() string {
+	const system = "/var/cache/pkgswarm"
+	if err := os.MkdirAll(system, 0o755); err == nil {
+		if f, err := os.CreateTemp(system, ".probe-*"); err == nil {
+			f.Close()
+			os.Remove(f.Name())
+			return system
+		}
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "pkgswarm")
+	}
+	return filepath.Join(os.TempDir(), "pkgswarm")
+}
+
+func parsePorts(s string) ([]int, error) {
+	var out []int
+	for _, p := range strings.Split(s, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("--allow-ports: %q is not a port number", p)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// nodeID returns this node's persistent random identity.
+func nodeID(st *store.Store) (string, error) {
+	if v, err := st.GetMeta("node-id"); err == nil && len(v) > 0 {
+		return string(v), nil
+	}
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	id := hex.EncodeToString(b)
+	return id, st.PutMeta("node-id", []byte(id))
+}
+
+// node is everything serve wires together; other commands reuse parts.
+type node struct {
+	log   *slog.Logger
+	store *store.Store
+	proxy *proxy.Server
+	http  *http.Server
+	ln    net.Listener
+}
+
+func runServe(c *cli.Context) error {
+	log, err := newLogger(c)
+	if err != nil {
+		return cli.Exit(err, 2)
+	}
+	slog.SetDefault(log)
+	n, err := buildNode(c, log)
+	if err != nil {
+		return cli.Exit(err, 1)
+	}
+	ctx := c.Context
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		log.Info("pkgswarm serving", "listen", n.ln.Addr().String(), "data-dir", c.String("data-dir"), "version", version)
+		if err := n.http.Serve(n.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serving on %s: %w", n.ln.Addr(), err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		n.http.Shutdown(sctx)
+		return nil
+	})
+	err = g.Wait()
+	n.proxy.Close()
+	if cerr := n.store.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func buildNode(c *cli.Context, log *slog.Logger) (*node, error) {
+	dataDir := c.String("data-dir")
+	if dataDir == "" {
+		dataDir = defaultDataDir()
+		c.Set("data-dir", dataDir)
+	}
+	maxBytes, err := parseSize(c.String("cache-size"))
+	if err != nil {
+		return nil, fmt.Errorf("--cache-size: %w", err)
+	}
+	ports, err := parsePorts(c.String("allow-ports"))
+	if err != nil {
+		return nil, err
+	}
+	var clients []netip.Prefix
+	if v := c.StringSlice("allow-clients"); len(v) > 0 {
+		if clients, err = proxy.ParsePrefixes(v); err != nil {
+			return nil, fmt.Errorf("--allow-clients: %w", err)
+		}
+	}
+	mirrors, err := proxy.ParseMirrors(c.StringSlice("mirror"))
+	if err != nil {
+		return nil, fmt.Errorf("--mirror: %w", err)
+	}
+	var keyPaths []string
+	if c.Bool("system-keyrings") {
+		keyPaths = append(keyPaths, apt.DefaultKeyringPaths...)
+	}
+	keyPaths = append(keyPaths, c.StringSlice("keyring")...)
+	kr, err := apt.LoadKeyring(keyPaths...)
+	if err != nil {
+		return nil, fmt.Errorf("loading keyrings: %w (fix or drop the --keyring named)", err)
+	}
+	log.Info("trusted keys loaded", "keys", kr.Len())
+
+	st, err := store.Open(store.Options{Dir: dataDir, MaxBytes: maxBytes, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("opening the cache in %s: %w (is another pkgswarm using it?)", dataDir, err)
+	}
+	id, err := nodeID(st)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("node id: %w", err)
+	}
+	srv, err := proxy.New(proxy.Config{
+		Store: st, Keyring: kr, AllowClients: clients, AllowPorts: ports, Mirrors: mirrors,
+		Offline: c.Bool("offline"), RevalidateEvery: c.Duration("revalidate"), Hold: c.Duration("hold"),
+		NodeID: id, Version: version, Logger: log,
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", c.String("listen"))
+	if err != nil {
+		srv.Close()
+		st.Close()
+		return nil, fmt.Errorf("listening on %s: %w (another proxy on that port? set --listen)", c.String("listen"), err)
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	return &node{log: log, store: st, proxy: srv, http: hs, ln: ln}, nil
+}

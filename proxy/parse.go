@@ -1,0 +1,182 @@
+package proxy
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pkgswarm/pkgswarm/proxy/store"
+	"github.com/pkgswarm/pkgswarm/repoindex/apt"
+	"github.com/pkgswarm/pkgswarm/repoindex/decompress"
+)
+
+func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// maxIndexSize bounds a decompressed index (Debian's largest Contents files
+// are a few GB; Packages ~ 100 MB).
+const maxIndexSize = 4 << 30
+
+// parseTracker tracks index parses in flight per archive, so that a request
+// for a package waits for the parse that will tell its digest instead of
+// falling back to an unverified fetch.
+type parseTracker struct {
+	mu      sync.Mutex              // protects running, cond
+	running map[string]int          // archive root URL -> parses in flight
+	started map[store.Digest]bool   // parses started this run (dedupe)
+	changed map[string]chan struct{} // closed when running[archive] changes
+}
+
+func (p *parseTracker) init() {
+	p.running = map[string]int{}
+	p.started = map[store.Digest]bool{}
+	p.changed = map[string]chan struct{}{}
+}
+
+func (p *parseTracker) begin(archive string, d store.Digest) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.started[d] {
+		return false
+	}
+	p.started[d] = true
+	p.running[archive]++
+	return true
+}
+
+func (p *parseTracker) end(archive string, d store.Digest, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.running[archive]--
+	if p.running[archive] <= 0 {
+		delete(p.running, archive)
+	}
+	if !ok {
+		delete(p.started, d) // let a later request retry
+	}
+	if ch, found := p.changed[archive]; found {
+		close(ch)
+		delete(p.changed, archive)
+	}
+}
+
+// wait blocks until no parse runs for an archive holding u, or until max.
+// It reports whether it waited for any.
+func (p *parseTracker) wait(ctx context.Context, u string, max time.Duration) bool {
+	deadline := time.NewTimer(max)
+	defer deadline.Stop()
+	waited := false
+	for {
+		p.mu.Lock()
+		var ch chan struct{}
+		for archive, n := range p.running {
+			if n > 0 && strings.HasPrefix(u, archive+"/") {
+				if ch = p.changed[archive]; ch == nil {
+					ch = make(chan struct{})
+					p.changed[archive] = ch
+				}
+				break
+			}
+		}
+		p.mu.Unlock()
+		if ch == nil {
+			return waited
+		}
+		waited = true
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return waited
+		case <-deadline.C:
+			return waited
+		}
+	}
+}
+
+// maybeParseIndex parses a verified Packages or Sources index once, in the
+// background, recording the digest and size of every file it lists.
+func (s *Server) maybeParseIndex(d store.Digest) {
+	idx, err := s.store.GetMeta(indexKey(d))
+	if err != nil {
+		return // not a Packages/Sources index of a verified root
+	}
+	if v, err := s.store.GetMeta(parsedKey(d)); err == nil && len(v) > 0 {
+		return
+	}
+	indexURL := string(idx)
+	repo, _, ok := aptRepo(indexURL)
+	if !ok {
+		return
+	}
+	archive := archiveRoot(repo)
+	if !s.parses.begin(archive, d) {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		start := time.Now()
+		n, err := s.parseIndex(d, indexURL, repo, archive)
+		s.parses.end(archive, d, err == nil)
+		if err != nil {
+			s.log.Warn("parsing index failed; its packages are served unverified until it parses", "index", indexURL, "sha256", d, "err", err)
+			return
+		}
+		if err := s.store.PutMeta(parsedKey(d), []byte{1}); err != nil {
+			s.log.Warn("recording parsed index", "index", indexURL, "err", err)
+		}
+		s.log.Info("index parsed", "index", indexURL, "entries", n, "dur", time.Since(start).Round(time.Millisecond))
+	}()
+}
+
+func (s *Server) parseIndex(d store.Digest, indexURL, repo, archive string) (int, error) {
+	f, _, err := s.store.OpenBlob(d)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	rc, err := decompress.NewReader(path.Base(indexURL), f)
+	if err != nil {
+		return 0, fmt.Errorf("decompressing %s: %w", indexURL, err)
+	}
+	defer rc.Close()
+	const batchSize = 4096
+	batch := make(map[string]store.Expect, batchSize)
+	n := 0
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := s.store.PutExpects(batch)
+		clear(batch)
+		return err
+	}
+	add := func(rel string, sum []byte, size int64) error {
+		if len(sum) != 32 {
+			return nil
+		}
+		batch[archive+"/"+rel] = store.Expect{SHA256: store.Digest(sum), Size: size, Root: repo}
+		n++
+		if len(batch) >= batchSize {
+			return flush()
+		}
+		return nil
+	}
+	kind, _ := apt.IsIndexPath(strings.TrimPrefix(indexURL, repo+"/"))
+	if kind == apt.IndexSources {
+		err = apt.ParseSources(rc, func(dir string, sf apt.SourceFile) error {
+			return add(path.Join(dir, sf.Name), sf.SHA256, sf.Size)
+		})
+	} else {
+		err = apt.ParsePackages(rc, func(p *apt.Package) error {
+			return add(p.Filename, p.SHA256, p.Size)
+		})
+	}
+	if err != nil {
+		return n, err
+	}
+	return n, flush()
+}
