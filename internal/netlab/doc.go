@@ -1,0 +1,26 @@
+// Package netlab builds throw-away networks of Linux network namespaces for
+// tests: LANs (a bridge in a namespace of its own), hosts (a namespace with one
+// veth into each LAN it joins) and routers (hosts that forward between LANs).
+//
+// It promises that:
+//   - nothing in a lab can reach outside it: no namespace gets a default route,
+//     nothing is NATed, and the lab's addresses are only ever configured inside
+//     its own namespaces, never in the namespace of the test process;
+//   - every namespace, bridge, veth and process a lab makes is removed by the
+//     test's Cleanup, also when the test fails or panics; namespaces left behind
+//     by a test binary that was killed are removed by the next New with the same
+//     name (a namespace is stale when the process that made it is gone);
+//   - processes started with Host.Start log to a file under t.TempDir() and are
+//     killed (with their process group) in Cleanup; when the test failed, the
+//     tail of each log is written to the test log.
+//
+// Every host gets `lo` up with multicast on and a 224.0.0.0/4 route on its
+// first LAN interface, which is what mDNS stacks need. Routers forward unicast
+// between the LANs they join; multicast is never forwarded. Hosts learn routes
+// to the LANs on the far side of a router they share a LAN with (one hop only).
+//
+// It needs root and iproute2 (`ip`, `tc`); Available reports why a lab cannot be
+// built, and tests call t.Skip with that reason. Interface names inside a lab are
+// short and per namespace (eth0, eth1 … on hosts, br0 and pN on a LAN), so they
+// stay within the kernel's 15-byte limit whatever the test is called.
+package netlab

@@ -1,0 +1,300 @@
+package netlab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestHelperHTTP is not a test: the lab tests run the test binary inside a
+// namespace with NETLAB_HELPER_ADDR set, and this serves HTTP there, answering
+// every request with the host name given in NETLAB_HELPER_NAME.
+func TestHelperHTTP(t *testing.T) {
+	addr := os.Getenv("NETLAB_HELPER_ADDR")
+	if addr == "" {
+		t.Skip("helper process for the lab tests; runs only inside a lab")
+	}
+	name := os.Getenv("NETLAB_HELPER_NAME")
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "helper: listen %s: %v\n", addr, err)
+		os.Exit(2)
+	}
+	fmt.Println("listening", ln.Addr())
+	err = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello from %s", name)
+	}))
+	fmt.Fprintln(os.Stderr, "helper: serve:", err)
+	os.Exit(1)
+}
+
+func startHTTPHelper(t *testing.T, h *Host, port int) *Proc {
+	t.Helper()
+	cmd := h.Command(context.Background(), os.Args[0], "-test.run=^TestHelperHTTP$")
+	cmd.Env = append(cmd.Env, fmt.Sprintf("NETLAB_HELPER_ADDR=:%d", port), "NETLAB_HELPER_NAME="+h.Name())
+	p, err := h.StartCmd(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool { return strings.Contains(p.Log(), "listening") },
+		func() string { return "helper in " + h.Name() + " did not start: " + p.Log() })
+	return p
+}
+
+// waitFor polls cond until it holds or limit passes (then it fails the test
+// with msg()). limit is a generous give-up point, not a performance assertion.
+func waitFor(t *testing.T, limit time.Duration, cond func() bool, msg func() string) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(msg())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func curl(h *Host, url string) (string, error) {
+	out, err := h.Command(context.Background(), "curl", "-sS", "--max-time", "3", "--noproxy", "*", url).CombinedOutput()
+	return string(out), err
+}
+
+func TestLabTopology(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl is not installed")
+	}
+	lab := New(t, "topo")
+	lanA := lab.AddLAN("a", "10.77.1.0/24")
+	lanB := lab.AddLAN("b", "10.77.2.0/24")
+	h1 := lab.AddHost("h1", lanA)
+	h2 := lab.AddHost("h2", lanA)
+	r := lab.AddRouter("r", lanA, lanB)
+	h3 := lab.AddHost("h3", lanB) // made after the router: must still get a route
+
+	if got, want := h1.IP().String(), "10.77.1.1"; got != want {
+		t.Errorf("h1.IP() = %s, want %s", got, want)
+	}
+	if got, want := r.IPOn(lanB).String(), "10.77.2.1"; got != want {
+		t.Errorf("r.IPOn(b) = %s, want %s", got, want)
+	}
+	if got, want := h3.IP().String(), "10.77.2.2"; got != want {
+		t.Errorf("h3.IP() = %s, want %s", got, want)
+	}
+	if h1.Iface(lanA) != "eth0" || r.Iface(lanB) != "eth1" || h1.Iface(lanB) != "" {
+		t.Errorf("interface names: h1/a=%q r/b=%q h1/b=%q", h1.Iface(lanA), r.Iface(lanB), h1.Iface(lanB))
+	}
+
+	startHTTPHelper(t, h2, 8080)
+	startHTTPHelper(t, h3, 8080)
+
+	tests := []struct {
+		name string
+		from *Host
+		url  string
+		want string // "" means the request must fail
+	}{
+		{"same LAN", h1, "http://10.77.1.2:8080/", "hello from h2"},
+		{"through router", h1, "http://10.77.2.2:8080/", "hello from h3"},
+		{"back through router", h3, "http://10.77.1.2:8080/", "hello from h2"},
+		{"outside the lab is unreachable", h1, "http://192.0.2.1:80/", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := curl(tc.from, tc.url)
+			if tc.want == "" {
+				if err == nil {
+					t.Fatalf("curl %s from %s succeeded: %s", tc.url, tc.from.Name(), out)
+				}
+				return
+			}
+			if err != nil || out != tc.want {
+				t.Fatalf("curl %s from %s = %q, %v; want %q", tc.url, tc.from.Name(), out, err, tc.want)
+			}
+		})
+	}
+
+	t.Run("routes", func(t *testing.T) {
+		out, err := exec.Command("ip", "-n", h1.Namespace(), "route", "show").CombinedOutput()
+		if err != nil {
+			t.Fatal(err, string(out))
+		}
+		routes := string(out)
+		for _, want := range []string{"224.0.0.0/4 dev eth0", "10.77.2.0/24 via 10.77.1.3 dev eth0"} {
+			if !strings.Contains(routes, want) {
+				t.Errorf("h1 routes lack %q:\n%s", want, routes)
+			}
+		}
+		if strings.Contains(routes, "default") {
+			t.Errorf("h1 has a default route:\n%s", routes)
+		}
+		out, err = exec.Command("ip", "-n", h1.Namespace(), "link", "show", "lo").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "MULTICAST") {
+			t.Errorf("lo in h1 is not multicast: %s %v", out, err)
+		}
+	})
+}
+
+func TestLabCleanupRemovesEverything(t *testing.T) {
+	var prefix string
+	t.Run("lab", func(t *testing.T) {
+		lab := New(t, "clean")
+		prefix = lab.prefix
+		lan := lab.AddLAN("lan", "10.77.3.0/24")
+		h := lab.AddHost("h", lan)
+		if _, err := h.Start(context.Background(), "sleep", "300"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), prefix) {
+		t.Fatalf("namespaces with prefix %s remain after cleanup:\n%s", prefix, out)
+	}
+}
+
+func TestLabRemovesStaleNamespaces(t *testing.T) {
+	if err := Available(); err != nil {
+		t.Skip(err)
+	}
+	// A pid above the kernel's limit (4194304) never runs.
+	stale := nsPrefix + "stale-9999999-abcd-h1"
+	if out, err := exec.Command("ip", "netns", "add", stale).CombinedOutput(); err != nil {
+		t.Fatalf("add %s: %v: %s", stale, err, out)
+	}
+	t.Cleanup(func() { _ = deleteNetns(stale) })
+	// One of a live process (ours is live; use pid 1) must survive.
+	live := nsPrefix + "stale-1-abcd-h1"
+	if out, err := exec.Command("ip", "netns", "add", live).CombinedOutput(); err != nil {
+		t.Fatalf("add %s: %v: %s", live, err, out)
+	}
+	t.Cleanup(func() { _ = deleteNetns(live) })
+
+	New(t, "stale")
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), stale) {
+		t.Errorf("stale namespace %s was not removed", stale)
+	}
+	if !strings.Contains(string(out), live) {
+		t.Errorf("namespace %s of a live process was removed", live)
+	}
+}
+
+func TestProcSignalsAndLogs(t *testing.T) {
+	lab := New(t, "proc")
+	lan := lab.AddLAN("lan", "10.77.4.0/24")
+	h := lab.AddHost("h", lan)
+	ctx := context.Background()
+
+	p, err := h.Start(ctx, "sh", "-c", `trap 'echo got term; exit 3' TERM; echo started; while :; do sleep 0.1; done`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool { return strings.Contains(p.Log(), "started") },
+		func() string { return "no output: " + p.Log() })
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err = p.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Fatalf("Wait after SIGTERM = %v, want exit status 3", err)
+	}
+	if !strings.Contains(p.Log(), "got term") {
+		t.Errorf("log lacks the trap's output: %q", p.Log())
+	}
+
+	p2, err := h.Start(ctx, "sleep", "300")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p2.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if !p2.Exited() {
+		t.Fatal("process still running after Kill")
+	}
+
+	// Command runs in the namespace: its only addresses are the lab's.
+	out, err := h.Command(ctx, "ip", "-4", "-o", "addr", "show", "dev", "eth0").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "10.77.4.1/24") {
+		t.Fatalf("ip addr in namespace: %s %v", out, err)
+	}
+}
+
+func TestShape(t *testing.T) {
+	lab := New(t, "shape")
+	lan := lab.AddLAN("lan", "10.77.5.0/24")
+	h := lab.AddHost("h", lan)
+	if err := h.Shape(lan, "50mbit"); err != nil {
+		t.Fatal(err)
+	}
+	for _, side := range []struct{ ns, dev string }{{h.Namespace(), "eth0"}, {lan.Namespace(), "p1"}} {
+		out, err := exec.Command("ip", "netns", "exec", side.ns, "tc", "qdisc", "show", "dev", side.dev).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "tbf") || !strings.Contains(string(out), "50Mbit") {
+			t.Errorf("qdisc on %s in %s: %s %v", side.dev, side.ns, out, err)
+		}
+	}
+	if err := h.Shape(lan, "fast"); err == nil {
+		t.Error("Shape accepted rate \"fast\"")
+	}
+	other := lab.AddLAN("other", "10.77.6.0/24")
+	if err := h.Shape(other, "1mbit"); err == nil {
+		t.Error("Shape accepted a LAN the host is not on")
+	}
+}
+
+func TestParseRate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in      string
+		want    int64
+		wantErr bool
+	}{
+		{"50mbit", 50e6, false},
+		{"1gbit", 1e9, false},
+		{"512kbit", 512e3, false},
+		{"9600bit", 9600, false},
+		{"1.5mbit", 1.5e6, false},
+		{"", 0, true},
+		{"mbit", 0, true},
+		{"-1mbit", 0, true},
+		{"50mbps", 0, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := parseRate(tc.in)
+			if (err != nil) != tc.wantErr || got != tc.want {
+				t.Fatalf("parseRate(%q) = %d, %v; want %d, err=%v", tc.in, got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestSanitize(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ in, want string }{
+		{"Node-1", "node1"},
+		{"a_very_long_name_indeed", "averylongnamein"},
+		{"---", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			if got := sanitize(tc.in, 15); got != tc.want {
+				t.Fatalf("sanitize(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+}
