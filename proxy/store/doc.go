@@ -1,0 +1,32 @@
+// Package store is pkgswarm's content store: verified blobs as plain files plus a
+// small badger index.
+//
+// Blobs are content-addressed files under DIR/blobs/sha256/ab/abcd… (lowercase hex
+// SHA-256). A blob is written through a Writer into a temporary file under DIR/tmp,
+// hashed while it streams, fsynced, and renamed into place only when its digest
+// equals the one the caller expected; the file is then read-only (mode 0444) and is
+// never modified again, only deleted (DeleteBlob, Evict, Verify). Any number of
+// Followers may read a Writer's bytes while they arrive; a Follower reports io.EOF
+// only after a successful Commit, so a reader can never take a partial or
+// mismatching download for a whole one.
+//
+// badger/v4 holds only small index values, each under a one-byte key prefix:
+// URL → digest and response headers, path → expected digest, accepted roots per
+// repository, pin sets, per-blob size and last access, and a generic metadata
+// namespace for other tiers. Badger never holds blob bytes.
+//
+// Crash safety: a kill -9 at any moment loses at most the downloads in flight.
+// Open deletes everything under DIR/tmp and reconciles the index with the blob
+// files (the files are the truth: a file without an index record is adopted, a
+// record without a file is dropped), so nothing partial is ever served.
+//
+// Size bound: when Options.MaxBytes is set, a Commit that takes the store over the
+// bound evicts least-recently-used blobs down to 95% of the bound. Blobs in a pin
+// set (for example those referenced by the newest signed roots) are evicted only
+// after every unpinned blob. Accesses are recorded in memory and written to the
+// index in batches, not once per hit.
+//
+// Every "not found" error wraps ErrNotFound; every digest mismatch wraps
+// ErrDigestMismatch. A Store is safe for concurrent use; one directory can be
+// opened by one Store at a time (Open takes a lock file).
+package store
