@@ -1,0 +1,308 @@
+package rpmsig
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/sha256"
+	"encoding"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"strings"
+)
+
+// Info is what a verified rpm's signed main header says, plus what was
+// measured while verifying it.
+type Info struct {
+	// NEVRA is name-version-release.arch, the form urpmi's synthesis and rpm
+	// file names use (no epoch). Source packages have Arch "src".
+	NEVRA                  string
+	Name, Version, Release string
+	Arch                   string
+	Epoch                  int
+	// SignerKeyID is the 16 lower-case hex digit ID of the key (primary or
+	// subkey) whose signature verified.
+	SignerKeyID string
+	// PayloadSHA256 is the SHA-256 of the payload bytes (which matched the
+	// signed PAYLOADDIGEST when that is SHA-256).
+	PayloadSHA256 []byte
+	// Size is the number of bytes read: the whole file.
+	Size int64
+}
+
+// VerifyRPM verifies the rpm that r holds from offset 0 to its end against
+// keys (see the package documentation for what is checked). It reads r with
+// ReadAt only, so an *os.File's offset is left alone. The file name in
+// errors comes from r's Name method when it has one.
+func VerifyRPM(r io.ReaderAt, keys *KeySet) (*Info, error) {
+	name := "rpm"
+	if n, ok := r.(interface{ Name() string }); ok {
+		name = n.Name()
+	}
+	return Verify(io.NewSectionReader(r, 0, 1<<63-1), name, keys)
+}
+
+// Signature tags: header-only ones first, then header+payload ones.
+var (
+	headerSigTags  = []uint32{sigTagRSA, sigTagDSA}
+	payloadSigTags = []uint32{sigTagPGP, sigTagGPG}
+)
+
+// Verify reads one rpm from r to EOF and verifies it against keys; name is
+// used in errors only. See VerifyRPM.
+func Verify(r io.Reader, name string, keys *KeySet) (*Info, error) {
+	cr := &countingReader{r: r}
+	v := &verifier{name: name}
+	info, err := v.run(cr, keys)
+	if err != nil {
+		return nil, err
+	}
+	info.Size = cr.n
+	return info, nil
+}
+
+type verifier struct {
+	name  string
+	nevra string
+}
+
+func (v *verifier) fail(kind error, format string, args ...any) error {
+	what := v.name
+	if v.nevra != "" {
+		what += " (" + v.nevra + ")"
+	}
+	return fmt.Errorf("rpm %s: %w: %s", what, kind, fmt.Sprintf(format, args...))
+}
+
+func (v *verifier) run(r io.Reader, keys *KeySet) (*Info, error) {
+	var lead [leadSize]byte
+	if _, err := io.ReadFull(r, lead[:]); err != nil {
+		return nil, v.fail(ErrMalformed, "read lead: %v", unexpectedEOF(err))
+	}
+	if m := binary.BigEndian.Uint32(lead[:]); m != leadMagic {
+		return nil, v.fail(ErrMalformed, "not an rpm file (magic %08x)", m)
+	}
+	sigHdr, err := readHeader(r, maxSigDataBytes, true)
+	if err != nil {
+		return nil, v.fail(ErrMalformed, "signature header: %v", err)
+	}
+	main, err := readHeader(r, maxDataBytes, false)
+	if err != nil {
+		return nil, v.fail(ErrMalformed, "main header: %v", err)
+	}
+	info, err := infoFrom(main)
+	if err != nil {
+		return nil, v.fail(ErrMalformed, "main header: %v", err)
+	}
+	v.nevra = info.NEVRA
+
+	// Parse signatures and start hashing with every trusted key they name.
+	type pending struct {
+		tag     uint32
+		sig     *pgpSig
+		h       hash.Hash
+		payload bool
+	}
+	var (
+		nsigs    int
+		unknown  []string
+		checks   []pending
+		payloadW []io.Writer
+	)
+	for _, tags := range [][]uint32{headerSigTags, payloadSigTags} {
+		for _, tag := range tags {
+			blob := sigHdr.bin(tag)
+			if blob == nil {
+				if sigHdr.has(tag) {
+					return nil, v.fail(ErrBadSignature, "signature tag %d is not binary data", tag)
+				}
+				continue
+			}
+			nsigs++
+			sig, err := parseSig(blob)
+			if err != nil {
+				return nil, v.fail(ErrBadSignature, "signature tag %d: %v", tag, err)
+			}
+			if len(keys.lookup(sig.keyID, sig.fingerprint)) == 0 {
+				unknown = append(unknown, sigIssuer(sig))
+				continue
+			}
+			h, err := sig.prepare()
+			if err != nil {
+				return nil, v.fail(ErrBadSignature, "signature tag %d: %v", tag, err)
+			}
+			h.Write(main.raw)
+			p := pending{tag: tag, sig: sig, h: h, payload: tag == sigTagPGP || tag == sigTagGPG}
+			if p.payload {
+				payloadW = append(payloadW, h)
+			}
+			checks = append(checks, p)
+		}
+	}
+	if nsigs == 0 {
+		return nil, v.fail(ErrUnsigned, "no OpenPGP signature in the signature header; take it from the origin or sign it")
+	}
+	if len(checks) == 0 {
+		return nil, v.fail(ErrUnknownKey, "signed by key %s; trusted keys: %s", strings.Join(unknown, ", "), strings.Join(keys.KeyIDs(), ", "))
+	}
+	// Header-only signatures can be checked before reading the payload.
+	var signer string
+	verifyOne := func(p pending) error {
+		var lastErr error
+		cands := keys.lookup(p.sig.keyID, p.sig.fingerprint)
+		for i, pk := range cands {
+			h := p.h
+			if i < len(cands)-1 {
+				// Several trusted keys share this 64-bit ID: verify on a
+				// copy so the next candidate gets an unfinished hash.
+				c, err := cloneHash(p.h, p.sig.hash)
+				if err != nil {
+					return err
+				}
+				h = c
+			}
+			if err := p.sig.verify(pk, h); err != nil {
+				lastErr = err
+				continue
+			}
+			if signer == "" {
+				signer = fmt.Sprintf("%016x", pk.KeyId)
+			}
+			return nil
+		}
+		return lastErr
+	}
+	for _, p := range checks {
+		if p.payload {
+			continue
+		}
+		if err := verifyOne(p); err != nil {
+			return nil, v.fail(ErrBadSignature, "header signature (tag %d) by key %s: %v", p.tag, sigIssuer(p.sig), err)
+		}
+	}
+
+	// Stream the payload through its digest and any header+payload
+	// signatures.
+	wantDigest := main.strs(tagPayloadDigest)
+	algo := crypto.SHA256
+	if a := main.int32s(tagPayloadDigestAlgo); len(a) > 0 {
+		h, ok := pgpHash(byte(a[0]))
+		if !ok || a[0] > 255 || !h.Available() || h == crypto.MD5 || h == crypto.SHA1 {
+			return nil, v.fail(ErrPayloadDigest, "payload digest algorithm %d not supported", a[0])
+		}
+		algo = h
+	}
+	sum256 := sha256.New()
+	writers := append([]io.Writer{sum256}, payloadW...)
+	var algoH hash.Hash
+	if algo != crypto.SHA256 {
+		algoH = algo.New()
+		writers = append(writers, algoH)
+	}
+	if _, err := io.Copy(io.MultiWriter(writers...), r); err != nil {
+		return nil, v.fail(ErrMalformed, "read payload: %v", err)
+	}
+	info.PayloadSHA256 = sum256.Sum(nil)
+
+	if len(wantDigest) > 0 {
+		got := info.PayloadSHA256
+		if algoH != nil {
+			got = algoH.Sum(nil)
+		}
+		want, err := hex.DecodeString(wantDigest[0])
+		if err != nil || len(want) != len(got) {
+			return nil, v.fail(ErrPayloadDigest, "signed PAYLOADDIGEST %q is not a %v digest", wantDigest[0], algo)
+		}
+		if !bytes.Equal(got, want) {
+			return nil, v.fail(ErrPayloadDigest, "payload %v is %x, signed header says %x; the file was altered or truncated",
+				algo, got, want)
+		}
+	}
+	payloadSigned := false
+	for _, p := range checks {
+		if !p.payload {
+			continue
+		}
+		if err := verifyOne(p); err != nil {
+			return nil, v.fail(ErrBadSignature, "header+payload signature (tag %d) by key %s: %v", p.tag, sigIssuer(p.sig), err)
+		}
+		payloadSigned = true
+	}
+	if len(wantDigest) == 0 && !payloadSigned {
+		return nil, v.fail(ErrPayloadDigest, "no PAYLOADDIGEST in the header (rpm < 4.14) and no trusted header+payload signature")
+	}
+	info.SignerKeyID = signer
+	return info, nil
+}
+
+func sigIssuer(s *pgpSig) string {
+	if len(s.fingerprint) > 0 {
+		return strings.ToUpper(hex.EncodeToString(s.fingerprint))
+	}
+	return fmt.Sprintf("%016x", s.keyID)
+}
+
+// infoFrom reads the package identity from the main header.
+func infoFrom(h *header) (*Info, error) {
+	in := &Info{
+		Name:    h.str(tagName),
+		Version: h.str(tagVersion),
+		Release: h.str(tagRelease),
+		Arch:    h.str(tagArch),
+	}
+	for tag, s := range map[string]string{"NAME": in.Name, "VERSION": in.Version, "RELEASE": in.Release} {
+		if s == "" {
+			return nil, fmt.Errorf("no %s tag", tag)
+		}
+	}
+	if !h.has(tagSourceRPM) || h.has(tagSourcePackage) {
+		in.Arch = "src"
+	}
+	if in.Arch == "" {
+		return nil, errors.New("no ARCH tag")
+	}
+	if e := h.int32s(tagEpoch); len(e) > 0 {
+		if e[0] > 1<<31-1 {
+			return nil, fmt.Errorf("epoch %d out of range", e[0])
+		}
+		in.Epoch = int(e[0])
+	}
+	in.NEVRA = in.Name + "-" + in.Version + "-" + in.Release + "." + in.Arch
+	return in, nil
+}
+
+// cloneHash copies a hash's state through its BinaryMarshaler, which every
+// standard library hash implements.
+func cloneHash(h hash.Hash, algo crypto.Hash) (hash.Hash, error) {
+	m, ok := h.(encoding.BinaryMarshaler)
+	if !ok {
+		return nil, fmt.Errorf("cannot copy %v hash state", algo)
+	}
+	state, err := m.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	c := algo.New()
+	u, ok := c.(encoding.BinaryUnmarshaler)
+	if !ok {
+		return nil, fmt.Errorf("cannot copy %v hash state", algo)
+	}
+	if err := u.UnmarshalBinary(state); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}

@@ -1,0 +1,23 @@
+// Package urpmi parses the metadata of urpmi media (Mageia, OpenMandriva and
+// Mandriva trees) and classifies urpmi request paths.
+//
+// A tree is distrib/<ver>/<arch>/ with a global media/media_info/media.cfg
+// (INI: a [media_info] section of globals, then one section per medium named
+// by its path under media/) and, per medium, media/<section>/<repo>/ holding
+// the rpms and a media_info/ directory with MD5SUM (md5sum(1) output),
+// synthesis.hdlist.cz (the package index), hdlist.cz, pubkey (the armored
+// signing key), descriptions and {info,files,changelog}.xml.lzma, sometimes
+// with immutable copies named YYYYMMDD-HHMMSS-<name>.
+//
+// Nothing in that metadata is signed. What it gives is identity, not proof:
+// the synthesis names each package (NEVRA) and its exact file size, and
+// MD5SUM pins the synthesis. Proof comes from the rpm header signatures
+// (package repoindex/rpmsig); peers are asked for an rpm by NameKey, which
+// binds the medium's signing keys, the NEVRA and the size.
+//
+// The parsers stream, bound the memory any one line or file can take, and
+// return errors that name the line and what was wrong. ParseSynthesis takes
+// decompressed bytes (see repoindex/decompress) and says so when handed a
+// compressed stream. The package does no I/O beyond the readers it is given
+// and imports no other pkgswarm package.
+package urpmi
