@@ -1,7 +1,6 @@
 package aptenv
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -351,10 +350,8 @@ func CheckOutput(out string, allowWarnings bool) error {
 			first = line
 		}
 	}
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
+	for line := range strings.SplitSeq(out, "\n") {
+		line = strings.TrimSpace(line)
 		switch {
 		case strings.HasPrefix(line, "E:"):
 			add(ErrAptError, line)
