@@ -1,0 +1,650 @@
+package swarm
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/anacrolix/dht/v2"
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/metainfo"
+	"github.com/anacrolix/torrent/storage"
+	"golang.org/x/time/rate"
+)
+
+// Blobs gives the swarm read access to verified blobs. It is implemented by
+// the content store.
+type Blobs interface {
+	// OpenBlob opens the verified blob with the given lower-case hex SHA-256
+	// digest and returns it with its size. The caller closes the file. When the
+	// store does not hold the blob the error wraps fs.ErrNotExist. It may be
+	// called many times for one blob, from many goroutines.
+	OpenBlob(hexDigest string) (*os.File, int64, error)
+}
+
+// Errors returned (wrapped) by Fetch and Seed.
+var (
+	// ErrNotFound: no holder of the blob was found within Config.FindTimeout,
+	// or the swarm is off. The caller should try the next source.
+	ErrNotFound = errors.New("not found in the swarm")
+	// ErrTooSmall: the blob is smaller than Config.MinSize; one HTTP GET is
+	// cheaper than a swarm download for it.
+	ErrTooSmall = errors.New("blob too small for the swarm")
+)
+
+// DefaultNamespace prefixes rendezvous keys unless Config.Namespace is set.
+const DefaultNamespace = "pkgswarm/v1"
+
+// DefaultMinSize is the default Config.MinSize. On loopback (see
+// BenchmarkFetch) one HTTP GET of a 1 MiB blob takes well under a
+// millisecond while a swarm fetch costs a DHT lookup, a metainfo GET and a
+// peer handshake: tens of milliseconds whatever the size. The swarm only
+// pays off when several holders can share the upload of a large file, so
+// below 1 MiB the swarm is not used.
+const DefaultMinSize = 1 << 20
+
+// HandlerPath is where Handler expects to be mounted: it serves
+// GET/HEAD HandlerPath + "sha256/<hex>".
+const HandlerPath = "/_pkgswarm/v1/torrent/"
+
+// Config configures a Node. Zero values are documented per field.
+type Config struct {
+	// DataDir holds downloads in progress (DataDir/scratch, deleted when a
+	// Fetch is closed) and cached info dicts (DataDir/info) so that a restart
+	// does not rehash seeded blobs. Required unless Mode is "off".
+	DataDir string
+	// ListenAddr is the host:port for BitTorrent (TCP and uTP) and the DHT
+	// (UDP, same port). "" means ":0": every interface, a free port. With a
+	// specific IP, outgoing connections are also made from that IP.
+	ListenAddr string
+	// Mode is "off" (Seed does nothing, Fetch returns ErrNotFound), "lan"
+	// (the DHT is bootstrapped only from Bootstrap and AddBootstrap addresses,
+	// never from public routers) or "public" (the library's public DHT
+	// routers plus Bootstrap). "" means "lan".
+	Mode string
+	// Bootstrap lists host:port addresses of DHT nodes.
+	Bootstrap []string
+	// Namespace prefixes rendezvous keys; "" means DefaultNamespace. Nodes
+	// with different namespaces do not find each other's blobs by digest
+	// (plain BitTorrent magnets still work).
+	Namespace string
+	// UploadRate and DownloadRate limit BitTorrent payload in bytes per
+	// second; 0 means unlimited.
+	UploadRate, DownloadRate int64
+	// MaxSeeded caps the number of seeded blobs; 0 means 10000. Beyond it
+	// the least recently (re)seeded blobs stop being seeded.
+	MaxSeeded int
+	// MinSize: blobs smaller than this are neither seeded nor fetched
+	// (ErrTooSmall). 0 means DefaultMinSize; negative means no minimum.
+	MinSize int64
+	// HTTPPort is the TCP port of the pkgswarm HTTP server that mounts
+	// Handler at HandlerPath. It is announced on the DHT under the rendezvous
+	// key. 0 means the node serves Handler itself on a free TCP port of
+	// ListenAddr's host (see MetainfoAddr).
+	HTTPPort int
+	// FindTimeout bounds how long Fetch looks for a holder before returning
+	// ErrNotFound; 0 means 3 s.
+	FindTimeout time.Duration
+	// Blobs gives access to verified blobs. Required unless Mode is "off".
+	Blobs Blobs
+	// Logger receives the node's logs and the library's warnings; nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// Node is one swarm participant: an anacrolix/torrent client with its DHT
+// node. Its methods are safe for concurrent use.
+type Node struct {
+	cfg       Config
+	log       *slog.Logger
+	namespace string
+	minSize   int64
+	maxSeeded int
+
+	cl         *torrent.Client // nil when Mode is "off"
+	dht        *dht.Server
+	peers      *peerStore
+	bans       *banList
+	host       netip.Addr   // the IP ListenAddr names; invalid when unspecified
+	tcpLn      net.Listener // our own BitTorrent TCP listener, when host is valid
+	httpLn     net.Listener // our own metainfo listener, when Config.HTTPPort is 0
+	httpSrv    *http.Server
+	httpPort   int
+	httpClient *http.Client
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	kick   chan struct{} // wakes the announcer
+
+	mu        sync.Mutex // protects the fields below
+	seeded    map[string]*seedEntry
+	order     *list.List // of *seedEntry, least recently seeded first
+	fetches   map[string]*fetchState
+	fetchByIH map[metainfo.Hash]*fetchState
+	hints     map[string][]string
+	bootstrap []string
+	recent    []*fetchRecord // last maxRecent fetches, oldest first
+	libBans   []Banned
+	closed    bool
+}
+
+type seedEntry struct {
+	hex     string
+	size    int64
+	ih      metainfo.Hash
+	info    []byte
+	storage *blobStorage
+	t       *torrent.Torrent // nil while a Fetch of the same blob holds the infohash
+	elem    *list.Element
+
+	lastAnnounce time.Time
+	announced    bool // last announce reached at least one DHT node
+}
+
+// New starts a node. Close it to stop.
+func New(ctx context.Context, cfg Config) (*Node, error) {
+	n := &Node{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		namespace: cfg.Namespace,
+		minSize:   cfg.MinSize,
+		maxSeeded: cfg.MaxSeeded,
+		peers:     newPeerStore(),
+		bans:      newBanList(),
+		kick:      make(chan struct{}, 1),
+		seeded:    map[string]*seedEntry{},
+		order:     list.New(),
+		fetches:   map[string]*fetchState{},
+		fetchByIH: map[metainfo.Hash]*fetchState{},
+		hints:     map[string][]string{},
+		bootstrap: append([]string(nil), cfg.Bootstrap...),
+	}
+	if n.log == nil {
+		n.log = slog.Default()
+	}
+	n.log = n.log.With("component", "swarm")
+	if n.namespace == "" {
+		n.namespace = DefaultNamespace
+	}
+	switch {
+	case n.minSize == 0:
+		n.minSize = DefaultMinSize
+	case n.minSize < 0:
+		n.minSize = 1
+	}
+	if n.maxSeeded <= 0 {
+		n.maxSeeded = 10000
+	}
+	if n.cfg.FindTimeout <= 0 {
+		n.cfg.FindTimeout = 3 * time.Second
+	}
+	if n.cfg.Mode == "" {
+		n.cfg.Mode = "lan"
+	}
+	n.ctx, n.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	switch n.cfg.Mode {
+	case "off":
+		return n, nil
+	case "lan", "public":
+	default:
+		return nil, fmt.Errorf("swarm: mode %q is not one of off, lan, public", cfg.Mode)
+	}
+	if cfg.Blobs == nil {
+		return nil, errors.New("swarm: Config.Blobs is required unless mode is off")
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("swarm: Config.DataDir is required unless mode is off")
+	}
+	for _, d := range []string{n.scratchDir(), n.infoDir()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("swarm: creating %s: %w", d, err)
+		}
+	}
+	// Scratch files left by a crash are never resumed.
+	if ents, err := os.ReadDir(n.scratchDir()); err == nil {
+		for _, e := range ents {
+			os.Remove(filepath.Join(n.scratchDir(), e.Name()))
+		}
+	}
+	if err := n.startClient(); err != nil {
+		n.cancel()
+		n.closeListeners()
+		return nil, err
+	}
+	n.wg.Add(1)
+	go n.announcer()
+	return n, nil
+}
+
+func (n *Node) scratchDir() string { return filepath.Join(n.cfg.DataDir, "scratch") }
+func (n *Node) infoDir() string    { return filepath.Join(n.cfg.DataDir, "info") }
+
+func (n *Node) startClient() error {
+	listen := n.cfg.ListenAddr
+	if listen == "" {
+		listen = ":0"
+	}
+	hostStr, portStr, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("swarm: listen address %q: %w", listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 0 || port > 65535 {
+		return fmt.Errorf("swarm: listen address %q: bad port", listen)
+	}
+	if hostStr != "" {
+		ip, err := netip.ParseAddr(hostStr)
+		if err != nil {
+			return fmt.Errorf("swarm: listen address %q: host must be an IP address: %w", listen, err)
+		}
+		if !ip.IsUnspecified() {
+			n.host = ip.Unmap()
+		}
+	}
+
+	cc := torrent.NewDefaultClientConfig()
+	cc.Seed = true // ClientConfig.Seed is false by default: finished torrents would stop uploading.
+	cc.NoDefaultPortForwarding = true
+	cc.DisableTrackers = true
+	cc.DisableWebtorrent = true
+	cc.DefaultStorage = refuseStorage{}
+	cc.DataDir = n.scratchDir()
+	// Each torrent would cost ~9 goroutines re-announcing itself; we announce
+	// ourselves, selectively (see announcer).
+	cc.PeriodicallyAnnounceTorrentsToDht = false
+	cc.DhtStartingNodes = func(string) dht.StartingNodesGetter { return n.startingNodes }
+	cc.ConfigureAnacrolixDhtServer = func(sc *dht.ServerConfig) {
+		sc.PeerStore = n.peers
+	}
+	cc.IPBlocklist = n.bans
+	cc.Slogger = slog.New(&libLogHandler{n: n, inner: n.log.Handler()})
+	cc.Callbacks.ReceivedUsefulData = append(cc.Callbacks.ReceivedUsefulData, n.onUsefulData)
+	if n.cfg.UploadRate > 0 {
+		cc.UploadRateLimiter = rate.NewLimiter(rate.Limit(n.cfg.UploadRate), max(int(n.cfg.UploadRate), 1<<20))
+	}
+	if n.cfg.DownloadRate > 0 {
+		// Never rate.NewLimiter(rate.Inf, 0): a zero burst blocks every connection.
+		cc.DownloadRateLimiter = rate.NewLimiter(rate.Limit(n.cfg.DownloadRate), max(int(n.cfg.DownloadRate), 1<<20))
+	}
+	if n.host.IsValid() && n.host.Is4() {
+		cc.DisableIPv6 = true
+	}
+
+	var lastErr error
+	for attempt := 0; attempt < 10; attempt++ {
+		lastErr = n.tryStartClient(cc, hostStr, port)
+		if lastErr == nil {
+			break
+		}
+		if port != 0 {
+			break
+		}
+	}
+	if lastErr != nil {
+		return lastErr
+	}
+	for _, s := range n.cl.DhtServers() {
+		if w, ok := s.(torrent.AnacrolixDhtServerWrapper); ok {
+			n.dht = w.Server
+			break
+		}
+	}
+	if n.dht == nil {
+		return errors.New("swarm: the torrent client started no DHT server")
+	}
+
+	dialer := &net.Dialer{Timeout: 5 * time.Second}
+	if n.host.IsValid() {
+		dialer.LocalAddr = &net.TCPAddr{IP: n.host.AsSlice()}
+	}
+	n.httpClient = &http.Client{
+		Transport: &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second},
+		Timeout:   10 * time.Second,
+	}
+
+	n.httpPort = n.cfg.HTTPPort
+	if n.httpPort == 0 {
+		ln, err := net.Listen("tcp", net.JoinHostPort(hostStr, "0"))
+		if err != nil {
+			return fmt.Errorf("swarm: listening for metainfo requests on %s: %w", hostStr, err)
+		}
+		n.httpLn = ln
+		n.httpPort = ln.Addr().(*net.TCPAddr).Port
+		mux := http.NewServeMux()
+		mux.Handle(HandlerPath, n.Handler())
+		n.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go n.httpSrv.Serve(ln)
+	}
+	for _, a := range n.bootstrap {
+		n.pingBootstrap(a)
+	}
+	return nil
+}
+
+// tryStartClient starts the torrent client. With a specific host IP it opens
+// the TCP listener itself and dials from that IP, so that peers (and bans)
+// see one address per node even on a multi-address host or loopback.
+func (n *Node) tryStartClient(cc *torrent.ClientConfig, hostStr string, port int) error {
+	if n.host.IsValid() {
+		ln, err := net.Listen("tcp", net.JoinHostPort(hostStr, strconv.Itoa(port)))
+		if err != nil {
+			return fmt.Errorf("swarm: listening on %s: %w", net.JoinHostPort(hostStr, strconv.Itoa(port)), err)
+		}
+		cc.DisableTCP = true
+		cc.SetListenAddr(ln.Addr().String())
+		cl, err := torrent.NewClient(cc)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("swarm: starting BitTorrent client on %s: %w", ln.Addr(), err)
+		}
+		n.tcpLn = ln
+		n.cl = cl
+		cl.AddListener(ln)
+		cl.AddDialer(torrent.NetworkDialer{Network: "tcp", Dialer: &net.Dialer{
+			LocalAddr: &net.TCPAddr{IP: n.host.AsSlice()},
+		}})
+		return nil
+	}
+	cc.SetListenAddr(net.JoinHostPort(hostStr, strconv.Itoa(port)))
+	cl, err := torrent.NewClient(cc)
+	if err != nil {
+		return fmt.Errorf("swarm: starting BitTorrent client on %s: %w", net.JoinHostPort(hostStr, strconv.Itoa(port)), err)
+	}
+	n.cl = cl
+	return nil
+}
+
+func (n *Node) closeListeners() {
+	if n.httpSrv != nil {
+		n.httpSrv.Close()
+	}
+	if n.httpLn != nil {
+		n.httpLn.Close()
+	}
+	if n.tcpLn != nil {
+		n.tcpLn.Close()
+	}
+}
+
+// Close stops seeding and fetching, and releases the ports. Readers returned
+// by Fetch fail after Close.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	n.mu.Unlock()
+	n.cancel()
+	n.wg.Wait()
+	var errs []error
+	if n.cl != nil {
+		errs = append(errs, n.cl.Close()...)
+	}
+	n.closeListeners()
+	return errors.Join(errs...)
+}
+
+// startingNodes bootstraps the DHT: Bootstrap and AddBootstrap addresses,
+// plus the public routers in "public" mode only.
+func (n *Node) startingNodes() ([]dht.Addr, error) {
+	n.mu.Lock()
+	addrs := append([]string(nil), n.bootstrap...)
+	n.mu.Unlock()
+	var ret []dht.Addr
+	for _, a := range addrs {
+		ua, err := net.ResolveUDPAddr("udp", a)
+		if err != nil {
+			n.log.Warn("ignoring DHT bootstrap address", "addr", a, "err", err)
+			continue
+		}
+		ret = append(ret, dht.NewAddr(ua))
+	}
+	if n.cfg.Mode == "public" {
+		pub, err := dht.GlobalBootstrapAddrs("udp")
+		if err != nil && len(ret) == 0 {
+			return nil, err
+		}
+		ret = append(ret, pub...)
+	}
+	return ret, nil
+}
+
+// AddBootstrap adds DHT nodes learned at runtime (e.g. LAN peers' swarm ports
+// found by mDNS). They are pinged at once, and announces that found nobody are
+// retried.
+func (n *Node) AddBootstrap(addrs ...string) {
+	if n.cl == nil {
+		return
+	}
+	n.mu.Lock()
+	for _, a := range addrs {
+		dup := false
+		for _, b := range n.bootstrap {
+			dup = dup || a == b
+		}
+		if !dup {
+			n.bootstrap = append(n.bootstrap, a)
+		}
+	}
+	n.mu.Unlock()
+	for _, a := range addrs {
+		n.pingBootstrap(a)
+	}
+}
+
+func (n *Node) pingBootstrap(a string) {
+	ua, err := net.ResolveUDPAddr("udp", a)
+	if err != nil {
+		n.log.Warn("ignoring DHT bootstrap address", "addr", a, "err", err)
+		return
+	}
+	if own, ok := netip.ParseAddrPort(n.DHTAddr()); ok == nil && ua.AddrPort() == own {
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		res := n.dht.Ping(ua)
+		if res.Err != nil {
+			n.log.Debug("DHT bootstrap node did not answer", "addr", a, "err", res.Err)
+			return
+		}
+		n.kickAnnouncer()
+	}()
+}
+
+// AddPeerHints records pkgswarm HTTP addresses (host:port of a peer's HTTP
+// server, where Handler is mounted) that probably hold the blob. The next
+// Fetch of that digest asks them for the metainfo before (and besides)
+// looking the digest up on the DHT, and uses them as BitTorrent peers.
+func (n *Node) AddPeerHints(hexDigest string, addrs ...string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.hints) > 10000 {
+		clear(n.hints)
+	}
+	h := n.hints[hexDigest]
+	for _, a := range addrs {
+		dup := false
+		for _, b := range h {
+			dup = dup || a == b
+		}
+		if !dup && len(h) < 32 {
+			h = append(h, a)
+		}
+	}
+	n.hints[hexDigest] = h
+}
+
+// DHTAddr returns the UDP address of the node's DHT server ("" when off).
+func (n *Node) DHTAddr() string {
+	if n.dht == nil {
+		return ""
+	}
+	return n.dht.Addr().String()
+}
+
+// PeerAddr returns the BitTorrent address peers can connect to ("" when off).
+// With an unspecified ListenAddr host it is ":port".
+func (n *Node) PeerAddr() string {
+	if n.cl == nil {
+		return ""
+	}
+	host := ""
+	if n.host.IsValid() {
+		host = n.host.String()
+	}
+	return net.JoinHostPort(host, strconv.Itoa(n.cl.LocalPort()))
+}
+
+// MetainfoAddr returns the address of the node's own metainfo HTTP listener,
+// or "" when Config.HTTPPort is set (the pkgswarm HTTP server mounts Handler).
+func (n *Node) MetainfoAddr() string {
+	if n.httpLn == nil {
+		return ""
+	}
+	return n.httpLn.Addr().String()
+}
+
+// Ban refuses DHT traffic and peer connections from the host of addr
+// ("ip" or "ip:port": bans apply to the IP) for d, and drops its current
+// connections. d ≤ 0 lifts a ban made by Ban (not one the library made for
+// bad pieces, which lasts as long as the node).
+func (n *Node) Ban(addr string, d time.Duration) {
+	ip, err := parseHostIP(addr)
+	if err != nil {
+		n.log.Warn("cannot ban", "addr", addr, "err", err)
+		return
+	}
+	n.ban(ip, d, "banned by caller")
+}
+
+func (n *Node) ban(ip netip.Addr, d time.Duration, why string) {
+	if d <= 0 {
+		n.bans.mu.Lock()
+		delete(n.bans.until, ip.Unmap())
+		delete(n.bans.why, ip.Unmap())
+		n.bans.mu.Unlock()
+		return
+	}
+	n.bans.ban(ip, time.Now().Add(d), why)
+	n.log.Warn("banned peer", "ip", ip, "for", d, "reason", why)
+	if n.cl == nil {
+		return
+	}
+	for _, t := range n.cl.Torrents() {
+		for _, pc := range t.PeerConns() {
+			if a, err := parseHostIP(pc.RemoteAddr.String()); err == nil && a == ip.Unmap() {
+				pc.Close()
+			}
+		}
+	}
+}
+
+func parseHostIP(addr string) (netip.Addr, error) {
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		return ap.Addr().Unmap(), nil
+	}
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("%q is neither ip nor ip:port", addr)
+	}
+	return ip.Unmap(), nil
+}
+
+// Stats is a snapshot of a node's activity.
+type Stats struct {
+	Seeded    int   // blobs seeded
+	BytesUp   int64 // payload bytes uploaded to peers
+	BytesDown int64 // useful payload bytes downloaded from peers and web seeds
+	// Fetches lists recent fetches, oldest first (at most 32).
+	Fetches []FetchStats
+	// Banned lists bans in force: the node's own (Ban, poisoned metainfo,
+	// failed whole-file digest) and the library's (peers that sent pieces
+	// failing their hash; Until is zero: they last as long as the node).
+	Banned []Banned
+}
+
+// FetchStats describes one Fetch.
+type FetchStats struct {
+	Digest   string
+	Size     int64
+	InfoHash string
+	Started  time.Time
+	Finished time.Time // zero while the fetch is open
+	Err      string    // why it failed, if it did
+	// Peers maps each remote host (IP, or web seed URL host) to the useful
+	// bytes received from it.
+	Peers map[string]int64
+}
+
+// Banned is one ban in force.
+type Banned struct {
+	Addr   string
+	Until  time.Time
+	Reason string
+}
+
+// Stats returns a snapshot of the node's activity.
+func (n *Node) Stats() Stats {
+	var s Stats
+	n.mu.Lock()
+	s.Seeded = len(n.seeded)
+	for _, r := range n.recent {
+		s.Fetches = append(s.Fetches, r.snapshot())
+	}
+	libBans := append([]Banned(nil), n.libBans...)
+	n.mu.Unlock()
+	s.Banned = n.bans.list()
+	if n.cl != nil {
+		cs := n.cl.Stats()
+		s.BytesUp = cs.BytesWrittenData.Int64()
+		s.BytesDown = cs.BytesReadUsefulData.Int64()
+		reasons := map[string]string{}
+		for _, b := range libBans {
+			reasons[b.Addr] = b.Reason
+		}
+		for _, ip := range n.cl.BadPeerIPs() {
+			r := reasons[ip]
+			if r == "" {
+				r = "sent data failing a piece hash"
+			}
+			s.Banned = append(s.Banned, Banned{Addr: ip, Reason: r})
+		}
+	}
+	return s
+}
+
+// refuseStorage is the client's default storage: every torrent we add names
+// its own, so a torrent without one is a bug, not a reason to write files.
+type refuseStorage struct{}
+
+func (refuseStorage) OpenTorrent(context.Context, *metainfo.Info, metainfo.Hash) (storage.TorrentImpl, error) {
+	return storage.TorrentImpl{}, errors.New("swarm: torrent added without storage")
+}
+
+// openBlobChecked opens a blob and checks its size.
+func (n *Node) openBlobChecked(hexDigest string, size int64) (*os.File, error) {
+	f, got, err := n.cfg.Blobs.OpenBlob(hexDigest)
+	if err != nil {
+		return nil, fmt.Errorf("opening blob sha256:%s: %w", hexDigest, err)
+	}
+	if got != size {
+		f.Close()
+		return nil, fmt.Errorf("blob sha256:%s is %d bytes, caller said %d", hexDigest, got, size)
+	}
+	return f, nil
+}
