@@ -188,7 +188,7 @@ func verifySignatures(signed, sig []byte, kr *Keyring, now time.Time) (string, e
 	case sigUnusable:
 		return "", fmt.Errorf("%w: no usable signature: %s", ErrBadSignature, strings.Join(problems, "; "))
 	}
-	return "", fmt.Errorf("%w: signed by key %s; add the repository's key to a trusted keyring to verify it",
+	return "", fmt.Errorf("%w (key %s); add the repository's key to a trusted keyring to verify it",
 		ErrUnknownKey, strings.Join(unknown, ", "))
 }
 
@@ -204,9 +204,14 @@ func verifyOne(ring signingKeyring, signed, raw []byte, now time.Time) (outcome 
 		return sigUnusable, "(not a signature)", fmt.Errorf("packet %T where a signature was expected", p)
 	}
 	who = issuerName(s)
-	if s.IssuerKeyId == nil || len(ring.KeysByIdUsage(*s.IssuerKeyId, packet.KeyFlagSign)) == 0 {
+	if s.IssuerKeyId == nil {
 		return sigUnknown, who, nil
 	}
+	keys := ring.KeysByIdUsage(*s.IssuerKeyId, packet.KeyFlagSign)
+	if len(keys) == 0 {
+		return sigUnknown, who, nil
+	}
+	who = signerName(keys[0].Entity)
 	at := now
 	_, signer, err := openpgp.VerifyDetachedSignature(ring, bytes.NewReader(signed), bytes.NewReader(raw), &packet.Config{Time: func() time.Time { return at }})
 	if errors.Is(err, pgperrors.ErrSignatureExpired) && s.CreationTime.After(now) {
