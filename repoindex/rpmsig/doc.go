@@ -6,8 +6,8 @@
 //
 //   - the lead, signature header and main header parse, within rpm's own size
 //     limits, without reading past what the file holds;
-//   - at least one OpenPGP signature over the main header (signature tags 268
-//     RSA/EdDSA and 267 DSA, or the legacy header+payload tags 1002/1005) is
+//   - at least one OpenPGP signature over the main header (signature tag 268
+//     for RSA, 267 for DSA and EdDSA, or the legacy header+payload tags 1002/1005) is
 //     by a key in the KeySet and verifies; any signature by a key in the set
 //     that does not verify fails the file;
 //   - the payload digest in the signed main header (PAYLOADDIGEST, tag 5092,

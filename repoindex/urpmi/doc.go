@@ -17,7 +17,8 @@
 //
 // The parsers stream, bound the memory any one line or file can take, and
 // return errors that name the line and what was wrong. ParseSynthesis takes
-// decompressed bytes (see repoindex/decompress) and says so when handed a
-// compressed stream. The package does no I/O beyond the readers it is given
-// and imports no other pkgswarm package.
+// decompressed bytes and says so when handed a compressed stream;
+// ParseSynthesisCompressed sniffs and decompresses with repoindex/decompress,
+// the only pkgswarm package imported. No I/O happens beyond the readers
+// given.
 package urpmi

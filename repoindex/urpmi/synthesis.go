@@ -8,6 +8,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/pkgswarm/pkgswarm/repoindex/decompress"
 )
 
 // maxSynthesisLine bounds one synthesis line. The longest real lines
@@ -40,8 +42,9 @@ var ErrCompressed = errors.New("synthesis is still compressed")
 // as is; parse errors name the line.
 func ParseSynthesis(r io.Reader, fn func(e SynthEntry) error) error {
 	br := bufio.NewReaderSize(r, 64<<10)
-	if head, _ := br.Peek(6); isCompressed(head) {
-		return fmt.Errorf("urpmi: %w (magic % x): decompress it first", ErrCompressed, head)
+	if head, _ := br.Peek(13); decompress.Detect(head) != "" {
+		return fmt.Errorf("urpmi: %w (%s): decompress it first, e.g. with ParseSynthesisCompressed",
+			ErrCompressed, decompress.Detect(head))
 	}
 	fileSize := int64(-1)
 	for ln := 1; ; ln++ {
@@ -83,6 +86,22 @@ func ParseSynthesis(r io.Reader, fn func(e SynthEntry) error) error {
 			return fmt.Errorf("urpmi: synthesis line %d: empty tag", ln)
 		}
 	}
+}
+
+// MaxSynthesis bounds the decompressed size ParseSynthesisCompressed
+// accepts; Mageia's largest medium synthesis is some tens of MiB.
+const MaxSynthesis = 1 << 30
+
+// ParseSynthesisCompressed is ParseSynthesis on a synthesis.hdlist.cz as
+// served: gzip, xz, zstd or bzip2, recognised by magic (uncompressed input
+// is read as is), at most MaxSynthesis bytes once decompressed.
+func ParseSynthesisCompressed(r io.Reader, fn func(e SynthEntry) error) error {
+	rc, err := decompress.SniffLimit(r, MaxSynthesis)
+	if err != nil {
+		return fmt.Errorf("urpmi: synthesis: %w", err)
+	}
+	defer rc.Close()
+	return ParseSynthesis(rc, fn)
 }
 
 // parseInfo parses "NEVRA@epoch@size@group[@more]".
@@ -171,13 +190,4 @@ func readLine(br *bufio.Reader, max int) ([]byte, error) {
 			return nil, err
 		}
 	}
-}
-
-// isCompressed recognises the magic numbers of the compressors found in .cz
-// files: gzip, xz, zstd and bzip2.
-func isCompressed(b []byte) bool {
-	return bytes.HasPrefix(b, []byte{0x1f, 0x8b}) ||
-		bytes.HasPrefix(b, []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}) ||
-		bytes.HasPrefix(b, []byte{0x28, 0xb5, 0x2f, 0xfd}) ||
-		bytes.HasPrefix(b, []byte("BZh"))
 }
