@@ -104,13 +104,8 @@ func NewDir(dir string, opts Options) (*Client, error) {
 	if opts.Arch == "" {
 		opts.Arch = "amd64"
 	}
-	for i, s := range opts.Sources {
-		if s.URL == "" || s.Keyring == "" {
-			return nil, fmt.Errorf("make apt client: source %d (%q) needs both URL and Keyring", i, s.URL)
-		}
-		if !strings.HasSuffix(s.Keyring, ".gpg") && !strings.HasSuffix(s.Keyring, ".asc") {
-			return nil, fmt.Errorf("make apt client: keyring %s must end in .gpg (binary) or .asc (armored), or apt ignores it", s.Keyring)
-		}
+	if err := validate(opts); err != nil {
+		return nil, err
 	}
 	c := &Client{
 		Dir:         abs,
@@ -127,20 +122,70 @@ func NewDir(dir string, opts Options) (*Client, error) {
 			return nil, fmt.Errorf("make apt client in %s: %w", dir, err)
 		}
 	}
-	files := map[string]string{
-		"status":                "",
-		"etc/main.conf":         "",
-		"etc/sources.list":      c.sourcesList(),
-		"etc/apt.conf":          c.aptConf(),
-		"etc/preferences":       "",
-		"state/extended_states": "",
-	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(abs, name), []byte(content), 0o644); err != nil {
+	for _, name := range []string{"status", "etc/main.conf", "etc/preferences", "state/extended_states"} {
+		if err := os.WriteFile(filepath.Join(abs, name), nil, 0o644); err != nil {
 			return nil, fmt.Errorf("make apt client in %s: %w", dir, err)
 		}
 	}
+	if err := c.writeConfig(); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+func validate(opts Options) error {
+	for i, s := range opts.Sources {
+		if s.URL == "" || s.Keyring == "" {
+			return fmt.Errorf("apt client: source %d (%q) needs both URL and Keyring", i, s.URL)
+		}
+		if !strings.HasSuffix(s.Keyring, ".gpg") && !strings.HasSuffix(s.Keyring, ".asc") {
+			return fmt.Errorf("apt client: keyring %s must end in .gpg (binary) or .asc (armored), or apt ignores it", s.Keyring)
+		}
+	}
+	return nil
+}
+
+// writeConfig writes sources.list and apt.conf from c.opts.
+func (c *Client) writeConfig() error {
+	for name, content := range map[string]string{
+		"etc/sources.list": c.sourcesList(),
+		"etc/apt.conf":     c.aptConf(),
+	} {
+		if err := os.WriteFile(filepath.Join(c.Dir, name), []byte(content), 0o644); err != nil {
+			return fmt.Errorf("write apt configuration in %s: %w", c.Dir, err)
+		}
+	}
+	return nil
+}
+
+// Reconfigure replaces the client's options (proxy, sources, extra
+// configuration) for later runs. Downloaded lists and archives stay, as
+// when a user edits sources.list or apt.conf.
+func (c *Client) Reconfigure(opts Options) error {
+	if opts.Arch == "" {
+		opts.Arch = "amd64"
+	}
+	if err := validate(opts); err != nil {
+		return err
+	}
+	c.opts = opts
+	return c.writeConfig()
+}
+
+// Lists returns the names of the index files apt keeps in ListsDir after
+// Update (InRelease, Packages...; partial downloads and the lock excluded).
+func (c *Client) Lists() ([]string, error) {
+	ents, err := os.ReadDir(c.ListsDir)
+	if err != nil {
+		return nil, fmt.Errorf("list apt lists %s: %w", c.ListsDir, err)
+	}
+	var out []string
+	for _, e := range ents {
+		if e.Type().IsRegular() && e.Name() != "lock" {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
 }
 
 func (c *Client) sourcesList() string {

@@ -12,12 +12,14 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ulikunitz/xz"
+	"golang.org/x/sync/errgroup"
 )
 
 // Options describes a repository to build. Zero values mean the defaults
@@ -192,28 +194,52 @@ func (r *Repo) PackagesPath(suffix string) string {
 	return r.DistPath(r.Component + "/binary-" + r.Arch + "/Packages" + suffix)
 }
 
-// Add builds the packages into the pool and records them. The index and
-// Release are not touched: call Resign to publish them.
+// Add builds the packages into the pool (in parallel, one dpkg-deb per
+// CPU) and records them, in the order given. A package with the same pool
+// path as an earlier one replaces it. The index and Release are not
+// touched: call Resign to publish them.
 func (r *Repo) Add(pkgs ...Package) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	for _, p := range pkgs {
+	pkgs = slices.Clone(pkgs) // defaults are filled in below; the caller's slice stays as it is
+	infos := make([]DebInfo, len(pkgs))
+	seen := map[string]int{}
+	for i, p := range pkgs {
 		p = p.withDefaults(r.Arch)
 		if err := p.validate(); err != nil {
 			return fmt.Errorf("add package to %s: %w", r.Dir, err)
 		}
 		rel := debPoolPath(r.Component, p)
-		abs := r.Path(rel)
-		if err := BuildDeb(ctx, p, abs); err != nil {
-			return err
+		if j, dup := seen[rel]; dup {
+			return fmt.Errorf("add packages to %s: packages %d and %d both build %s", r.Dir, j, i, rel)
 		}
-		if err := os.Chtimes(abs, debTime, debTime); err != nil {
-			return fmt.Errorf("add package %s: %w", p.Name, err)
-		}
-		d, err := ScanDeb(ctx, abs, rel)
-		if err != nil {
-			return err
-		}
+		seen[rel] = i
+		pkgs[i] = p
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i, p := range pkgs {
+		g.Go(func() error {
+			rel := debPoolPath(r.Component, p)
+			abs := r.Path(rel)
+			if err := BuildDeb(gctx, p, abs); err != nil {
+				return err
+			}
+			if err := os.Chtimes(abs, debTime, debTime); err != nil {
+				return fmt.Errorf("add package %s: %w", p.Name, err)
+			}
+			d, err := ScanDeb(gctx, abs, rel)
+			if err != nil {
+				return err
+			}
+			infos[i] = d
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, d := range infos {
 		r.All = slices.DeleteFunc(r.All, func(o DebInfo) bool { return o.Path == d.Path })
 		r.All = append(r.All, d)
 		r.Debs[d.Name] = d
