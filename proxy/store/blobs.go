@@ -28,6 +28,9 @@ func (s *Store) BlobPath(d Digest) string {
 // while it is open. An error wraps ErrNotFound when the store does not hold d.
 // The access is recorded for LRU in memory and written to the index in batches.
 func (s *Store) OpenBlob(d Digest) (*os.File, int64, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, 0, fmt.Errorf("store: open blob %s: %w", d, err)
+	}
 	s.mu.RLock()
 	e := s.blobs[d]
 	s.mu.RUnlock()
