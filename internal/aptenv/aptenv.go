@@ -371,17 +371,19 @@ var (
 	ErrAptWarning = errors.New("apt reported a warning")
 	ErrHashSum    = errors.New("apt reported a hash sum mismatch")
 	ErrSignature  = errors.New("apt reported a missing or bad signature")
+	ErrExpired    = errors.New("apt reported a Release file outside its validity period")
 )
 
 // Has reports whether apt's output, as kept in e, shows the problem kind
-// (ErrHashSum, ErrSignature, ErrAptError or ErrAptWarning).
+// (ErrHashSum, ErrSignature, ErrExpired, ErrAptError or ErrAptWarning).
 func (e *Error) Has(kind error) bool {
 	return errors.Is(CheckOutput(e.Output, false), kind)
 }
 
 // CheckOutput scans apt-get output and returns an error wrapping every
 // problem kind found (ErrAptError, ErrAptWarning unless allowWarnings,
-// ErrHashSum, ErrSignature), quoting the first offending line, or nil.
+// ErrHashSum, ErrSignature, ErrExpired), quoting the first offending line,
+// or nil.
 func CheckOutput(out string, allowWarnings bool) error {
 	var (
 		kinds []error
@@ -410,6 +412,8 @@ func CheckOutput(out string, allowWarnings bool) error {
 			strings.Contains(line, "NO_PUBKEY"), strings.Contains(line, "BADSIG"),
 			strings.Contains(line, "signatures couldn't be verified"), strings.Contains(line, "signatures were invalid"):
 			add(ErrSignature, line)
+		case strings.Contains(line, "is expired (invalid since"), strings.Contains(line, "is not valid yet (invalid for another"):
+			add(ErrExpired, line)
 		}
 	}
 	if len(kinds) == 0 {

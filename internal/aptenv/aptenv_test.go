@@ -60,14 +60,23 @@ func TestUpdateAndDownloadDirect(t *testing.T) {
 		opts testrepo.Options
 		// index is the Packages variant apt must fetch.
 		index string
+		// keyAlgo, when set, signs with a new key of that algorithm.
+		keyAlgo string
 	}{
 		{name: "by-hash xz", opts: testrepo.Options{}, index: "/by-hash/SHA256/"},
 		{name: "no by-hash gz only", opts: testrepo.Options{NoByHash: true, Compressions: []string{".gz"}}, index: "/Packages.gz"},
 		{name: "detached signature only", opts: testrepo.Options{NoInRelease: true, Suite: "bookworm"}, index: "/by-hash/SHA256/"},
 		{name: "valid-until", opts: testrepo.Options{ValidUntil: 24 * time.Hour}, index: "/by-hash/SHA256/"},
+		{name: "rsa3072 key", index: "/by-hash/SHA256/", keyAlgo: "rsa3072"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			if tc.keyAlgo != "" {
+				if testing.Short() {
+					t.Skip("RSA key generation takes seconds; skipped in -short mode")
+				}
+				tc.opts.Key = testrepo.NewKeyAlgo(t, "rsa", tc.keyAlgo)
+			}
 			r, o := newRepo(t, tc.opts)
 			c := aptenv.New(t, aptenv.Options{Sources: []aptenv.Source{source(r, o)}})
 			out, err := c.Update(ctx(t))
@@ -174,6 +183,18 @@ func TestUpdateRejectsBadRoots(t *testing.T) {
 				}
 			},
 			want: aptenv.ErrSignature,
+		},
+		{
+			name:  "expired (Valid-Until passed)",
+			opts:  testrepo.Options{Date: time.Now().Add(-48 * time.Hour), ValidUntil: 24 * time.Hour},
+			setup: func(t *testing.T, r *testrepo.Repo, o *testrepo.Origin) {},
+			want:  aptenv.ErrExpired,
+		},
+		{
+			name:  "dated in the future",
+			opts:  testrepo.Options{Date: time.Now().Add(48 * time.Hour)},
+			setup: func(t *testing.T, r *testrepo.Repo, o *testrepo.Origin) {},
+			want:  aptenv.ErrExpired,
 		},
 		{
 			name: "Packages index altered",

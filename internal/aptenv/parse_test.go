@@ -24,6 +24,10 @@ func TestCheckOutput(t *testing.T) {
 			want: []error{aptenv.ErrSignature, aptenv.ErrAptError, aptenv.ErrAptWarning}},
 		{name: "hash sum", out: "E: Failed to fetch http://x/p.deb  Hash Sum mismatch\n", want: []error{aptenv.ErrHashSum, aptenv.ErrAptError}},
 		{name: "size", out: "E: Failed to fetch http://x/p.deb  File has unexpected size (3 != 4).\n", want: []error{aptenv.ErrHashSum}},
+		{name: "expired", out: "E: Release file for http://x/dists/s/InRelease is expired (invalid since 1d 0h 0min 1s). Updates for this repository will not be applied.\n",
+			want: []error{aptenv.ErrExpired, aptenv.ErrAptError}},
+		{name: "not yet valid", out: "E: Release file for http://x/dists/s/InRelease is not valid yet (invalid for another 2d). Updates for this repository will not be applied.\n",
+			want: []error{aptenv.ErrExpired}},
 		{name: "indented", out: "   E: x\n", want: []error{aptenv.ErrAptError}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -62,7 +66,7 @@ func FuzzCheckOutput(f *testing.F) {
 			t.Fatal("empty error message")
 		}
 		if !errors.Is(err, aptenv.ErrAptError) && !errors.Is(err, aptenv.ErrAptWarning) &&
-			!errors.Is(err, aptenv.ErrHashSum) && !errors.Is(err, aptenv.ErrSignature) {
+			!errors.Is(err, aptenv.ErrHashSum) && !errors.Is(err, aptenv.ErrSignature) && !errors.Is(err, aptenv.ErrExpired) {
 			t.Fatalf("error %v has no kind", err)
 		}
 	})

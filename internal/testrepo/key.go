@@ -21,9 +21,10 @@ const gpgTimeout = 2 * time.Minute
 // under the 108-byte sun_path limit of Unix sockets.
 const maxHomeLen = 80
 
-// Key is an OpenPGP signing key living in its own GNUPGHOME. It is an
-// Ed25519 key: Debian 12's gpgv and apt accept it (proved by the aptenv
-// tests), and generating it takes milliseconds where RSA-3072 takes seconds.
+// Key is an OpenPGP signing key living in its own GNUPGHOME. By default it
+// is an Ed25519 key: Debian 12's gpgv and apt accept it (proved by the
+// aptenv tests), and generating it takes milliseconds where RSA-3072 takes
+// seconds. NewKeyAlgo makes RSA keys too.
 type Key struct {
 	// Home is the GNUPGHOME holding the secret key.
 	Home string
@@ -39,13 +40,21 @@ type Key struct {
 	ownHome bool // Home was made by us and is removed by Close
 }
 
-// NewKey makes a new signing key for a test. The key's gpg-agent is stopped
-// and its files removed when the test ends. The test is skipped when gpg is
-// not installed.
+// NewKey makes a new Ed25519 signing key for a test. The key's gpg-agent
+// is stopped and its files removed when the test ends. The test is skipped
+// when gpg is not installed.
 func NewKey(t testing.TB, name string) *Key {
 	t.Helper()
+	return NewKeyAlgo(t, name, "ed25519")
+}
+
+// NewKeyAlgo is NewKey with the key algorithm given as gpg --quick-gen-key
+// names it: "ed25519" or "rsa3072" and "rsa4096" (what Debian's archive
+// keys use; generating one takes a second or more).
+func NewKeyAlgo(t testing.TB, name, algo string) *Key {
+	t.Helper()
 	RequireTools(t, "gpg", "gpgconf")
-	k, err := NewKeyDir(t.TempDir(), name)
+	k, err := NewKeyDirAlgo(t.TempDir(), name, algo)
 	if err != nil {
 		t.Fatalf("testrepo: %v", err)
 	}
@@ -62,7 +71,15 @@ func NewKey(t testing.TB, name string) *Key {
 // dir/gnupg when that path is short enough for gpg-agent's sockets, else a
 // fresh directory under os.TempDir(). The caller must call Close to stop the
 // key's gpg-agent.
-func NewKeyDir(dir, name string) (*Key, error) {
+func NewKeyDir(dir, name string) (*Key, error) { return NewKeyDirAlgo(dir, name, "ed25519") }
+
+// NewKeyDirAlgo is NewKeyDir with the key algorithm of NewKeyAlgo.
+func NewKeyDirAlgo(dir, name, algo string) (*Key, error) {
+	switch algo {
+	case "ed25519", "rsa2048", "rsa3072", "rsa4096":
+	default:
+		return nil, fmt.Errorf("make signing key %q: algorithm %q is not ed25519, rsa2048, rsa3072 or rsa4096", name, algo)
+	}
 	if name == "" || strings.ContainsAny(name, "/<>\n") {
 		return nil, fmt.Errorf("make signing key: name %q must be non-empty and contain no '/', '<', '>' or newline", name)
 	}
@@ -89,7 +106,7 @@ func NewKeyDir(dir, name string) (*Key, error) {
 	}
 	k.Home = home
 	uid := fmt.Sprintf("%s <%s@repo.example.invalid>", name, strings.ReplaceAll(name, " ", "-"))
-	if _, err := k.gpg("--quick-gen-key", uid, "ed25519", "sign", "never"); err != nil {
+	if _, err := k.gpg("--quick-gen-key", uid, algo, "sign", "never"); err != nil {
 		k.Close()
 		return nil, fmt.Errorf("make signing key %q: %w", name, err)
 	}
