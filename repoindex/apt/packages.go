@@ -31,10 +31,11 @@ type Package struct {
 func ParsePackages(r io.Reader, fn func(p *Package) error) error {
 	lr := newLineReader(r)
 	var (
-		p     Package
-		sum   [32]byte
-		st    stanzaFields
-		start int // line of the stanza's first field, 0 between stanzas
+		p        Package
+		sum      [32]byte
+		st       stanzaFields
+		start    int // line of the stanza's first field, 0 between stanzas
+		lastArch string
 	)
 	flush := func() error {
 		if start == 0 {
@@ -45,8 +46,7 @@ func ParsePackages(r io.Reader, fn func(p *Package) error) error {
 		}
 		p.SHA256 = sum[:]
 		err := fn(&p)
-		// Architecture is kept: the next stanza reuses the string when equal.
-		p.Name, p.Version, p.Filename, p.Size = "", "", "", 0
+		p = Package{}
 		st = stanzaFields{}
 		start = 0
 		return err
@@ -124,9 +124,10 @@ func ParsePackages(r io.Reader, fn func(p *Package) error) error {
 		case fieldVersion:
 			p.Version = string(value)
 		case fieldArchitecture:
-			if p.Architecture != string(value) { // no allocation when unchanged
-				p.Architecture = string(value)
+			if lastArch != string(value) { // one string per distinct value in a row
+				lastArch = string(value)
 			}
+			p.Architecture = lastArch
 		case fieldFilename:
 			if p.Filename, err = cleanRelPath(string(value)); err != nil {
 				return fmt.Errorf("Packages: line %d: Filename: %w", lr.n, err)

@@ -236,7 +236,7 @@ func TestSplitPackets(t *testing.T) {
 		{"header-only", one[:1], 0, true},
 		{"not-a-header", []byte{0x00, 0x01}, 0, true},
 		{"public-key", serializePublic(t, key), 0, true},
-		{"old-format-1byte", []byte{0x88, 0x01, 0x04}, 1, false},   // tag 2, length 1
+		{"old-format-1byte", []byte{0x88, 0x01, 0x04}, 1, false},      // tag 2, length 1
 		{"old-format-indeterminate", []byte{0x8b, 1, 2, 3}, 1, false}, // tag 2, to the end
 		{"new-format-partial", []byte{0xc2, 0xe1, 0x00}, 0, true},
 		{"new-format-5byte", []byte{0xc2, 0xff, 0, 0, 0, 1, 9}, 1, false},
