@@ -1,0 +1,156 @@
+package apt
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func FuzzParseRelease(f *testing.F) {
+	for _, p := range []string{"testdata/bookworm-updates.release", "testdata/security-style.release", "testdata/flat.release"} {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte("SHA256:\n " + testSum + " 0 main/a\n"))
+	f.Add([]byte("Date: Sat, 09 Nov 2024 10:29:12 UTC\nSHA256:\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rel, err := ParseRelease(data)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "release: ") {
+				t.Fatalf("error without context: %v", err)
+			}
+			return
+		}
+		for p, fs := range rel.Files {
+			if _, err := cleanRelPath(p); err != nil || len(fs.SHA256) != 32 || fs.Size < 0 {
+				t.Fatalf("accepted entry %q %+v", p, fs)
+			}
+			if got, ok := rel.Lookup(p); !ok || got.Size != fs.Size {
+				t.Fatalf("Lookup(%q) after parse failed", p)
+			}
+		}
+	})
+}
+
+func FuzzVerifyInRelease(f *testing.F) {
+	key := newTestKey(f, "Fuzz Key", keyOpts{})
+	other := newTestKey(f, "Other Key", keyOpts{})
+	kr := publicKeyring(f, key)
+	now := time.Now()
+	text := releaseText(now.Add(-time.Hour), now.Add(time.Hour))
+	f.Add(clearsignWith(f, text, signOpts{}, key))
+	f.Add(clearsignWith(f, text, signOpts{}, other, key))
+	f.Add(clearsignWith(f, []byte("Suite: x\n"), signOpts{}, key))
+	f.Add(text)
+	f.Add([]byte("-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nx\n-----BEGIN PGP SIGNATURE-----\n\nwsAA\n-----END PGP SIGNATURE-----\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rel, err := VerifyInRelease(data, kr, now)
+		if err == nil {
+			if rel == nil || !strings.HasPrefix(rel.Signer, key.fingerprint()) {
+				t.Fatalf("accepted without the trusted signer: %+v", rel)
+			}
+			return
+		}
+		if rel != nil {
+			t.Fatal("a Release returned with an error")
+		}
+		if !errors.Is(err, ErrBadSignature) && !errors.Is(err, ErrUnknownKey) && !errors.Is(err, ErrExpired) &&
+			!strings.Contains(err.Error(), "release: ") {
+			t.Fatalf("unclassified error: %v", err)
+		}
+	})
+}
+
+func FuzzVerifyRelease(f *testing.F) {
+	key := newTestKey(f, "Fuzz Key", keyOpts{})
+	kr := publicKeyring(f, key)
+	now := time.Now()
+	text := releaseText(now.Add(-time.Hour), time.Time{})
+	f.Add(text, detachSign(f, text, true, signOpts{}, key))
+	f.Add(text, detachSign(f, text, false, signOpts{}, key))
+	f.Fuzz(func(t *testing.T, release, sig []byte) {
+		rel, err := VerifyRelease(release, sig, kr, now)
+		if err == nil {
+			if !bytes.Equal(release, text) {
+				// Only a signature by the key over these exact bytes may
+				// pass; the fuzzer cannot forge one.
+				t.Fatalf("accepted a Release that was never signed")
+			}
+			return
+		}
+		if rel != nil {
+			t.Fatal("a Release returned with an error")
+		}
+	})
+}
+
+func FuzzParsePackages(f *testing.F) {
+	data, err := os.ReadFile("testdata/Packages")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(data)
+	f.Add([]byte("Package: a\nFilename: ./a.deb\nSize: 1\nSHA256: " + testSum + "\n"))
+	f.Add([]byte("Package: a\r\nFilename: pool/../a.deb\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		err := ParsePackages(bytes.NewReader(data), func(p *Package) error {
+			if _, err := cleanRelPath(p.Filename); err != nil || p.Filename[0] == '/' || len(p.SHA256) != 32 || p.Size < 0 || p.Name == "" {
+				t.Fatalf("accepted %+v", p)
+			}
+			for seg := range strings.SplitSeq(p.Filename, "/") {
+				if seg == ".." {
+					t.Fatalf("accepted %q", p.Filename)
+				}
+			}
+			return nil
+		})
+		if err != nil && !strings.HasPrefix(err.Error(), "Packages: ") {
+			t.Fatalf("error without context: %v", err)
+		}
+	})
+}
+
+func FuzzParseSources(f *testing.F) {
+	data, err := os.ReadFile("testdata/Sources")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(data)
+	f.Add([]byte("Package: a\nDirectory: pool/a\nChecksums-Sha256:\n " + testSum + " 1 a.dsc\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		err := ParseSources(bytes.NewReader(data), func(dir string, sf SourceFile) error {
+			if _, err := cleanRelPath(dir); err != nil || strings.Contains(sf.Name, "/") || sf.Name == ".." || len(sf.SHA256) != 32 || sf.Size < 0 {
+				t.Fatalf("accepted %q %+v", dir, sf)
+			}
+			return nil
+		})
+		if err != nil && !strings.HasPrefix(err.Error(), "Sources: ") {
+			t.Fatalf("error without context: %v", err)
+		}
+	})
+}
+
+func FuzzIsIndexPath(f *testing.F) {
+	f.Add("main/binary-amd64/Packages.xz")
+	f.Add("main/binary-amd64/by-hash/SHA256/" + testSum)
+	f.Add("../InRelease")
+	f.Fuzz(func(t *testing.T, p string) {
+		kind, ok := IsIndexPath(p)
+		if ok && (kind < IndexPackages || kind > IndexOther) {
+			t.Fatalf("IsIndexPath(%q) = %v, true", p, kind)
+		}
+		if ok {
+			for seg := range strings.SplitSeq(p, "/") {
+				if seg == ".." {
+					t.Fatalf("IsIndexPath(%q) accepted a .. path", p)
+				}
+			}
+		}
+	})
+}
