@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -338,15 +339,15 @@ loop:
 	fs.t = t
 	n.mu.Unlock()
 
-	fs.addPeers(best.peers...)
+	fs.addPeers(t, best.peers...)
 	if len(webSeeds) > 0 {
 		t.AddWebSeeds(webSeeds)
 	}
 	t.DownloadAll()
-	go fs.findPeers()
+	go fs.findPeers(t)
 }
 
-func (fs *fetchState) addPeers(aps ...netip.AddrPort) {
+func (fs *fetchState) addPeers(t *torrent.Torrent, aps ...netip.AddrPort) {
 	var pis []torrent.PeerInfo
 	own := netip.AddrPort{}
 	if fs.n.host.IsValid() {
@@ -362,22 +363,22 @@ func (fs *fetchState) addPeers(aps ...netip.AddrPort) {
 		})
 	}
 	if len(pis) > 0 {
-		fs.t.AddPeers(pis)
+		t.AddPeers(pis)
 	}
 }
 
 // findPeers announces this download under the infohash and adds every peer
 // found (other holders, other downloaders) while the download is incomplete:
 // downloaders that start together find each other this way and share pieces.
-func (fs *fetchState) findPeers() {
+func (fs *fetchState) findPeers(t *torrent.Torrent) {
 	n := fs.n
 	delay := 250 * time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(fs.ctx, 10*time.Second)
-		n.announce(ctx, fs.ih, n.cl.LocalPort(), func(ap netip.AddrPort) { fs.addPeers(ap) })
+		n.announce(ctx, fs.ih, n.cl.LocalPort(), func(ap netip.AddrPort) { fs.addPeers(t, ap) })
 		cancel()
 		select {
-		case <-fs.t.Complete().On():
+		case <-t.Complete().On():
 			return
 		case <-fs.ctx.Done():
 			return
@@ -598,7 +599,11 @@ func (h *libLogHandler) Handle(ctx context.Context, r slog.Record) error {
 		w.AddAttrs(slog.String("peer", addr), slog.String("library_message", r.Message))
 		return h.inner.Handle(ctx, w)
 	}
-	if r.Level < slog.LevelWarn {
+	if r.Level < slog.LevelWarn ||
+		// A lan-mode node with nobody to bootstrap from yet is normal; slow
+		// lock handlers are the library's own profiling under load.
+		strings.Contains(r.Message, "no initial nodes") ||
+		strings.Contains(r.Message, "took a long time") {
 		r.Level = slog.LevelDebug
 	}
 	if !h.inner.Enabled(ctx, r.Level) {

@@ -42,6 +42,9 @@ var (
 	ErrTooSmall = errors.New("blob too small for the swarm")
 )
 
+// dhtPacketsPerSecond bounds this node's DHT traffic (queries and replies).
+const dhtPacketsPerSecond = 100
+
 // DefaultNamespace prefixes rendezvous keys unless Config.Namespace is set.
 const DefaultNamespace = "pkgswarm/v1"
 
@@ -266,6 +269,12 @@ func (n *Node) startClient() error {
 	cc.DhtStartingNodes = func(string) dht.StartingNodesGetter { return n.startingNodes }
 	cc.ConfigureAnacrolixDhtServer = func(sc *dht.ServerConfig) {
 		sc.PeerStore = n.peers
+		// dht.DefaultSendLimiter (25 packets/s) is one global shared by every
+		// server in the process, and replies over the limit are dropped, not
+		// delayed: a node then looks dead to a get_peers. Give each node its own
+		// limiter and queue replies instead.
+		sc.SendLimiter = rate.NewLimiter(dhtPacketsPerSecond, dhtPacketsPerSecond)
+		sc.WaitToReply = true
 	}
 	cc.IPBlocklist = n.bans
 	cc.Slogger = slog.New(&libLogHandler{n: n, inner: n.log.Handler()})
