@@ -306,3 +306,7 @@ func archiveRoot(repo string) string {
 	}
 	return repo[:i]
 }
+
+// urlDir is the URL of the directory holding u (path.Dir would fold the
+// scheme's "//").
+func urlDir(u string) string { return u[:strings.LastIndex(u, "/")] }

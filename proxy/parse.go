@@ -24,9 +24,9 @@ const maxIndexSize = 4 << 30
 // for a package waits for the parse that will tell its digest instead of
 // falling back to an unverified fetch.
 type parseTracker struct {
-	mu      sync.Mutex              // protects running, cond
-	running map[string]int          // archive root URL -> parses in flight
-	started map[store.Digest]bool   // parses started this run (dedupe)
+	mu      sync.Mutex               // protects running, cond
+	running map[string]int           // archive root URL -> parses in flight
+	started map[store.Digest]bool    // parses started this run (dedupe)
 	changed map[string]chan struct{} // closed when running[archive] changes
 }
 

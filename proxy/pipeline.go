@@ -135,7 +135,7 @@ func (s *Server) runVerified(ctx context.Context, f *flight, t Target, candidate
 	copy(want[:], exp.SHA256)
 
 	var contributed []attemptRef
-	var lastErr error
+	var lastErr, verifyErr error
 	for i := range attempts {
 		a := &attempts[i]
 		off := f.w.Size()
@@ -173,7 +173,7 @@ func (s *Server) runVerified(ctx context.Context, f *flight, t Target, candidate
 		if err == nil && (exp.SHA256 == nil || sum == want) && (exp.Size < 0 || got == exp.Size) {
 			if exp.Check != nil {
 				if cerr := s.checkWriter(f.w, exp); cerr != nil {
-					lastErr = s.verifyFailed(f, t, contributed, cerr.Error())
+					verifyErr = s.verifyFailed(f, t, contributed, cerr.Error())
 					contributed = nil
 					continue
 				}
@@ -192,8 +192,13 @@ func (s *Server) runVerified(ctx context.Context, f *flight, t Target, candidate
 		if errors.Is(err, errTooLong) {
 			reason = fmt.Sprintf("size mismatch for %s: %s sent more than the %d bytes signed root %s lists", t.URL, a.src.Name(), exp.Size, exp.Root)
 		}
-		lastErr = s.verifyFailed(f, t, contributed, reason)
+		verifyErr = s.verifyFailed(f, t, contributed, reason)
 		contributed = nil
+	}
+	if verifyErr != nil {
+		// The file exists but no source sent it intact: that, not a later
+		// source's "not found", is what the client must hear.
+		return verifyErr
 	}
 	if lastErr == nil {
 		lastErr = fmt.Errorf("no source has %s: %w", t.URL, ErrNotFound)
@@ -392,4 +397,18 @@ type TransferStatus struct {
 	Bytes   int64     `json:"bytes"`
 	Size    int64     `json:"size"`
 	Started time.Time `json:"started"`
+}
+
+// checkWriter runs an expectation's extra proof (e.g. an rpm signature) on
+// the complete downloaded file before it is committed.
+func (s *Server) checkWriter(w *store.Writer, exp *repoindex.Expectation) error {
+	f, err := w.OpenRead()
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	return exp.Check(f)
 }

@@ -38,7 +38,7 @@ func (r *rootState) init() { r.check = map[string]time.Time{} }
 func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request, t Target) {
 	repo, _, ok := aptRepo(t.URL)
 	if !ok {
-		repo = path.Dir(t.URL) // flat repository
+		repo = urlDir(t.URL) // flat repository
 	}
 	base := path.Base(t.Path)
 	form := "inrelease"

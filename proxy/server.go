@@ -233,7 +233,7 @@ func (s *Server) serveVerified(w http.ResponseWriter, r *http.Request, t Target,
 		// A mirror caught mid-sync serves a plain index that does not match
 		// the root; its by-hash copy does (apt's own fix for "Hash Sum
 		// mismatch").
-		candidates = append(candidates, s.cfg.origins(path.Dir(t.URL)+"/by-hash/SHA256/"+exp.Hex())...)
+		candidates = append(candidates, s.cfg.origins(urlDir(t.URL)+"/by-hash/SHA256/"+exp.Hex())...)
 	}
 	f, err := s.join("sha256:"+exp.Hex(), t.URL, exp, exp.Size, func(ctx context.Context, f *flight) error {
 		if err := s.runVerified(ctx, f, t, candidates); err != nil {

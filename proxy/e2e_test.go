@@ -1,0 +1,489 @@
+package proxy_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pkgswarm/pkgswarm/internal/aptenv"
+	"github.com/pkgswarm/pkgswarm/internal/testrepo"
+	"github.com/pkgswarm/pkgswarm/proxy"
+	"github.com/pkgswarm/pkgswarm/proxy/store"
+	"github.com/pkgswarm/pkgswarm/repoindex/apt"
+)
+
+// rig is one signed repository behind a real origin server, and a pkgswarm
+// proxy in front of it.
+type rig struct {
+	t      *testing.T
+	repo   *testrepo.Repo
+	origin *testrepo.Origin
+	store  *store.Store
+	srv    *proxy.Server
+	http   *httptest.Server
+	logs   *syncBuffer
+}
+
+type rigOptions struct {
+	packages   []testrepo.Package
+	untrusted  bool          // proxy does not trust the repository key
+	revalidate time.Duration // 0: 27s default
+	cfg        func(*proxy.Config)
+	dir        string // store dir; "" = temp
+}
+
+var defaultPackages = []testrepo.Package{
+	{Name: "alpha", Version: "1.0", Size: 20 << 10, Seed: 1},
+	{Name: "bravo", Version: "2.1", Size: 100 << 10, Seed: 2},
+	{Name: "charlie", Version: "0.9", Size: 3 << 20, Seed: 3},
+	{Name: "delta", Version: "1.0-1", Size: 1 << 10, Seed: 4},
+}
+
+func newRig(t *testing.T, o rigOptions) *rig {
+	t.Helper()
+	if o.packages == nil {
+		o.packages = defaultPackages
+	}
+	repo := testrepo.Build(t, testrepo.Options{Packages: o.packages})
+	origin := testrepo.Serve(t, repo.Dir)
+	r := &rig{t: t, repo: repo, origin: origin}
+	r.start(o)
+	return r
+}
+
+// start (re)starts the proxy on o.dir (or a new temp dir).
+func (r *rig) start(o rigOptions) {
+	t := r.t
+	dir := o.dir
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	st, err := store.Open(store.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kr *apt.Keyring
+	if !o.untrusted {
+		kr, err = apt.LoadKeyring(r.repo.Key.KeyringPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.logs = &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(r.logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	u, _ := url.Parse(r.origin.URL)
+	var port int
+	fmt.Sscan(u.Port(), &port)
+	cfg := proxy.Config{Store: st, Keyring: kr, AllowPorts: []int{port}, Logger: log, RevalidateEvery: o.revalidate, NodeID: "test"}
+	if o.cfg != nil {
+		o.cfg(&cfg)
+	}
+	srv, err := proxy.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.store, r.srv = st, srv
+	r.http = httptest.NewServer(srv)
+	t.Cleanup(r.stop)
+}
+
+func (r *rig) stop() {
+	if r.http == nil {
+		return
+	}
+	r.http.Close()
+	r.srv.Close()
+	r.store.Close()
+	r.http = nil
+}
+
+// client returns an isolated apt-get using the proxy in forward mode
+// (prefix=false) or URL-prefix mode.
+func (r *rig) client(prefix bool) *aptenv.Client {
+	src := aptenv.Source{URL: r.origin.URL, Keyring: r.repo.Key.KeyringPath, Suite: r.repo.Suite}
+	opts := aptenv.Options{Sources: []aptenv.Source{src}}
+	if prefix {
+		opts.Sources[0].URL = r.http.URL + "/" + strings.TrimPrefix(r.origin.URL, "http://")
+	} else {
+		opts.Proxy = r.http.URL
+	}
+	return aptenv.New(r.t, opts)
+}
+
+func (r *rig) packageNames() []string {
+	var names []string
+	for name := range r.repo.Debs {
+		names = append(names, name)
+	}
+	return names
+}
+
+// install runs update and a download of every package, and checks every
+// .deb apt got against the repository.
+func (r *rig) install(c *aptenv.Client) {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if out, err := c.Update(ctx); err != nil {
+		r.t.Fatalf("apt-get update: %v\n%s", err, out)
+	}
+	if out, err := c.Download(ctx, r.packageNames()...); err != nil {
+		r.t.Fatalf("apt-get download: %v\n%s", err, out)
+	}
+	got, err := c.Archives()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	for _, d := range r.repo.Debs {
+		if got[d.FileName()] != d.SHA256 {
+			r.t.Fatalf("apt got %s with sha256 %q, repository lists %s", d.FileName(), got[d.FileName()], d.SHA256)
+		}
+	}
+}
+
+func (r *rig) status() proxy.Status {
+	r.t.Helper()
+	resp, err := http.Get(r.http.URL + "/_pkgswarm/status")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st proxy.Status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		r.t.Fatal(err)
+	}
+	return st
+}
+
+// proxyClient is an HTTP client using the proxy in forward mode.
+func (r *rig) proxyClient() *http.Client {
+	pu, _ := url.Parse(r.http.URL)
+	return &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu), DisableCompression: true}, Timeout: 2 * time.Minute}
+}
+
+// get fetches an origin URL through the proxy in forward mode.
+func (r *rig) get(u string, hdr http.Header) (*http.Response, []byte, error) {
+	c := r.proxyClient()
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp, body, err
+}
+
+func TestAptBothModesShareOneCache(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	r.install(r.client(false))
+	debGets := r.origin.Requests(".deb")
+	if debGets != len(r.repo.Debs) {
+		t.Fatalf("first client: %d origin .deb GETs, want %d", debGets, len(r.repo.Debs))
+	}
+	// A second client, in prefix mode, is served from the same cache.
+	r.install(r.client(true))
+	if got := r.origin.Requests(".deb"); got != debGets {
+		t.Fatalf("second client caused %d more origin .deb GETs, want 0", got-debGets)
+	}
+	st := r.status()
+	if len(st.Repos) != 1 || !st.Repos[0].Trusted {
+		t.Fatalf("status repositories = %+v, want one trusted", st.Repos)
+	}
+	if st.Served["cache"] == 0 {
+		t.Fatalf("status shows no bytes served from cache: %+v", st.Served)
+	}
+}
+
+func TestTamperedDebIsRefusedAndNotCached(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	c := r.client(false)
+	ctx := context.Background()
+	if out, err := c.Update(ctx); err != nil {
+		t.Fatalf("update: %v\n%s", err, out)
+	}
+	victim := r.repo.Debs["bravo"]
+	var tampered []byte
+	r.origin.Tamper(victim.Path, func(b []byte) []byte {
+		b = bytes.Clone(b)
+		b[len(b)-10] ^= 0xff
+		tampered = b
+		return b
+	})
+	out, err := c.Download(ctx, "bravo")
+	if err == nil {
+		t.Fatalf("apt-get accepted a tampered .deb:\n%s", out)
+	}
+	bad := sha256.Sum256(tampered)
+	if r.store.HasBlob(store.Digest(bad)) {
+		t.Fatal("the tampered .deb is in the cache")
+	}
+	logs := r.logs.String()
+	if !strings.Contains(logs, victim.Path) || !strings.Contains(logs, victim.SHA256) {
+		t.Fatalf("proxy log does not name the URL and digest that failed:\n%s", logs)
+	}
+	if st := r.status(); len(st.Failures) == 0 {
+		t.Fatal("status lists no verification failure")
+	}
+	// Fixed at the origin: the next request succeeds (nothing bad stuck).
+	r.origin.Untamper(victim.Path)
+	if out, err := c.Download(ctx, "bravo"); err != nil {
+		t.Fatalf("after the origin was fixed: %v\n%s", err, out)
+	}
+}
+
+func TestBadInReleaseSignatureKeepsOldRoot(t *testing.T) {
+	r := newRig(t, rigOptions{revalidate: time.Millisecond})
+	r.install(r.client(false))
+	inrel := r.origin.URL + "/" + r.repo.DistPath("InRelease")
+	_, good, err := r.get(inrel, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.origin.Tamper(r.repo.DistPath("InRelease"), func(b []byte) []byte {
+		return bytes.Replace(b, []byte("Suite: "), []byte("Suite:  "), 1)
+	})
+	time.Sleep(5 * time.Millisecond)
+	resp, got, err := r.get(inrel, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || !bytes.Equal(got, good) {
+		t.Fatalf("after a bad signature: status %d, same bytes as the old root: %v", resp.StatusCode, bytes.Equal(got, good))
+	}
+	// A fresh client still updates and installs.
+	r.install(r.client(true))
+	if !strings.Contains(r.logs.String(), "root refused") {
+		t.Fatal("no log line says the root was refused")
+	}
+}
+
+func TestRootNeverMovesBackwards(t *testing.T) {
+	r := newRig(t, rigOptions{revalidate: time.Millisecond})
+	inrel := r.origin.URL + "/" + r.repo.DistPath("InRelease")
+	_, old, err := r.get(inrel, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.repo.Resign(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	_, newer, err := r.get(inrel, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(old, newer) {
+		t.Fatal("resign did not change InRelease")
+	}
+	// A mirror serving the older (validly signed) root is refused.
+	r.origin.Tamper(r.repo.DistPath("InRelease"), func([]byte) []byte { return old })
+	time.Sleep(5 * time.Millisecond)
+	_, got, err := r.get(inrel, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, newer) {
+		t.Fatal("proxy served an older root than the one it had accepted")
+	}
+	if !strings.Contains(r.logs.String(), "older than the accepted root") {
+		t.Fatal("no log line explains the refusal")
+	}
+}
+
+func TestOfflineAfterWarmRun(t *testing.T) {
+	r := newRig(t, rigOptions{revalidate: time.Millisecond})
+	r.install(r.client(false))
+	r.origin.Stop()
+	time.Sleep(5 * time.Millisecond)
+	r.install(r.client(false))
+	r.install(r.client(true))
+	// An uncached file gets a clear 504.
+	resp, body, err := r.get(r.origin.URL+"/pool/main/n/nothere/nothere_1_amd64.deb", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(string(body), "pkgswarm:") {
+		t.Fatalf("uncached file with the origin down: %d %q, want 504 with a reason", resp.StatusCode, body)
+	}
+}
+
+func TestHerdOneOriginGet(t *testing.T) {
+	const clients = 50
+	r := newRig(t, rigOptions{packages: []testrepo.Package{{Name: "big", Version: "1", Size: 50 << 20, Seed: 9}}})
+	c := r.client(false)
+	if out, err := c.Update(context.Background()); err != nil {
+		t.Fatalf("update: %v\n%s", err, out)
+	}
+	big := r.repo.Debs["big"]
+	u := r.origin.URL + "/" + big.Path
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := r.proxyClient().Get(u)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer resp.Body.Close()
+			h := sha256.New()
+			n, err := io.Copy(h, resp.Body)
+			if err != nil || resp.StatusCode != 200 || hex.EncodeToString(h.Sum(nil)) != big.SHA256 {
+				errs <- fmt.Errorf("status %d, %d bytes, sha256 %x, err %v", resp.StatusCode, n, h.Sum(nil), err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := r.origin.Requests(big.Path); n != 1 {
+		t.Fatalf("%d clients caused %d origin GETs, want 1", clients, n)
+	}
+}
+
+func TestMirrorFallbackOnTamper(t *testing.T) {
+	repo := testrepo.Build(t, testrepo.Options{Packages: defaultPackages[:2]})
+	primary := testrepo.Serve(t, repo.Dir)
+	mirror := testrepo.Serve(t, repo.Dir)
+	r := &rig{t: t, repo: repo, origin: primary}
+	mu, _ := url.Parse(mirror.URL)
+	var mport int
+	fmt.Sscan(mu.Port(), &mport)
+	r.start(rigOptions{cfg: func(c *proxy.Config) {
+		c.AllowPorts = append(c.AllowPorts, mport)
+		c.Mirrors = map[string][]string{primary.URL: {mirror.URL}}
+	}})
+	victim := repo.Debs["alpha"]
+	primary.Tamper(victim.Path, func(b []byte) []byte { b = bytes.Clone(b); b[0] ^= 1; return b })
+	r.install(r.client(false))
+	if mirror.Requests(victim.Path) != 1 {
+		t.Fatalf("mirror served %s %d times, want 1", victim.Path, mirror.Requests(victim.Path))
+	}
+}
+
+func TestPlainIndexFromMidSyncMirror(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	inrel := r.origin.URL + "/" + r.repo.DistPath("InRelease")
+	if resp, _, err := r.get(inrel, nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("InRelease: %v %v", resp, err)
+	}
+	p := r.repo.DistPath("main/binary-amd64/Packages.xz")
+	r.origin.Tamper(p, func(b []byte) []byte { return append(bytes.Clone(b), 0) })
+	resp, body, err := r.get(r.origin.URL+"/"+p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := r.repo.Indexes["main/binary-amd64/Packages.xz"].SHA256
+	sum := sha256.Sum256(body)
+	if resp.StatusCode != 200 || hex.EncodeToString(sum[:]) != want {
+		t.Fatalf("plain index from a mid-sync mirror: status %d sha256 %x, want the by-hash copy %s", resp.StatusCode, sum, want)
+	}
+}
+
+func TestUntrustedRepositoryStillCaches(t *testing.T) {
+	r := newRig(t, rigOptions{untrusted: true})
+	r.install(r.client(false))
+	debGets := r.origin.Requests(".deb")
+	r.install(r.client(true))
+	if got := r.origin.Requests(".deb"); got != debGets {
+		t.Fatalf("untrusted repository: second client caused %d origin .deb GETs", got-debGets)
+	}
+	st := r.status()
+	if len(st.Repos) != 1 || st.Repos[0].Trusted || st.Repos[0].Note == "" {
+		t.Fatalf("status repositories = %+v, want one untrusted with a note", st.Repos)
+	}
+	// Nothing of it is offered to peers.
+	d := r.repo.Debs["alpha"]
+	resp, err := http.Get(r.http.URL + "/_pkgswarm/v1/blob/sha256/" + d.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("peer endpoint served an unverified blob: %d", resp.StatusCode)
+	}
+}
+
+func TestPeerEndpointServesVerifiedBlobsWithRange(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	r.install(r.client(false))
+	d := r.repo.Debs["charlie"]
+	req, _ := http.NewRequest(http.MethodGet, r.http.URL+"/_pkgswarm/v1/blob/sha256/"+d.SHA256, nil)
+	req.Header.Set("Range", "bytes=100-199")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	full, err := os.ReadFile(r.repo.Path(d.Path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, full[100:200]) {
+		t.Fatalf("range from peer endpoint: %d, %d bytes", resp.StatusCode, len(body))
+	}
+}
+
+func TestRefusesWhatIsNotARepository(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	for _, u := range []string{r.origin.URL + "/index.html", "http://127.0.0.1:1/pool/x.deb"} {
+		resp, body, err := r.get(u, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusForbidden || !strings.HasPrefix(string(body), "pkgswarm: ") {
+			t.Errorf("%s: %d %q, want 403 with a reason", u, resp.StatusCode, body)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers (the logger).
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// testWriter sends log lines to t.Log only when the test is verbose, so
+// failures keep their context without drowning normal runs.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	if testing.Verbose() {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
