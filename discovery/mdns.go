@@ -335,7 +335,7 @@ func (r *responder) handle(pkt []byte, src *net.UDPAddr, l *link, direct bool) {
 
 // browse queries for pkgswarm nodes every BrowseInterval with hashicorp/mdns,
 // one query per link. hashicorp's Query always waits its full timeout, so it
-// runs with a short one and results are read as they come.
+// runs with a short one (at most 1 s).
 func (r *responder) browse(ctx context.Context) {
 	interval := r.d.cfg.BrowseInterval
 	timeout := min(interval/2, time.Second)
@@ -347,14 +347,11 @@ func (r *responder) browse(ctx context.Context) {
 		var wg sync.WaitGroup
 		for i, l := range r.links {
 			wg.Go(func() {
-				entries := make(chan *mdns.ServiceEntry, 32)
-				done := make(chan struct{})
-				go func() {
-					defer close(done)
-					for e := range entries {
-						r.entry(e)
-					}
-				}()
+				// hashicorp/mdns keeps writing to an entry after sending it
+				// (more records of the same instance), so entries are read
+				// only once the query has returned. Its send never blocks
+				// and drops what does not fit: room for a large LAN.
+				entries := make(chan *mdns.ServiceEntry, 1024)
 				err := mdns.QueryContext(ctx, &mdns.QueryParam{
 					Service:     ServiceType,
 					Domain:      "local",
@@ -365,7 +362,9 @@ func (r *responder) browse(ctx context.Context) {
 					Logger:      hlog,
 				})
 				close(entries)
-				<-done
+				for e := range entries {
+					r.entry(e)
+				}
 				if err != nil && ctx.Err() == nil {
 					// The client needs a 224.0.0.0/4 route to listen
 					// (hashicorp/mdns PR #149); ask with our own socket.
