@@ -295,7 +295,7 @@ loop:
 		}
 	}
 	if best == nil {
-		fs.err = fmt.Errorf("swarm fetch of sha256:%s: %w: no holder gave valid metainfo within %v (%d asked)", fs.hex, ErrNotFound, n.cfg.FindTimeout, asked)
+		fs.err = fmt.Errorf("swarm fetch of sha256:%s: %w: no holder gave valid metainfo (%d asked, lookup budget %v)", fs.hex, ErrNotFound, asked, n.cfg.FindTimeout)
 		fs.rec.finish(fs.err)
 		return
 	}
@@ -466,13 +466,17 @@ func (fs *fetchState) release() {
 // whose whole-file digest is wrong.
 func (fs *fetchState) poisoned(got string) {
 	why := fmt.Sprintf("metainfo/data for sha256:%s hashed to sha256:%s", fs.hex, got)
+	ips := map[netip.Addr]bool{}
 	for _, ip := range fs.sources {
-		if ip.IsValid() {
-			fs.n.ban(ip, badSourceBan, why)
-		}
+		ips[ip] = true
 	}
 	for peer := range fs.rec.snapshot().Peers {
 		if ip, err := netip.ParseAddr(peer); err == nil {
+			ips[ip.Unmap()] = true
+		}
+	}
+	for ip := range ips {
+		if ip.IsValid() {
 			fs.n.ban(ip, badSourceBan, why)
 		}
 	}
@@ -590,9 +594,8 @@ func (h *libLogHandler) Handle(ctx context.Context, r slog.Record) error {
 			return false
 		})
 		h.n.mu.Lock()
-		h.n.libBans = append(h.n.libBans, Banned{Addr: addr, Reason: r.Message})
-		if len(h.n.libBans) > 100 {
-			h.n.libBans = h.n.libBans[1:]
+		if len(h.n.libBans) < 10000 {
+			h.n.libBans[addr] = r.Message
 		}
 		h.n.mu.Unlock()
 		w := slog.NewRecord(r.Time, slog.LevelWarn, "torrent library banned a peer that sent bad data", r.PC)

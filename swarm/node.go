@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -138,7 +139,7 @@ type Node struct {
 	hints     map[string][]string
 	bootstrap []string
 	recent    []*fetchRecord // last maxRecent fetches, oldest first
-	libBans   []Banned
+	libBans   map[string]string // IP → why the library banned it (see libLogHandler)
 	closed    bool
 }
 
@@ -171,6 +172,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		fetches:   map[string]*fetchState{},
 		fetchByIH: map[metainfo.Hash]*fetchState{},
 		hints:     map[string][]string{},
+		libBans:   map[string]string{},
 		bootstrap: append([]string(nil), cfg.Bootstrap...),
 	}
 	if n.log == nil {
@@ -615,18 +617,22 @@ func (n *Node) Stats() Stats {
 	for _, r := range n.recent {
 		s.Fetches = append(s.Fetches, r.snapshot())
 	}
-	libBans := append([]Banned(nil), n.libBans...)
+	reasons := maps.Clone(n.libBans)
 	n.mu.Unlock()
 	s.Banned = n.bans.list()
 	if n.cl != nil {
 		cs := n.cl.Stats()
 		s.BytesUp = cs.BytesWrittenData.Int64()
 		s.BytesDown = cs.BytesReadUsefulData.Int64()
-		reasons := map[string]string{}
-		for _, b := range libBans {
-			reasons[b.Addr] = b.Reason
-		}
+		seen := map[string]bool{}
 		for _, ip := range n.cl.BadPeerIPs() {
+			if a, err := netip.ParseAddr(ip); err == nil {
+				ip = a.Unmap().String()
+			}
+			if seen[ip] {
+				continue
+			}
+			seen[ip] = true
 			r := reasons[ip]
 			if r == "" {
 				r = "sent data failing a piece hash"
