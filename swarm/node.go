@@ -138,7 +138,7 @@ type Node struct {
 	fetchByIH map[metainfo.Hash]*fetchState
 	hints     map[string][]string
 	bootstrap []string
-	recent    []*fetchRecord // last maxRecent fetches, oldest first
+	recent    []*fetchRecord    // last maxRecent fetches, oldest first
 	libBans   map[string]string // IP → why the library banned it (see libLogHandler)
 	closed    bool
 }
