@@ -120,6 +120,9 @@ func ParsePackages(r io.Reader, fn func(p *Package) error) error {
 		}
 		switch f {
 		case fieldPackage:
+			if len(value) == 0 {
+				return fmt.Errorf("Packages: line %d: empty Package field", lr.n)
+			}
 			p.Name = string(value)
 		case fieldVersion:
 			p.Version = string(value)

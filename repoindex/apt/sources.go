@@ -108,6 +108,9 @@ func ParseSources(r io.Reader, fn func(dir string, f SourceFile) error) error {
 		}
 		switch f {
 		case fieldPackage:
+			if len(value) == 0 {
+				return fmt.Errorf("Sources: line %d: empty Package field", lr.n)
+			}
 			pkg = string(value)
 		case fieldDirectory:
 			if dir, err = cleanRelPath(string(value)); err != nil {
