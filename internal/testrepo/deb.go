@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
+	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -49,6 +51,7 @@ type DebInfo struct {
 	Path   string
 	Size   int64
 	SHA256 string // lower-case hex
+	SHA1   string // lower-case hex
 	MD5    string // lower-case hex
 	// Stanza is the package's Packages paragraph, as dpkg-scanpackages
 	// would write it.
@@ -186,9 +189,22 @@ func controlFile(p Package) Paragraph {
 	return c
 }
 
+// packagesFieldOrder is the field order of a Packages stanza, from dpkg's
+// Dpkg::Control::FieldsCore (CTRL_INDEX_PKG), which dpkg-scanpackages uses.
+// Fields not listed follow in their control-file order.
+var packagesFieldOrder = []string{
+	"Package", "Package-Type", "Source", "Version", "Kernel-Version", "Built-For-Profiles",
+	"Auto-Built-Package", "Architecture", "Subarchitecture", "Installer-Menu-Item",
+	"Build-Essential", "Essential", "Protected", "Origin", "Bugs", "Maintainer", "Installed-Size",
+	"Pre-Depends", "Depends", "Recommends", "Suggests", "Enhances", "Conflicts", "Breaks",
+	"Replaces", "Provides", "Built-Using", "Static-Built-Using",
+	"Filename", "Size", "MD5sum", "SHA1", "SHA256",
+	"Section", "Priority", "Multi-Arch", "Homepage", "Description", "Tag", "Task",
+}
+
 // ScanDeb reads a .deb as dpkg-scanpackages does: its control fields (via
-// dpkg-deb --field) followed by Filename (filename, relative to the
-// repository root), Size, MD5sum and SHA256, with Description moved last.
+// dpkg-deb --field) plus Filename (filename, relative to the repository
+// root), Size, MD5sum, SHA1 and SHA256, in dpkg-scanpackages' field order.
 func ScanDeb(ctx context.Context, path, filename string) (DebInfo, error) {
 	cmd := exec.CommandContext(ctx, "dpkg-deb", "--field", path)
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
@@ -208,8 +224,8 @@ func ScanDeb(ctx context.Context, path, filename string) (DebInfo, error) {
 		return DebInfo{}, fmt.Errorf("hash %s: %w", path, err)
 	}
 	defer f.Close()
-	sh, m := sha256.New(), md5.New()
-	n, err := io.Copy(io.MultiWriter(sh, m), f)
+	sh, s1, m := sha256.New(), sha1.New(), md5.New()
+	n, err := io.Copy(io.MultiWriter(sh, s1, m), f)
 	if err != nil {
 		return DebInfo{}, fmt.Errorf("hash %s: %w", path, err)
 	}
@@ -217,6 +233,7 @@ func ScanDeb(ctx context.Context, path, filename string) (DebInfo, error) {
 		Path:   filename,
 		Size:   n,
 		SHA256: hex.EncodeToString(sh.Sum(nil)),
+		SHA1:   hex.EncodeToString(s1.Sum(nil)),
 		MD5:    hex.EncodeToString(m.Sum(nil)),
 	}
 	d.Name, _ = control.Get("Package")
@@ -225,24 +242,36 @@ func ScanDeb(ctx context.Context, path, filename string) (DebInfo, error) {
 	if d.Name == "" || d.Version == "" || d.Arch == "" {
 		return DebInfo{}, fmt.Errorf("read control of %s: Package, Version or Architecture missing", path)
 	}
-	var desc *Field
-	for i := range control {
-		if strings.EqualFold(control[i].Name, "Description") {
-			desc = &control[i]
-			continue
-		}
-		d.Stanza = append(d.Stanza, control[i])
-	}
-	d.Stanza = append(d.Stanza,
+	fields := append(slices.Clone(control),
 		Field{"Filename", filename},
 		Field{"Size", strconv.FormatInt(n, 10)},
 		Field{"MD5sum", d.MD5},
+		Field{"SHA1", d.SHA1},
 		Field{"SHA256", d.SHA256},
 	)
-	if desc != nil {
-		d.Stanza = append(d.Stanza, *desc)
-	}
+	d.Stanza = orderFields(fields, packagesFieldOrder)
 	return d, nil
+}
+
+// orderFields returns p's fields in the given order (names compared
+// case-insensitively), then the unlisted ones in their original order.
+func orderFields(p Paragraph, order []string) Paragraph {
+	out := make(Paragraph, 0, len(p))
+	used := make([]bool, len(p))
+	for _, name := range order {
+		for i, f := range p {
+			if !used[i] && strings.EqualFold(f.Name, name) {
+				out = append(out, f)
+				used[i] = true
+			}
+		}
+	}
+	for i, f := range p {
+		if !used[i] {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // debTime is the modification time given to every built .deb file on disk,

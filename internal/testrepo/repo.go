@@ -417,7 +417,9 @@ func indexFile(rel string, data []byte, onDisk bool) IndexFile {
 	return IndexFile{Path: rel, Size: int64(len(data)), SHA256: hex.EncodeToString(s[:]), MD5: hex.EncodeToString(m[:]), OnDisk: onDisk}
 }
 
-// releaseText renders Release as apt-ftparchive does.
+// releaseText renders Release in the field order of Debian's archive (and
+// of dpkg's CTRL_REPO_RELEASE), with checksum lines formatted as
+// apt-ftparchive writes them.
 func (r *Repo) releaseText(date time.Time) string {
 	const dateFmt = "Mon, 02 Jan 2006 15:04:05 UTC"
 	p := Paragraph{
@@ -430,14 +432,14 @@ func (r *Repo) releaseText(date time.Time) string {
 	if r.opts.ValidUntil > 0 {
 		p = append(p, Field{"Valid-Until", date.Add(r.opts.ValidUntil).Format(dateFmt)})
 	}
+	if !r.opts.NoByHash {
+		p = append(p, Field{"Acquire-By-Hash", "yes"})
+	}
 	p = append(p,
 		Field{"Architectures", r.Arch},
 		Field{"Components", r.Component},
 		Field{"Description", "pkgswarm test repository"},
 	)
-	if !r.opts.NoByHash {
-		p = append(p, Field{"Acquire-By-Hash", "yes"})
-	}
 	names := make([]string, 0, len(r.Indexes))
 	for n := range r.Indexes {
 		names = append(names, n)

@@ -163,8 +163,9 @@ func TestBuildLayout(t *testing.T) {
 				order = append(order, f.Name)
 			}
 			wantOrder := []string{"Package", "Version", "Architecture", "Maintainer", "Installed-Size"}
-			if !slices.Equal(order[:5], wantOrder) || order[len(order)-1] != "Description" ||
-				!slices.Equal(order[len(order)-5:len(order)-1], []string{"Filename", "Size", "MD5sum", "SHA256"}) {
+			wantTail := []string{"Filename", "Size", "MD5sum", "SHA1", "SHA256", "Section", "Priority", "Description"}
+			if len(order) < len(wantOrder)+len(wantTail) || !slices.Equal(order[:5], wantOrder) ||
+				!slices.Equal(order[len(order)-len(wantTail):], wantTail) {
 				t.Errorf("%s: field order %v", name, order)
 			}
 		}
@@ -381,5 +382,27 @@ func TestBuildDirOwnsItsKey(t *testing.T) {
 	}
 	if _, err := os.Stat(r.Path(r.DistPath("InRelease"))); err != nil {
 		t.Errorf("Close removed repository files: %v", err)
+	}
+}
+
+// TestPackagesMatchDpkgScanpackages compares the Packages index with what
+// the real dpkg-scanpackages writes for the same pool, byte for byte. It
+// runs where dpkg-dev is installed (testrepo itself does not need it).
+func TestPackagesMatchDpkgScanpackages(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("dpkg-scanpackages"); err != nil {
+		t.Skip("dpkg-scanpackages not found (Debian package dpkg-dev); comparison skipped")
+	}
+	r := testrepo.Build(t, testrepo.Options{Packages: pkgs})
+	cmd := exec.Command("dpkg-scanpackages", "--arch", r.Arch, "pool")
+	cmd.Dir = r.Dir
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	want, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("dpkg-scanpackages: %v", err)
+	}
+	got := read(t, r.Path(r.PackagesPath("")))
+	if !bytes.Equal(got, want) {
+		t.Errorf("Packages differs from dpkg-scanpackages output.\ngot:\n%s\nwant:\n%s", got, want)
 	}
 }
