@@ -54,8 +54,9 @@ const maxUnixSeconds = 1 << 40
 
 type decoder struct {
 	what string // what is being decoded, for errors
-	b    []byte
-	err  error
+	b       []byte
+	err     error
+	scratch [binary.MaxVarintLen64]byte
 }
 
 func newDecoder(what string, b []byte) *decoder {
@@ -101,6 +102,10 @@ func (d *decoder) varint() int64 {
 		d.fail("bad varint")
 		return 0
 	}
+	if n != len(binary.AppendVarint(d.scratch[:0], v)) {
+		d.fail("non-minimal varint")
+		return 0
+	}
 	d.b = d.b[n:]
 	return v
 }
@@ -112,6 +117,10 @@ func (d *decoder) uvarint() uint64 {
 	v, n := binary.Uvarint(d.b)
 	if n <= 0 {
 		d.fail("bad uvarint")
+		return 0
+	}
+	if n != len(binary.AppendUvarint(d.scratch[:0], v)) {
+		d.fail("non-minimal uvarint")
 		return 0
 	}
 	d.b = d.b[n:]

@@ -149,7 +149,7 @@ func startFollowers(w *Writer, n int) []chan followResult {
 			defer f.Close()
 			b, err := followAll(f, chunk)
 			ch <- followResult{b, err}
-		}(1 + i*977)
+		}(512 + i*977)
 		out = append(out, ch)
 	}
 	return out
