@@ -129,6 +129,9 @@ const (
 	sigUnusable                   // unsupported algorithm or malformed
 )
 
+// maxSignatures bounds the signature packets of one file.
+const maxSignatures = 16
+
 // severity orders the failures of trusted-key signatures for the error that
 // reports them.
 var severity = map[sigOutcome]int{sigUnusable: 1, sigExpired: 2, sigRevoked: 3, sigBad: 4}
@@ -144,6 +147,11 @@ func verifySignatures(signed, sig []byte, kr *Keyring, now time.Time) (string, e
 	}
 	if len(raws) == 0 {
 		return "", fmt.Errorf("%w: no signature packet", ErrBadSignature)
+	}
+	if len(raws) > maxSignatures {
+		// Each signature by a trusted key costs a hash of the whole file;
+		// archives sign with two or three keys.
+		return "", fmt.Errorf("%w: %d signatures, more than the %d accepted", ErrBadSignature, len(raws), maxSignatures)
 	}
 	var ring signingKeyring
 	if kr != nil {

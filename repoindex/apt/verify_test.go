@@ -170,6 +170,8 @@ func TestVerifyRelease(t *testing.T) {
 		{"garbage-signature", text, []byte("not a signature at all"), ErrBadSignature},
 		{"public-key-as-signature", text, serializePublic(t, key), ErrBadSignature},
 		{"armored-wrong-type", text, armorBytes(t, openpgp.PublicKeyType, serializePublic(t, key)), ErrBadSignature},
+		{"same-signature-twice", text, bytes.Repeat(detachSign(t, text, false, signOpts{}, key), 2), nil},
+		{"too-many-signatures", text, bytes.Repeat(detachSign(t, text, false, signOpts{}, key), maxSignatures+1), ErrBadSignature},
 		{"clearsigned-as-release", clearsignWith(t, text, signOpts{}, key), detachSign(t, text, true, signOpts{}, key), ErrBadSignature},
 	}
 	for _, tc := range tests {
