@@ -13,7 +13,8 @@ import (
 // SHA256 is nil (the metadata gives none); Key is urpmi.NameKey over
 // keys.KeyIDs(), nevra and size; Check verifies the complete file with
 // VerifyRPM and then that the signed header names nevra and the file is
-// size bytes, failing with ErrMismatch otherwise.
+// size bytes, failing with ErrMismatch otherwise. With a nil or empty keys,
+// Check refuses every file (ErrUnsigned or ErrUnknownKey).
 func ExpectFor(keys *KeySet, nevra string, size int64) repoindex.Expectation {
 	return repoindex.Expectation{
 		Size: size,

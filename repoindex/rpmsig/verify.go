@@ -146,7 +146,11 @@ func (v *verifier) run(r io.Reader, keys *KeySet) (*Info, error) {
 		return nil, v.fail(ErrUnsigned, "no OpenPGP signature in the signature header; take it from the origin or sign it")
 	}
 	if len(checks) == 0 {
-		return nil, v.fail(ErrUnknownKey, "signed by key %s; trusted keys: %s", strings.Join(unknown, ", "), strings.Join(keys.KeyIDs(), ", "))
+		trusted := strings.Join(keys.KeyIDs(), ", ")
+		if trusted == "" {
+			trusted = "none configured"
+		}
+		return nil, v.fail(ErrUnknownKey, "signed by key %s; trusted keys: %s", strings.Join(unknown, ", "), trusted)
 	}
 	// Header-only signatures can be checked before reading the payload.
 	var signer string

@@ -18,7 +18,9 @@
 // The parsers stream, bound the memory any one line or file can take, and
 // return errors that name the line and what was wrong. ParseSynthesis takes
 // decompressed bytes and says so when handed a compressed stream;
-// ParseSynthesisCompressed sniffs and decompresses with repoindex/decompress,
-// the only pkgswarm package imported. No I/O happens beyond the readers
-// given.
+// ParseSynthesisCompressed sniffs and decompresses with repoindex/decompress.
+// ExpectMD5 turns an MD5SUM entry into a repoindex.Expectation that never
+// lets the file come from peers (MD5 proves no origin). No I/O happens
+// beyond the readers and files given; the only pkgswarm packages imported
+// are repoindex and repoindex/decompress.
 package urpmi

@@ -390,3 +390,44 @@ func FuzzParseMediaCfg(f *testing.F) {
 		}
 	})
 }
+
+func TestExpectMD5(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "synthesis.hdlist.cz")
+	if err := os.WriteFile(good, []byte("synthesis bytes"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sums := map[string][16]byte{"synthesis.hdlist.cz": md5.Sum([]byte("synthesis bytes")), "other": md5.Sum([]byte("x"))}
+	tests := []struct {
+		name    string
+		listed  string
+		wantOK  bool
+		wantErr bool
+	}{
+		{"matches", "synthesis.hdlist.cz", true, false},
+		{"other digest", "other", true, true},
+		{"not listed", "hdlist.cz", false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e, ok := urpmi.ExpectMD5(sums, tc.listed)
+			if ok != tc.wantOK {
+				t.Fatalf("ok = %v", ok)
+			}
+			if !ok {
+				return
+			}
+			if e.Key != "" || e.SHA256 != nil || e.Size != -1 {
+				t.Errorf("expectation %+v must not be shareable", e)
+			}
+			f, err := os.Open(good)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if err := e.Check(f); (err != nil) != tc.wantErr {
+				t.Errorf("Check = %v, want error %v", err, tc.wantErr)
+			}
+		})
+	}
+}
