@@ -53,7 +53,7 @@ func (e *encoder) time(t time.Time) {
 const maxUnixSeconds = 1 << 40
 
 type decoder struct {
-	what string // what is being decoded, for errors
+	what    string // what is being decoded, for errors
 	b       []byte
 	err     error
 	scratch [binary.MaxVarintLen64]byte

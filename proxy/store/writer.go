@@ -41,7 +41,7 @@ type Writer struct {
 	s    *Store
 	path string // the temporary file
 
-	wmu         sync.Mutex // serialises Write/Reset/Commit/Abort; protects f's offset, hash, checkpoints
+	wmu         sync.Mutex // serialises Write/Reset/Commit/Abort/OpenRead; protects hash, checkpoints
 	f           *os.File
 	hash        hash.Hash
 	checkpoints []checkpoint // sorted by off
@@ -113,7 +113,9 @@ func (w *Writer) Write(p []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n, err := w.f.Write(p)
+	// pwrite at the writer's own offset: descriptors shared with followers
+	// (dup'ed, so with one file offset) cannot move where bytes land.
+	n, err := w.f.WriteAt(p, w.size)
 	if n > 0 {
 		diverged, settled := w.hashLocked(p[:n])
 		w.mu.Lock()
@@ -209,9 +211,6 @@ func (w *Writer) Reset() error {
 	w.hash.Reset()
 	if err := w.f.Truncate(0); err != nil {
 		return fmt.Errorf("store: reset download: truncate %s: %w", w.path, err)
-	}
-	if _, err := w.f.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("store: reset download: seek %s: %w", w.path, err)
 	}
 	return nil
 }

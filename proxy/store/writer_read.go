@@ -7,18 +7,21 @@ import (
 
 // OpenRead returns a read-only descriptor of the bytes written so far, for
 // checks that need the whole file before Commit (an rpm's signature and
-// payload digest). The caller closes it; reads should use ReadAt or start
-// from offset 0. It fails once the Writer has finished.
+// payload digest). The caller closes it. The descriptor has its own file
+// offset (it starts at 0), so reading or seeking it never disturbs the Writer.
+// It fails once the Writer has finished.
 func (w *Writer) OpenRead() (*os.File, error) {
+	// Holding wmu keeps Commit and Abort from moving or removing the file
+	// while it is opened by name.
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := w.stateErrLocked("read"); err != nil {
+	err := w.stateErrLocked("read")
+	w.mu.Unlock()
+	if err != nil {
 		return nil, err
 	}
-	if !w.fdOpen {
-		return nil, fmt.Errorf("store: read download %s: temporary file closed", w.path)
-	}
-	f, err := dupFile(w.f)
+	f, err := os.Open(w.path)
 	if err != nil {
 		return nil, fmt.Errorf("store: read download %s: %w", w.path, err)
 	}

@@ -456,3 +456,34 @@ func TestWriterConcurrentUse(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestOpenRead(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, Options{InMemoryIndex: true})
+	w, _ := s.NewWriter()
+	defer w.Abort(nil)
+	fl := w.NewFollower(nil) // shares a file offset with the writer's descriptor
+	defer fl.Close()
+	w.Write([]byte("hello "))
+	r, err := w.OpenRead()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil || string(b) != "hello " {
+		t.Fatalf("OpenRead: %q, %v", b, err)
+	}
+	r.Seek(2, io.SeekStart)
+	fl.f.Seek(1, io.SeekStart) // moving the dup'ed offset must not move the writer
+	w.Write([]byte("world"))
+	if err := w.Commit(DigestOf([]byte("hello world"))); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := followAll(fl, 4); err != nil || string(got) != "hello world" {
+		t.Fatalf("follower: %q, %v", got, err)
+	}
+	if _, err := w.OpenRead(); err == nil {
+		t.Fatal("OpenRead after Commit succeeded")
+	}
+}
