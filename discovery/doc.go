@@ -28,6 +28,9 @@
 // instance and host names contain the NodeID, which is unique by contract.
 // Only IPv4 mDNS is spoken; AAAA records are announced for non-link-local
 // IPv6 addresses. The interface list is read once, when Run starts.
+// Browsing answers count only when the peer's address is on a prefix of the
+// interface it was asked on (RFC 6762 §11), so a node limited to some
+// interfaces never takes in peers from the others.
 //
 // Discovery never imports another pkgswarm package and never decides trust
 // in content: it only reports peers; the caller bans the ones that misbehave.

@@ -31,6 +31,7 @@ const (
 	envNodeID = "DISCOVERY_HELPER_NODE_ID"
 	envPort   = "DISCOVERY_HELPER_PORT"
 	envStatic = "DISCOVERY_HELPER_STATIC" // comma-separated; mDNS is off when set
+	envIfaces = "DISCOVERY_HELPER_IFACES" // comma-separated Config.Interfaces
 )
 
 // TestHelperNode is not a test: the lab tests run the test binary with
@@ -60,6 +61,9 @@ func TestHelperNode(t *testing.T) {
 	if s := os.Getenv(envStatic); s != "" {
 		cfg.MDNS, cfg.AnnounceAptProxy = false, false
 		cfg.Static = strings.Split(s, ",")
+	}
+	if s := os.Getenv(envIfaces); s != "" {
+		cfg.Interfaces = strings.Split(s, ",")
 	}
 	d, err := discovery.New(cfg)
 	if err != nil {
@@ -226,6 +230,32 @@ func TestMDNSNodesFindEachOther(t *testing.T) {
 	}
 }
 
+// TestMDNSInterfaceRestriction runs a node on two LANs that may use only
+// its second interface (eth1). The host's 224.0.0.0/4 route, and so the
+// group membership of hashicorp/mdns's browsing socket, is on eth0: packets
+// from LAN A do reach the node's sockets and must be ignored.
+func TestMDNSInterfaceRestriction(t *testing.T) {
+	lab := netlab.New(t, "iface")
+	lanA := lab.AddLAN("a", "10.77.13.0/24")
+	lanB := lab.AddLAN("b", "10.77.14.0/24")
+	mh := lab.AddHost("m", lanA, lanB)
+	m := startNode(t, mh, envIfaces+"="+mh.Iface(lanB))
+	a := startNode(t, lab.AddHost("ha", lanA))
+	b := startNode(t, lab.AddHost("hb", lanB))
+	all := []*node{m, a, b}
+	waitUntil(t, "m and b find each other over LAN B", 20*time.Second, func() bool {
+		return slices.Equal(m.peers(), []string{b.id}) && slices.Equal(b.peers(), []string{m.id})
+	}, state(all))
+	// Give LAN A several browse rounds (BrowseInterval is 2 s) to leak.
+	time.Sleep(6 * time.Second)
+	if !slices.Equal(m.peers(), []string{b.id}) || len(a.peers()) != 0 {
+		t.Fatalf("mDNS crossed to the interface the node must not use:\n%s", state(all)())
+	}
+	if !strings.Contains(m.proc.Log(), "interfaces=[eth1]") {
+		t.Errorf("node did not report using only eth1:\n%s", m.proc.Log())
+	}
+}
+
 func containsLine(log string, parts ...string) bool {
 	for _, line := range strings.Split(log, "\n") {
 		ok := true
@@ -284,30 +314,44 @@ func TestRealClients(t *testing.T) {
 	}
 	lab := netlab.New(t, "clients")
 	lan := lab.AddLAN("lan", "10.77.12.0/24")
-	nodes := []*node{startNode(t, lab.AddHost("c1", lan)), startNode(t, lab.AddHost("c2", lan))}
-	av := lab.AddHost("av", lan)
-	bus := startAvahi(t, av)
+	// c1 runs an avahi-daemon as well, as desktops do: the node must share
+	// port 5353 with it. av runs only avahi.
+	c1, av := lab.AddHost("c1", lan), lab.AddHost("av", lan)
+	busC1 := startAvahi(t, c1)
+	nodes := []*node{startNode(t, c1), startNode(t, lab.AddHost("c2", lan))}
+	busAv := startAvahi(t, av)
 
 	// Instance "pkgswarm-<first 8 of id>", announced at port 3142.
-	t.Run("avahi-browse", func(t *testing.T) {
-		for _, service := range []string{discovery.AptProxyServiceType, discovery.ServiceType, discovery.AcngServiceType} {
-			var out string
-			resolved := func() bool {
-				cmd := av.Command(context.Background(), "avahi-browse", "-tpr", service)
-				cmd.Env = append(cmd.Env, "DBUS_SYSTEM_BUS_ADDRESS="+bus)
-				b, _ := cmd.CombinedOutput()
-				out = string(b)
-				for _, n := range nodes {
-					if !containsLine(out, "=;eth0;IPv4;pkgswarm-"+n.id[:8]+";"+service+";local;pkgswarm-"+n.id[:8]+".local;"+n.host.IP().String()+";3142;") ||
-						!containsLine(out, "=;eth0;IPv4;pkgswarm-"+n.id[:8]+";", `"id=`+n.id+`"`, `"v=1"`) {
-						return false
+	for _, client := range []struct {
+		host *netlab.Host
+		bus  string
+	}{{av, busAv}, {c1, busC1}} {
+		t.Run("avahi-browse in "+client.host.Name(), func(t *testing.T) {
+			for _, service := range []string{discovery.AptProxyServiceType, discovery.ServiceType, discovery.AcngServiceType} {
+				var out string
+				resolved := func() bool {
+					cmd := client.host.Command(context.Background(), "avahi-browse", "-tpr", service)
+					cmd.Env = append(cmd.Env, "DBUS_SYSTEM_BUS_ADDRESS="+client.bus)
+					b, _ := cmd.CombinedOutput()
+					out = string(b)
+					for _, n := range nodes {
+						if !containsLine(out, "=;eth0;IPv4;pkgswarm-"+n.id[:8]+";"+service+";local;pkgswarm-"+n.id[:8]+".local;"+n.host.IP().String()+";3142;") ||
+							!containsLine(out, "=;eth0;IPv4;pkgswarm-"+n.id[:8]+";", `"id=`+n.id+`"`, `"v=1"`) {
+							return false
+						}
 					}
+					return true
 				}
-				return true
+				took := waitUntil(t, "avahi-browse resolves "+service, 30*time.Second, resolved, func() string { return out })
+				t.Logf("avahi-browse resolved both nodes' %s within %v", service, took.Round(time.Millisecond))
 			}
-			took := waitUntil(t, "avahi-browse resolves "+service, 30*time.Second, resolved, func() string { return out })
-			t.Logf("avahi-browse resolved both nodes' %s within %v", service, took.Round(time.Millisecond))
-		}
+		})
+	}
+
+	t.Run("nodes find each other beside avahi", func(t *testing.T) {
+		waitUntil(t, "nodes find each other", 20*time.Second, func() bool {
+			return slices.Equal(nodes[0].peers(), []string{nodes[1].id}) && slices.Equal(nodes[1].peers(), []string{nodes[0].id})
+		}, state(nodes))
 	})
 
 	t.Run("dig legacy unicast", func(t *testing.T) {
@@ -374,7 +418,7 @@ func startAvahi(t *testing.T, h *netlab.Host) string {
 </busconfig>
 `,
 		"avahi.conf": `[server]
-host-name=labavahi
+host-name=lab` + h.Name() + `
 use-ipv4=yes
 use-ipv6=no
 allow-interfaces=eth0

@@ -37,8 +37,9 @@ var mdnsGroupAddr = &net.UDPAddr{IP: net.ParseIP(mdnsGroup), Port: mdnsPort}
 // link is one interface the responder works on.
 type link struct {
 	ifi  net.Interface
-	bind net.IP   // the IPv4 address uc is bound to
-	ips  []net.IP // the addresses announced on this link
+	bind net.IP       // the IPv4 address uc is bound to
+	ips  []net.IP     // the addresses announced on this link
+	nets []*net.IPNet // the interface's own prefixes
 	uc   *ipv4.PacketConn
 	raw  net.PacketConn
 }
@@ -148,6 +149,7 @@ func pickLinks(names []string, ips []net.IP) ([]*link, error) {
 			if !ok {
 				continue
 			}
+			l.nets = append(l.nets, ipn)
 			if ip4 := ipn.IP.To4(); ip4 != nil {
 				if l.bind == nil {
 					l.bind = ip4
@@ -363,7 +365,7 @@ func (r *responder) browse(ctx context.Context) {
 				})
 				close(entries)
 				for e := range entries {
-					r.entry(e)
+					r.entry(e, l)
 				}
 				if err != nil && ctx.Err() == nil {
 					// The client needs a 224.0.0.0/4 route to listen
@@ -387,17 +389,31 @@ func (r *responder) browse(ctx context.Context) {
 	}
 }
 
-// entry turns a hashicorp/mdns result into a sighting.
-func (r *responder) entry(e *mdns.ServiceEntry) {
+// entry turns a hashicorp/mdns result, from a query on l, into a sighting.
+// hashicorp's client listens on every interface and reports whatever it
+// overhears, with no word of where it came from: an entry counts only when
+// its address is on one of l's prefixes (the on-link rule of RFC 6762 §11).
+func (r *responder) entry(e *mdns.ServiceEntry, l *link) {
 	if !strings.HasSuffix(strings.ToLower(e.Name), "."+r.service) {
 		return // the client reports any service it overhears
 	}
 	var ips []net.IP
-	if e.AddrV4 != nil {
-		ips = append(ips, e.AddrV4)
+	for _, ip := range []net.IP{e.AddrV4, e.AddrV6} {
+		if ip != nil && l.onLink(ip) {
+			ips = append(ips, ip)
+		}
 	}
-	if e.AddrV6 != nil {
-		ips = append(ips, e.AddrV6)
+	if len(ips) == 0 {
+		return
 	}
 	r.d.seen(sighting{instance: e.Name, host: e.Host, port: e.Port, ips: ips, txt: e.InfoFields}, time.Now())
+}
+
+func (l *link) onLink(ip net.IP) bool {
+	for _, n := range l.nets {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
