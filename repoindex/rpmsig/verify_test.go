@@ -339,3 +339,24 @@ func FuzzVerifyRPM(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkVerifyRPM verifies a 32 MiB signed rpm (incompressible payload).
+func BenchmarkVerifyRPM(b *testing.B) {
+	key := rpmrepo.NewKey(b, "")
+	p := rpmrepo.BuildRPM(b, rpmrepo.Package{Name: "big", Size: 32 << 20, Seed: 1})
+	rpmrepo.Sign(b, key, p)
+	keys := mustKeys(b, key.Armored)
+	f, err := os.Open(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	b.SetBytes(st.Size())
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := rpmsig.VerifyRPM(f, keys); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
