@@ -193,7 +193,11 @@ func open(ext string, r io.Reader) (io.ReadCloser, error) {
 		}
 		return &formatReader{format: "gzip", r: zr, close: zr.Close}, nil
 	case ExtXz:
-		zr, err := xz.NewReader(r)
+		br := bufio.NewReader(r)
+		if err := checkXzDict(br); err != nil {
+			return nil, fmt.Errorf("xz: %w", err)
+		}
+		zr, err := xz.NewReader(br)
 		if err != nil {
 			return nil, fmt.Errorf("xz: %w", eofIsTruncation(err))
 		}
@@ -305,3 +309,62 @@ func (l *limitReader) Read(p []byte) (int, error) {
 }
 
 func (l *limitReader) Close() error { return l.rc.Close() }
+
+// checkXzDict refuses an xz stream whose first block asks for an LZMA2
+// dictionary larger than maxLzmaDict: the decoder would allocate it up front,
+// and a few bytes of header could ask for 4 GiB. Blocks after the first (of
+// multi-threaded xz output) are not inspected; xz writes the same filter
+// settings in every block.
+func checkXzDict(br *bufio.Reader) error {
+	const streamHeaderLen = 12
+	head, _ := br.Peek(streamHeaderLen + 1024) // a block header is at most 1024 bytes
+	if len(head) <= streamHeaderLen || !bytes.HasPrefix(head, magicXz) {
+		return nil // the decoder reports what is wrong
+	}
+	blk := head[streamHeaderLen:]
+	if blk[0] == 0 { // an index: the stream has no block
+		return nil
+	}
+	size := (int(blk[0]) + 1) * 4
+	if len(blk) < size || size < 2 {
+		return nil
+	}
+	hdr := blk[1:size]
+	flags := hdr[0]
+	p := hdr[1:]
+	uvarint := func() (uint64, bool) {
+		v, n := binary.Uvarint(p)
+		if n <= 0 {
+			return 0, false
+		}
+		p = p[n:]
+		return v, true
+	}
+	if flags&0x40 != 0 { // compressed size present
+		if _, ok := uvarint(); !ok {
+			return nil
+		}
+	}
+	if flags&0x80 != 0 { // uncompressed size present
+		if _, ok := uvarint(); !ok {
+			return nil
+		}
+	}
+	for range int(flags&3) + 1 {
+		id, ok1 := uvarint()
+		n, ok2 := uvarint()
+		if !ok1 || !ok2 || n > uint64(len(p)) {
+			return nil
+		}
+		props := p[:n]
+		p = p[n:]
+		const filterLZMA2 = 0x21
+		if id == filterLZMA2 && len(props) == 1 {
+			dict, err := lzma.DecodeDictCap(props[0])
+			if err == nil && dict > maxLzmaDict {
+				return fmt.Errorf("LZMA2 dictionary of %d MiB exceeds the %d MiB accepted", dict>>20, maxLzmaDict>>20)
+			}
+		}
+	}
+	return nil
+}

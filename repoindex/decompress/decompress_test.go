@@ -2,8 +2,10 @@ package decompress
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os/exec"
 	"strings"
@@ -413,4 +415,43 @@ func FuzzNewReader(f *testing.F) {
 			t.Fatalf("error does not name the file: %v", err)
 		}
 	})
+}
+
+// An xz header asking for a 3 GiB dictionary is refused before the decoder
+// allocates it.
+func TestXzHugeDictionaryRefused(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	w, err := xz.NewWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("Package: a\n"))
+	w.Close()
+	data := buf.Bytes()
+	if got := readAll(t)(NewReader("ok.xz", bytes.NewReader(data))); string(got) != "Package: a\n" {
+		t.Fatalf("unpatched stream: %q", got)
+	}
+	// Block header after the 12-byte stream header: size, flags, optional
+	// sizes, then filter 0x21 with one property byte (the dictionary code).
+	blk := data[12:]
+	size := (int(blk[0]) + 1) * 4
+	i := bytes.Index(blk[:size], []byte{0x21, 0x01})
+	if i < 0 {
+		t.Fatalf("no LZMA2 filter in block header % x", blk[:size])
+	}
+	patched := bytes.Clone(data)
+	hdr := patched[12 : 12+size]
+	hdr[i+2] = 39 // 3 GiB
+	binary.LittleEndian.PutUint32(hdr[size-4:], crc32.ChecksumIEEE(hdr[:size-4]))
+	_, err = NewReader("bomb.xz", bytes.NewReader(patched))
+	if err == nil || !strings.Contains(err.Error(), "dictionary") || !strings.Contains(err.Error(), "bomb.xz") {
+		t.Fatalf("got %v, want a dictionary-size error naming the file", err)
+	}
+	if !strings.Contains(err.Error(), "exceeds the 256 MiB accepted") {
+		t.Errorf("refused for another reason: %v", err)
+	}
+	if _, err := Sniff(bytes.NewReader(patched)); err == nil {
+		t.Fatal("Sniff accepted the huge dictionary")
+	}
 }

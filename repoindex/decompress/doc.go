@@ -9,6 +9,9 @@
 // but never closes the underlying reader. The *Limit variants stop with an
 // error wrapping ErrTooLarge once the output would exceed a byte limit, so a
 // small compressed file cannot expand into an unbounded amount of data (a
-// "decompression bomb"). Corrupt input gives an error naming the file and the
+// "decompression bomb"). Decoders refuse windows and dictionaries larger
+// than the biggest presets of their tools use (zstd 128 MiB, lzma 256 MiB);
+// an xz stream's dictionary is allocated as its header asks, and only the
+// part the output limit lets it write is ever touched. Corrupt input gives an error naming the file and the
 // format; nothing here touches the network or the file system.
 package decompress
