@@ -179,11 +179,15 @@ func TestDebianArchiveKeyring(t *testing.T) {
 			t.Fatalf("gpg --show-keys: %v", err)
 		}
 		var fprs []string
+		eddsa := 0
 		inPub := false // the first fpr: after pub: is the primary key's
 		for l := range strings.SplitSeq(string(out), "\n") {
 			switch {
 			case strings.HasPrefix(l, "pub:"):
 				inPub = true
+				if strings.Split(l, ":")[3] == "22" { // EdDSA
+					eddsa++
+				}
 			case inPub && strings.HasPrefix(l, "fpr:"):
 				fprs = append(fprs, strings.Split(l, ":")[9])
 				inPub = false
@@ -194,6 +198,9 @@ func TestDebianArchiveKeyring(t *testing.T) {
 		slices.Sort(fprs)
 		if !slices.Equal(got, fprs) {
 			t.Errorf("fingerprints differ from gpg's:\n got %v\nwant %v", got, fprs)
+		}
+		if algos[packet.PubKeyAlgoEdDSA] != eddsa {
+			t.Errorf("loaded %d Ed25519 keys, gpg sees %d", algos[packet.PubKeyAlgoEdDSA], eddsa)
 		}
 	}
 }
