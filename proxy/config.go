@@ -30,6 +30,8 @@ type Config struct {
 	// the first fails or sends bad bytes. The canonical (first) prefix keys
 	// the cache.
 	Mirrors map[string][]string
+	// RPM configures urpmi and rpm-md (dnf) verification.
+	RPM RPMConfig
 	// Offline, when true, never contacts an origin: requests are answered
 	// from the cache and peers only.
 	Offline bool

@@ -174,7 +174,9 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	switch t.Kind {
 	case KindRoot:
 		s.serveRoot(w, r, t)
-	case KindIndex, KindPackage, KindImmutable:
+	case KindVolatile, KindImmutable:
+		s.serveRPMFamily(w, r, t)
+	case KindIndex, KindPackage:
 		exp, err := s.expectationFor(r.Context(), t)
 		if err != nil {
 			s.fail(w, r, t, err, 0)
