@@ -46,7 +46,8 @@ var (
 // verifies and none by a trusted key fails; signatures by unknown keys, and
 // by trusted keys that have expired, are ignored when another one is good.
 // Errors wrap ErrBadSignature (and then maybe ErrKeyExpired or
-// ErrKeyRevoked), ErrUnknownKey or ErrExpired.
+// ErrKeyRevoked), ErrUnknownKey or ErrExpired; an error wrapping none of
+// them means the signature is good but the signed Release is malformed.
 func VerifyInRelease(data []byte, kr *Keyring, now time.Time) (*Release, error) {
 	block, rest := clearsign.Decode(data)
 	if block == nil {
