@@ -225,14 +225,11 @@ func (c *Client) aptConf() string {
 		{"APT::Sandbox::User", "root"},
 		{"Debug::NoLocking", "1"},
 		{"Acquire::Retries", "0"},
-		{"APT::Get::List-Cleanup", "1"},
 		{"APT::Install-Recommends", "0"},
 		{"APT::Install-Suggests", "0"},
 		{"Acquire::AllowInsecureRepositories", "0"},
 		{"Acquire::AllowDowngradeToInsecureRepositories", "0"},
 		{"APT::Get::AllowUnauthenticated", "0"},
-		{"Acquire::http::Pipeline-Depth", "0"},
-		{"Binary::apt::APT::Keep-Downloaded-Packages", "1"},
 	}
 	if c.opts.Proxy != "" {
 		kv = append(kv, [2]string{"Acquire::http::Proxy", c.opts.Proxy})

@@ -130,3 +130,32 @@ func TestProxyDownIsAnError(t *testing.T) {
 	}
 	t.Logf("failed as it should: %v", err)
 }
+
+// TestHTTPSOrigin: apt fetches over TLS from a ServeTLS origin whose
+// certificate it is told to trust, and refuses it otherwise.
+func TestHTTPSOrigin(t *testing.T) {
+	r := testrepo.Build(t, testrepo.Options{Packages: testPackages[:1]})
+	o := testrepo.ServeTLS(t, r.Dir)
+	src := aptenv.Source{URL: o.URL, Suite: r.Suite, Keyring: r.Key.KeyringPath}
+	c := aptenv.New(t, aptenv.Options{Sources: []aptenv.Source{src}})
+	if out, err := c.Update(ctx(t)); err == nil {
+		t.Fatalf("update trusted an unknown certificate:\n%s", out)
+	}
+	if err := c.Reconfigure(aptenv.Options{Sources: []aptenv.Source{src},
+		Config: []string{`Acquire::https::CaInfo "` + o.CertFile() + `";`}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Update(ctx(t)); err != nil {
+		t.Fatalf("update over TLS: %v", err)
+	}
+	if _, err := c.Download(ctx(t), "hello"); err != nil {
+		t.Fatalf("download over TLS: %v", err)
+	}
+	got, err := c.Archives()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := r.Debs["hello"]; got[d.FileName()] != d.SHA256 {
+		t.Errorf("archives %v, want %s = %s", got, d.FileName(), d.SHA256)
+	}
+}

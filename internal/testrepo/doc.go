@@ -15,7 +15,8 @@
 // Range requests as net/http's ServeContent implements them; it can stop
 // (refusing connections and breaking transfers) and restart on the same
 // port, and per path suffix delay, throttle, fail, cut short or tamper with
-// responses without touching the files on disk.
+// responses without touching the files on disk. ServeTLS does the same over
+// HTTPS with a fresh self-signed certificate (CertFile, CertPool).
 //
 // Test helpers (Build, Serve, NewKey) fail or skip the test; the *Dir
 // variants return errors for use outside tests. Needed programs: gpg,

@@ -65,8 +65,8 @@ type Fault struct {
 // directories and missing files. It logs every request and can inject
 // faults. It is safe for concurrent use.
 type Origin struct {
-	// URL is "http://127.0.0.1:PORT", without a trailing slash. It stays
-	// the same across Stop and Start.
+	// URL is "http://127.0.0.1:PORT" ("https://" for ServeTLS), without a
+	// trailing slash. It stays the same across Stop and Start.
 	URL string
 	// Addr is "127.0.0.1:PORT".
 	Addr string
@@ -78,6 +78,8 @@ type Origin struct {
 	done   chan struct{}    // closed when srv's Serve returns; protected by mu
 	log    []*Request       // protected by mu; entries mutated under mu
 	faults map[string]Fault // path suffix -> fault; protected by mu
+	active *sync.WaitGroup  // handlers of srv still running; protected by mu
+	tls    *tlsSetup        // nil for plain HTTP; set once at creation
 }
 
 // Serve starts an Origin over dir for a test and stops it when the test
@@ -94,7 +96,9 @@ func Serve(t testing.TB, dir string) *Origin {
 
 // ServeDir starts an Origin over dir on a free loopback port: the non-test
 // variant. Call Stop when done.
-func ServeDir(dir string) (*Origin, error) {
+func ServeDir(dir string) (*Origin, error) { return serveDir(dir, nil) }
+
+func serveDir(dir string, tlsSet *tlsSetup) (*Origin, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("serve %s: %w", dir, err)
@@ -102,13 +106,16 @@ func ServeDir(dir string) (*Origin, error) {
 	if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("serve %s: not a directory (%v)", dir, err)
 	}
-	o := &Origin{Dir: abs, faults: map[string]Fault{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	o := &Origin{Dir: abs, faults: map[string]Fault{}, tls: tlsSet}
+	ln, err := o.listen("127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("serve %s: listen on loopback: %w", dir, err)
 	}
 	o.Addr = ln.Addr().String()
 	o.URL = "http://" + o.Addr
+	if tlsSet != nil {
+		o.URL = "https://" + o.Addr
+	}
 	o.mu.Lock()
 	o.startLocked(ln)
 	o.mu.Unlock()
@@ -116,13 +123,29 @@ func ServeDir(dir string) (*Origin, error) {
 }
 
 func (o *Origin) startLocked(ln net.Listener) {
-	srv := &http.Server{
-		Handler:           http.HandlerFunc(o.serveHTTP),
+	active := new(sync.WaitGroup)
+	srv := &http.Server{}
+	*srv = http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// Count the handler only while srv is current: Stop clears
+			// o.srv (under mu) before it waits, so no Add races its Wait.
+			o.mu.Lock()
+			current := o.srv == srv
+			if current {
+				active.Add(1)
+			}
+			o.mu.Unlock()
+			if !current {
+				panic(http.ErrAbortHandler) // stopped: drop the connection
+			}
+			defer active.Done()
+			o.serveHTTP(w, r)
+		}),
 		ReadHeaderTimeout: time.Minute,
 		ErrorLog:          slog.NewLogLogger(slog.Default().Handler(), slog.LevelDebug),
 	}
 	done := make(chan struct{})
-	o.srv, o.done = srv, done
+	o.srv, o.done, o.active = srv, done, active
 	go func() {
 		defer close(done)
 		srv.Serve(ln)
@@ -131,10 +154,12 @@ func (o *Origin) startLocked(ln net.Listener) {
 
 // Stop closes the listener and every open connection, so new connections
 // are refused and downloads in flight break, as when an origin goes down.
-// Stopping a stopped Origin does nothing.
+// It returns once every handler has finished, so Log is final. Stopping a
+// stopped Origin does nothing. (While stopped, the port is free: another
+// process could take it, and Start would then fail.)
 func (o *Origin) Stop() {
 	o.mu.Lock()
-	srv, done := o.srv, o.done
+	srv, done, active := o.srv, o.done, o.active
 	o.srv = nil
 	o.mu.Unlock()
 	if srv == nil {
@@ -142,6 +167,10 @@ func (o *Origin) Stop() {
 	}
 	srv.Close()
 	<-done
+	// Closing the connections cancels every request's context, so handlers
+	// sleeping in a Delay or Throttle return promptly; wait for them so the
+	// log is final when Stop returns.
+	active.Wait()
 }
 
 // Start serves again on the same address after Stop. Starting a running
@@ -159,7 +188,7 @@ func (o *Origin) Start() error {
 	// Go listeners set SO_REUSEADDR, so connections in TIME_WAIT do not
 	// block the port; retry briefly in case the kernel still holds it.
 	for range 50 {
-		if ln, err = net.Listen("tcp", o.Addr); err == nil {
+		if ln, err = o.listen(o.Addr); err == nil {
 			o.startLocked(ln)
 			return nil
 		}
