@@ -40,8 +40,10 @@ type link struct {
 	bind net.IP       // the IPv4 address uc is bound to
 	ips  []net.IP     // the addresses announced on this link
 	nets []*net.IPNet // the interface's own prefixes
-	uc   *ipv4.PacketConn
-	raw  net.PacketConn
+
+	limit multicastLimiter
+	uc    *ipv4.PacketConn
+	raw   net.PacketConn
 }
 
 // responder answers mDNS queries, announces and says goodbye, and passes the
@@ -240,6 +242,7 @@ func (r *responder) close() {
 
 func (r *responder) announce(l *link, goodbye bool) {
 	m := r.zone.announcement(l.ips, goodbye)
+	l.limit.mark(m, time.Now())
 	r.send(l, m, mdnsGroupAddr)
 }
 
@@ -331,7 +334,9 @@ func (r *responder) handle(pkt []byte, src *net.UDPAddr, l *link, direct bool) {
 	r.wg.Add(1)
 	time.AfterFunc(delay, func() {
 		defer r.wg.Done()
-		r.send(l, rep.msg, mdnsGroupAddr)
+		if l.limit.filter(rep.msg, time.Now()) {
+			r.send(l, rep.msg, mdnsGroupAddr)
+		}
 	})
 }
 
@@ -416,4 +421,61 @@ func (l *link) onLink(ip net.IP) bool {
 		}
 	}
 	return false
+}
+
+// multicastLimiter enforces RFC 6762 §6: a record is multicast on a link at
+// most once per second (so a burst of queries from many clients costs one
+// answer). The zero value is ready to use.
+type multicastLimiter struct {
+	mu   sync.Mutex           // protects last
+	last map[string]time.Time // record key → last multicast
+}
+
+// filter removes from m the records multicast on this link within the last
+// second, marks the rest as sent at now, and reports whether an answer is
+// left to send.
+func (ml *multicastLimiter) filter(m *dns.Msg, now time.Time) bool {
+	ml.mu.Lock()
+	defer ml.mu.Unlock()
+	keep := func(rrs []dns.RR) []dns.RR {
+		var out []dns.RR
+		for _, rr := range rrs {
+			if t, ok := ml.last[rrKey(rr)]; ok && now.Sub(t) < time.Second {
+				continue
+			}
+			out = append(out, rr)
+		}
+		return out
+	}
+	m.Answer, m.Extra = keep(m.Answer), keep(m.Extra)
+	if len(m.Answer) == 0 {
+		return false
+	}
+	ml.markLocked(m, now)
+	return true
+}
+
+// mark records that every record of m was multicast at now.
+func (ml *multicastLimiter) mark(m *dns.Msg, now time.Time) {
+	ml.mu.Lock()
+	defer ml.mu.Unlock()
+	ml.markLocked(m, now)
+}
+
+func (ml *multicastLimiter) markLocked(m *dns.Msg, now time.Time) {
+	if ml.last == nil {
+		ml.last = map[string]time.Time{}
+	}
+	for _, rr := range append(append([]dns.RR(nil), m.Answer...), m.Extra...) {
+		ml.last[rrKey(rr)] = now
+	}
+}
+
+// rrKey identifies a record by name, type and data (not TTL or class bits).
+func rrKey(rr dns.RR) string {
+	c := dns.Copy(rr)
+	c.Header().Ttl = 0
+	c.Header().Class = dns.ClassINET
+	c.Header().Name = strings.ToLower(c.Header().Name)
+	return c.String()
 }

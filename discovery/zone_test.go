@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -419,4 +420,38 @@ func FuzzMDNSPacket(f *testing.F) {
 			t.Fatalf("mDNS reply with question section or id: %v", rep.msg)
 		}
 	})
+}
+
+func TestMulticastLimiter(t *testing.T) {
+	t.Parallel()
+	z := testZone()
+	t0 := time.Unix(1000, 0)
+	var ml multicastLimiter
+	ml.mark(z.announcement(testIPs, false), t0)
+
+	ptrQuery := queryMsg(0, question("_pkgswarm._tcp.local.", dns.TypePTR, false))
+	aQuery := queryMsg(0, question("pkgswarm-0123abcd.local.", dns.TypeA, false))
+	tests := []struct {
+		name      string
+		query     *dns.Msg
+		at        time.Duration
+		wantSend  bool
+		wantExtra int
+	}{
+		{"within a second of the announcement", ptrQuery, 500 * time.Millisecond, false, 0},
+		{"A record too", aQuery, 900 * time.Millisecond, false, 0},
+		{"after a second", ptrQuery, 1100 * time.Millisecond, true, 4},
+		{"the A record went out as additional just now", aQuery, 1200 * time.Millisecond, false, 0},
+		{"and may go again a second later", aQuery, 2200 * time.Millisecond, true, 0},
+	}
+	for _, tc := range tests { // in order: each step changes the limiter
+		rep, ok := z.respond(tc.query, mdnsPort, testIPs)
+		if !ok {
+			t.Fatalf("%s: no reply to filter", tc.name)
+		}
+		send := ml.filter(rep.msg, t0.Add(tc.at))
+		if send != tc.wantSend || (send && len(rep.msg.Extra) != tc.wantExtra) {
+			t.Fatalf("%s: send=%v extra=%d, want send=%v extra=%d", tc.name, send, len(rep.msg.Extra), tc.wantSend, tc.wantExtra)
+		}
+	}
 }
