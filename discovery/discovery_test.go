@@ -265,3 +265,72 @@ func TestPickAddr(t *testing.T) {
 		})
 	}
 }
+
+// TestMDNSPeerSet drives the peer set with sightings as the mDNS code makes
+// them (no sockets), with health checks against loopback servers.
+func TestMDNSPeerSet(t *testing.T) {
+	t.Parallel()
+	a := newNodeServer(t, "aaaa")
+	liar := newNodeServer(t, "zzzz") // announces yyyy, answers zzzz
+	st := newNodeServer(t, "ssss")
+	d, err := New(Config{
+		NodeID:         "self",
+		Static:         []string{st.URL},
+		BrowseInterval: 50 * time.Millisecond,
+		ExpireAfter:    time.Second,
+		Logger:         quietLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := runDiscovery(t, d)
+	expect(t, ch, change{"ssss", true})
+
+	sight := func(srv *nodeServer, id string, extra ...string) sighting {
+		ips, port := staticAddr(srv.URL)
+		return sighting{instance: "pkgswarm-" + id + "._pkgswarm._tcp.local.", host: id + ".local.", port: port, ips: ips,
+			txt: append([]string{"v=1", "id=" + id}, extra...)}
+	}
+	// Ignored: our own id, another protocol version, no id, an address
+	// whose node has another id, and a node also configured statically.
+	d.seen(sight(a, "self"), time.Now())
+	d.seen(sighting{instance: "x._pkgswarm._tcp.local.", port: 1, ips: []net.IP{net.IPv4(127, 0, 0, 1)}, txt: []string{"v=2", "id=vvvv"}}, time.Now())
+	d.seen(sighting{instance: "y._pkgswarm._tcp.local.", port: 1, ips: []net.IP{net.IPv4(127, 0, 0, 1)}, txt: []string{"v=1"}}, time.Now())
+	d.seen(sight(liar, "yyyy"), time.Now())
+	d.seen(sight(st, "ssss"), time.Now())
+	// Taken: aaaa.
+	d.seen(sight(a, "aaaa", "swarm=6881"), time.Now())
+	expect(t, ch, change{"aaaa", true})
+	peers := d.Peers()
+	if peerIDs(peers) != "aaaa,ssss" {
+		t.Fatalf("Peers = %s, want aaaa,ssss", peerIDs(peers))
+	}
+	if p := peers[0]; p.Source != SourceMDNS || p.URL != a.URL || p.TXT["swarm"] != "6881" || !p.Healthy {
+		t.Errorf("mDNS peer = %+v", p)
+	}
+	if p := peers[1]; p.Source != SourceStatic {
+		t.Errorf("a node both static and announced is listed as %q, want static", p.Source)
+	}
+
+	t.Run("goodbye removes at once", func(t *testing.T) {
+		d.seen(sighting{instance: "PKGSWARM-aaaa._pkgswarm._tcp.local.", goodbye: true}, time.Now())
+		select {
+		case e := <-ch:
+			if e != (change{"aaaa", false}) {
+				t.Fatalf("event %+v after goodbye", e)
+			}
+		default:
+			t.Fatal("goodbye did not remove the peer synchronously")
+		}
+	})
+	t.Run("a peer no longer seen expires", func(t *testing.T) {
+		d.seen(sight(a, "aaaa"), time.Now())
+		expect(t, ch, change{"aaaa", true})
+		expect(t, ch, change{"aaaa", false}) // ExpireAfter is 1s and nothing sees it again
+	})
+	select {
+	case e := <-ch:
+		t.Fatalf("unexpected event %+v (an ignored sighting joined?)", e)
+	default:
+	}
+}
