@@ -371,12 +371,6 @@ var (
 	ErrExpired    = errors.New("apt reported a Release file outside its validity period")
 )
 
-// Has reports whether apt's output, as kept in e, shows the problem kind
-// (ErrHashSum, ErrSignature, ErrExpired, ErrAptError or ErrAptWarning).
-func (e *Error) Has(kind error) bool {
-	return errors.Is(CheckOutput(e.Output, false), kind)
-}
-
 // CheckOutput scans apt-get output and returns an error wrapping every
 // problem kind found (ErrAptError, ErrAptWarning unless allowWarnings,
 // ErrHashSum, ErrSignature, ErrExpired), quoting the first offending line,

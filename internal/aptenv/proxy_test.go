@@ -111,6 +111,19 @@ func TestThroughProxyAndPrefix(t *testing.T) {
 	if d := r.Debs["hello"]; got[d.FileName()] != d.SHA256 {
 		t.Errorf("archives %v, want %s = %s", got, d.FileName(), d.SHA256)
 	}
+	// Clean empties the archives, so the next download fetches again.
+	if err := c.Clean(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Archives(); err != nil || len(got) != 0 {
+		t.Fatalf("archives after Clean: %v %v", got, err)
+	}
+	if _, err := c.Download(ctx(t), "hello"); err != nil {
+		t.Fatal(err)
+	}
+	if n := p.count(r.Debs["hello"].Path); n != 2 {
+		t.Errorf("proxy saw the .deb %d times after Clean and Download, want 2", n)
+	}
 }
 
 // TestProxyDownIsAnError: a proxy that refuses connections makes update

@@ -274,7 +274,10 @@ func (o *Origin) updateFault(suffix string, fn func(*Fault)) {
 }
 
 // Tamper serves fn(bytes) instead of the file's bytes for paths ending with
-// suffix, from now on, without changing the file on disk.
+// suffix, from now on, without changing the file on disk. Tampered
+// responses carry no Last-Modified (so If-Modified-Since cannot turn them
+// into a 304) and an ETag of their own; Range applies to the tampered
+// bytes.
 func (o *Origin) Tamper(suffix string, fn func([]byte) []byte) {
 	o.updateFault(suffix, func(f *Fault) { f.Tamper = fn })
 }
@@ -381,8 +384,13 @@ func (o *Origin) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var content io.ReadSeeker = file
-	etag := fmt.Sprintf(`"%x-%x"`, fi.ModTime().UnixNano(), fi.Size())
+	modTime := fi.ModTime()
+	etag := fmt.Sprintf(`"%x-%x"`, modTime.UnixNano(), fi.Size())
 	if f.Tamper != nil {
+		// No Last-Modified for tampered bytes, so If-Modified-Since never
+		// answers 304 and a revalidating client always sees the tamper;
+		// the ETag is the tampered bytes' own.
+		modTime = time.Time{}
 		b, err := io.ReadAll(file)
 		if err != nil {
 			http.Error(rw, "testrepo origin: read "+r.URL.Path+": "+err.Error(), http.StatusInternalServerError)
@@ -394,7 +402,7 @@ func (o *Origin) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		content = bytes.NewReader(b)
 	}
 	rw.Header().Set("ETag", etag)
-	http.ServeContent(rw, r, path.Base(r.URL.Path), fi.ModTime(), content)
+	http.ServeContent(rw, r, path.Base(r.URL.Path), modTime, content)
 }
 
 // faultWriter records status and byte count, and applies a Fault's

@@ -217,6 +217,12 @@ func TestOriginFaults(t *testing.T) {
 		if !bytes.Equal(part, body[:2]) {
 			t.Errorf("range of tampered file = %x, want %x", part, body[:2])
 		}
+		// A revalidation with the file's Last-Modified still gets the
+		// tampered bytes, not a 304.
+		resp, reval := get(t, o.URL+"/pool/big.deb", "If-Modified-Since", lastModOf(t, o.URL+"/small.txt"))
+		if resp.StatusCode != 200 || !bytes.Equal(reval, body) || resp.Header.Get("Last-Modified") != "" {
+			t.Errorf("tampered revalidation: status %d, %d bytes, Last-Modified %q", resp.StatusCode, len(reval), resp.Header.Get("Last-Modified"))
+		}
 		o.Untamper("/pool/big.deb")
 		if _, body := get(t, o.URL+"/pool/big.deb"); !bytes.Equal(body, big) {
 			t.Error("Untamper did not restore the file")
@@ -373,4 +379,15 @@ func TestOriginTLS(t *testing.T) {
 	if plain := testrepo.Serve(t, dir); plain.CertFile() != "" || plain.CertPool() != nil {
 		t.Error("plain origin exposes a certificate")
 	}
+}
+
+// lastModOf returns a Last-Modified far in the future relative to url's
+// file, so any If-Modified-Since check against the real file would pass.
+func lastModOf(t *testing.T, url string) string {
+	resp, _ := get(t, url)
+	lm, err := http.ParseTime(resp.Header.Get("Last-Modified"))
+	if err != nil {
+		t.Fatalf("Last-Modified of %s: %v", url, err)
+	}
+	return lm.Add(24 * time.Hour).UTC().Format(http.TimeFormat)
 }
