@@ -3,14 +3,11 @@ package proxy
 import (
 	"encoding/json"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
-
-	"github.com/pkgswarm/pkgswarm/proxy/store"
 )
 
 // failureLog keeps the most recent verification failures for the status
@@ -169,32 +166,5 @@ func (s *Server) routes() {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]string{"id": s.cfg.NodeID, "version": s.version()})
 	})
-	s.mux.HandleFunc("GET /_pkgswarm/v1/blob/sha256/{hex}", s.serveBlobToPeer)
-}
-
-// serveBlobToPeer is the LAN peer protocol: verified blobs only, Range
-// supported, 404 when absent or not verified.
-func (s *Server) serveBlobToPeer(w http.ResponseWriter, r *http.Request) {
-	d, err := store.ParseDigest(strings.ToLower(r.PathValue("hex")))
-	if err != nil {
-		http.Error(w, "pkgswarm: bad digest: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	if !s.IsVerified(d) {
-		http.Error(w, "pkgswarm: no verified blob sha256:"+d.String(), http.StatusNotFound)
-		return
-	}
-	f, _, err := s.store.OpenBlob(d)
-	if err != nil {
-		http.Error(w, "pkgswarm: no verified blob sha256:"+d.String(), http.StatusNotFound)
-		return
-	}
-	defer f.Close()
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("ETag", etag(d))
-	rec, _ := w.(*recorder)
-	http.ServeContent(w, r, "", time.Time{}, f)
-	if rec != nil {
-		s.metrics.peerBytes.Add(float64(rec.n))
-	}
+	s.mux.HandleFunc("GET /_pkgswarm/v1/blob/sha256/{hex}", s.serveBlobToPeer) // GET also matches HEAD
 }

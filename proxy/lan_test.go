@@ -1,0 +1,210 @@
+package proxy_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pkgswarm/pkgswarm/internal/testrepo"
+	"github.com/pkgswarm/pkgswarm/proxy"
+	"github.com/pkgswarm/pkgswarm/proxy/store"
+)
+
+// staticPeers is a PeerSet with a fixed list that records bans.
+type staticPeers struct {
+	mu    sync.Mutex
+	peers []proxy.LANPeer
+	bans  map[string]string
+}
+
+func (s *staticPeers) Peers() []proxy.LANPeer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []proxy.LANPeer
+	for _, p := range s.peers {
+		if _, banned := s.bans[p.ID]; !banned {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (s *staticPeers) Ban(id string, until time.Time, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.bans == nil {
+		s.bans = map[string]string{}
+	}
+	s.bans[id] = reason
+}
+
+func (s *staticPeers) set(p ...proxy.LANPeer) {
+	s.mu.Lock()
+	s.peers = p
+	s.mu.Unlock()
+}
+
+// node starts another proxy in front of r's origin, asking peers first.
+func (r *rig) node(id string, peers proxy.PeerSet) *rig {
+	n := &rig{t: r.t, repo: r.repo, origin: r.origin}
+	n.start(rigOptions{cfg: func(c *proxy.Config) {
+		c.NodeID = id
+		if peers != nil {
+			c.Peers = []proxy.Source{&proxy.LANSource{Peers: peers, NodeID: id}}
+		}
+	}})
+	return n
+}
+
+func TestLANPeerServesSecondNode(t *testing.T) {
+	a := newRig(t, rigOptions{})
+	b := a.node("b", &staticPeers{peers: []proxy.LANPeer{{ID: "a", URL: a.http.URL}}})
+	a.install(a.client(false))
+	before := a.origin.Requests(".deb")
+	b.install(b.client(false))
+	if got := a.origin.Requests(".deb"); got != before {
+		t.Fatalf("second node made %d origin .deb GETs, want 0 (all from its LAN peer)", got-before)
+	}
+	st := b.status()
+	if st.Served["lan"] == 0 {
+		t.Fatalf("node b status shows no bytes from lan: %+v", st.Served)
+	}
+}
+
+// evilPeer claims to hold every blob and serves corrupted bytes of the
+// real file (so only the digest check can catch it).
+func evilPeer(t *testing.T, repo *testrepo.Repo) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		want := strings.TrimPrefix(r.URL.Path, "/_pkgswarm/v1/blob/sha256/")
+		for _, d := range repo.Debs {
+			if d.SHA256 != want {
+				continue
+			}
+			b, err := os.ReadFile(repo.Path(d.Path))
+			if err != nil {
+				t.Error(err)
+			}
+			b[len(b)/2] ^= 0x55
+			w.Header().Set("X-Pkgswarm-State", "complete")
+			http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(b))
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestLANCorruptPeerIsBanned(t *testing.T) {
+	a := newRig(t, rigOptions{})
+	evil := evilPeer(t, a.repo)
+	peers := &staticPeers{peers: []proxy.LANPeer{{ID: "evil", URL: evil.URL}}}
+	b := a.node("b", peers)
+	b.install(b.client(false))
+	peers.mu.Lock()
+	reason := peers.bans["evil"]
+	peers.mu.Unlock()
+	if reason == "" {
+		t.Fatal("the peer that sent corrupted bytes was not banned")
+	}
+	for _, d := range a.repo.Debs {
+		b2, _ := os.ReadFile(a.repo.Path(d.Path))
+		b2[len(b2)/2] ^= 0x55
+		if b.store.HasBlob(store.Digest(sha256.Sum256(b2))) {
+			t.Fatalf("corrupted copy of %s is in the cache", d.Path)
+		}
+	}
+	if st := b.status(); len(st.Failures) == 0 || !strings.Contains(st.Failures[0].Sources, "lan") {
+		t.Fatalf("status does not show a LAN verification failure: %+v", st.Failures)
+	}
+}
+
+// cutPeer serves the first half of a file, then drops the connection.
+func TestLANPeerDiesMidTransfer(t *testing.T) {
+	a := newRig(t, rigOptions{})
+	cut := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		want := strings.TrimPrefix(r.URL.Path, "/_pkgswarm/v1/blob/sha256/")
+		for _, d := range a.repo.Debs {
+			if d.SHA256 != want {
+				continue
+			}
+			w.Header().Set("X-Pkgswarm-State", "complete")
+			w.Header().Set("Content-Length", fmt.Sprint(d.Size))
+			if r.Method == http.MethodHead {
+				return
+			}
+			b, _ := os.ReadFile(a.repo.Path(d.Path))
+			w.Write(b[:len(b)/2])
+			panic(http.ErrAbortHandler)
+		}
+		http.NotFound(w, r)
+	}))
+	t.Cleanup(cut.Close)
+	b := a.node("b", &staticPeers{peers: []proxy.LANPeer{{ID: "cut", URL: cut.URL}}})
+	b.install(b.client(false))
+	// The origin was asked only for the missing halves (Range).
+	ranged := 0
+	for _, req := range a.origin.Log() {
+		if strings.HasSuffix(req.Path, ".deb") && req.Range != "" {
+			ranged++
+		}
+	}
+	if ranged == 0 {
+		t.Fatal("the download did not resume from the origin with a Range request")
+	}
+}
+
+// Two nodes asked for the same uncached file at the same moment: one goes
+// to the origin, the other streams from it.
+func TestLANSimultaneousMissOneOriginGet(t *testing.T) {
+	a := newRig(t, rigOptions{packages: []testrepo.Package{{Name: "big", Version: "1", Size: 16 << 20, Seed: 5}}})
+	pa, pb := &staticPeers{}, &staticPeers{}
+	na := a.node("a", pa)
+	nb := a.node("b", pb)
+	pa.set(proxy.LANPeer{ID: "b", URL: nb.http.URL})
+	pb.set(proxy.LANPeer{ID: "a", URL: na.http.URL})
+	for _, n := range []*rig{na, nb} {
+		resp, _, err := n.get(a.origin.URL+"/"+a.repo.DistPath("InRelease"), nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("InRelease: %v", err)
+		}
+		resp, _, err = n.get(a.origin.URL+"/"+a.repo.DistPath("main/binary-amd64/Packages.xz"), nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("Packages: %v", err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // index parses
+	a.origin.Throttle(".deb", 32<<20)   // 0.5 s: both requests overlap
+	big := a.repo.Debs["big"]
+	var wg sync.WaitGroup
+	for _, n := range []*rig{na, nb} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := n.proxyClient().Get(a.origin.URL + "/" + big.Path)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			h := sha256.New()
+			io.Copy(h, resp.Body)
+			if hex.EncodeToString(h.Sum(nil)) != big.SHA256 {
+				t.Errorf("node got sha256 %x, want %s", h.Sum(nil), big.SHA256)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := a.origin.Requests(big.Path); n != 1 {
+		t.Fatalf("two nodes missing at once made %d origin GETs, want 1", n)
+	}
+}
