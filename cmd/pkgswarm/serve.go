@@ -20,6 +20,7 @@ import (
 	"github.com/urfave/cli/v2/altsrc"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/pkgswarm/pkgswarm/discovery"
 	"github.com/pkgswarm/pkgswarm/proxy"
 	"github.com/pkgswarm/pkgswarm/proxy/store"
 	"github.com/pkgswarm/pkgswarm/repoindex/apt"
@@ -53,7 +54,7 @@ func serveFlags() []cli.Flag {
 }
 
 func serveCommand() *cli.Command {
-	flags := serveFlags()
+	flags := append(serveFlags(), lanFlags()...)
 	return &cli.Command{
 		Name:   "serve",
 		Usage:  "run the caching proxy",
@@ -151,11 +152,13 @@ func nodeID(st *store.Store) (string, error) {
 
 // node is everything serve wires together; other commands reuse parts.
 type node struct {
+	id    string
 	log   *slog.Logger
 	store *store.Store
 	proxy *proxy.Server
 	http  *http.Server
 	ln    net.Listener
+	peers *peerSet
 }
 
 func runServe(c *cli.Context) error {
@@ -176,6 +179,13 @@ func runServe(c *cli.Context) error {
 			return fmt.Errorf("serving on %s: %w", n.ln.Addr(), err)
 		}
 		return nil
+	})
+	g.Go(func() error {
+		return runDiscovery(ctx, log, n.peers, discovery.Config{
+			NodeID: n.id, Port: n.ln.Addr().(*net.TCPAddr).Port,
+			Interfaces: c.StringSlice("mdns-interface"), MDNS: c.Bool("mdns"),
+			AnnounceAptProxy: c.Bool("announce-apt-proxy"), Static: c.StringSlice("peer"), Logger: log,
+		})
 	})
 	g.Go(func() error {
 		<-ctx.Done()
@@ -236,10 +246,12 @@ func buildNode(c *cli.Context, log *slog.Logger) (*node, error) {
 		st.Close()
 		return nil, fmt.Errorf("node id: %w", err)
 	}
+	peers := &peerSet{}
+	lan := &proxy.LANSource{Peers: peers, NodeID: id, Budget: c.Duration("peer-budget")}
 	srv, err := proxy.New(proxy.Config{
 		Store: st, Keyring: kr, AllowClients: clients, AllowPorts: ports, Mirrors: mirrors,
 		Offline: c.Bool("offline"), RevalidateEvery: c.Duration("revalidate"), Hold: c.Duration("hold"),
-		NodeID: id, Version: version, Logger: log,
+		NodeID: id, Version: version, Logger: log, Peers: []proxy.Source{lan}, PeerList: peers.list,
 	})
 	if err != nil {
 		st.Close()
@@ -253,5 +265,5 @@ func buildNode(c *cli.Context, log *slog.Logger) (*node, error) {
 	}
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-	return &node{log: log, store: st, proxy: srv, http: hs, ln: ln}, nil
+	return &node{id: id, log: log, store: st, proxy: srv, http: hs, ln: ln, peers: peers}, nil
 }
