@@ -151,7 +151,11 @@ func (d *Discovery) Ban(id string, until time.Time, reason string) {
 			d.snapshot = nil
 		}
 	}
-	d.log.Warn("peer banned", "peer", id, "until", until.Format(time.RFC3339), "reason", reason)
+	if _, banned := d.bans[id]; banned {
+		d.log.Warn("peer banned", "peer", id, "until", until.Format(time.RFC3339), "reason", reason)
+	} else {
+		d.log.Info("peer ban lifted", "peer", id, "reason", reason)
+	}
 	d.recomputeLocked(time.Now())
 	d.mu.Unlock()
 	d.flush()
