@@ -288,6 +288,10 @@ func (n *Node) startClient() error {
 		// Never rate.NewLimiter(rate.Inf, 0): a zero burst blocks every connection.
 		cc.DownloadRateLimiter = rate.NewLimiter(rate.Limit(n.cfg.DownloadRate), max(int(n.cfg.DownloadRate), 1<<20))
 	}
+	// The default (10 dials/s) makes every Fetch after the tenth in a second
+	// wait ~100 ms for its first peer: one Fetch is one torrent with its own
+	// connections, so an upgrade of many packages dials a lot.
+	cc.DialRateLimiter = rate.NewLimiter(100, 50)
 	if n.host.IsValid() && n.host.Is4() {
 		cc.DisableIPv6 = true
 	}
