@@ -247,7 +247,12 @@ func decodeURLEntry(b []byte) (URLEntry, error) {
 }
 
 func encodeExpect(x Expect) []byte {
-	enc := newEncoder(48 + len(x.Root))
+	return appendExpect(make([]byte, 0, 1+len(x.SHA256)+2*binary.MaxVarintLen64+len(x.Root)), x)
+}
+
+// appendExpect appends the encoding of x to b.
+func appendExpect(b []byte, x Expect) []byte {
+	enc := encoder{b: append(b, codecVersion)}
 	enc.digest(x.SHA256)
 	enc.varint(x.Size)
 	enc.str(x.Root)
