@@ -1,10 +1,12 @@
 // Package store is pkgswarm's content store: verified blobs as plain files plus a
 // small badger index.
 //
-// Blobs are content-addressed files under DIR/blobs/sha256/ab/abcd… (lowercase hex
-// SHA-256). A blob is written through a Writer into a temporary file under DIR/tmp,
-// hashed while it streams, fsynced, and renamed into place only when its digest
-// equals the one the caller expected; the file is then read-only (mode 0444) and is
+// Layout of DIR: blobs/sha256/ab/abcd… (blob files, lowercase hex SHA-256),
+// tmp/ (downloads in progress), index/ (badger), lock (held while open).
+//
+// Blobs are content-addressed files. A blob is written through a Writer into a
+// temporary file under DIR/tmp, hashed while it streams, fsynced, and renamed into
+// place only when its digest equals the one the caller expected; the file is then read-only (mode 0444) and is
 // never modified again, only deleted (DeleteBlob, Evict, Verify). Any number of
 // Followers may read a Writer's bytes while they arrive; a Follower reports io.EOF
 // only after a successful Commit, so a reader can never take a partial or

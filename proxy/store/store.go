@@ -3,7 +3,6 @@ package store
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -490,19 +489,4 @@ func (s *Store) checkOpen() error {
 		return ErrClosed
 	}
 	return nil
-}
-
-// tempFiles lists the files under tmp/ (the temporary files of live writers).
-func (s *Store) tempFiles() ([]string, error) {
-	var out []string
-	err := filepath.WalkDir(s.tmpDir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if !d.IsDir() {
-			out = append(out, p)
-		}
-		return nil
-	})
-	return out, err
 }

@@ -113,6 +113,10 @@ func TestReopenPersists(t *testing.T) {
 		t.Fatal(err)
 	}
 	readBlob(t, s, ds[3]) // most recently used
+	ids := map[Digest]fileID{}
+	for _, d := range ds {
+		ids[d] = statBlob(t, s, d)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -126,6 +130,14 @@ func TestReopenPersists(t *testing.T) {
 	s2 := openTest(t, Options{Dir: dir})
 	if n, _ := s2.Usage(); n != 20 {
 		t.Fatalf("after reopen %d blobs, want 20", n)
+	}
+	if bad, err := s2.Verify(context.Background(), nil); err != nil || len(bad) != 0 {
+		t.Fatalf("Verify after reopen: %v, %v", bad, err)
+	}
+	for d, id := range ids {
+		if got := statBlob(t, s2, d); got != id || got.mode != 0o444 {
+			t.Fatalf("blob file %s changed across reopen and Verify: %+v -> %+v", d, id, got)
+		}
 	}
 	for i, d := range ds {
 		// Read the files directly: OpenBlob would change the LRU order checked below.
@@ -568,5 +580,55 @@ func TestFlushAccessPersistsLRU(t *testing.T) {
 	s2.Evict(1) // keep the most recent: b (re-committed after a was read)
 	if s2.HasBlob(a) || !s2.HasBlob(b) {
 		t.Fatalf("after reopen and Evict(1): a=%v b=%v, want b only", s2.HasBlob(a), s2.HasBlob(b))
+	}
+}
+
+func TestPinCrashMidReplace(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := openTest(t, Options{Dir: dir})
+	a := putBlob(t, s, []byte("a"))
+	if err := s.Pin("set", []Digest{a}); err != nil {
+		t.Fatal(err)
+	}
+	// A Pin that died after writing the next generation's chunks but before
+	// switching the header.
+	b := DigestOf([]byte("b"))
+	wb := badgerBatch{wb: s.db.NewWriteBatch()}
+	wb.set(pinDataKey("set", 2, 0), b[:])
+	wb.set(pinDataKey("other", 1, 0), b[:]) // a set whose header was never written
+	if err := wb.flush(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s2 := openTest(t, Options{Dir: dir})
+	if got := s2.PinSets(); len(got) != 1 || got["set"] != 1 {
+		t.Fatalf("pin sets after reopen: %v", got)
+	}
+	if info, _ := s2.Stat(a); !info.Pinned {
+		t.Fatal("the committed generation of the set was lost")
+	}
+	keys, err := s2.keysWithPrefix([]byte{prefixPinData})
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("pin chunks after reopen: %d, %v; want the one of generation 1", len(keys), err)
+	}
+}
+
+func TestOpenEvictsOverLowerBound(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := openTest(t, Options{Dir: dir})
+	for i := 0; i < 10; i++ {
+		putBlob(t, s, []byte(fmt.Sprintf("blob number %02d", i))) // 14 bytes each
+	}
+	s.Close()
+	s2 := openTest(t, Options{Dir: dir, MaxBytes: 50})
+	if n, b := s2.Usage(); b > 50 || n != 3 {
+		t.Fatalf("after Open with MaxBytes 50: %d blobs, %d bytes; want 3 blobs", n, b)
+	}
+	for i := 7; i < 10; i++ {
+		if !s2.HasBlob(DigestOf([]byte(fmt.Sprintf("blob number %02d", i)))) {
+			t.Fatalf("blob %d (among the most recent) was evicted", i)
+		}
 	}
 }
