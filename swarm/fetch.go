@@ -48,6 +48,7 @@ type fetchState struct {
 	ready  chan struct{} // closed when discovery has finished; then err, ih, t are set
 	err    error
 	ih     metainfo.Hash
+	info   []byte // the info bytes of ih
 	// sources are the hosts whose metainfo named ih: if the data turns out
 	// not to hash to the digest, they lied.
 	sources []netip.Addr
@@ -303,6 +304,7 @@ loop:
 		n.log.Warn("holders disagree on the metainfo; taking the majority", "digest", fs.hex, "infohash", hexOf(bestIH), "votes", len(best.sources), "alternatives", len(votes)-1)
 	}
 	fs.ih = bestIH
+	fs.info = best.info
 	fs.sources = best.sources
 	fs.rec.mu.Lock()
 	fs.rec.s.InfoHash = hexOf(bestIH)
@@ -506,6 +508,11 @@ func (fr *fetchReader) Read(p []byte) (int, error) {
 			got := hex.EncodeToString(sum)
 			fr.fs.poisoned(got)
 			err = fmt.Errorf("swarm fetch of sha256:%s: the data hashes to sha256:%s; the holders that served its metainfo are banned", fr.fs.hex, got)
+		} else {
+			// Every piece matched its hash and the whole file matches the
+			// digest: these info bytes are right, and seeding the blob later
+			// needs no rehash.
+			fr.fs.n.cacheInfo(fr.fs.hex, fr.fs.info)
 		}
 	}
 	if err != nil {

@@ -113,6 +113,14 @@ func (n *Node) addSeedTorrent(e *seedEntry) error {
 		Storage:   e.storage,
 	})
 	if !isNew {
+		n.mu.Lock()
+		_, fetching := n.fetchByIH[e.ih]
+		n.mu.Unlock()
+		if fetching {
+			// A Fetch of this blob started meanwhile; its release adds the
+			// seed torrent.
+			return nil
+		}
 		return fmt.Errorf("seeding sha256:%s: infohash %s is already in use", e.hex, hexOf(e.ih))
 	}
 	n.mu.Lock()
@@ -160,7 +168,7 @@ func (n *Node) unseedLocked(e *seedEntry) {
 // infoFor returns the canonical info bytes for a blob, from the cache in
 // DataDir/info or by hashing the blob (and then caching them).
 func (n *Node) infoFor(hexDigest string, size int64) ([]byte, metainfo.Hash, error) {
-	path := filepath.Join(n.infoDir(), hexDigest[:2], hexDigest+".info")
+	path := n.infoPath(hexDigest)
 	if b, err := os.ReadFile(path); err == nil {
 		if ih, err := checkInfo(b, hexDigest, size); err == nil {
 			return b, ih, nil
@@ -176,10 +184,20 @@ func (n *Node) infoFor(hexDigest string, size int64) ([]byte, metainfo.Hash, err
 	if err != nil {
 		return nil, metainfo.Hash{}, err
 	}
-	if err := writeFileAtomic(path, b); err != nil {
-		n.log.Warn("cannot cache torrent info; the blob will be rehashed after a restart", "path", path, "err", err)
-	}
+	n.cacheInfo(hexDigest, b)
 	return b, metainfo.HashBytes(b), nil
+}
+
+func (n *Node) infoPath(hexDigest string) string {
+	return filepath.Join(n.infoDir(), hexDigest[:2], hexDigest+".info")
+}
+
+// cacheInfo stores canonical info bytes so that seeding the blob later (or
+// after a restart) needs no hashing.
+func (n *Node) cacheInfo(hexDigest string, info []byte) {
+	if err := writeFileAtomic(n.infoPath(hexDigest), info); err != nil {
+		n.log.Warn("cannot cache torrent info; the blob will be rehashed when seeded", "digest", hexDigest, "err", err)
+	}
 }
 
 func writeFileAtomic(path string, b []byte) error {
