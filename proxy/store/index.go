@@ -12,6 +12,10 @@ import (
 // maxKeyLen bounds index keys (badger's own limit is 65,000 bytes).
 const maxKeyLen = 16 << 10
 
+// maxValueLen bounds index values. It is checked here so that badger's own
+// error, which embeds a hex dump of the value, never reaches a log.
+const maxValueLen = 256 << 10
+
 // URLEntry is what the store knows about a URL served from the origin.
 type URLEntry struct {
 	Digest       Digest // the blob holding the body
@@ -60,6 +64,9 @@ func (s *Store) put(what string, prefix byte, k string, v []byte) error {
 	kb, err := key(prefix, k)
 	if err != nil {
 		return fmt.Errorf("store: put %s %q: %w", what, truncate(k, 200), err)
+	}
+	if len(v) > maxValueLen {
+		return fmt.Errorf("store: put %s %q: value of %d bytes is larger than the limit of %d", what, truncate(k, 200), len(v), maxValueLen)
 	}
 	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(kb, v) }); err != nil {
 		return fmt.Errorf("store: put %s %q: %w", what, truncate(k, 200), err)
@@ -231,7 +238,7 @@ func (s *Store) Roots() ([]RootRecord, error) {
 }
 
 // PutMeta stores val under key in the generic namespace for other tiers (peers,
-// swarm state). Keep values small (at most a few KiB).
+// swarm state). Values are limited to 256 KiB; keep them small.
 func (s *Store) PutMeta(key string, val []byte) error {
 	return s.put("metadata", prefixMeta, key, val)
 }

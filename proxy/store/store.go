@@ -200,7 +200,11 @@ func badgerOptions(dir string, inMemory bool, log *slog.Logger) badger.Options {
 		WithValueThreshold(1 << 10).
 		WithNumGoroutines(2)
 	if inMemory {
-		o = o.WithDir("").WithValueDir("").WithInMemory(true)
+		// No value log in memory: every value must stay in the LSM tree.
+		// badger checks len(value) > threshold when a value is set but
+		// len(value) < threshold when it is written (and indexes missing value
+		// pointers, a panic, at equality): hence the +1.
+		o = o.WithDir("").WithValueDir("").WithInMemory(true).WithValueThreshold(maxValueLen + 1)
 	}
 	return o
 }

@@ -231,6 +231,24 @@ func TestIndex(t *testing.T) {
 		t.Fatalf("ScanMeta = %v", keys)
 	}
 
+	big := []byte(strings.Repeat("m", maxValueLen))
+	if err := s.PutMeta("big", big); err != nil {
+		t.Fatalf("PutMeta of %d bytes: %v", len(big), err)
+	}
+	if v, err := s.GetMeta("big"); err != nil || string(v) != string(big) {
+		t.Fatalf("GetMeta of %d bytes: %d bytes, %v", len(big), len(v), err)
+	}
+	if err := s.PutMeta("too big", append(big, 'm')); err == nil || strings.Contains(err.Error(), "mmmm") || len(err.Error()) > 200 {
+		t.Fatalf("PutMeta over the limit: %.300v", err)
+	}
+	// Pin chunks (64 KiB values) fit an in-memory index too.
+	many := make([]Digest, 3*pinChunk)
+	for i := range many {
+		many[i] = DigestOf([]byte(fmt.Sprint("pin", i)))
+	}
+	if err := s.Pin("many", many); err != nil {
+		t.Fatalf("Pin of %d digests in memory: %v", len(many), err)
+	}
 	if err := s.PutURL(strings.Repeat("x", maxKeyLen+1), e); err == nil {
 		t.Fatal("PutURL with a huge key succeeded")
 	}
