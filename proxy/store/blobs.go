@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
@@ -155,7 +156,7 @@ func (s *Store) Walk(fn func(d Digest, size int64) error) error {
 		items = append(items, item{d, e.size})
 	}
 	s.mu.RUnlock()
-	slices.SortFunc(items, func(a, b item) int { return cmp.Compare(string(a.d[:]), string(b.d[:])) })
+	slices.SortFunc(items, func(a, b item) int { return bytes.Compare(a.d[:], b.d[:]) })
 	for _, it := range items {
 		if err := fn(it.d, it.size); err != nil {
 			return err
@@ -280,7 +281,7 @@ func (s *Store) Pin(set string, ds []Digest) error {
 		return fmt.Errorf("store: pin: set name must be 1 to 1024 bytes, got %d", len(set))
 	}
 	ds = slices.Clone(ds)
-	slices.SortFunc(ds, func(a, b Digest) int { return cmp.Compare(string(a[:]), string(b[:])) })
+	slices.SortFunc(ds, func(a, b Digest) int { return bytes.Compare(a[:], b[:]) })
 	ds = slices.Compact(ds)
 
 	s.evictMu.Lock() // keep Evict from seeing a half-replaced set
