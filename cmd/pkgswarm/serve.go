@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -167,6 +168,11 @@ func runServe(c *cli.Context) error {
 		return cli.Exit(err, 2)
 	}
 	slog.SetDefault(log)
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A soft limit keeps GC pacing from letting the heap double during
+		// an index parse; the cache itself lives in files, not memory.
+		debug.SetMemoryLimit(64 << 20)
+	}
 	n, err := buildNode(c, log)
 	if err != nil {
 		return cli.Exit(err, 1)
