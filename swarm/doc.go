@@ -25,6 +25,9 @@
 // at the end it checks the SHA-256 and fails (banning the metainfo's
 // vouchers) on a mismatch. The caller verifies again before storing.
 //
+// Transport: peers connect over TCP only (the pure-Go uTP stalled transfers);
+// the UDP socket on the same port carries the DHT.
+//
 // Reach: mode "lan" bootstraps the DHT only from configured and runtime
 // (AddBootstrap) addresses and never contacts public routers; "public" adds
 // the library's public routers; "off" disables everything. The library's

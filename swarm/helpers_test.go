@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -141,5 +140,3 @@ func fetchAll(ctx context.Context, n *Node, hexDigest string, size int64, webSee
 	defer rc.Close()
 	return io.ReadAll(rc)
 }
-
-var _ = fs.ErrNotExist
