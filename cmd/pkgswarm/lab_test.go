@@ -1,0 +1,409 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pkgswarm/pkgswarm/internal/office"
+	"github.com/pkgswarm/pkgswarm/internal/testrepo"
+)
+
+// The lab tests run real pkgswarm nodes (this test binary re-executed as the
+// CLI, see TestMain) in network namespaces, with a real origin on its own
+// lab host and a real apt-get on every node. They need root; office.New
+// skips them otherwise. Time limits only stop a test that would hang: times
+// are logged, not asserted.
+
+// labPackages: a set every node installs, one package for the mid-transfer
+// kill and one for the corrupted peer. Each package is held by exactly the
+// nodes a subtest makes fetch it.
+var labPackages = []testrepo.Package{
+	{Name: "alpha", Version: "1.0", Size: 48 << 10, Seed: 1},
+	{Name: "beta", Version: "2.1", Size: 300 << 10, Seed: 2},
+	{Name: "gamma", Version: "0.9", Size: 2 << 20, Seed: 3},
+	{Name: "delta", Version: "3.0", Size: 5 << 20, Seed: 4},
+	{Name: "midway", Version: "1.0", Size: 8 << 20, Seed: 5},
+	{Name: "rotten", Version: "1.0", Size: 1 << 20, Seed: 6},
+}
+
+var labSet = []string{"alpha", "beta", "gamma", "delta"}
+
+// TestLabMDNS is issue 4's office on mDNS alone: five nodes find each other,
+// share what one of them fetched without touching the origin again, survive
+// a peer dying mid-transfer and a peer serving bad bytes, and forget a
+// killed node.
+func TestLabMDNS(t *testing.T) {
+	start := time.Now()
+	o := office.New(t, office.Options{Name: "mdns", Nodes: 5, MDNS: true, Packages: labPackages})
+	t.Logf("office of 5 nodes up in %v", time.Since(start).Round(time.Millisecond))
+	ids := nodeIDs(t, o)
+
+	t.Run("discovery", func(t *testing.T) {
+		took := waitFor(t, "every node lists the 4 others", 20*time.Second, func() (bool, string) {
+			return allPeersAre(o, ids)
+		})
+		t.Logf("5 nodes found each other by mDNS %v after the last one answered (%v after the lab was started)",
+			took.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+		for _, n := range o.Nodes() {
+			st := status(t, n)
+			for _, p := range st.Peers {
+				if p.Source != "mdns" {
+					t.Errorf("%s lists peer %s from %q; want only mDNS peers (no --peer given)", n.Name, p.ID, p.Source)
+				}
+			}
+		}
+	})
+
+	t.Run("sharing", func(t *testing.T) {
+		shareSet(t, o)
+	})
+
+	t.Run("peer killed mid-transfer", func(t *testing.T) {
+		holder, getter := o.Node(1), o.Node(2)
+		deb := o.Repo.Debs["midway"]
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		fetch(ctx, t, o, holder, "midway")
+		if got := o.Origin.Requests(deb.Path); got != 1 {
+			t.Fatalf("origin served %s %d times after the first node fetched it; want 1", deb.Path, got)
+		}
+		// 8 Mbit/s: the 8 MiB file takes about 8 s from the holder, time
+		// enough to kill it half way.
+		if err := holder.Shape("8mbit"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := getter.Apt().Update(ctx); err != nil {
+			t.Fatalf("%s: %v", getter.Name, err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := getter.Apt().Download(ctx, "midway")
+			done <- err
+		}()
+		var seen int64
+		waitFor(t, getter.Name+" streaming midway from a LAN peer", 30*time.Second, func() (bool, string) {
+			select {
+			case err := <-done:
+				done <- err
+				t.Fatalf("apt-get finished (err %v) before the transfer from %s could be interrupted", err, holder.Name)
+			default:
+			}
+			st, err := getter.Status(ctx)
+			if err != nil {
+				return false, err.Error()
+			}
+			for _, tr := range st.Transfers {
+				if strings.HasSuffix(tr.URL, deb.Path) && tr.Source == "lan" && tr.Bytes > 256<<10 {
+					seen = tr.Bytes
+					return true, ""
+				}
+			}
+			return false, fmt.Sprintf("transfers: %+v", st.Transfers)
+		})
+		if err := holder.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("killed %s after %s had %d of %d bytes from it", holder.Name, getter.Name, seen, deb.Size)
+		if err := <-done; err != nil {
+			t.Fatalf("%s: apt-get after its peer died mid-transfer: %v", getter.Name, err)
+		}
+		checkArchives(t, o, getter, "midway")
+		t.Logf("origin GETs of %s: %d (the first node's, then the resumed rest)", deb.Path, o.Origin.Requests(deb.Path))
+	})
+
+	t.Run("killed node drops out", func(t *testing.T) {
+		victim := o.Node(1)
+		if victim.Running() {
+			if err := victim.Kill(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		gone := ids[victim.Index]
+		took := waitFor(t, "no node lists the killed "+victim.Name, 30*time.Second, func() (bool, string) {
+			var bad []string
+			for _, n := range o.Nodes() {
+				if n == victim {
+					continue
+				}
+				st, err := n.Status(context.Background())
+				if err != nil {
+					return false, err.Error()
+				}
+				if slices.Contains(st.PeerIDs(), gone) {
+					bad = append(bad, n.Name)
+				}
+			}
+			return len(bad) == 0, "still listed by " + strings.Join(bad, ", ")
+		})
+		t.Logf("killed %s left every peer list %v after the kill", victim.Name, took.Round(time.Millisecond))
+	})
+
+	t.Run("restarted node rejoins", func(t *testing.T) {
+		n := o.Node(1)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := n.Restart(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if st := status(t, n); st.NodeID != ids[n.Index] {
+			t.Errorf("%s came back as node %s; want its old id %s (same data dir)", n.Name, st.NodeID, ids[n.Index])
+		}
+		took := waitFor(t, "every node lists the 4 others again", 20*time.Second, func() (bool, string) {
+			return allPeersAre(o, ids)
+		})
+		t.Logf("restarted %s was back in every peer list after %v", n.Name, took.Round(time.Millisecond))
+	})
+
+	t.Run("peer serving corrupted bytes", func(t *testing.T) {
+		bad, getter := o.Node(3), o.Node(4)
+		deb := o.Repo.Debs["rotten"]
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		fetch(ctx, t, o, bad, "rotten")
+		// Rot on the holder's disk, after verification: it now serves
+		// bytes that do not match the signed digest.
+		blob := filepath.Join(bad.DataDir, "blobs", "sha256", deb.SHA256[:2], deb.SHA256)
+		corrupt(t, blob)
+		before := o.Origin.Requests(deb.Path)
+		fetch(ctx, t, o, getter, "rotten")
+		if got := o.Origin.Requests(deb.Path) - before; got != 1 {
+			t.Errorf("origin served %s %d more times after the bad peer; want 1 (the fallback)", deb.Path, got)
+		}
+		st := status(t, getter)
+		if slices.Contains(st.PeerIDs(), ids[bad.Index]) {
+			t.Errorf("%s still lists %s, which sent bad bytes; want it banned", getter.Name, bad.Name)
+		}
+		if len(st.Failures) == 0 {
+			t.Errorf("%s's status records no verification failure after %s sent bad bytes", getter.Name, bad.Name)
+		} else {
+			t.Logf("%s recorded: %+v", getter.Name, st.Failures[len(st.Failures)-1])
+		}
+		// Nothing bad is cached: the getter's blob holds the signed bytes.
+		if sum := fileSHA256(t, filepath.Join(getter.DataDir, "blobs", "sha256", deb.SHA256[:2], deb.SHA256)); sum != deb.SHA256 {
+			t.Errorf("%s cached %s with SHA-256 %s; want %s", getter.Name, deb.Path, sum, deb.SHA256)
+		}
+	})
+}
+
+// TestLabStaticPeers is the same sharing with mDNS off and every node given
+// the others by --peer.
+func TestLabStaticPeers(t *testing.T) {
+	o := office.New(t, office.Options{Name: "static", Nodes: 3, StaticPeers: true, Packages: labPackages[:4]})
+	ids := nodeIDs(t, o)
+	took := waitFor(t, "every node lists the others", 20*time.Second, func() (bool, string) {
+		return allPeersAre(o, ids)
+	})
+	t.Logf("static peers healthy after %v", took.Round(time.Millisecond))
+	for _, n := range o.Nodes() {
+		for _, p := range status(t, n).Peers {
+			if p.Source != "static" {
+				t.Errorf("%s lists peer %s from %q with --mdns=false; want only static peers", n.Name, p.ID, p.Source)
+			}
+		}
+	}
+	shareSet(t, o)
+}
+
+// shareSet has the first node fetch labSet through the origin, then every
+// other node at once, and checks that the origin served each .deb once.
+func shareSet(t *testing.T, o *office.Office) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	first := o.Node(0)
+	before := o.Origin.Requests(".deb")
+	start := time.Now()
+	fetch(ctx, t, o, first, labSet...)
+	if got := o.Origin.Requests(".deb") - before; got != len(labSet) {
+		t.Errorf("origin served %d .deb GETs for %s's %d packages; want %d", got, first.Name, len(labSet), len(labSet))
+	}
+	t.Logf("%s fetched %d packages through the origin in %v", first.Name, len(labSet), time.Since(start).Round(time.Millisecond))
+	afterFirst := o.Origin.Requests(".deb")
+
+	start = time.Now()
+	var wg sync.WaitGroup
+	for _, n := range o.Nodes()[1:] {
+		wg.Go(func() { fetch(ctx, t, o, n, labSet...) })
+	}
+	wg.Wait()
+	t.Logf("%d other nodes fetched the set at once in %v", len(o.Nodes())-1, time.Since(start).Round(time.Millisecond))
+	if got := o.Origin.Requests(".deb") - afterFirst; got != 0 {
+		t.Errorf("origin served %d more .deb GETs after %s had the set; want 0: %v", got, first.Name, debLog(o))
+	}
+	for _, n := range o.Nodes()[1:] {
+		st := status(t, n)
+		if st.Served["lan"] == 0 {
+			t.Errorf("%s served no bytes from LAN peers (served_bytes %v)", n.Name, st.Served)
+		}
+	}
+}
+
+// fetch runs apt-get update and a download of pkgs on n, and checks what apt
+// left against the repository's digests. It may run in its own goroutine.
+func fetch(ctx context.Context, t *testing.T, o *office.Office, n *office.Node, pkgs ...string) {
+	t.Helper()
+	a := n.Apt()
+	if _, err := a.Update(ctx); err != nil {
+		t.Errorf("%s: %v", n.Name, err)
+		return
+	}
+	if _, err := a.Download(ctx, pkgs...); err != nil {
+		t.Errorf("%s: %v", n.Name, err)
+		return
+	}
+	checkArchives(t, o, n, pkgs...)
+}
+
+// checkArchives compares the SHA-256 of every .deb apt downloaded on n with
+// the repository's (apt checked them against Packages too).
+func checkArchives(t *testing.T, o *office.Office, n *office.Node, pkgs ...string) {
+	t.Helper()
+	got, err := n.Apt().Archives()
+	if err != nil {
+		t.Errorf("%s: %v", n.Name, err)
+		return
+	}
+	for _, name := range pkgs {
+		deb := o.Repo.Debs[name]
+		switch sum, ok := got[deb.FileName()]; {
+		case !ok:
+			t.Errorf("%s: apt left no %s (archives: %v)", n.Name, deb.FileName(), got)
+		case sum != deb.SHA256:
+			t.Errorf("%s: %s has SHA-256 %s; the repository's is %s", n.Name, deb.FileName(), sum, deb.SHA256)
+		}
+	}
+}
+
+// nodeIDs returns each node's id, by index.
+func nodeIDs(t *testing.T, o *office.Office) []string {
+	t.Helper()
+	var ids []string
+	for _, n := range o.Nodes() {
+		ids = append(ids, status(t, n).NodeID)
+	}
+	return ids
+}
+
+// allPeersAre reports whether every running node lists exactly the other
+// running nodes.
+func allPeersAre(o *office.Office, ids []string) (bool, string) {
+	var problems []string
+	for _, n := range o.Nodes() {
+		if !n.Running() {
+			continue
+		}
+		var want []string
+		for _, m := range o.Nodes() {
+			if m != n && m.Running() {
+				want = append(want, ids[m.Index])
+			}
+		}
+		slices.Sort(want)
+		st, err := n.Status(context.Background())
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		if got := st.PeerIDs(); !slices.Equal(got, want) {
+			problems = append(problems, fmt.Sprintf("%s lists %s, want %s", n.Name, short(got), short(want)))
+		}
+	}
+	return len(problems) == 0, strings.Join(problems, "; ")
+}
+
+func short(ids []string) string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = id[:min(8, len(id))]
+	}
+	return "[" + strings.Join(out, " ") + "]"
+}
+
+func status(t *testing.T, n *office.Node) office.Status {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := n.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// waitFor polls cond until it holds and returns how long that took. limit
+// only stops a test that would otherwise hang.
+func waitFor(t *testing.T, what string, limit time.Duration, cond func() (bool, string)) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var state string
+	for time.Since(start) < limit {
+		var ok bool
+		if ok, state = cond(); ok {
+			return time.Since(start)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s: not after %v: %s", what, limit, state)
+	return 0
+}
+
+// debLog lists the origin's .deb requests, for failure messages.
+func debLog(o *office.Office) []string {
+	var out []string
+	for _, r := range o.Origin.Log() {
+		if strings.HasSuffix(r.Path, ".deb") {
+			out = append(out, fmt.Sprintf("%s %s %q %d", r.Method, r.Path, r.Range, r.Status))
+		}
+	}
+	return out
+}
+
+// corrupt flips bytes in the middle of a file, keeping its size.
+func corrupt(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatalf("corrupt the peer's blob: %v", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	off := fi.Size() / 2
+	n, err := f.ReadAt(buf, off)
+	if err != nil && err != io.EOF {
+		t.Fatal(err)
+	}
+	for i := range buf[:n] {
+		buf[i] ^= 0xff
+	}
+	if _, err := f.WriteAt(buf[:n], off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func fileSHA256(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("hash %s: %v", path, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatalf("hash %s: %v", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
