@@ -1,0 +1,431 @@
+package proxy
+
+import (
+	"bytes"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"math"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The dashboard is server-rendered HTML (it reads well with JavaScript off)
+// plus one small script that polls /_pkgswarm/status every 2 s and redraws
+// the same figures in place. Assets are embedded: no build step, no CDN.
+//
+//go:embed web
+var webFS embed.FS
+
+// dashboardUIPrefix is where the dashboard's own assets and its history
+// endpoint live. The lead registers both "GET /{$}" and this prefix.
+const dashboardUIPrefix = "/_pkgswarm/ui/"
+
+// Dashboard sampling: one sample every dashboardSampleEvery, the last
+// dashboardSamples kept (one hour), for the throughput chart.
+const (
+	dashboardSampleEvery = 5 * time.Second
+	dashboardSamples     = 720
+)
+
+// dashboardSources is the display order of the served-bytes sources; any
+// other source the metrics report is appended after them.
+var dashboardSources = []string{"cache", "lan", "swarm", "origin"}
+
+// Dashboard returns the handler of the web dashboard: GET / renders the page
+// and GET /_pkgswarm/ui/... serves its script, stylesheet and sampled history
+// (/_pkgswarm/ui/history, JSON). Register it for both:
+//
+//	d := s.Dashboard()
+//	s.Handle("GET /{$}", d)
+//	s.Handle("GET "+"/_pkgswarm/ui/", d)
+//
+// Each call starts one sampler goroutine that records the served-bytes
+// counters every 5 s for the over-time chart (one hour is kept); it stops
+// when the Server is closed. Call it once, before serving.
+func (s *Server) Dashboard() http.Handler {
+	d := &dashboard{s: s, tmpl: dashboardTemplate}
+	d.sample(s.Status())
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(dashboardSampleEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-t.C:
+				d.sample(s.Status())
+			}
+		}
+	}()
+	return d
+}
+
+// dashboard serves the page and keeps the sampled history.
+type dashboard struct {
+	s    *Server
+	tmpl *template.Template
+
+	mu   sync.Mutex // protects ring
+	ring []dashSample
+}
+
+// dashSample is one point of the history: cumulative counters at a time.
+// The chart plots the rate between consecutive samples.
+type dashSample struct {
+	Time   time.Time        `json:"t"`
+	Served map[string]int64 `json:"served"`
+	Origin int64            `json:"origin"`
+	Hits   int64            `json:"hits"`
+	Misses int64            `json:"misses"`
+}
+
+func (d *dashboard) sample(st Status) {
+	smp := dashSample{Time: st.Time, Served: st.Served, Origin: st.Origin.Bytes,
+		Hits: st.Requests["hit"], Misses: st.Requests["miss"]}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.ring = append(d.ring, smp)
+	if len(d.ring) > dashboardSamples {
+		d.ring = slices.Delete(d.ring, 0, len(d.ring)-dashboardSamples)
+	}
+}
+
+func (d *dashboard) history() []dashSample {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.ring)
+}
+
+func (d *dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.URL.Path == "/":
+		d.servePage(w, r)
+	case r.URL.Path == dashboardUIPrefix+"history":
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		json.NewEncoder(w).Encode(d.history())
+	case strings.HasPrefix(r.URL.Path, dashboardUIPrefix):
+		d.serveAsset(w, r)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func (d *dashboard) serveAsset(w http.ResponseWriter, r *http.Request) {
+	name := strings.TrimPrefix(r.URL.Path, dashboardUIPrefix)
+	if name == "" || strings.Contains(name, "/") || name == "index.html" {
+		http.NotFound(w, r)
+		return
+	}
+	sub, _ := fs.Sub(webFS, "web")
+	w.Header().Set("Cache-Control", "no-cache")
+	http.ServeFileFS(w, r, sub, name)
+}
+
+func (d *dashboard) servePage(w http.ResponseWriter, r *http.Request) {
+	st := d.s.Status()
+	d.sample(st)
+	v := buildDashView(st, d.history())
+	var buf bytes.Buffer
+	if err := d.tmpl.Execute(&buf, v); err != nil {
+		d.s.log.Error("rendering the dashboard", "err", err)
+		http.Error(w, "pkgswarm: rendering the dashboard failed: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	// The page loads only its own script and stylesheet and talks only to
+	// this node.
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Write(buf.Bytes())
+}
+
+// dashView is what the page template renders. Every figure carries its raw
+// value in a data attribute so the script (and the browser test) can match
+// it against /_pkgswarm/status.
+type dashView struct {
+	Status       Status
+	HitRatio     string // "87.5 %"
+	Hits, Misses int64
+	Sources      []dashSource
+	ServedTotal  int64
+	Saved        int64 // bytes clients got from cache, LAN and swarm: not fetched from an origin
+	Peers        []dashPeer
+	Transfers    []dashTransfer
+	Repos        []dashRepo
+	Failures     []Failure // newest first
+	Chart        template.HTML
+	History      []dashSample
+}
+
+type dashSource struct {
+	Name  string
+	Bytes int64
+	Pct   float64 // share of ServedTotal, 0..100
+}
+
+type dashPeer struct {
+	ID, URL, Addrs, Source string
+	Healthy                bool
+	LastSeen               time.Time
+	Failures               int64
+}
+
+type dashTransfer struct {
+	TransferStatus
+	Pct float64 // -1 when the size is unknown
+}
+
+type dashRepo struct {
+	RepoStatus
+	Age string // how old the root's Date is, e.g. "3 h 12 min"
+}
+
+func buildDashView(st Status, hist []dashSample) dashView {
+	v := dashView{Status: st, HitRatio: formatRatio(st.HitRatio), Hits: st.Requests["hit"], Misses: st.Requests["miss"], History: hist}
+	for _, name := range sourceOrder(st.Served) {
+		n := st.Served[name]
+		v.Sources = append(v.Sources, dashSource{Name: name, Bytes: n})
+		v.ServedTotal += n
+		if name != "origin" {
+			v.Saved += n
+		}
+	}
+	for i := range v.Sources {
+		if v.ServedTotal > 0 {
+			v.Sources[i].Pct = 100 * float64(v.Sources[i].Bytes) / float64(v.ServedTotal)
+		}
+	}
+	v.Peers = peersOf(st.Peers)
+	for _, t := range st.Transfers {
+		pct := -1.0
+		if t.Size > 0 {
+			pct = math.Min(100, 100*float64(t.Bytes)/float64(t.Size))
+		}
+		v.Transfers = append(v.Transfers, dashTransfer{t, pct})
+	}
+	slices.SortFunc(v.Transfers, func(a, b dashTransfer) int { return a.Started.Compare(b.Started) })
+	for _, r := range st.Repos {
+		age := ""
+		if !r.Date.IsZero() {
+			age = formatAge(st.Time.Sub(r.Date))
+		}
+		v.Repos = append(v.Repos, dashRepo{r, age})
+	}
+	v.Failures = slices.Clone(st.Failures)
+	slices.Reverse(v.Failures)
+	v.Chart = chartSVG(hist)
+	return v
+}
+
+// sourceOrder lists the sources of served in display order.
+func sourceOrder(served map[string]int64) []string {
+	out := slices.Clone(dashboardSources)
+	var extra []string
+	for k := range served {
+		if !slices.Contains(out, k) {
+			extra = append(extra, k)
+		}
+	}
+	slices.Sort(extra)
+	return append(out, extra...)
+}
+
+// peersOf reads the peer table of the status document. Its element type
+// belongs to whoever fills Config.PeerList (discovery.Peer today, whose
+// fields carry no JSON tags), so it is read through JSON by field name,
+// case-insensitively, the way the page's script reads it.
+func peersOf(peers any) []dashPeer {
+	if peers == nil {
+		return nil
+	}
+	b, err := json.Marshal(peers)
+	if err != nil {
+		return nil
+	}
+	var rows []map[string]any
+	if json.Unmarshal(b, &rows) != nil {
+		return nil
+	}
+	var out []dashPeer
+	for _, row := range rows {
+		m := make(map[string]any, len(row))
+		for k, v := range row {
+			m[strings.ToLower(strings.ReplaceAll(k, "_", ""))] = v
+		}
+		p := dashPeer{ID: str(m["id"]), URL: str(m["url"]), Source: str(m["source"])}
+		if addrs, ok := m["addrs"].([]any); ok {
+			var ss []string
+			for _, a := range addrs {
+				ss = append(ss, str(a))
+			}
+			p.Addrs = strings.Join(ss, ", ")
+		}
+		p.Healthy, _ = m["healthy"].(bool)
+		if f, ok := m["failures"].(float64); ok {
+			p.Failures = int64(f)
+		}
+		if t, err := time.Parse(time.RFC3339Nano, str(m["lastseen"])); err == nil {
+			p.LastSeen = t
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func str(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	if v == nil {
+		return ""
+	}
+	return fmt.Sprint(v)
+}
+
+// FormatBytes prints n with a binary unit: "0 B", "1023 B", "1.5 KiB",
+// "20.0 MiB". The dashboard script formats the same way (its test compares
+// them).
+func FormatBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// formatRatio prints a ratio in 0..1 as a percentage with one decimal.
+func formatRatio(r float64) string { return fmt.Sprintf("%.1f %%", 100*r) }
+
+// formatAge prints a duration coarsely: "42 s", "5 min", "3 h 12 min", "4 d 2 h".
+func formatAge(d time.Duration) string {
+	if d < 0 {
+		return "in the future"
+	}
+	s := int64(d / time.Second)
+	switch {
+	case s < 60:
+		return fmt.Sprintf("%d s", s)
+	case s < 3600:
+		return fmt.Sprintf("%d min", s/60)
+	case s < 86400:
+		return fmt.Sprintf("%d h %d min", s/3600, s%3600/60)
+	}
+	return fmt.Sprintf("%d d %d h", s/86400, s%86400/3600)
+}
+
+// Chart geometry, shared with web/dashboard.js (which redraws the chart
+// with the same layout).
+const (
+	chartW, chartH       = 720, 180
+	chartPadL, chartPadB = 64, 22
+	chartPadT, chartPadR = 8, 8
+	chartMinSpan         = 60 * time.Second
+	chartTicks           = 4
+)
+
+// chartColors are the series colours by source (also in dashboard.css and
+// dashboard.js).
+var chartColors = map[string]string{"cache": "#2e7d32", "lan": "#1565c0", "swarm": "#6a1b9a", "origin": "#ef6c00"}
+
+func chartColor(name string) string {
+	if c, ok := chartColors[name]; ok {
+		return c
+	}
+	return "#555"
+}
+
+// chartSVG draws bytes per second served by each source between consecutive
+// samples, as an inline SVG (so the first render needs no script).
+func chartSVG(hist []dashSample) template.HTML {
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg id="chart" viewBox="0 0 %d %d" role="img" aria-label="bytes per second served, by source">`, chartW, chartH)
+	if len(hist) < 2 {
+		fmt.Fprintf(&b, `<text x="%d" y="%d" class="muted">collecting samples…</text></svg>`, chartW/2-60, chartH/2)
+		return template.HTML(b.String())
+	}
+	t0, t1 := hist[0].Time, hist[len(hist)-1].Time
+	if t1.Sub(t0) < chartMinSpan {
+		t0 = t1.Add(-chartMinSpan)
+	}
+	span := t1.Sub(t0).Seconds()
+	names := sourceOrder(hist[len(hist)-1].Served)
+	type pt struct{ x, y float64 }
+	series := map[string][]pt{}
+	maxRate := 1.0
+	for i := 1; i < len(hist); i++ {
+		dt := hist[i].Time.Sub(hist[i-1].Time).Seconds()
+		if dt <= 0 {
+			continue
+		}
+		for _, n := range names {
+			rate := math.Max(0, float64(hist[i].Served[n]-hist[i-1].Served[n])/dt)
+			maxRate = math.Max(maxRate, rate)
+			series[n] = append(series[n], pt{hist[i].Time.Sub(t0).Seconds(), rate})
+		}
+	}
+	plotW, plotH := float64(chartW-chartPadL-chartPadR), float64(chartH-chartPadT-chartPadB)
+	for i := 0; i <= chartTicks; i++ {
+		y := float64(chartPadT) + plotH*float64(i)/chartTicks
+		val := maxRate * float64(chartTicks-i) / chartTicks
+		fmt.Fprintf(&b, `<line class="grid" x1="%d" x2="%d" y1="%.1f" y2="%.1f"/>`, chartPadL, chartW-chartPadR, y, y)
+		fmt.Fprintf(&b, `<text class="axis" x="%d" y="%.1f" text-anchor="end">%s/s</text>`, chartPadL-6, y+4, template.HTMLEscapeString(FormatBytes(int64(val))))
+	}
+	fmt.Fprintf(&b, `<text class="axis" x="%d" y="%d">%s</text>`, chartPadL, chartH-4, template.HTMLEscapeString("-"+formatAge(t1.Sub(t0))))
+	fmt.Fprintf(&b, `<text class="axis" x="%d" y="%d" text-anchor="end">now</text>`, chartW-chartPadR, chartH-4)
+	for _, n := range names {
+		pts := series[n]
+		if len(pts) == 0 {
+			continue
+		}
+		var path strings.Builder
+		for i, p := range pts {
+			x := float64(chartPadL) + plotW*p.x/span
+			y := float64(chartPadT) + plotH*(1-p.y/maxRate)
+			cmd := "L"
+			if i == 0 {
+				cmd = "M"
+			}
+			fmt.Fprintf(&path, "%s%.1f %.1f ", cmd, x, y)
+		}
+		fmt.Fprintf(&b, `<path class="series" data-source="%s" fill="none" stroke="%s" stroke-width="2" d="%s"/>`,
+			template.HTMLEscapeString(n), chartColor(n), strings.TrimSpace(path.String()))
+	}
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String())
+}
+
+var dashboardTemplate = template.Must(template.New("index.html").Funcs(template.FuncMap{
+	"bytes": FormatBytes,
+	"pct":   func(f float64) string { return fmt.Sprintf("%.1f", f) },
+	"age":   formatAge,
+	"color": chartColor,
+	"since": func(now, t time.Time) string {
+		if t.IsZero() {
+			return "—"
+		}
+		return formatAge(now.Sub(t)) + " ago"
+	},
+	"utc":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+	"json": func(v any) (template.JS, error) { b, err := json.Marshal(v); return template.JS(b), err },
+	"short": func(s string) string {
+		if len(s) > 16 {
+			return s[:16] + "…"
+		}
+		return s
+	},
+}).ParseFS(webFS, "web/index.html"))
