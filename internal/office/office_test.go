@@ -1,0 +1,427 @@
+package office
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pkgswarm/pkgswarm/internal/aptenv"
+	"github.com/pkgswarm/pkgswarm/internal/netlab"
+	"github.com/pkgswarm/pkgswarm/internal/testrepo"
+)
+
+// TestMain makes this test binary a node program when the harness
+// re-executes it: a tiny server (childServer) stands in for pkgswarm, so the
+// harness is tested without it.
+func TestMain(m *testing.M) {
+	Child(childServer)
+	os.Exit(m.Run())
+}
+
+// childServer serves the health path with the id it was given and echoes
+// its arguments at /args, until ctx ends.
+func childServer(ctx context.Context, argv []string) error {
+	fs := flag.NewFlagSet("child", flag.ContinueOnError)
+	listen := fs.String("listen", ":3142", "")
+	id := fs.String("id", "", "")
+	if err := fs.Parse(argv[1:]); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /_pkgswarm/v1/node", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]string{"id": *id})
+	})
+	mux.HandleFunc("GET /args", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(argv[1:])
+	})
+	srv := &http.Server{Handler: mux}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	fmt.Println("child serving on", ln.Addr())
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	fmt.Println("child stopped")
+	return nil
+}
+
+var smallRepo = []testrepo.Package{{Name: "tiny", Version: "1", Size: 4096, Seed: 1}}
+
+// TestInNetns checks that inNetns runs in the namespace and returns the
+// thread to the test's namespace.
+func TestInNetns(t *testing.T) {
+	lab := netlab.New(t, "innetns")
+	lan := lab.AddLAN("lan", "10.78.0.0/24")
+	h := lab.AddHost("h", lan)
+	names := func() []string {
+		ifs, err := net.Interfaces()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, i := range ifs {
+			out = append(out, i.Name)
+		}
+		slices.Sort(out)
+		return out
+	}
+	var inside []string
+	if err := inNetns(h.Namespace(), func() error { inside = names(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"eth0", "lo"}; !slices.Equal(inside, want) {
+		t.Errorf("interfaces inside %s: %v; want %v", h.Namespace(), inside, want)
+	}
+	// Every thread the test uses afterwards is back home: no run of names
+	// here may see only the lab's interfaces.
+	for range 20 {
+		if got := names(); slices.Equal(got, inside) {
+			t.Fatalf("a thread stayed in the lab namespace: interfaces %v", got)
+		}
+	}
+	if err := inNetns("no-such-namespace", func() error { return nil }); err == nil || !strings.Contains(err.Error(), "no-such-namespace") {
+		t.Errorf("inNetns on a missing namespace: %v; want an error naming it", err)
+	}
+}
+
+// TestListenAndDialAcrossTheLAN serves HTTP from the test process on one
+// host's address and fetches it through another host's client, across the
+// lab's bridge.
+func TestListenAndDialAcrossTheLAN(t *testing.T) {
+	lab := netlab.New(t, "dial")
+	lan := lab.AddLAN("lan", "10.78.1.0/24")
+	a, b := lab.AddHost("a", lan), lab.AddHost("b", lan)
+	ln, err := listenIn(a.Namespace(), "tcp", net.JoinHostPort(a.IP().String(), "8080"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var remote atomic.Value
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		remote.Store(r.RemoteAddr)
+		io.WriteString(w, "hello from a")
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ln.Addr().String()+"/", nil)
+	resp, err := HTTPClient(b).Do(req)
+	if err != nil {
+		t.Fatalf("GET from b: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "hello from a" {
+		t.Errorf("body %q", body)
+	}
+	host, _, _ := net.SplitHostPort(remote.Load().(string))
+	if host != b.IP().String() {
+		t.Errorf("server saw the request from %s; want b's address %s", host, b.IP())
+	}
+}
+
+// TestOrigin checks the origin's relay: reachable at its lab URL from a
+// host of the LAN, logged, and down while stopped.
+func TestOrigin(t *testing.T) {
+	o := New(t, Options{Name: "origin", Packages: smallRepo})
+	client := o.Lab().AddHost("client", o.LAN())
+	c := HTTPClient(client)
+	get := func() (int, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, o.Origin.URL+"/dists/stable/InRelease", nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+			return 0, err
+		}
+		return resp.StatusCode, nil
+	}
+	if code, err := get(); err != nil || code != 200 {
+		t.Fatalf("GET InRelease at %s: %d, %v; want 200", o.Origin.URL, code, err)
+	}
+	if n := o.Origin.Requests("/InRelease"); n != 1 {
+		t.Errorf("origin logged %d GETs of InRelease; want 1", n)
+	}
+	if !strings.HasPrefix(o.Origin.URL, "http://10.77.0.1") {
+		t.Errorf("origin URL %s; want the origin host's address 10.77.0.1", o.Origin.URL)
+	}
+	o.Origin.Stop()
+	c.CloseIdleConnections()
+	if code, err := get(); err == nil {
+		t.Errorf("GET while the origin is stopped: %d; want a broken connection", code)
+	}
+	if err := o.Origin.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := get(); err != nil || code != 200 {
+		t.Errorf("GET after Start: %d, %v; want 200", code, err)
+	}
+}
+
+// TestAptInNamespace runs apt-get inside a lab host, straight to the
+// origin's lab address (no proxy).
+func TestAptInNamespace(t *testing.T) {
+	o := New(t, Options{Name: "apt", Packages: smallRepo})
+	h := o.Lab().AddHost("client", o.LAN())
+	a, err := NewApt(h, t.TempDir(), aptenv.Options{Sources: []aptenv.Source{o.AptSource()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := a.Update(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Download(ctx, "tiny"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.Archives()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deb := o.Repo.Debs["tiny"]
+	if got[deb.FileName()] != deb.SHA256 {
+		t.Errorf("archives %v; want %s with SHA-256 %s", got, deb.FileName(), deb.SHA256)
+	}
+	if n := o.Origin.Requests(deb.Path); n != 1 {
+		t.Errorf("origin logged %d GETs of %s; want 1", n, deb.Path)
+	}
+	// An unknown package is an apt error, quoted.
+	_, err = a.Download(ctx, "no-such-package")
+	var aerr *aptenv.Error
+	if !errors.As(err, &aerr) || !strings.Contains(err.Error(), "no-such-package") {
+		t.Errorf("download of a missing package: %v; want an *aptenv.Error naming it", err)
+	}
+}
+
+// TestNodes runs nodes with a program of our own (this binary re-executed,
+// see TestMain) and checks start, arguments, Kill, Restart and Stop.
+func TestNodes(t *testing.T) {
+	o := New(t, Options{Name: "nodes", Nodes: 2, Packages: smallRepo, Program: Program{
+		Args: func(n *Node) []string { return []string{"--listen", ":3142", "--id", n.Name} },
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, n := range o.Nodes() {
+		if !n.Running() {
+			t.Fatalf("%s is not running after New", n.Name)
+		}
+		body, err := n.Get(ctx, "/args")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var args []string
+		json.Unmarshal(body, &args)
+		if want := []string{"--listen", ":3142", "--id", n.Name}; !slices.Equal(args, want) {
+			t.Errorf("%s got args %q; want %q", n.Name, args, want)
+		}
+	}
+	// Node 0 reaches node 1 at its LAN URL from inside its namespace.
+	n0, n1 := o.Node(0), o.Node(1)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n1.URL()+"/_pkgswarm/v1/node", nil)
+	resp, err := n0.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatalf("node0 → node1: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"node1"`) {
+		t.Errorf("node1 answered %q; want its id", body)
+	}
+
+	if err := n1.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if n1.Running() {
+		t.Error("node1 runs after Kill")
+	}
+	if _, err := n1.Get(ctx, "/args"); err == nil {
+		t.Error("GET on a killed node succeeded")
+	}
+	if err := n1.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := n1.Start(ctx); err == nil {
+		t.Error("Start on a running node: no error")
+	}
+	if err := n1.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n1.Get(ctx, "/args"); err != nil {
+		t.Errorf("after Restart: %v", err)
+	}
+	if err := n0.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(n0.Log(), "child stopped") {
+		t.Errorf("node0 did not stop cleanly on SIGTERM; log:\n%s", n0.Log())
+	}
+}
+
+// TestNodeThatExits reports a program that dies at start with its log.
+func TestNodeThatExits(t *testing.T) {
+	o := New(t, Options{Name: "exits", Nodes: 1, Packages: smallRepo, NoStart: true, Program: Program{
+		Args: func(*Node) []string { return []string{"--no-such-flag"} },
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := o.Node(0).Start(ctx)
+	if err == nil || !strings.Contains(err.Error(), "exited before answering") || !strings.Contains(err.Error(), "no-such-flag") {
+		t.Errorf("Start of a program that exits: %v; want an error with its log", err)
+	}
+}
+
+func TestServeArgs(t *testing.T) {
+	o := New(t, Options{Name: "args", Nodes: 3, Packages: smallRepo, StaticPeers: true, NoStart: true,
+		ExtraArgs: []string{"--hold", "2s"}})
+	args := o.Node(1).ServeArgs()
+	joined := strings.Join(args, " ")
+	for _, want := range []string{
+		"serve ", "--system-keyrings=false", "--keyring " + o.Repo.Key.KeyringPath,
+		"--allow-ports 80", "--mdns=false", "--announce-apt-proxy=false", "--mdns-interface eth0",
+		"--data-dir " + o.Node(1).DataDir,
+		"--peer " + o.Node(0).URL(), "--peer " + o.Node(2).URL(),
+	} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("serve args %q lack %q", joined, want)
+		}
+	}
+	if strings.Contains(joined, "--peer "+o.Node(1).URL()) {
+		t.Errorf("node1 is its own peer: %q", joined)
+	}
+	if !strings.HasSuffix(joined, "--hold 2s") {
+		t.Errorf("extra args not last: %q", joined)
+	}
+}
+
+func TestCleanEnv(t *testing.T) {
+	got := cleanEnv([]string{"PATH=/bin", "http_proxy=x", "HTTPS_PROXY=y", "PKGSWARM_MDNS=false", "PKGSWARM_OFFICE_ARGS=[]", "HOME=/root"})
+	if want := []string{"PATH=/bin", "HOME=/root"}; !slices.Equal(got, want) {
+		t.Errorf("cleanEnv: %q; want %q", got, want)
+	}
+}
+
+func TestArgsRoundTrip(t *testing.T) {
+	for _, args := range [][]string{nil, {}, {"serve", "--peer", "http://10.0.0.2:3142"}, {"a b", `q"uote`, "ünï", ""}} {
+		got, err := decodeArgs(encodeArgs(args))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, args) && !(len(got) == 0 && len(args) == 0) {
+			t.Errorf("round trip of %q gave %q", args, got)
+		}
+	}
+}
+
+func FuzzDecodeArgs(f *testing.F) {
+	for _, s := range []string{`[]`, `["serve","--listen",":3142"]`, `null`, `{}`, `["a",1]`, ``, `[`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		args, err := decodeArgs(raw)
+		if err != nil {
+			if !strings.Contains(err.Error(), childEnv) {
+				t.Errorf("error %q does not name %s", err, childEnv)
+			}
+			return
+		}
+		if args == nil {
+			t.Error("nil args without an error")
+		}
+		again, err := decodeArgs(encodeArgs(args))
+		if err != nil || !slices.Equal(again, args) {
+			t.Errorf("re-encoding %q gave %q, %v", args, again, err)
+		}
+	})
+}
+
+func TestRun(t *testing.T) {
+	t.Run("pass", func(t *testing.T) {
+		var order []string
+		var dir string
+		var out strings.Builder
+		err := Run("bench", &out, func(tb testing.TB) {
+			tb.Cleanup(func() { order = append(order, "first") })
+			tb.Cleanup(func() { order = append(order, "second") })
+			dir = tb.TempDir()
+			tb.Logf("working in %s", dir)
+			if tb.Context().Err() != nil {
+				tb.Error("context cancelled while running")
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{"second", "first"}; !slices.Equal(order, want) {
+			t.Errorf("cleanups ran %v; want %v", order, want)
+		}
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("TempDir %s not removed: %v", dir, err)
+		}
+		if !strings.Contains(out.String(), "bench: working in") {
+			t.Errorf("log %q", out.String())
+		}
+	})
+	t.Run("fatal", func(t *testing.T) {
+		after := false
+		cleaned := false
+		err := Run("bench", io.Discard, func(tb testing.TB) {
+			tb.Cleanup(func() { cleaned = true })
+			tb.Errorf("first problem")
+			tb.Fatalf("second problem: %d", 2)
+			after = true
+		})
+		if err == nil || !strings.Contains(err.Error(), "first problem") || !strings.Contains(err.Error(), "second problem: 2") {
+			t.Errorf("error %v; want both messages", err)
+		}
+		if after {
+			t.Error("fn went on after Fatalf")
+		}
+		if !cleaned {
+			t.Error("cleanup did not run after Fatalf")
+		}
+	})
+	t.Run("skip", func(t *testing.T) {
+		err := Run("bench", io.Discard, func(tb testing.TB) { tb.Skip("not root") })
+		if !errors.Is(err, ErrSkipped) || !strings.Contains(err.Error(), "not root") {
+			t.Errorf("error %v; want ErrSkipped with the reason", err)
+		}
+	})
+	t.Run("panic", func(t *testing.T) {
+		cleaned := false
+		defer func() {
+			if v := recover(); v != "boom" {
+				t.Errorf("recovered %v; want the panic passed on", v)
+			}
+			if !cleaned {
+				t.Error("cleanup did not run before the panic was passed on")
+			}
+		}()
+		Run("bench", io.Discard, func(tb testing.TB) {
+			tb.Cleanup(func() { cleaned = true })
+			panic("boom")
+		})
+	})
+}
