@@ -326,3 +326,11 @@ func (c *urpmiClient) addMedia() {
 		c.dir = base
 	}
 }
+
+// clip shortens a response body for a failure message.
+func clip(b []byte) string {
+	if len(b) > 200 {
+		return fmt.Sprintf("%q... (%d bytes)", b[:200], len(b))
+	}
+	return fmt.Sprintf("%q", b)
+}

@@ -183,7 +183,7 @@ func TestRPMMDRefusesBadRPMs(t *testing.T) {
 		t.Fatalf("createrepo_c: %v\n%s", err, out)
 	}
 	if resp, body := r.get(m.URLPath + "/repodata/repomd.xml"); resp.StatusCode != http.StatusOK {
-		t.Fatalf("repomd.xml: %d %q", resp.StatusCode, body)
+		t.Fatalf("repomd.xml: %d %s", resp.StatusCode, clip(body))
 	}
 	dnf := r.newDNF(m.URLPath, false, false)
 	out, err := dnf.download("tampered")
@@ -196,7 +196,7 @@ func TestRPMMDRefusesBadRPMs(t *testing.T) {
 			resp, body := r.get(b.URLPath)
 			msg := strings.TrimSuffix(string(body), "\n")
 			if resp.StatusCode != http.StatusBadGateway || strings.Contains(msg, "\n") || !strings.Contains(msg, tc.reason) {
-				t.Errorf("%d %q, want 502 with one line saying %q", resp.StatusCode, msg, tc.reason)
+				t.Errorf("%d %s, want 502 with one line saying %q", resp.StatusCode, clip([]byte(msg)), tc.reason)
 			}
 			data, _ := os.ReadFile(b.File)
 			if r.store.HasBlob(store.DigestOf(data)) {
@@ -216,7 +216,7 @@ func TestRepomdSignature(t *testing.T) {
 	repomd := m.URLPath + "/repodata/repomd.xml"
 	resp, good := r.get(repomd)
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("repomd.xml: %d %q", resp.StatusCode, good)
+		t.Fatalf("repomd.xml: %d %s", resp.StatusCode, clip(good))
 	}
 	if resp, _ := r.get(repomd + ".asc"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("repomd.xml.asc: %d", resp.StatusCode)

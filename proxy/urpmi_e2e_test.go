@@ -166,7 +166,7 @@ func TestUrpmiRefusesBadRPMs(t *testing.T) {
 				before := r.origin.Requests(b.URLPath)
 				resp, body := r.get(b.URLPath)
 				if resp.StatusCode != http.StatusBadGateway {
-					t.Fatalf("attempt %d: %d %q, want 502", attempt, resp.StatusCode, body)
+					t.Fatalf("attempt %d: %d %s, want 502", attempt, resp.StatusCode, clip(body))
 				}
 				msg := strings.TrimSuffix(string(body), "\n")
 				if strings.Contains(msg, "\n") || !strings.Contains(msg, tc.reason) || !strings.Contains(msg, b.NEVRA) {
@@ -221,11 +221,11 @@ func TestUrpmiPubkeyPinned(t *testing.T) {
 	r.start(func(c *proxy.Config) { c.RevalidateEvery = time.Nanosecond })
 	resp, body := r.get(m.URLPath + "/media_info/pubkey")
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "pinned") {
-		t.Errorf("changed pubkey: %d %q, want 502 naming the pinned key", resp.StatusCode, body)
+		t.Errorf("changed pubkey: %d %s, want 502 naming the pinned key", resp.StatusCode, clip(body))
 	}
 	resp, body = r.get(b.URLPath)
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "signed by no trusted key") {
-		t.Errorf("rpm signed by the new key: %d %q, want 502", resp.StatusCode, body)
+		t.Errorf("rpm signed by the new key: %d %s, want 502", resp.StatusCode, clip(body))
 	}
 	if fails := r.srv.Status().Failures; len(fails) < 2 {
 		t.Errorf("status lists %d failures, want the pubkey and the rpm", len(fails))
@@ -234,14 +234,14 @@ func TestUrpmiPubkeyPinned(t *testing.T) {
 	// Configured, the new key is accepted for both.
 	r.start(func(c *proxy.Config) { c.RPM.Keys = keySetOf(t, evil); c.RevalidateEvery = time.Nanosecond })
 	if resp, body := r.get(m.URLPath + "/media_info/pubkey"); resp.StatusCode != http.StatusOK {
-		t.Errorf("configured pubkey: %d %q, want 200", resp.StatusCode, body)
+		t.Errorf("configured pubkey: %d %s, want 200", resp.StatusCode, clip(body))
 	}
 	if resp, body := r.get(b.URLPath); resp.StatusCode != http.StatusOK {
-		t.Errorf("rpm signed by a configured key: %d %q, want 200", resp.StatusCode, body)
+		t.Errorf("rpm signed by a configured key: %d %s, want 200", resp.StatusCode, clip(body))
 	}
 	// The old key is still pinned for rpms it signed.
 	if resp, body := r.get(r.tree.Package("alpha-1.0-1.mga9.noarch").URLPath); resp.StatusCode != http.StatusOK {
-		t.Errorf("rpm signed by the pinned key: %d %q, want 200", resp.StatusCode, body)
+		t.Errorf("rpm signed by the pinned key: %d %s, want 200", resp.StatusCode, clip(body))
 	}
 }
 
@@ -262,11 +262,11 @@ func TestUrpmiSynthesisMatchesMD5SUM(t *testing.T) {
 	})
 	r.start(nil)
 	if resp, body := r.get(m.URLPath + "/media_info/MD5SUM"); resp.StatusCode != http.StatusOK {
-		t.Fatalf("MD5SUM: %d %q", resp.StatusCode, body)
+		t.Fatalf("MD5SUM: %d %s", resp.StatusCode, clip(body))
 	}
 	resp, body := r.get(synth)
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "does not match the MD5SUM") {
-		t.Fatalf("tampered synthesis: %d %q, want 502", resp.StatusCode, body)
+		t.Fatalf("tampered synthesis: %d %s, want 502", resp.StatusCode, clip(body))
 	}
 	// With nothing verified, the rpm is a plain URL-cached file.
 	b := tree.Media[0].Packages[0]
@@ -293,7 +293,7 @@ func TestUrpmiSynthesisMatchesMD5SUM(t *testing.T) {
 	mirror.Stop()
 	for _, p := range []string{m.URLPath + "/media_info/MD5SUM", synth} {
 		if resp, body := r.get(p); resp.StatusCode != http.StatusOK {
-			t.Errorf("%s with origins down: %d %q, want the held copy", p, resp.StatusCode, body)
+			t.Errorf("%s with origins down: %d %s, want the held copy", p, resp.StatusCode, clip(body))
 		}
 	}
 }
@@ -332,4 +332,29 @@ func TestUrpmiHerdOneOriginGet(t *testing.T) {
 	if n := r.origin.Requests(".rpm"); n != 1 {
 		t.Errorf("%d origin rpm GETs for 8 clients, want 1", n)
 	}
+}
+
+// TestUrpmiOfflineAfterWarmRun: after one urpmi run, a restarted proxy in
+// offline mode with the origin gone serves a second urpmi run entirely.
+func TestUrpmiOfflineAfterWarmRun(t *testing.T) {
+	r := newRPMRig(t, rpmrepo.Options{NoRepodata: true, Packages: []rpmrepo.Package{
+		{Name: "alpha", Size: 10 << 10, Seed: 1},
+		{Name: "bravo", Size: 10 << 10, Seed: 2, Medium: "core/updates"},
+	}}, nil)
+	var paths []string
+	for _, m := range r.tree.Media {
+		for _, b := range m.Packages {
+			paths = append(paths, b.URLPath)
+		}
+	}
+	warm := r.urpmi(false)
+	warm.addMedia()
+	warm.mustCurl(false, paths...)
+
+	r.origin.Stop()
+	r.start(func(c *proxy.Config) { c.Offline = true })
+	cold := r.urpmi(true)
+	cold.addMedia()
+	cold.mustCurl(false, paths...)
+	cold.checkRPMs(r.tree)
 }
