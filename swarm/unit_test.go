@@ -337,3 +337,23 @@ func TestPeerHints(t *testing.T) {
 		t.Fatalf("fetch by hint: %v", err)
 	}
 }
+
+// Nodes of different namespaces do not meet by digest.
+func TestNamespaceSeparates(t *testing.T) {
+	blobs := newDirBlobs(t)
+	data := randomBytes(1<<20, 8)
+	digest := blobs.put(t, data, "")
+	a := newNode(t, blobs, func(c *Config) { c.Namespace = "office-a/v1" })
+	if err := a.Seed(digest, int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	b := newNode(t, newDirBlobs(t), withBootstrap(a.DHTAddr()))
+	if _, err := b.Fetch(context.Background(), digest, int64(len(data)), nil); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("fetch across namespaces: %v, want ErrNotFound", err)
+	}
+	c := newNode(t, newDirBlobs(t), withBootstrap(a.DHTAddr()), func(c *Config) { c.Namespace = "office-a/v1" })
+	got, err := fetchAll(context.Background(), c, digest, int64(len(data)))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("fetch within the namespace: %v", err)
+	}
+}
