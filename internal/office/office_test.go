@@ -425,3 +425,34 @@ func TestRun(t *testing.T) {
 		})
 	})
 }
+
+func TestParseBrowse(t *testing.T) {
+	out := `+;eth0;IPv4;pkgswarm-1234abcd;_apt_proxy._tcp;local
+=;eth0;IPv4;pkgswarm-1234abcd;_apt_proxy._tcp;local;pkgswarm-1234abcd.local;10.77.0.2;3142;"v=1" "id=1234abcd00"
+=;eth0;IPv4;short;_apt_proxy._tcp;local
+-;eth0;IPv4;gone;_apt_proxy._tcp;local
+=;eth0;IPv4;notxt;_apt_proxy._tcp;local;h.local;10.77.0.3;3142
+`
+	got := ParseBrowse(out)
+	want := []Resolved{
+		{Iface: "eth0", Protocol: "IPv4", Instance: "pkgswarm-1234abcd", Type: "_apt_proxy._tcp", Domain: "local",
+			HostName: "pkgswarm-1234abcd.local", Address: "10.77.0.2", Port: "3142", TXT: `"v=1" "id=1234abcd00"`},
+		{Iface: "eth0", Protocol: "IPv4", Instance: "notxt", Type: "_apt_proxy._tcp", Domain: "local",
+			HostName: "h.local", Address: "10.77.0.3", Port: "3142"},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("ParseBrowse:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+func FuzzParseBrowse(f *testing.F) {
+	f.Add("=;eth0;IPv4;a;_apt_proxy._tcp;local;a.local;10.0.0.1;3142;\"v=1\"\n+;eth0;IPv4;a;b;local\n")
+	f.Add(";;;;;;;;;;;;\n=")
+	f.Fuzz(func(t *testing.T, out string) {
+		for _, r := range ParseBrowse(out) {
+			if strings.Contains(r.Port, "\n") || strings.Contains(r.Address, ";") {
+				t.Errorf("field crosses a line or separator: %+v", r)
+			}
+		}
+	})
+}
