@@ -2,8 +2,10 @@ package proxy_test
 
 import (
 	"bytes"
+	"encoding/hex"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 	"github.com/pkgswarm/pkgswarm/internal/testrepo"
 	"github.com/pkgswarm/pkgswarm/proxy"
 	"github.com/pkgswarm/pkgswarm/proxy/store"
+	"github.com/pkgswarm/pkgswarm/repoindex/urpmi"
 )
 
 // TestUrpmiReplayBothModes replays urpmi's request sequence with real curl
@@ -100,6 +103,41 @@ func TestUrpmiReplayBothModes(t *testing.T) {
 	st := r.srv.RPMStatus()
 	if len(st) < 2 || st[0].Kind != "urpmi" || len(st[0].Keys) != 1 {
 		t.Errorf("RPMStatus = %+v, want both media pinned to one key", st)
+	}
+
+	// A peer asking by name key (derived from the medium key, NEVRA and
+	// synthesis size alone) gets the verified rpm.
+	for _, b := range []*rpmrepo.Built{big, tr.Package("alpha-1.0-1.mga9.noarch")} {
+		key := urpmi.NameKey(r.keys().KeyIDs(), b.NEVRA, b.Size)
+		req := httptest.NewRequest(http.MethodGet, "/_pkgswarm/v1/rpm/"+key, nil)
+		req.SetPathValue("key", key)
+		rec := httptest.NewRecorder()
+		r.srv.ServeRPMNameToPeer(rec, req)
+		want, _ := os.ReadFile(b.File)
+		if rec.Code != http.StatusOK || !bytes.Equal(rec.Body.Bytes(), want) || rec.Header().Get("X-Pkgswarm-Sha256") != hex.EncodeToString(b.SHA256) {
+			t.Errorf("peer request for %s by name key: %d, %d bytes, sha256 %q", b.NEVRA, rec.Code, rec.Body.Len(), rec.Header().Get("X-Pkgswarm-Sha256"))
+		}
+	}
+	unknown := urpmi.NameKey(r.keys().KeyIDs(), big.NEVRA, big.Size+1)
+	req := httptest.NewRequest(http.MethodGet, "/_pkgswarm/v1/rpm/"+unknown, nil)
+	req.SetPathValue("key", unknown)
+	rec := httptest.NewRecorder()
+	r.srv.ServeRPMNameToPeer(rec, req)
+	if rec.Code != http.StatusNotFound {
+		t.Errorf("peer request for an unknown name key: %d, want 404", rec.Code)
+	}
+
+	// A dnf client of the same medium is served the same rpms from the
+	// cache, by the digests of the medium's rpm-md metadata (unsigned, as
+	// Mageia's are).
+	m := r.medium("core/release")
+	dnf := r.newDNF(m.URLPath, false, false)
+	if out, err := dnf.download("alpha", "bravo"); err != nil {
+		t.Fatalf("dnf after urpmi: %v\n%s", err, out)
+	}
+	dnf.check(m)
+	if got := r.origin.Requests(".rpm"); got != rpmGets {
+		t.Errorf("dnf after urpmi: %d more origin rpm GETs, want 0", got-rpmGets)
 	}
 }
 
