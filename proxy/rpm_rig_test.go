@@ -247,7 +247,10 @@ func (c *urpmiClient) url(p string) string {
 	return c.r.originURL(p)
 }
 
-// curlArgs is sync_curl's command line for files (urpmi 8, urpm/download.pm).
+// curlArgs is sync_curl's command line for files (urpm/download.pm of
+// urpmi 8: "-q [--continue-at -] [-x PROXY -H Pragma:] [-s] --location-trusted
+// -R -f --disable-epsv --connect-timeout 60 --anyauth --stderr - -O URL...";
+// older releases also passed -k, now only with no-certificate-check).
 func (c *urpmiClient) curlArgs(resume bool, urls ...string) []string {
 	args := []string{"-q"}
 	if resume {
@@ -256,7 +259,7 @@ func (c *urpmiClient) curlArgs(resume bool, urls ...string) []string {
 	if !c.prefix {
 		args = append(args, "-x", c.r.http.URL, "-H", "Pragma:")
 	}
-	args = append(args, "-s", "-k", "--location-trusted", "-R", "-f", "--disable-epsv",
+	args = append(args, "-s", "--location-trusted", "-R", "-f", "--disable-epsv",
 		"--connect-timeout", "60", "--anyauth", "--stderr", "-")
 	for _, u := range urls {
 		args = append(args, "-O", u)

@@ -33,9 +33,11 @@ func TestUrpmiReplayBothModes(t *testing.T) {
 	// urpmi installs: one curl for the batch of rpms of each medium; the big
 	// one first with aria2c, which splits it into Range requests.
 	big := tr.Package("charlie-0.9-1.mga9.noarch")
-	aria := exec.Command("aria2c", "--auto-file-renaming=false", "--max-tries=1", "--timeout=60",
+	// sync_aria2's options (urpm/download.pm) without a mirror list, plus a
+	// split into 1 MiB pieces over three connections.
+	aria := exec.Command("aria2c", "--auto-file-renaming=false", "--ftp-pasv", "--follow-metalink=mem", "--summary-interval=0",
 		"-Z", "-j1", "--allow-overwrite=true", "--http-proxy="+r.http.URL,
-		"-s3", "-x3", "-k1M", "--min-split-size=1M", "--file-allocation=none", "--summary-interval=0",
+		"-s3", "-x3", "-k1M", "--min-split-size=1M", "--file-allocation=none",
 		"-d", first.dir, r.originURL(big.URLPath))
 	aria.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + first.dir}
 	if out, err := aria.CombinedOutput(); err != nil {
