@@ -57,6 +57,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Now returns the current time; nil means time.Now (tests move it).
 	Now func() time.Time
+	// OnVerified, if set, is called (in the downloading goroutine; it must
+	// not block) once for every blob committed after verification against
+	// a signed root: the swarm seeds it.
+	OnVerified func(d store.Digest, size int64)
 	// PeerList, if set, lists peers for the status page and dashboard.
 	PeerList func() any
 	// Extra, if set, adds sections to /_pkgswarm/status.

@@ -183,7 +183,7 @@ func TestLANSimultaneousMissOneOriginGet(t *testing.T) {
 		}
 	}
 	time.Sleep(100 * time.Millisecond) // index parses
-	a.origin.Throttle(".deb", 32<<20)   // 0.5 s: both requests overlap
+	a.origin.Throttle(".deb", 32<<20)  // 0.5 s: both requests overlap
 	big := a.repo.Debs["big"]
 	var wg sync.WaitGroup
 	for _, n := range []*rig{na, nb} {

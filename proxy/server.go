@@ -257,12 +257,21 @@ func (s *Server) afterVerified(t Target, d store.Digest) {
 	if err := s.store.PutMeta(verifiedKey(d), []byte{1}); err != nil {
 		s.log.Warn("marking blob verified", "sha256", d, "err", err)
 	}
+	if s.cfg.OnVerified != nil {
+		if bi, err := s.store.Stat(d); err == nil {
+			s.cfg.OnVerified(d, bi.Size)
+		}
+	}
 	if t.Kind == KindIndex {
 		s.maybeParseIndex(d)
 	}
 }
 
-func verifiedKey(d store.Digest) string { return "v:" + d.String() }
+// VerifiedPrefix prefixes the store metadata keys ("v:<hex>") that mark
+// blobs verified against a signed root.
+const VerifiedPrefix = "v:"
+
+func verifiedKey(d store.Digest) string { return VerifiedPrefix + d.String() }
 
 // IsVerified reports whether blob d was verified against a signed root and
 // may be shared with peers.

@@ -61,10 +61,13 @@ func (p *peerSet) list() any {
 // runDiscovery runs d until ctx ends. If mDNS cannot start (no usable
 // interface, port 5353 taken), it says so and carries on with static peers
 // only: a node without LAN discovery still serves.
-func runDiscovery(ctx context.Context, log *slog.Logger, set *peerSet, cfg discovery.Config) error {
+func runDiscovery(ctx context.Context, log *slog.Logger, set *peerSet, cfg discovery.Config, onPeer func(discovery.Peer, bool)) error {
 	d, err := discovery.New(cfg)
 	if err != nil {
 		return err
+	}
+	if onPeer != nil {
+		d.Subscribe(onPeer)
 	}
 	set.d.Store(d)
 	err = d.Run(ctx)
@@ -72,9 +75,12 @@ func runDiscovery(ctx context.Context, log *slog.Logger, set *peerSet, cfg disco
 		return err
 	}
 	log.Warn("mDNS unavailable; LAN peers limited to --peer (choose interfaces with --mdns-interface, or --mdns=false)", "err", err)
-	cfg.MDNS = false
+	cfg.MDNS, cfg.AnnounceAptProxy = false, false
 	if d, err = discovery.New(cfg); err != nil {
 		return err
+	}
+	if onPeer != nil {
+		d.Subscribe(onPeer)
 	}
 	set.d.Store(d)
 	return d.Run(ctx)

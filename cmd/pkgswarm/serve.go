@@ -25,6 +25,7 @@ import (
 	"github.com/pkgswarm/pkgswarm/proxy"
 	"github.com/pkgswarm/pkgswarm/proxy/store"
 	"github.com/pkgswarm/pkgswarm/repoindex/apt"
+	"github.com/pkgswarm/pkgswarm/swarm"
 )
 
 // defaultConfigFile is read when it exists and --config is not given.
@@ -55,7 +56,7 @@ func serveFlags() []cli.Flag {
 }
 
 func serveCommand() *cli.Command {
-	flags := append(serveFlags(), lanFlags()...)
+	flags := append(append(serveFlags(), lanFlags()...), swarmFlags()...)
 	return &cli.Command{
 		Name:   "serve",
 		Usage:  "run the caching proxy",
@@ -160,6 +161,8 @@ type node struct {
 	http  *http.Server
 	ln    net.Listener
 	peers *peerSet
+	swarm *swarm.Node // nil with --swarm off
+	seed  *seeder     // nil with --swarm off
 }
 
 func runServe(c *cli.Context) error {
@@ -186,13 +189,21 @@ func runServe(c *cli.Context) error {
 		}
 		return nil
 	})
-	g.Go(func() error {
-		return runDiscovery(ctx, log, n.peers, discovery.Config{
-			NodeID: n.id, Port: n.ln.Addr().(*net.TCPAddr).Port,
-			Interfaces: c.StringSlice("mdns-interface"), MDNS: c.Bool("mdns"),
-			AnnounceAptProxy: c.Bool("announce-apt-proxy"), Static: c.StringSlice("peer"), Logger: log,
-		})
-	})
+	dcfg := discovery.Config{
+		NodeID: n.id, Port: n.ln.Addr().(*net.TCPAddr).Port,
+		Interfaces: c.StringSlice("mdns-interface"), MDNS: c.Bool("mdns"),
+		AnnounceAptProxy: c.Bool("mdns") && c.Bool("announce-apt-proxy"), Static: c.StringSlice("peer"), Logger: log,
+	}
+	var onPeer func(discovery.Peer, bool)
+	if n.swarm != nil {
+		if port := swarmPort(n.swarm); port != "" {
+			dcfg.TXT = map[string]string{"swarm": port}
+		}
+		onPeer = bootstrapFromPeers(n.swarm)
+		g.Go(func() error { return n.seed.run(ctx) })
+		g.Go(func() error { return seedExisting(ctx, n.store, n.seed) })
+	}
+	g.Go(func() error { return runDiscovery(ctx, log, n.peers, dcfg, onPeer) })
 	g.Go(func() error {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -202,6 +213,9 @@ func runServe(c *cli.Context) error {
 	})
 	err = g.Wait()
 	n.proxy.Close()
+	if n.swarm != nil {
+		n.swarm.Close()
+	}
 	if cerr := n.store.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
@@ -252,24 +266,50 @@ func buildNode(c *cli.Context, log *slog.Logger) (*node, error) {
 		st.Close()
 		return nil, fmt.Errorf("node id: %w", err)
 	}
-	peers := &peerSet{}
-	lan := &proxy.LANSource{Peers: peers, NodeID: id, Budget: c.Duration("peer-budget")}
-	srv, err := proxy.New(proxy.Config{
-		Store: st, Keyring: kr, AllowClients: clients, AllowPorts: ports, Mirrors: mirrors,
-		Offline: c.Bool("offline"), RevalidateEvery: c.Duration("revalidate"), Hold: c.Duration("hold"),
-		NodeID: id, Version: version, Logger: log, Peers: []proxy.Source{lan}, PeerList: peers.list,
-	})
-	if err != nil {
-		st.Close()
-		return nil, err
-	}
 	ln, err := net.Listen("tcp", c.String("listen"))
 	if err != nil {
-		srv.Close()
 		st.Close()
 		return nil, fmt.Errorf("listening on %s: %w (another proxy on that port? set --listen)", c.String("listen"), err)
 	}
+	httpPort := ln.Addr().(*net.TCPAddr).Port
+	blobs := &verifiedBlobs{st: st}
+	sw, err := newSwarm(c.Context, c, log, dataDir, httpPort, blobs)
+	if err != nil {
+		ln.Close()
+		st.Close()
+		return nil, err
+	}
+	peers := &peerSet{}
+	tiers := []proxy.Source{&proxy.LANSource{Peers: peers, NodeID: id, Budget: c.Duration("peer-budget")}}
+	var seed *seeder
+	var onVerified func(store.Digest, int64)
+	if sw != nil {
+		tiers = append(tiers, swarmSource{sw})
+		seed = newSeeder(sw, log)
+		onVerified = seed.offer
+	}
+	srv, err := proxy.New(proxy.Config{
+		Store: st, Keyring: kr, AllowClients: clients, AllowPorts: ports, Mirrors: mirrors,
+		Offline: c.Bool("offline"), RevalidateEvery: c.Duration("revalidate"), Hold: c.Duration("hold"),
+		NodeID: id, Version: version, Logger: log, Peers: tiers, PeerList: peers.list, OnVerified: onVerified,
+		Extra: func() map[string]any {
+			if sw == nil {
+				return nil
+			}
+			return map[string]any{"swarm": sw.Stats()}
+		},
+	})
+	if err != nil {
+		ln.Close()
+		st.Close()
+		return nil, err
+	}
+	blobs.srv = srv
+	if sw != nil {
+		srv.Handle(swarm.HandlerPath, sw.Handler())
+		srv.Handle("GET /_pkgswarm/v1/magnet/sha256/{hex}", magnetHandler(sw, st, srv))
+	}
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-	return &node{id: id, log: log, store: st, proxy: srv, http: hs, ln: ln, peers: peers}, nil
+	return &node{id: id, log: log, store: st, proxy: srv, http: hs, ln: ln, peers: peers, swarm: sw, seed: seed}, nil
 }

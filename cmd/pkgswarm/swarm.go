@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
+
+	"github.com/pkgswarm/pkgswarm/discovery"
+	"github.com/pkgswarm/pkgswarm/proxy"
+	"github.com/pkgswarm/pkgswarm/proxy/store"
+	"github.com/pkgswarm/pkgswarm/swarm"
+)
+
+func swarmFlags() []cli.Flag {
+	return []cli.Flag{
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "swarm", EnvVars: env("swarm"), Value: "lan", Usage: "BitTorrent tier: off, lan (DHT bootstrapped only from LAN peers and --swarm-bootstrap) or public (also the public mainline DHT)"}),
+		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "swarm-bootstrap", EnvVars: env("swarm-bootstrap"), Usage: "DHT nodes host:port,... of a private DHT (e.g. other sites' nodes)"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "swarm-namespace", EnvVars: env("swarm-namespace"), Usage: "rendezvous namespace replacing \"" + swarm.DefaultNamespace + "\", for a private fleet"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "swarm-listen", EnvVars: env("swarm-listen"), Value: ":6881", Usage: "BitTorrent and DHT address (TCP and UDP)"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "swarm-upload-rate", EnvVars: env("swarm-upload-rate"), Value: "0", Usage: "upload limit in bytes/s (e.g. 5M); 0 = unlimited"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "swarm-download-rate", EnvVars: env("swarm-download-rate"), Value: "0", Usage: "download limit in bytes/s; 0 = unlimited"}),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "swarm-max-seeded", EnvVars: env("swarm-max-seeded"), Value: 10000, Usage: "cap on blobs seeded (least recently added go first)"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "swarm-min-size", EnvVars: env("swarm-min-size"), Value: "1M", Usage: "files smaller than this skip the swarm (one HTTP request is faster; measured, see docs/benchmarks.md)"}),
+	}
+}
+
+// newSwarm starts the BitTorrent tier, or returns nil with --swarm off.
+func newSwarm(ctx context.Context, c *cli.Context, log *slog.Logger, dataDir string, httpPort int, blobs swarm.Blobs) (*swarm.Node, error) {
+	mode := c.String("swarm")
+	switch mode {
+	case "off":
+		return nil, nil
+	case "lan", "public":
+	default:
+		return nil, fmt.Errorf("--swarm %q: want off, lan or public", mode)
+	}
+	up, err := parseSize(c.String("swarm-upload-rate"))
+	if err != nil {
+		return nil, fmt.Errorf("--swarm-upload-rate: %w", err)
+	}
+	down, err := parseSize(c.String("swarm-download-rate"))
+	if err != nil {
+		return nil, fmt.Errorf("--swarm-download-rate: %w", err)
+	}
+	minSize, err := parseSize(c.String("swarm-min-size"))
+	if err != nil {
+		return nil, fmt.Errorf("--swarm-min-size: %w", err)
+	}
+	var boot []string
+	for _, b := range c.StringSlice("swarm-bootstrap") {
+		for _, a := range strings.Split(b, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				boot = append(boot, a)
+			}
+		}
+	}
+	n, err := swarm.New(ctx, swarm.Config{
+		DataDir: filepath.Join(dataDir, "swarm"), ListenAddr: c.String("swarm-listen"), Mode: mode,
+		Bootstrap: boot, Namespace: c.String("swarm-namespace"), UploadRate: up, DownloadRate: down,
+		MaxSeeded: c.Int("swarm-max-seeded"), MinSize: minSize, HTTPPort: httpPort, Blobs: blobs, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("starting the swarm on %s: %w (set --swarm-listen, or --swarm off)", c.String("swarm-listen"), err)
+	}
+	return n, nil
+}
+
+// verifiedBlobs gives the swarm the blobs a signed root vouched for, and
+// nothing else.
+type verifiedBlobs struct {
+	st  *store.Store
+	srv *proxy.Server
+}
+
+func (v verifiedBlobs) OpenBlob(hexDigest string) (*os.File, int64, error) {
+	d, err := store.ParseDigest(hexDigest)
+	if err != nil {
+		return nil, 0, fmt.Errorf("blob %q: %w", hexDigest, fs.ErrNotExist)
+	}
+	if !v.srv.IsVerified(d) {
+		return nil, 0, fmt.Errorf("blob sha256:%s is not verified: %w", hexDigest, fs.ErrNotExist)
+	}
+	f, size, err := v.st.OpenBlob(d)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, 0, fmt.Errorf("blob sha256:%s: %w", hexDigest, fs.ErrNotExist)
+	}
+	return f, size, err
+}
+
+// swarmSource is the swarm tier of the fetch pipeline. It passes no web
+// seeds: when the swarm fails, the pipeline resumes from the origin itself
+// (Range), which keeps origin traffic counted and --allow-ports enforced.
+type swarmSource struct{ n *swarm.Node }
+
+var _ proxy.Source = swarmSource{}
+
+func (s swarmSource) Name() string { return "swarm" }
+
+func (s swarmSource) Fetch(ctx context.Context, req *proxy.Request, offset int64) (io.ReadCloser, int64, error) {
+	if req.Expect == nil || req.Expect.SHA256 == nil || req.Expect.Size < 0 {
+		return nil, 0, fmt.Errorf("swarm: %s has no signed digest and size: %w", req.URL, proxy.ErrNotFound)
+	}
+	body, err := s.n.Fetch(ctx, req.Expect.Hex(), req.Expect.Size, nil)
+	if errors.Is(err, swarm.ErrNotFound) || errors.Is(err, swarm.ErrTooSmall) {
+		return nil, 0, fmt.Errorf("%w: %w", proxy.ErrNotFound, err)
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	return body, 0, nil
+}
+
+// seeder seeds verified blobs off the request path: the first Seed of a
+// blob hashes it.
+type seeder struct {
+	n   *swarm.Node
+	log *slog.Logger
+	ch  chan seedJob
+}
+
+type seedJob struct {
+	hex  string
+	size int64
+}
+
+func newSeeder(n *swarm.Node, log *slog.Logger) *seeder {
+	return &seeder{n: n, log: log, ch: make(chan seedJob, 4096)}
+}
+
+// offer queues a blob; it never blocks (a full queue drops the job: the
+// blob is seeded again at the next start).
+func (s *seeder) offer(d store.Digest, size int64) {
+	select {
+	case s.ch <- seedJob{d.String(), size}:
+	default:
+		s.log.Debug("seed queue full; blob not seeded now", "sha256", d)
+	}
+}
+
+func (s *seeder) run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case j := <-s.ch:
+			if err := s.n.Seed(j.hex, j.size); err != nil && !errors.Is(err, swarm.ErrTooSmall) {
+				s.log.Warn("seeding failed", "sha256", j.hex, "err", err)
+			}
+		}
+	}
+}
+
+// seedExisting queues every verified blob already in the store.
+func seedExisting(ctx context.Context, st *store.Store, s *seeder) error {
+	return st.ScanMeta(proxy.VerifiedPrefix, func(key string, _ []byte) error {
+		d, err := store.ParseDigest(strings.TrimPrefix(key, proxy.VerifiedPrefix))
+		if err != nil {
+			return nil
+		}
+		bi, err := st.Stat(d)
+		if err != nil {
+			return nil
+		}
+		select {
+		case s.ch <- seedJob{d.String(), bi.Size}:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+}
+
+// bootstrapFromPeers adds each LAN peer's DHT address (TXT "swarm") to the
+// swarm's bootstrap set: with --swarm lan the DHT is made of LAN peers.
+func bootstrapFromPeers(n *swarm.Node) func(discovery.Peer, bool) {
+	return func(p discovery.Peer, added bool) {
+		port := p.TXT["swarm"]
+		if !added || port == "" || len(p.Addrs) == 0 {
+			return
+		}
+		for _, ip := range p.Addrs {
+			n.AddBootstrap(net.JoinHostPort(ip.String(), port))
+		}
+	}
+}
+
+// magnetHandler serves GET /_pkgswarm/v1/magnet/sha256/<hex>: the magnet
+// link of a seeded blob, for `pkgswarm magnet`.
+func magnetHandler(n *swarm.Node, st *store.Store, srv *proxy.Server) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d, err := store.ParseDigest(r.PathValue("hex"))
+		if err != nil {
+			http.Error(w, "pkgswarm: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		bi, err := st.Stat(d)
+		if err != nil || !srv.IsVerified(d) {
+			http.Error(w, "pkgswarm: no verified blob sha256:"+d.String()+" in this cache", http.StatusNotFound)
+			return
+		}
+		if err := n.Seed(d.String(), bi.Size); err != nil {
+			http.Error(w, "pkgswarm: "+err.Error(), http.StatusConflict)
+			return
+		}
+		m, err := n.Magnet(d.String(), bi.Size)
+		if err != nil {
+			http.Error(w, "pkgswarm: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"sha256": d.String(), "size": bi.Size, "magnet": m})
+	})
+}
+
+func swarmPort(n *swarm.Node) string {
+	_, port, err := net.SplitHostPort(n.DHTAddr())
+	if err != nil {
+		return ""
+	}
+	if _, err := strconv.Atoi(port); err != nil {
+		return ""
+	}
+	return port
+}
