@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
@@ -33,6 +34,7 @@ func swarmFlags() []cli.Flag {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "swarm-upload-rate", EnvVars: env("swarm-upload-rate"), Value: "0", Usage: "upload limit in bytes/s (e.g. 5M); 0 = unlimited"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "swarm-download-rate", EnvVars: env("swarm-download-rate"), Value: "0", Usage: "download limit in bytes/s; 0 = unlimited"}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "swarm-max-seeded", EnvVars: env("swarm-max-seeded"), Value: 10000, Usage: "cap on blobs seeded (least recently added go first)"}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "swarm-find-timeout", EnvVars: env("swarm-find-timeout"), Value: 3 * time.Second, Usage: "how long a fetch looks for holders in the swarm before the origin is tried"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "swarm-min-size", EnvVars: env("swarm-min-size"), Value: "1M", Usage: "files smaller than this skip the swarm (one HTTP request is faster; measured, see docs/benchmarks.md)"}),
 	}
 }
@@ -70,7 +72,7 @@ func newSwarm(ctx context.Context, c *cli.Context, log *slog.Logger, dataDir str
 	n, err := swarm.New(ctx, swarm.Config{
 		DataDir: filepath.Join(dataDir, "swarm"), ListenAddr: c.String("swarm-listen"), Mode: mode,
 		Bootstrap: boot, Namespace: c.String("swarm-namespace"), UploadRate: up, DownloadRate: down,
-		MaxSeeded: c.Int("swarm-max-seeded"), MinSize: minSize, HTTPPort: httpPort, Blobs: blobs, Logger: log,
+		MaxSeeded: c.Int("swarm-max-seeded"), MinSize: minSize, FindTimeout: c.Duration("swarm-find-timeout"), HTTPPort: httpPort, Blobs: blobs, Logger: log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("starting the swarm on %s: %w (set --swarm-listen, or --swarm off)", c.String("swarm-listen"), err)
