@@ -408,17 +408,29 @@ func (s *Server) serveNamed(w http.ResponseWriter, r *http.Request, t Target, ex
 		s.serveBlob(w, r, t, d, entryMeta{}, "cache")
 		return
 	}
-	if byDigest != nil && byDigest.Size == exp.Size && s.store.HasBlob(byDigest.SHA256) {
-		// A dnf client of the same medium fetched it by digest: prove it
-		// the urpmi way once, then share it by name too.
-		if err := s.checkBlob(byDigest.SHA256, exp); err == nil {
-			s.recordName(t, exp.Key, byDigest.SHA256)
-			s.metrics.requests.WithLabelValues("hit").Inc()
-			s.serveBlob(w, r, t, byDigest.SHA256, entryMeta{}, "cache")
-			return
-		} else {
-			s.log.Warn("held copy fails the urpmi check; fetching again", "url", t.URL, "err", err)
+	// A copy may be held under another key: fetched by a dnf client of the
+	// same medium (by digest), or verified by name before the set of
+	// trusted keys changed (by URL). Prove it the urpmi way once, then
+	// share it by this name too.
+	var held []store.Digest
+	if byDigest != nil && byDigest.Size == exp.Size {
+		held = append(held, byDigest.SHA256)
+	}
+	if e, err := s.store.GetURL(t.URL); err == nil && e.Verified && e.Size == exp.Size {
+		held = append(held, e.Digest)
+	}
+	for _, d := range held {
+		if !s.store.HasBlob(d) {
+			continue
 		}
+		if err := s.checkBlob(d, exp); err != nil {
+			s.log.Warn("held copy fails the urpmi check; fetching again", "url", t.URL, "sha256", d, "err", err)
+			continue
+		}
+		s.recordName(t, exp.Key, d)
+		s.metrics.requests.WithLabelValues("hit").Inc()
+		s.serveBlob(w, r, t, d, entryMeta{}, "cache")
+		return
 	}
 	s.metrics.requests.WithLabelValues("miss").Inc()
 	if r.Method == http.MethodHead && exp.Size >= 0 {
@@ -450,11 +462,16 @@ func (s *Server) nameDigest(key string) (store.Digest, bool) {
 	return d, s.store.HasBlob(d)
 }
 
-// recordName maps a name key to the verified blob and marks the blob
-// shareable with peers.
+// recordName maps a name key (and the URL) to the verified blob and marks
+// the blob shareable with peers.
 func (s *Server) recordName(t Target, key string, d store.Digest) {
 	if err := s.store.PutMeta(metaRPMName+key, d[:]); err != nil {
 		s.log.Warn("recording an rpm's name key", "url", t.URL, "err", err)
+	}
+	if bi, err := s.store.Stat(d); err == nil {
+		if err := s.store.PutURL(t.URL, store.URLEntry{Digest: d, Size: bi.Size, ContentType: "application/x-rpm", Fetched: s.now(), Verified: true}); err != nil {
+			s.log.Warn("recording an rpm's URL", "url", t.URL, "err", err)
+		}
 	}
 	s.afterVerified(t, d)
 }

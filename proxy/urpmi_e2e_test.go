@@ -398,3 +398,28 @@ func TestUrpmiOfflineAfterWarmRun(t *testing.T) {
 	cold.mustCurl(false, paths...)
 	cold.checkRPMs(r.tree)
 }
+
+// TestUrpmiCacheSurvivesKeyChange: configuring another key changes the
+// name keys of a medium's rpms; the held copies are proven again and served
+// without an origin GET.
+func TestUrpmiCacheSurvivesKeyChange(t *testing.T) {
+	r := newRPMRig(t, rpmrepo.Options{NoRepodata: true, Packages: []rpmrepo.Package{{Name: "alpha", Size: 10 << 10, Seed: 1}}}, nil)
+	b := r.tree.Media[0].Packages[0]
+	c := r.urpmi(false)
+	c.addMedia()
+	c.mustCurl(false, b.URLPath)
+	gets := r.origin.Requests(".rpm")
+
+	other := rpmrepo.NewKey(t, "")
+	r.start(func(c *proxy.Config) { c.RPM.Keys = keySetOf(t, other) })
+	if resp, body := r.get(b.URLPath); resp.StatusCode != http.StatusOK || int64(len(body)) != b.Size {
+		t.Fatalf("after a key change: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	if got := r.origin.Requests(".rpm"); got != gets {
+		t.Errorf("after a key change: %d origin rpm GETs, want 0", got-gets)
+	}
+	key := urpmi.NameKey(append(keySetOf(t, other).KeyIDs(), r.keys().KeyIDs()...), b.NEVRA, b.Size)
+	if d, ok := r.srv.LookupRPMName(key); !ok || d != store.Digest(b.SHA256) {
+		t.Errorf("the new name key does not map to the rpm")
+	}
+}
