@@ -97,17 +97,26 @@ type probeResult struct {
 // Fetch implements Source.
 func (l *LANSource) Fetch(ctx context.Context, req *Request, offset int64) (io.ReadCloser, int64, error) {
 	l.init()
-	if req.Expect == nil || req.Expect.SHA256 == nil {
-		return nil, 0, fmt.Errorf("lan: %s has no signed digest: %w", req.URL, ErrNotFound)
+	var what string // the peer protocol path of the file
+	switch {
+	case req.Expect == nil:
+		return nil, 0, fmt.Errorf("lan: %s is not vouched for by a verified root: %w", req.URL, ErrNotFound)
+	case req.Expect.SHA256 != nil:
+		what = "/_pkgswarm/v1/blob/sha256/" + req.Expect.Hex()
+	case req.Expect.Key != "" && req.Expect.Size >= 0:
+		// Known by name and size only (urpmi): the pipeline runs the rpm
+		// signature and payload check on whatever a peer sends.
+		what = "/_pkgswarm/v1/rpm/" + req.Expect.Key
+	default:
+		return nil, 0, fmt.Errorf("lan: %s has no lookup key: %w", req.URL, ErrNotFound)
 	}
-	hexd := req.Expect.Hex()
 	deadline := time.Now().Add(l.Wait)
 	for {
 		peers := l.Peers.Peers()
 		if len(peers) == 0 {
 			return nil, 0, fmt.Errorf("lan: no peers: %w", ErrNotFound)
 		}
-		results := l.probe(ctx, peers, hexd)
+		results := l.probe(ctx, peers, what)
 		var complete, fetching []LANPeer
 		waitFor := false
 		for _, r := range results {
@@ -123,13 +132,13 @@ func (l *LANSource) Fetch(ctx context.Context, req *Request, offset int64) (io.R
 			}
 		}
 		for _, p := range append(complete, fetching...) {
-			body, start, err := l.get(ctx, p, hexd, offset)
+			body, start, err := l.get(ctx, p, what, offset)
 			if err == nil {
 				return body, start, nil
 			}
 		}
 		if !waitFor || time.Now().After(deadline) {
-			return nil, 0, fmt.Errorf("lan: no peer of %d holds sha256:%s: %w", len(peers), hexd, ErrNotFound)
+			return nil, 0, fmt.Errorf("lan: no peer of %d holds %s: %w", len(peers), what, ErrNotFound)
 		}
 		// A peer with a lower id is about to fetch the same file: let it
 		// go to the origin, and stream from it once its bytes flow.
@@ -143,13 +152,13 @@ func (l *LANSource) Fetch(ctx context.Context, req *Request, offset int64) (io.R
 
 // probe sends HEAD to every peer at once and returns the answers that came
 // within the budget; it returns early once a peer holds the whole file.
-func (l *LANSource) probe(ctx context.Context, peers []LANPeer, hexd string) []probeResult {
+func (l *LANSource) probe(ctx context.Context, peers []LANPeer, what string) []probeResult {
 	ctx, cancel := context.WithTimeout(ctx, l.Budget)
 	defer cancel()
 	ch := make(chan probeResult, len(peers))
 	for _, p := range peers {
 		go func() {
-			req, err := http.NewRequestWithContext(ctx, http.MethodHead, blobURL(p, hexd), nil)
+			req, err := http.NewRequestWithContext(ctx, http.MethodHead, peerURL(p, what), nil)
 			if err != nil {
 				ch <- probeResult{peer: p}
 				return
@@ -185,12 +194,12 @@ func (l *LANSource) probe(ctx context.Context, peers []LANPeer, hexd string) []p
 	return out
 }
 
-func blobURL(p LANPeer, hexd string) string {
-	return strings.TrimRight(p.URL, "/") + "/_pkgswarm/v1/blob/sha256/" + hexd
+func peerURL(p LANPeer, what string) string {
+	return strings.TrimRight(p.URL, "/") + what
 }
 
-func (l *LANSource) get(ctx context.Context, p LANPeer, hexd string, offset int64) (io.ReadCloser, int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, blobURL(p, hexd), nil)
+func (l *LANSource) get(ctx context.Context, p LANPeer, what string, offset int64) (io.ReadCloser, int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, peerURL(p, what), nil)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pkgswarm/pkgswarm/internal/rpmrepo"
 	"github.com/pkgswarm/pkgswarm/internal/testrepo"
 	"github.com/pkgswarm/pkgswarm/proxy"
 	"github.com/pkgswarm/pkgswarm/proxy/store"
@@ -206,5 +207,35 @@ func TestLANSimultaneousMissOneOriginGet(t *testing.T) {
 	wg.Wait()
 	if n := a.origin.Requests(big.Path); n != 1 {
 		t.Fatalf("two nodes missing at once made %d origin GETs, want 1", n)
+	}
+}
+
+// urpmi rpms are known by name and size only; a second node gets them from
+// its LAN peer by name key, and checks their signatures itself.
+func TestLANServesRPMsByNameKey(t *testing.T) {
+	a := newRPMRig(t, rpmrepo.Options{}, nil)
+	first := a.urpmi(false)
+	first.addMedia()
+	var paths []string
+	for _, m := range a.tree.Media {
+		for _, p := range m.Packages {
+			paths = append(paths, p.URLPath)
+		}
+	}
+	first.mustCurl(false, paths...)
+	before := a.origin.Requests(".rpm")
+
+	b := &rpmRig{t: t, tree: a.tree, opts: a.opts, origin: a.origin, dir: t.TempDir()}
+	b.start(func(c *proxy.Config) {
+		c.NodeID = "b"
+		c.Peers = []proxy.Source{&proxy.LANSource{NodeID: "b",
+			Peers: &staticPeers{peers: []proxy.LANPeer{{ID: "a", URL: a.http.URL}}}}}
+	})
+	second := b.urpmi(false)
+	second.addMedia()
+	second.mustCurl(false, paths...)
+	second.checkRPMs(a.tree)
+	if got := a.origin.Requests(".rpm"); got != before {
+		t.Fatalf("second node made %d origin rpm GETs, want 0 (all from its LAN peer)", got-before)
 	}
 }

@@ -50,6 +50,7 @@ type Status struct {
 	HitRatio  float64           `json:"hit_ratio"`
 	Failures  []Failure         `json:"verification_failures"`
 	Repos     []RepoStatus      `json:"repositories"`
+	RPMRepos  []RPMRepoStatus   `json:"rpm_repositories"`
 	Transfers []TransferStatus  `json:"transfers"`
 	Peers     any               `json:"peers,omitempty"`
 	Extra     map[string]any    `json:"extra,omitempty"`
@@ -121,6 +122,7 @@ func (s *Server) Status() Status {
 		}
 		st.Repos = append(st.Repos, rs)
 	}
+	st.RPMRepos = s.RPMStatus()
 	st.Transfers = s.flightsSnapshot()
 	if s.cfg.PeerList != nil {
 		st.Peers = s.cfg.PeerList()
@@ -167,4 +169,5 @@ func (s *Server) routes() {
 		json.NewEncoder(w).Encode(map[string]string{"id": s.cfg.NodeID, "version": s.version()})
 	})
 	s.mux.HandleFunc("GET /_pkgswarm/v1/blob/sha256/{hex}", s.serveBlobToPeer) // GET also matches HEAD
+	s.mux.HandleFunc("GET /_pkgswarm/v1/rpm/{key}", s.ServeRPMNameToPeer)
 }

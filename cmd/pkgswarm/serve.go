@@ -56,7 +56,7 @@ func serveFlags() []cli.Flag {
 }
 
 func serveCommand() *cli.Command {
-	flags := append(append(serveFlags(), lanFlags()...), swarmFlags()...)
+	flags := append(append(append(serveFlags(), lanFlags()...), swarmFlags()...), rpmFlags()...)
 	return &cli.Command{
 		Name:   "serve",
 		Usage:  "run the caching proxy",
@@ -256,6 +256,10 @@ func buildNode(c *cli.Context, log *slog.Logger) (*node, error) {
 		return nil, fmt.Errorf("loading keyrings: %w (fix or drop the --keyring named)", err)
 	}
 	log.Info("trusted keys loaded", "keys", kr.Len())
+	rpmCfg, err := rpmConfig(c)
+	if err != nil {
+		return nil, err
+	}
 
 	st, err := store.Open(store.Options{Dir: dataDir, MaxBytes: maxBytes, Logger: log})
 	if err != nil {
@@ -289,7 +293,7 @@ func buildNode(c *cli.Context, log *slog.Logger) (*node, error) {
 		onVerified = seed.offer
 	}
 	srv, err := proxy.New(proxy.Config{
-		Store: st, Keyring: kr, AllowClients: clients, AllowPorts: ports, Mirrors: mirrors,
+		Store: st, Keyring: kr, RPM: rpmCfg, AllowClients: clients, AllowPorts: ports, Mirrors: mirrors,
 		Offline: c.Bool("offline"), RevalidateEvery: c.Duration("revalidate"), Hold: c.Duration("hold"),
 		NodeID: id, Version: version, Logger: log, Peers: tiers, PeerList: peers.list, OnVerified: onVerified,
 		Extra: func() map[string]any {
