@@ -60,6 +60,10 @@ type Options struct {
 	// that tc rate, e.g. "100mbit". OriginRate does the same for the
 	// origin's link, its uplink.
 	NodeRate, OriginRate string
+	// OriginDelay, when positive, delays the origin's traffic by that much
+	// in each direction (a round trip grows by twice it), in the relay:
+	// tc's netem is not available in this kernel.
+	OriginDelay time.Duration
 	// NoStart makes the network, the origin, the data directories and the
 	// apt clients but starts no node: call Node.Start (e.g. after adding
 	// hosts of your own to Lab).
@@ -135,7 +139,7 @@ func New(tb testing.TB, opts Options) *Office {
 			tb.Fatalf("office: %v", err)
 		}
 	}
-	origin, err := startOrigin(originHost, o.Repo.Dir, opts.OriginPort)
+	origin, err := startOrigin(originHost, o.Repo.Dir, opts.OriginPort, opts.OriginDelay)
 	if err != nil {
 		tb.Fatalf("%v", err)
 	}

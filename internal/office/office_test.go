@@ -2,6 +2,8 @@ package office
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -453,6 +455,118 @@ func FuzzParseBrowse(f *testing.F) {
 			if strings.Contains(r.Port, "\n") || strings.Contains(r.Address, ";") {
 				t.Errorf("field crosses a line or separator: %+v", r)
 			}
+		}
+	})
+}
+
+// TestOriginDelay checks that the relay's delay keeps the bytes intact and
+// holds them back: a request and its answer cross it once each way, so a
+// GET cannot complete in less than twice the delay (a lower bound only,
+// which load cannot break).
+func TestOriginDelay(t *testing.T) {
+	const delay = 100 * time.Millisecond
+	o := New(t, Options{Name: "delay", Packages: []testrepo.Package{{Name: "blob", Version: "1", Size: 3 << 20, Seed: 7}},
+		OriginDelay: delay})
+	client := HTTPClient(o.Lab().AddHost("client", o.LAN()))
+	deb := o.Repo.Debs["blob"]
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, o.Origin.URL+"/"+deb.Path, nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, resp.Body)
+	resp.Body.Close()
+	took := time.Since(start)
+	if err != nil || n != deb.Size || hex.EncodeToString(h.Sum(nil)) != deb.SHA256 {
+		t.Fatalf("GET %s through the delayed relay: %d bytes, %v; want %d bytes with SHA-256 %s", deb.Path, n, err, deb.Size, deb.SHA256)
+	}
+	if took < 2*delay {
+		t.Errorf("GET took %v through a relay delaying %v each way; want at least %v", took, delay, 2*delay)
+	}
+	t.Logf("3 MiB through a %v-each-way relay in %v", delay, took.Round(time.Millisecond))
+}
+
+func TestCounters(t *testing.T) {
+	lab := netlab.New(t, "counters")
+	lan := lab.AddLAN("lan", "10.78.2.0/24")
+	a, b := lab.AddHost("a", lan), lab.AddHost("b", lan)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	before, err := Counters(ctx, a, lan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := listenIn(b.Namespace(), "tcp", net.JoinHostPort(b.IP().String(), "9000"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan int64, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- -1
+			return
+		}
+		n, _ := io.Copy(io.Discard, c)
+		c.Close()
+		got <- n
+	}()
+	c, err := dialIn(ctx, a.Namespace(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 1 << 20
+	if _, err := c.Write(make([]byte, size)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if n := <-got; n != size {
+		t.Fatalf("b received %d bytes; want %d", n, size)
+	}
+	after, err := Counters(ctx, a, lan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Tx-before.Tx < size {
+		t.Errorf("a's Tx grew by %d after sending %d bytes", after.Tx-before.Tx, size)
+	}
+	if _, err := Counters(ctx, a, lab.AddLAN("other", "10.78.3.0/24")); err == nil {
+		t.Error("Counters on a LAN the host is not on: no error")
+	}
+}
+
+func TestParseLinkStats(t *testing.T) {
+	out := []byte(`[{"ifindex":2,"ifname":"eth0","stats64":{"rx":{"bytes":123,"packets":1},"tx":{"bytes":456,"packets":2}}}]`)
+	c, err := parseLinkStats(out, "eth0")
+	if err != nil || c != (LinkCounters{Rx: 123, Tx: 456}) {
+		t.Errorf("parseLinkStats: %+v, %v", c, err)
+	}
+	for _, tc := range []struct{ name, out, want string }{
+		{"other link", `[{"ifname":"lo","stats64":{}}]`, "no link eth0 (only lo)"},
+		{"no stats", `[{"ifname":"eth0"}]`, "no stats64"},
+		{"not json", `oops`, "not a JSON array"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseLinkStats([]byte(tc.out), "eth0")
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v; want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzParseLinkStats(f *testing.F) {
+	f.Add([]byte(`[{"ifname":"eth0","stats64":{"rx":{"bytes":1},"tx":{"bytes":2}}}]`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, out []byte) {
+		if _, err := parseLinkStats(out, "eth0"); err != nil && err.Error() == "" {
+			t.Error("empty error")
 		}
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/pkgswarm/pkgswarm/internal/netlab"
 	"github.com/pkgswarm/pkgswarm/internal/testrepo"
@@ -20,7 +21,9 @@ import (
 // connection to the testrepo server on the test's loopback. The embedded
 // testrepo.Origin gives the access log (Requests, Log, ResetLog) and the
 // faults (Throttle, CutAfter, Tamper, Stop, Start…); its own URL field is
-// the loopback one, which nodes cannot reach: use URL.
+// the loopback one, which nodes cannot reach: use URL. With
+// Options.OriginDelay the relay holds every chunk back that long in each
+// direction, emulating a distant mirror (this kernel has no netem).
 type Origin struct {
 	*testrepo.Origin
 	// URL is "http://<origin host address>:<Port>" with no trailing slash:
@@ -32,6 +35,7 @@ type Origin struct {
 	Host *netlab.Host
 
 	ln    net.Listener
+	delay time.Duration         // one-way delay in each direction; 0 for none
 	mu    sync.Mutex            // protects conns, closed
 	conns map[net.Conn]struct{} // open relayed connections, both sides
 	// closed is set by close; no connection is added after it.
@@ -41,7 +45,7 @@ type Origin struct {
 
 // startOrigin serves dir from the test process and relays port on host's
 // address to it.
-func startOrigin(host *netlab.Host, dir string, port int) (*Origin, error) {
+func startOrigin(host *netlab.Host, dir string, port int, delay time.Duration) (*Origin, error) {
 	srv, err := testrepo.ServeDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("office: origin: %w", err)
@@ -52,7 +56,7 @@ func startOrigin(host *netlab.Host, dir string, port int) (*Origin, error) {
 		srv.Stop()
 		return nil, fmt.Errorf("office: origin: %w", err)
 	}
-	o := &Origin{Origin: srv, Host: host, Port: port, ln: ln, conns: map[net.Conn]struct{}{}}
+	o := &Origin{Origin: srv, Host: host, Port: port, ln: ln, delay: delay, conns: map[net.Conn]struct{}{}}
 	o.URL = "http://" + host.IP().String()
 	if port != 80 {
 		o.URL = "http://" + addr
@@ -98,7 +102,11 @@ func (o *Origin) relay(c net.Conn) {
 	wg.Add(2)
 	pipe := func(dst, src net.Conn) {
 		defer wg.Done()
-		io.Copy(dst, src)
+		if o.delay > 0 {
+			delayedCopy(dst, src, o.delay)
+		} else {
+			io.Copy(dst, src)
+		}
 		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 			cw.CloseWrite()
 		}
@@ -108,6 +116,42 @@ func (o *Origin) relay(c net.Conn) {
 	wg.Wait()
 	c.Close()
 	up.Close()
+}
+
+// delayedCopy copies src to dst, holding each chunk back until delay after
+// it was read: a one-way link delay that leaves the rate alone (up to the
+// queue's capacity per delay). It stops at src's EOF or either side's error;
+// on a write error it closes src so the reader ends too.
+func delayedCopy(dst, src net.Conn, delay time.Duration) {
+	type chunk struct {
+		b   []byte
+		due time.Time
+	}
+	q := make(chan chunk, 256) // 256 × 32 KiB in flight: 8 MiB per delay
+	go func() {
+		defer close(q)
+		for {
+			b := make([]byte, 32<<10)
+			n, err := src.Read(b)
+			if n > 0 {
+				q <- chunk{b[:n], time.Now().Add(delay)}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	failed := false
+	for ch := range q {
+		if failed {
+			continue // drain so the reader is not stuck
+		}
+		time.Sleep(time.Until(ch.due))
+		if _, err := dst.Write(ch.b); err != nil {
+			failed = true
+			src.Close()
+		}
+	}
 }
 
 func (o *Origin) track(cs ...net.Conn) bool {
