@@ -38,6 +38,7 @@ func newApp() *cli.App {
 		EnableBashCompletion: true,
 		Commands: []*cli.Command{
 			serveCommand(),
+			magnetCommand(),
 		},
 	}
 }
