@@ -174,7 +174,16 @@ func TestLabMDNS(t *testing.T) {
 			t.Fatalf("%s: apt-get after its peer died mid-transfer: %v", getter.Name, err)
 		}
 		checkArchives(t, o, getter, "midway")
-		t.Logf("origin GETs of %s: %d (the first node's, then the resumed rest)", deb.Path, o.Origin.Requests(deb.Path))
+		var gets []string
+		for _, r := range o.Origin.Log() {
+			if r.Method == "GET" && strings.HasSuffix(r.Path, deb.Path) {
+				gets = append(gets, fmt.Sprintf("Range %q: %d bytes", r.Range, r.Bytes))
+			}
+		}
+		t.Logf("origin GETs of %s: %s", deb.Path, strings.Join(gets, "; "))
+		if st := status(t, getter); st.Served["lan"] < seen {
+			t.Errorf("%s counts %d bytes served from LAN peers; it had %d of midway from %s", getter.Name, st.Served["lan"], seen, holder.Name)
+		}
 	})
 
 	t.Run("killed node drops out", func(t *testing.T) {
