@@ -1,0 +1,43 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pkgswarm/pkgswarm/proxy"
+)
+
+func gcCommand() *cli.Command {
+	flags := append(offlineFlags(), &cli.StringFlag{Name: "size", Required: true,
+		Usage: "evict least-recently-used files until the cache holds at most this much, e.g. 5G or 500M (0 empties it)"})
+	return &cli.Command{
+		Name:  "gc",
+		Usage: "shrink the cache to a size, least recently used first (serve must be stopped)",
+		Description: "Files listed by the newest signed roots go last. A running node does this by itself\n" +
+			"when the cache passes --cache-size; gc is for shrinking it by hand.",
+		ArgsUsage: " ",
+		Flags:     flags,
+		Before:    loadConfigFile(flags),
+		Action: func(c *cli.Context) error {
+			target, err := parseSize(c.String("size"))
+			if err != nil {
+				return exitf(2, "--size: %w", err)
+			}
+			st, err := openStoreOffline(c)
+			if err != nil {
+				return cli.Exit(err, 1)
+			}
+			defer st.Close()
+			beforeN, before := st.Usage()
+			freed, err := st.Evict(target)
+			afterN, after := st.Usage()
+			if err != nil {
+				return exitf(1, "gc: %w (freed %s before the error)", err, proxy.FormatBytes(freed))
+			}
+			fmt.Fprintf(c.App.Writer, "cache: %d files, %s -> %d files, %s (freed %s, target %s)\n",
+				beforeN, proxy.FormatBytes(before), afterN, proxy.FormatBytes(after), proxy.FormatBytes(freed), proxy.FormatBytes(target))
+			return nil
+		},
+	}
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pkgswarm/pkgswarm/discovery"
+)
+
+func peersCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "peers",
+		Usage:     "list a running node's LAN peers with their addresses and health",
+		ArgsUsage: " ",
+		Flags:     []cli.Flag{serverFlag(), &cli.BoolFlag{Name: "json", Usage: "print the peer table as JSON"}},
+		Action: func(c *cli.Context) error {
+			_, st, err := fetchNodeStatus(c.Context, c.String("server"))
+			if err != nil {
+				return cli.Exit(err, 1)
+			}
+			peers, err := decodePeers(st.Peers)
+			if err != nil {
+				return exitf(1, "%s: the peer table: %w", c.String("server"), err)
+			}
+			if c.Bool("json") {
+				enc := json.NewEncoder(c.App.Writer)
+				enc.SetIndent("", "  ")
+				return enc.Encode(peers)
+			}
+			return printPeers(c.App.Writer, peers, st.Time)
+		},
+	}
+}
+
+// decodePeers reads the status document's peer table, which serve fills
+// with discovery.Peer values.
+func decodePeers(v any) ([]discovery.Peer, error) {
+	peers := []discovery.Peer{}
+	if v == nil {
+		return peers, nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(b, &peers); err != nil {
+		return nil, fmt.Errorf("not a list of peers: %w", err)
+	}
+	return peers, nil
+}
+
+func printPeers(w io.Writer, peers []discovery.Peer, now time.Time) error {
+	if len(peers) == 0 {
+		_, err := fmt.Fprintln(w, "no LAN peers (none found by mDNS, no --peer given, or all banned)")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HEALTH\tNODE\tURL\tADDRESSES\tFOUND BY\tLAST SEEN\tFAILURES")
+	for _, p := range peers {
+		health := "healthy"
+		if !p.Healthy {
+			health = "UNHEALTHY"
+		}
+		addrs := make([]string, 0, len(p.Addrs))
+		for _, a := range p.Addrs {
+			addrs = append(addrs, net.IP(a).String())
+		}
+		seen := "-"
+		if !p.LastSeen.IsZero() {
+			seen = opAge(now.Sub(p.LastSeen)) + " ago"
+		}
+		id := p.ID
+		if len(id) > 16 {
+			id = id[:16]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", health, id, p.URL, strings.Join(addrs, ","), p.Source, seen, p.Failures)
+	}
+	return tw.Flush()
+}

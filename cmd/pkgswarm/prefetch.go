@@ -1,0 +1,288 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/pkgswarm/pkgswarm/proxy"
+	"github.com/pkgswarm/pkgswarm/repoindex/apt"
+	"github.com/pkgswarm/pkgswarm/repoindex/decompress"
+)
+
+func prefetchCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "prefetch",
+		Usage: "warm a running node's cache with an apt suite: its root, Packages indexes and every (or the named) .deb",
+		Description: "Fetches, through the node at --server (URL-prefix mode), dists/SUITE/InRelease of the\n" +
+			"repository at --url, the Packages index of each --component for --arch, then each package\n" +
+			"they list (or only those named by --package). The node verifies everything as it would for\n" +
+			"apt; prefetch checks each .deb's SHA-256 again as it arrives. Example:\n\n" +
+			"   pkgswarm prefetch --url http://deb.debian.org/debian --suite bookworm --package hello",
+		ArgsUsage: " ",
+		Flags: []cli.Flag{
+			serverFlag(),
+			&cli.StringFlag{Name: "url", Required: true, Usage: "repository root as in sources.list, e.g. http://deb.debian.org/debian (http or https)"},
+			&cli.StringFlag{Name: "suite", Required: true, Usage: "suite or codename, e.g. bookworm"},
+			&cli.StringSliceFlag{Name: "component", Value: cli.NewStringSlice("main"), Usage: "component (repeatable)"},
+			&cli.StringFlag{Name: "arch", Value: debianArch(), Usage: "Debian architecture of the Packages index"},
+			&cli.StringSliceFlag{Name: "package", Usage: "only these packages, by name (repeatable; default every package of the index)"},
+			&cli.IntFlag{Name: "jobs", Value: 4, Usage: "downloads at once"},
+		},
+		Action: runPrefetch,
+	}
+}
+
+// debianArch is the Debian name of this machine's architecture.
+func debianArch() string {
+	switch runtime.GOARCH {
+	case "386":
+		return "i386"
+	case "arm":
+		return "armhf"
+	case "ppc64le":
+		return "ppc64el"
+	}
+	return runtime.GOARCH
+}
+
+// prefetcher fetches repository files through a node in URL-prefix mode.
+type prefetcher struct {
+	server string // node base URL, no trailing slash
+	client *http.Client
+}
+
+// viaNode is the prefix-mode URL of origin URL u: http://node/host/path,
+// or http://node/https/host/path for an https origin.
+func (p *prefetcher) viaNode(u string) (string, error) {
+	pu, err := url.Parse(u)
+	if err != nil || pu.Host == "" {
+		return "", fmt.Errorf("%q is not an absolute http(s) URL", u)
+	}
+	switch pu.Scheme {
+	case "http":
+		return p.server + "/" + pu.Host + pu.EscapedPath(), nil
+	case "https":
+		return p.server + "/https/" + pu.Host + pu.EscapedPath(), nil
+	}
+	return "", fmt.Errorf("%q: only http and https repositories can be proxied", u)
+}
+
+// get fetches origin URL u through the node. A 404 wraps errNotFound.
+func (p *prefetcher) get(ctx context.Context, u string) (*http.Response, error) {
+	nu, err := p.viaNode(u)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, nu, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach pkgswarm at %s: %w (is `pkgswarm serve` running? set --server)", p.server, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		err := fmt.Errorf("%s: %s: %s", u, resp.Status, firstLine(body))
+		if resp.StatusCode == http.StatusNotFound {
+			err = fmt.Errorf("%w: %w", errPrefetchNotFound, err)
+		}
+		return nil, err
+	}
+	return resp, nil
+}
+
+var errPrefetchNotFound = errors.New("not found")
+
+type prefetchItem struct {
+	name, url string
+	size      int64
+	sha256    []byte
+}
+
+func runPrefetch(c *cli.Context) error {
+	ctx := c.Context
+	repo := strings.TrimRight(c.String("url"), "/")
+	suite := c.String("suite")
+	p := &prefetcher{server: strings.TrimRight(c.String("server"), "/"),
+		client: &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 16}, Timeout: time.Hour}}
+	out := c.App.Writer
+
+	// 1. The signed root, verified by the node.
+	distURL := repo + "/dists/" + suite
+	var rel *apt.Release
+	for _, name := range []string{"InRelease", "Release"} {
+		resp, err := p.get(ctx, distURL+"/"+name)
+		if errors.Is(err, errPrefetchNotFound) && name == "InRelease" {
+			continue
+		}
+		if err != nil {
+			return exitf(1, "prefetch: the root of %s: %w", distURL, err)
+		}
+		data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+		resp.Body.Close()
+		if err != nil {
+			return exitf(1, "prefetch: reading %s/%s: %w", distURL, name, err)
+		}
+		if rel, err = parseRootText(data); err != nil {
+			return exitf(1, "prefetch: %s/%s: %w", distURL, name, err)
+		}
+		if resp.Header.Get("X-Pkgswarm-Source") == "" {
+			fmt.Fprintf(c.App.ErrWriter, "warning: %s does not look like a pkgswarm node (no X-Pkgswarm-Source header)\n", p.server)
+		}
+		break
+	}
+	fmt.Fprintf(out, "%s: root dated %s\n", distURL, rel.Date.UTC().Format(time.RFC1123))
+
+	// 2. The Packages index of each component.
+	want := map[string]bool{}
+	for _, n := range c.StringSlice("package") {
+		want[n] = true
+	}
+	seen := map[string]bool{}
+	var items []prefetchItem
+	var total int64
+	for _, comp := range c.StringSlice("component") {
+		n, err := p.packages(ctx, distURL, rel, comp+"/binary-"+c.String("arch")+"/Packages", func(pk *apt.Package) {
+			if (len(want) > 0 && !want[pk.Name]) || seen[pk.Filename] {
+				return
+			}
+			seen[pk.Filename] = true
+			seen["pkg:"+pk.Name] = true
+			items = append(items, prefetchItem{name: pk.Name, url: repo + "/" + pk.Filename, size: pk.Size, sha256: slices.Clone(pk.SHA256)})
+			total += pk.Size
+		})
+		if err != nil {
+			return exitf(1, "prefetch: %w", err)
+		}
+		fmt.Fprintf(out, "%s: %d packages listed\n", comp, n)
+	}
+	var missing []string
+	for n := range want {
+		if !seen["pkg:"+n] {
+			missing = append(missing, n)
+		}
+	}
+	slices.Sort(missing)
+
+	// 3. The packages, a few at a time.
+	bar := newProgressBar(c.App.ErrWriter, "prefetch", total, stderrIsTerminal())
+	var mu sync.Mutex // protects failures, cached
+	var failures []string
+	cached := 0
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(1, c.Int("jobs")))
+	for _, it := range items {
+		g.Go(func() error {
+			src, err := p.fetchPackage(gctx, it, bar)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failures = append(failures, err.Error())
+			} else if src == "cache" {
+				cached++
+			}
+			return gctx.Err()
+		})
+	}
+	err := g.Wait()
+	bar.Finish()
+	for _, f := range failures {
+		fmt.Fprintln(out, "failed:", f)
+	}
+	fmt.Fprintf(out, "prefetched %d packages (%s): %d were already cached, %d failed\n",
+		len(items)-len(failures), proxy.FormatBytes(total), cached, len(failures))
+	if err != nil {
+		return exitf(1, "prefetch interrupted: %w", err)
+	}
+	if len(missing) > 0 {
+		return exitf(1, "prefetch: no package named %s in %s %s", strings.Join(missing, ", "), suite, strings.Join(c.StringSlice("component"), ","))
+	}
+	if len(failures) > 0 {
+		return exitf(1, "prefetch: %d of %d packages failed (listed above); run it again to retry them", len(failures), len(items))
+	}
+	return nil
+}
+
+// packages fetches the Packages index at rel path name (the first
+// compression the root lists that the mirror has), checks it against the
+// root and calls fn for each package. It returns how many it listed.
+func (p *prefetcher) packages(ctx context.Context, distURL string, rel *apt.Release, name string, fn func(*apt.Package)) (int, error) {
+	var lastErr error
+	for _, ext := range []string{".xz", ".gz", ""} {
+		sum, ok := rel.Files[name+ext]
+		if !ok {
+			continue
+		}
+		resp, err := p.get(ctx, distURL+"/"+name+ext)
+		if errors.Is(err, errPrefetchNotFound) {
+			lastErr = err
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		data, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return 0, fmt.Errorf("reading %s/%s: %w", distURL, name+ext, err)
+		}
+		if got := sha256.Sum256(data); !bytes.Equal(got[:], sum.SHA256) {
+			return 0, fmt.Errorf("%s/%s has sha256 %x, its root says %x", distURL, name+ext, got, sum.SHA256)
+		}
+		rc, err := decompress.NewReader(name+ext, bytes.NewReader(data))
+		if err != nil {
+			return 0, fmt.Errorf("%s/%s: %w", distURL, name+ext, err)
+		}
+		defer rc.Close()
+		n := 0
+		err = apt.ParsePackages(rc, func(pk *apt.Package) error { n++; fn(pk); return nil })
+		if err != nil {
+			return 0, fmt.Errorf("%s/%s: %w", distURL, name+ext, err)
+		}
+		return n, nil
+	}
+	if lastErr == nil {
+		lastErr = fmt.Errorf("the root of %s lists no %s (check --component and --arch)", distURL, name)
+	}
+	return 0, lastErr
+}
+
+// fetchPackage downloads one package through the node, checks its digest
+// and returns the source the node named (cache, lan, swarm, origin).
+func (p *prefetcher) fetchPackage(ctx context.Context, it prefetchItem, bar *progressBar) (string, error) {
+	resp, err := p.get(ctx, it.url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(h, progressWriter{bar}), resp.Body)
+	if err != nil {
+		return "", fmt.Errorf("%s: after %d bytes: %w", it.url, n, err)
+	}
+	if got := h.Sum(nil); !bytes.Equal(got, it.sha256) {
+		return "", fmt.Errorf("%s: got sha256 %x, the index lists %x", it.url, got, it.sha256)
+	}
+	return resp.Header.Get("X-Pkgswarm-Source"), nil
+}
+
+// progressWriter counts bytes written into a progress bar.
+type progressWriter struct{ bar *progressBar }
+
+func (w progressWriter) Write(b []byte) (int, error) { w.bar.Add(int64(len(b))); return len(b), nil }

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pkgswarm/pkgswarm/internal/aptenv"
+)
+
+func TestSetKey(t *testing.T) {
+	t.Parallel()
+	const dnfConf = "[main]\ngpgcheck=1\ninstallonly_limit=3\n\n[updates]\nproxy=http://other:1\n"
+	for _, tc := range []struct {
+		name, section, key, value string
+		old                       string
+		exists                    bool
+		want                      string
+	}{
+		{name: "dnf: added to [main]", section: "main", key: "proxy", value: "http://127.0.0.1:3142", old: dnfConf, exists: true,
+			want: "[main]\n" + markPrefix + "added the next line (pkgswarm setup dnf --undo removes it)\nproxy=http://127.0.0.1:3142\ngpgcheck=1\ninstallonly_limit=3\n\n[updates]\nproxy=http://other:1\n"},
+		{name: "dnf: replaces the last proxy of [main] only", section: "main", key: "proxy", value: "http://h:3142",
+			old: "[main]\nproxy = http://a:1\nproxy=http://b:2\n[x]\nproxy=c\n", exists: true,
+			want: "[main]\nproxy = http://a:1\n" + markReplaced + "proxy=http://b:2\nproxy=http://h:3142\n[x]\nproxy=c\n"},
+		{name: "dnf: no [main]", section: "main", key: "proxy", value: "http://h:3142", old: "# empty\n", exists: true,
+			want: "# empty\n" + markPrefix + "added the next 2 lines (pkgswarm setup dnf --undo removes them)\n[main]\nproxy=http://h:3142\n"},
+		{name: "dnf: no file", section: "main", key: "proxy", value: "http://h:3142",
+			want: markCreated + "\n" + markPrefix + "added the next 2 lines (pkgswarm setup dnf --undo removes them)\n[main]\nproxy=http://h:3142\n"},
+		{name: "urpmi: replaces", key: "http_proxy", value: "h:3142", old: "proxy_user=u:p\nhttp_proxy=squid:3128", exists: true,
+			want: "proxy_user=u:p\n" + markReplaced + "http_proxy=squid:3128\nhttp_proxy=h:3142\n" + markNoEOL + "\n"},
+		{name: "urpmi: per-medium lines untouched", key: "http_proxy", value: "h:3142", old: "core:http_proxy=x:1\n", exists: true,
+			want: "core:http_proxy=x:1\n" + markPrefix + "added the next line (pkgswarm setup urpmi --undo removes it)\nhttp_proxy=h:3142\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client := "urpmi"
+			if tc.section == "main" {
+				client = "dnf"
+			}
+			got := string(setKey([]byte(tc.old), tc.exists, tc.section, tc.key, tc.value, client))
+			if got != tc.want {
+				t.Fatalf("setKey:\n%s\nwant:\n%s", got, tc.want)
+			}
+			back, remove, changed := unsetKey([]byte(got))
+			if !changed || string(back) != tc.old || remove != !tc.exists {
+				t.Fatalf("unsetKey = %q remove=%v changed=%v, want %q remove=%v", back, remove, changed, tc.old, !tc.exists)
+			}
+			// A second setup (another proxy) replaces the first.
+			again := string(setKey([]byte(got), true, tc.section, tc.key, tc.value+"9", client))
+			if strings.Count(again, markPrefix) != strings.Count(got, markPrefix) || !strings.Contains(again, tc.value+"9") {
+				t.Fatalf("second setKey stacked edits:\n%s", again)
+			}
+			if back, _, _ := unsetKey([]byte(again)); string(back) != tc.old {
+				t.Fatalf("undo after two setups = %q, want %q", back, tc.old)
+			}
+		})
+	}
+}
+
+// FuzzSetKey: for any file without pkgswarm's markers, setKey then unsetKey
+// gives the file back byte for byte, and the setting is the one in force.
+func FuzzSetKey(f *testing.F) {
+	f.Add([]byte("[main]\ngpgcheck=1\n"), true, true)
+	f.Add([]byte("http_proxy=a:1"), true, false)
+	f.Add([]byte(""), true, false)
+	f.Add([]byte("\n\n"), true, true)
+	f.Add([]byte("[main]\r\nproxy=x\r\n"), true, true)
+	f.Add([]byte("[ main ]\nproxy\n=\n[main]\nproxy=1\n"), false, true)
+	f.Fuzz(func(t *testing.T, old []byte, exists, dnf bool) {
+		if strings.Contains(string(old), markPrefix) || (!exists && len(old) > 0) {
+			t.Skip()
+		}
+		section, key, value, client := "", "http_proxy", "h:3142", "urpmi"
+		if dnf {
+			section, key, value, client = "main", "proxy", "http://h:3142", "dnf"
+		}
+		got := setKey(old, exists, section, key, value, client)
+		if last := lastValue(string(got), section, key); last != value {
+			t.Fatalf("after setKey the %s in force is %q, want %q:\n%s", key, last, value, got)
+		}
+		back, remove, changed := unsetKey(got)
+		if !changed || string(back) != string(old) || remove != !exists {
+			t.Fatalf("unsetKey(setKey(%q)) = %q remove=%v changed=%v", old, back, remove, changed)
+		}
+	})
+}
+
+// lastValue is the value of the last key=value line in section: what
+// urpmi and dnf use.
+func lastValue(s, section, key string) string {
+	cur, val := "", ""
+	for _, l := range strings.Split(s, "\n") {
+		if name, ok := sectionOf(l); ok {
+			cur = name
+			continue
+		}
+		if cur == section && keyOf(l) == key {
+			_, v, _ := strings.Cut(l, "=")
+			val = strings.TrimSpace(v)
+		}
+	}
+	return val
+}
+
+func TestSetupFilesUnderRoot(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"etc/apt/apt.conf.d", "etc/urpmi", "etc/dnf"} {
+		os.MkdirAll(filepath.Join(root, d), 0o755)
+	}
+	dnf := "[main]\ngpgcheck=True\nproxy=http://squid:3128\n"
+	os.WriteFile(filepath.Join(root, "etc/dnf/dnf.conf"), []byte(dnf), 0o600)
+	os.WriteFile(filepath.Join(root, "etc/apt/apt.conf.d/99other"), []byte("Acquire::http::Proxy \"http://x:1\";\n"), 0o644)
+
+	for _, tc := range []struct {
+		client, file, want string
+	}{
+		{"apt", "etc/apt/apt.conf.d/01pkgswarm-proxy", `Acquire::http::Proxy "http://10.0.0.5:3142";`},
+		{"urpmi", "etc/urpmi/proxy.cfg", "\nhttp_proxy=10.0.0.5:3142\n"},
+		{"dnf", "etc/dnf/dnf.conf", "\nproxy=http://10.0.0.5:3142\n"},
+	} {
+		t.Run(tc.client, func(t *testing.T) {
+			out, errOut, err := runCLI(t, "setup", tc.client, "--root", root, "--proxy", "http://10.0.0.5:3142")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(filepath.Join(root, tc.file))
+			if err != nil || !strings.Contains(string(b), tc.want) {
+				t.Fatalf("%s = %q (%v), want it to contain %q", tc.file, b, err, tc.want)
+			}
+			if !strings.Contains(out, "undo: pkgswarm setup "+tc.client+" --undo") {
+				t.Errorf("setup does not say how to undo: %q", out)
+			}
+			if tc.client == "apt" && !strings.Contains(errOut, "99other also sets Acquire::http::Proxy") {
+				t.Errorf("setup apt does not warn about 99other: %q", errOut)
+			}
+		})
+	}
+	if fi, _ := os.Stat(filepath.Join(root, "etc/dnf/dnf.conf")); fi.Mode().Perm() != 0o600 {
+		t.Errorf("dnf.conf mode %v, want 0600 kept", fi.Mode().Perm())
+	}
+	if _, _, err := runCLI(t, "setup", "--undo", "--root", root); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "etc/dnf/dnf.conf")); string(b) != dnf {
+		t.Errorf("dnf.conf after undo = %q, want %q", b, dnf)
+	}
+	for _, f := range []string{"etc/apt/apt.conf.d/01pkgswarm-proxy", "etc/urpmi/proxy.cfg"} {
+		if _, err := os.Stat(filepath.Join(root, f)); !os.IsNotExist(err) {
+			t.Errorf("%s still exists after undo (%v)", f, err)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"setup", "yum", "--root", root}, "want apt, urpmi or dnf"},
+		{[]string{"setup", "apt", "--root", root, "--proxy", "127.0.0.1:3142"}, "want http://HOST:PORT"},
+		{[]string{"setup", "dnf", "--root", t.TempDir()}, "is dnf installed here?"},
+		{[]string{"setup", "--root", root}, "name the client"},
+	} {
+		if _, _, err := runCLI(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want an error saying %q", tc.args, err, tc.want)
+		}
+	}
+	// A file of that name not written by pkgswarm is left alone.
+	os.WriteFile(filepath.Join(root, "etc/apt/apt.conf.d/01pkgswarm-proxy"), []byte("// mine\n"), 0o644)
+	if _, _, err := runCLI(t, "setup", "apt", "--root", root); err == nil || !strings.Contains(err.Error(), "not written by pkgswarm") {
+		t.Errorf("setup over a foreign file: %v", err)
+	}
+}
+
+// TestSetupAptThenRealAptGoesThroughProxy: `setup apt --root DIR` writes
+// the snippet, and an apt-get reading DIR's apt.conf.d (and no proxy of its
+// own) fetches through pkgswarm, as the node's counters show.
+func TestSetupAptThenRealAptGoesThroughProxy(t *testing.T) {
+	n := newOpNode(t, nil)
+	root := t.TempDir()
+	parts := filepath.Join(root, "etc/apt/apt.conf.d")
+	os.MkdirAll(parts, 0o755)
+	if _, _, err := runCLI(t, "setup", "apt", "--root", root, "--proxy", n.http.URL); err != nil {
+		t.Fatal(err)
+	}
+	// aptenv writes its own apt.conf; the last Dir::Etc::Parts wins, so
+	// apt reads the snippet setup wrote, and nothing else sets a proxy.
+	c := aptenv.New(t, aptenv.Options{Config: []string{`Dir::Etc::Parts "` + parts + `";`},
+		Sources: []aptenv.Source{{URL: n.origin.URL, Keyring: n.repo.Key.KeyringPath, Suite: n.repo.Suite}}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conf, err := c.Config(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conf["acquire::http::proxy"] != n.http.URL {
+		t.Fatalf("apt's Acquire::http::Proxy = %q, want %q from the snippet", conf["acquire::http::proxy"], n.http.URL)
+	}
+	n.aptDownload(t, c, "alpha", "charlie")
+	st := n.srv.Status()
+	if st.Requests["miss"] == 0 || st.Served["origin"] < n.repo.Debs["alpha"].Size+n.repo.Debs["charlie"].Size || len(st.Repos) != 1 {
+		t.Fatalf("the node saw no apt traffic: requests %v, served %v, repositories %d", st.Requests, st.Served, len(st.Repos))
+	}
+	if _, _, err := runCLI(t, "setup", "apt", "--undo", "--root", root); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(parts); len(entries) != 0 {
+		t.Fatalf("apt.conf.d not empty after undo: %v", entries)
+	}
+}

@@ -1,0 +1,238 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pkgswarm/pkgswarm/discovery"
+	"github.com/pkgswarm/pkgswarm/internal/aptenv"
+	"github.com/pkgswarm/pkgswarm/internal/testrepo"
+	"github.com/pkgswarm/pkgswarm/proxy"
+	"github.com/pkgswarm/pkgswarm/proxy/store"
+	"github.com/pkgswarm/pkgswarm/repoindex/apt"
+)
+
+// opApp is the CLI with the operator commands, whether or not main.go
+// lists them yet.
+func opApp(stdout, stderr io.Writer) *cli.App {
+	app := newApp()
+	have := map[string]bool{}
+	for _, c := range app.Commands {
+		have[c.Name] = true
+	}
+	for _, c := range operatorCommands() {
+		if !have[c.Name] {
+			app.Commands = append(app.Commands, c)
+		}
+	}
+	app.Writer, app.ErrWriter = stdout, stderr
+	app.ExitErrHandler = func(*cli.Context, error) {} // return errors, never os.Exit
+	return app
+}
+
+// runCLI runs pkgswarm with args and returns what it printed.
+func runCLI(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	err = opApp(&out, &errOut).RunContext(ctx, append([]string{"pkgswarm"}, args...))
+	return out.String(), errOut.String(), err
+}
+
+// opNode is a real pkgswarm proxy in front of a real signed repository.
+type opNode struct {
+	repo   *testrepo.Repo
+	origin *testrepo.Origin
+	dir    string
+	store  *store.Store
+	srv    *proxy.Server
+	http   *httptest.Server
+}
+
+var opPackages = []testrepo.Package{
+	{Name: "alpha", Version: "1.0", Size: 20 << 10, Seed: 1},
+	{Name: "bravo", Version: "2:2.1-1", Size: 100 << 10, Seed: 2},
+	{Name: "charlie", Version: "0.9", Size: 300 << 10, Seed: 3},
+}
+
+func newOpNode(t *testing.T, peerList func() any) *opNode {
+	t.Helper()
+	repo := testrepo.Build(t, testrepo.Options{Packages: opPackages})
+	n := &opNode{repo: repo, origin: testrepo.Serve(t, repo.Dir), dir: t.TempDir()}
+	n.start(t, peerList)
+	return n
+}
+
+func (n *opNode) start(t *testing.T, peerList func() any) {
+	t.Helper()
+	st, err := store.Open(store.Options{Dir: n.dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := apt.LoadKeyring(n.repo.Key.KeyringPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(n.origin.URL)
+	port, _ := strconv.Atoi(u.Port())
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := proxy.New(proxy.Config{Store: st, Keyring: kr, AllowPorts: []int{port}, Logger: log, NodeID: "0123456789abcdef0123", PeerList: peerList})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.store, n.srv, n.http = st, srv, httptest.NewServer(srv)
+	t.Cleanup(n.stop)
+}
+
+func (n *opNode) stop() {
+	if n.http == nil {
+		return
+	}
+	n.http.Close()
+	n.srv.Close()
+	n.store.Close()
+	n.http = nil
+}
+
+// aptClient is an isolated apt-get using the node as its forward proxy.
+func (n *opNode) aptClient(t *testing.T, extra ...string) *aptenv.Client {
+	return aptenv.New(t, aptenv.Options{Proxy: n.http.URL, Config: extra,
+		Sources: []aptenv.Source{{URL: n.origin.URL, Keyring: n.repo.Key.KeyringPath, Suite: n.repo.Suite}}})
+}
+
+func (n *opNode) aptDownload(t *testing.T, c *aptenv.Client, pkgs ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if out, err := c.Update(ctx); err != nil {
+		t.Fatalf("apt-get update: %v\n%s", err, out)
+	}
+	if len(pkgs) == 0 {
+		return
+	}
+	if out, err := c.Download(ctx, pkgs...); err != nil {
+		t.Fatalf("apt-get download: %v\n%s", err, out)
+	}
+}
+
+func TestStatusAndPeers(t *testing.T) {
+	peerSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `{"id":"feedfacefeedface99","version":"test"}`)
+	}))
+	defer peerSrv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	disc, err := discovery.New(discovery.Config{NodeID: "0123456789abcdef0123", Static: []string{peerSrv.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go disc.Run(ctx)
+	n := newOpNode(t, func() any { return disc.Peers() })
+	n.aptDownload(t, n.aptClient(t), "alpha", "bravo")
+	for len(disc.Peers()) == 0 || !disc.Peers()[0].Healthy {
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	st := n.srv.Status()
+
+	t.Run("status table", func(t *testing.T) {
+		out, _, err := runCLI(t, "status", "--server", n.http.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{
+			"node       0123456789abcdef0123",
+			fmt.Sprintf("hit ratio  %.1f %%  (%d hits, %d misses)", 100*st.HitRatio, st.Requests["hit"], st.Requests["miss"]),
+			"origin " + proxy.FormatBytes(st.Served["origin"]),
+			fmt.Sprintf("cache      %d files, %s (unbounded)", st.Store.Blobs, proxy.FormatBytes(st.Store.Bytes)),
+			"repositories (1)", "verified  " + st.Repos[0].Repo, st.Repos[0].Signer,
+			"verification failures (0)",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("status output lacks %q:\n%s", want, out)
+			}
+		}
+	})
+	t.Run("status json", func(t *testing.T) {
+		out, _, err := runCLI(t, "status", "--json", "--server", n.http.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got proxy.Status
+		if err := json.Unmarshal([]byte(out), &got); err != nil {
+			t.Fatalf("status --json is not the status document: %v\n%s", err, out)
+		}
+		if got.Store != st.Store || got.Served["origin"] != st.Served["origin"] || len(got.Repos) != 1 {
+			t.Fatalf("status --json = %+v, want %+v", got, st)
+		}
+	})
+	t.Run("peers table", func(t *testing.T) {
+		out, _, err := runCLI(t, "peers", "--server", n.http.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out, "healthy") || !strings.Contains(out, "feedfacefeedface") || !strings.Contains(out, peerSrv.URL) ||
+			!strings.Contains(out, "127.0.0.1") || !strings.Contains(out, "static") {
+			t.Fatalf("peers output does not show the healthy static peer %s:\n%s", peerSrv.URL, out)
+		}
+	})
+	t.Run("peers json", func(t *testing.T) {
+		out, _, err := runCLI(t, "peers", "--json", "--server", n.http.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []discovery.Peer
+		if err := json.Unmarshal([]byte(out), &got); err != nil || len(got) != 1 || got[0].URL != peerSrv.URL || !got[0].Healthy {
+			t.Fatalf("peers --json = %v (%v), want the one healthy peer:\n%s", got, err, out)
+		}
+	})
+	t.Run("no node", func(t *testing.T) {
+		dead := httptest.NewServer(http.NotFoundHandler())
+		dead.Close()
+		_, _, err := runCLI(t, "status", "--server", dead.URL)
+		if err == nil || !strings.Contains(err.Error(), "cannot reach pkgswarm at "+dead.URL) || !strings.Contains(err.Error(), "--server") {
+			t.Fatalf("status against nothing: %v, want advice naming the URL and --server", err)
+		}
+		_, _, err = runCLI(t, "peers", "--server", peerSrv.URL)
+		if err == nil || !strings.Contains(err.Error(), "is --server a pkgswarm node") {
+			t.Fatalf("peers against a non-node: %v", err)
+		}
+	})
+}
+
+func TestRenderProgress(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name        string
+		done, total int64
+		want        string
+	}{
+		{"empty", 0, 0, "x [>                       ]   0%  0 B / 0 B"},
+		{"half", 512 << 10, 1 << 20, "x [============>           ]  50%  512.0 KiB / 1.0 MiB"},
+		{"full", 1 << 20, 1 << 20, "x [========================] 100%  1.0 MiB / 1.0 MiB"},
+		{"over", 2 << 20, 1 << 20, "x [========================] 100%  2.0 MiB / 1.0 MiB"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := renderProgress("x", tc.done, tc.total, 0); got != tc.want {
+				t.Fatalf("renderProgress(%d, %d) = %q, want %q", tc.done, tc.total, got, tc.want)
+			}
+		})
+	}
+}
