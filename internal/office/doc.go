@@ -29,7 +29,14 @@
 // inside its namespace (Node.HTTPClient, Node.Status) without helper
 // processes.
 //
+// For measurements and other clients: Options.NodeRate and OriginRate shape
+// links with tbf, OriginDelay adds latency in the origin's relay (netem is
+// not in this kernel), Counters reads a host's interface byte counters, and
+// StartAvahi runs an avahi-daemon of the test's own in a lab host so
+// avahi-browse can look at the nodes as a desktop would.
+//
 // Run gives programs that are not tests (benchmark commands) a testing.TB,
 // so they can build offices too. It needs what netlab needs (root, iproute2),
 // plus apt-get, gpg and dpkg-deb; New skips the test when they are missing.
+// StartAvahi needs avahi-daemon, avahi-utils, dbus and unshare (util-linux).
 package office
