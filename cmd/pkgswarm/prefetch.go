@@ -164,7 +164,7 @@ func runPrefetch(c *cli.Context) error {
 			}
 			seen[pk.Filename] = true
 			seen["pkg:"+pk.Name] = true
-			items = append(items, prefetchItem{name: pk.Name, url: repo + "/" + pk.Filename, size: pk.Size, sha256: slices.Clone(pk.SHA256)})
+			items = append(items, prefetchItem{name: pk.Name, url: repo + "/" + escapeSegments(pk.Filename), size: pk.Size, sha256: slices.Clone(pk.SHA256)})
 			total += pk.Size
 		})
 		if err != nil {
@@ -280,6 +280,17 @@ func (p *prefetcher) fetchPackage(ctx context.Context, it prefetchItem, bar *pro
 		return "", fmt.Errorf("%s: got sha256 %x, the index lists %x", it.url, got, it.sha256)
 	}
 	return resp.Header.Get("X-Pkgswarm-Source"), nil
+}
+
+// escapeSegments escapes each segment of a relative path for a URL, as apt
+// does: a pool file named "x_1%3a2_all.deb" (an epoch, as dpkg-name writes
+// it) is requested as "x_1%253a2_all.deb".
+func escapeSegments(p string) string {
+	segs := strings.Split(p, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return strings.Join(segs, "/")
 }
 
 // progressWriter counts bytes written into a progress bar.

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/pkgswarm/pkgswarm/proxy/store"
+)
+
+// TestPrefetchWarmsTheCache: prefetch fetches the suite's root, index and
+// every .deb through a real node; a second run is served from its cache.
+func TestPrefetchWarmsTheCache(t *testing.T) {
+	n := newOpNode(t, nil)
+	args := []string{"prefetch", "--server", n.http.URL, "--url", n.origin.URL, "--suite", n.repo.Suite, "--arch", "amd64"}
+	out, _, err := runCLI(t, args...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(out, "main: 3 packages listed") || !strings.Contains(out, "prefetched 3 packages") {
+		t.Fatalf("prefetch output:\n%s", out)
+	}
+	for name, d := range n.repo.Debs {
+		dg, _ := store.ParseDigest(d.SHA256)
+		if !n.store.HasBlob(dg) {
+			t.Fatalf("%s is not in the cache after prefetch", name)
+		}
+	}
+	if got := n.origin.Requests(".deb"); got != len(n.repo.Debs) {
+		t.Fatalf("%d origin .deb requests, want %d", got, len(n.repo.Debs))
+	}
+	out, _, err = runCLI(t, args...)
+	if err != nil || !strings.Contains(out, "3 were already cached") || n.origin.Requests(".deb") != len(n.repo.Debs) {
+		t.Fatalf("second prefetch (%v, %d origin .deb requests):\n%s", err, n.origin.Requests(".deb"), out)
+	}
+
+	t.Run("named packages", func(t *testing.T) {
+		out, _, err := runCLI(t, append(args, "--package", "alpha", "--package", "zulu")...)
+		if err == nil || !strings.Contains(err.Error(), "no package named zulu") || !strings.Contains(out, "prefetched 1 packages") {
+			t.Fatalf("prefetch of alpha and a missing zulu: %v\n%s", err, out)
+		}
+	})
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown suite", []string{"prefetch", "--server", n.http.URL, "--url", n.origin.URL, "--suite", "nosuch"}, "the root of " + n.origin.URL + "/dists/nosuch"},
+		{"unknown arch", []string{"prefetch", "--server", n.http.URL, "--url", n.origin.URL, "--suite", n.repo.Suite, "--arch", "s390x"}, "check --component and --arch"},
+		{"not a URL", []string{"prefetch", "--server", n.http.URL, "--url", "deb.example.org/debian", "--suite", "x"}, "not an absolute http(s) URL"},
+		{"no node", []string{"prefetch", "--server", "http://127.0.0.1:1", "--url", n.origin.URL, "--suite", "x"}, "cannot reach pkgswarm at http://127.0.0.1:1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, _, err := runCLI(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("%v: %v, want an error saying %q", tc.args, err, tc.want)
+			}
+		})
+	}
+}
