@@ -48,6 +48,10 @@ type Config struct {
 	// download to finish and verify before it starts streaming unverified
 	// bytes (which it aborts if verification then fails). Zero means 1s.
 	Hold time.Duration
+	// StallTimeout cuts a source that sends no byte for this long; the next
+	// source resumes where it stopped. Zero means 10s (apt itself gives up
+	// on a silent connection after 30s).
+	StallTimeout time.Duration
 	// NodeID identifies this node to peers (GET /_pkgswarm/v1/node).
 	NodeID string
 	// Version is reported by /_pkgswarm/status and the node endpoint.

@@ -239,3 +239,29 @@ func TestLANServesRPMsByNameKey(t *testing.T) {
 		t.Fatalf("second node made %d origin rpm GETs, want 0 (all from its LAN peer)", got-before)
 	}
 }
+
+// A peer that answers and then sends nothing is cut after the stall
+// timeout; the origin resumes the download.
+func TestLANStalledPeerIsCut(t *testing.T) {
+	a := newRig(t, rigOptions{packages: defaultPackages[:1]})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Pkgswarm-State", "complete")
+		if r.Method == http.MethodHead {
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	t.Cleanup(hang.Close)
+	b := &rig{t: t, repo: a.repo, origin: a.origin}
+	b.start(rigOptions{cfg: func(c *proxy.Config) {
+		c.NodeID = "b"
+		c.StallTimeout = 300 * time.Millisecond
+		c.Peers = []proxy.Source{&proxy.LANSource{NodeID: "b", Peers: &staticPeers{peers: []proxy.LANPeer{{ID: "hang", URL: hang.URL}}}}}
+	}})
+	b.install(b.client(false))
+	if !strings.Contains(b.logs.String(), "sent nothing for") {
+		t.Fatal("no log line says the stalled peer was cut")
+	}
+}

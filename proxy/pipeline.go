@@ -139,8 +139,10 @@ func (s *Server) runVerified(ctx context.Context, f *flight, t Target, candidate
 	for i := range attempts {
 		a := &attempts[i]
 		off := f.w.Size()
-		body, start, err := a.src.Fetch(ctx, &a.req, off)
+		actx, cancel := context.WithCancelCause(ctx)
+		body, start, err := a.src.Fetch(actx, &a.req, off)
 		if err != nil {
+			cancel(nil)
 			if !errors.Is(err, ErrNotFound) {
 				s.log.Warn("source failed", "source", a.src.Name(), "url", a.req.FetchURL, "err", err)
 			}
@@ -155,8 +157,18 @@ func (s *Server) runVerified(ctx context.Context, f *flight, t Target, candidate
 		}
 		contributed = append(contributed, attemptRef{a: a, who: Attempt{Source: a.src.Name(), Peer: peer}})
 		f.markReady(a.src.Name())
-		n, err := s.copyInto(f, body, start, off, exp.Size)
+		// A source that stops sending (a peer seeding a corrupt file whose
+		// pieces all fail, a hung connection) must not hold the download:
+		// after s.stall without a byte the attempt is cut and the next source
+		// resumes.
+		sr := newStallReader(body, s.stall, cancel)
+		n, err := s.copyInto(f, sr, start, off, exp.Size)
+		sr.stop()
 		body.Close()
+		cancel(nil)
+		if err != nil && sr.stalled() {
+			err = fmt.Errorf("%s sent nothing for %v: %w", a.src.Name(), s.stall, err)
+		}
 		s.metrics.sourceBytes.WithLabelValues(a.src.Name()).Add(float64(n))
 		if err != nil && !errors.Is(err, errTooLong) {
 			// Resume from the next source at the current offset.
@@ -412,3 +424,35 @@ func (s *Server) checkWriter(w *store.Writer, exp *repoindex.Expectation) error 
 	}
 	return exp.Check(f)
 }
+
+// stallReader cuts a source that sends nothing for d: it cancels the
+// attempt's context and closes the body, which unblocks a pending Read.
+type stallReader struct {
+	r     io.ReadCloser
+	d     time.Duration
+	t     *time.Timer
+	fired atomic.Bool
+}
+
+func newStallReader(r io.ReadCloser, d time.Duration, cancel context.CancelCauseFunc) *stallReader {
+	sr := &stallReader{r: r, d: d}
+	sr.t = time.AfterFunc(d, func() {
+		sr.fired.Store(true)
+		cancel(errStalled)
+		r.Close()
+	})
+	return sr
+}
+
+var errStalled = errors.New("source stalled")
+
+func (sr *stallReader) Read(p []byte) (int, error) {
+	n, err := sr.r.Read(p)
+	if n > 0 {
+		sr.t.Reset(sr.d)
+	}
+	return n, err
+}
+
+func (sr *stallReader) stop()         { sr.t.Stop() }
+func (sr *stallReader) stalled() bool { return sr.fired.Load() }

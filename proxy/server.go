@@ -31,7 +31,7 @@ type Server struct {
 	metrics *metrics
 	now     func() time.Time
 
-	hold, revalidate, downloadTimeout time.Duration
+	hold, revalidate, downloadTimeout, stall time.Duration
 
 	flights flights
 	roots   rootState
@@ -64,6 +64,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.revalidate <= 0 {
 		s.revalidate = 27 * time.Second
+	}
+	s.stall = cfg.StallTimeout
+	if s.stall <= 0 {
+		s.stall = 10 * time.Second
 	}
 	rt := cfg.Transport
 	if rt == nil {

@@ -27,6 +27,9 @@ func lanFlags() []cli.Flag {
 // be swapped (mDNS failing to start falls back to static peers only).
 type peerSet struct {
 	d atomic.Pointer[discovery.Discovery]
+	// banIP, if set, is called for each address of a banned peer, so that a
+	// peer caught sending bad bytes on the LAN is kept out of the swarm too.
+	banIP func(ip string, d time.Duration)
 }
 
 var _ proxy.PeerSet = (*peerSet)(nil)
@@ -45,9 +48,21 @@ func (p *peerSet) Peers() []proxy.LANPeer {
 }
 
 func (p *peerSet) Ban(id string, until time.Time, reason string) {
-	if d := p.d.Load(); d != nil {
-		d.Ban(id, until, reason)
+	d := p.d.Load()
+	if d == nil {
+		return
 	}
+	if p.banIP != nil {
+		for _, x := range d.Peers() {
+			if x.ID != id {
+				continue
+			}
+			for _, ip := range x.Addrs {
+				p.banIP(ip.String(), time.Until(until))
+			}
+		}
+	}
+	d.Ban(id, until, reason)
 }
 
 // list is the peer table for the status page.

@@ -288,6 +288,7 @@ func buildNode(c *cli.Context, log *slog.Logger) (*node, error) {
 	var seed *seeder
 	var onVerified func(store.Digest, int64)
 	if sw != nil {
+		peers.banIP = sw.Ban
 		tiers = append(tiers, swarmSource{sw})
 		seed = newSeeder(sw, log)
 		onVerified = seed.offer
