@@ -1,0 +1,557 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/pkgswarm/pkgswarm/bench/fixture"
+	"github.com/pkgswarm/pkgswarm/bench/load"
+	"github.com/pkgswarm/pkgswarm/bench/origin"
+	"github.com/pkgswarm/pkgswarm/bench/procstat"
+	"github.com/pkgswarm/pkgswarm/bench/target"
+	"github.com/pkgswarm/pkgswarm/internal/aptenv"
+)
+
+// Bounds of every step: a count and a time limit each.
+const (
+	aptTimeout     = 5 * time.Minute
+	hotMaxRequests = 400    // per step; 400 × 72 MB is far more than a step can move in its time
+	smallMaxReqs   = 200000 // per step
+	herdTimeout    = 2 * time.Minute
+	tamperVictim   = "hello"
+)
+
+var (
+	hotClients   = []int{1, 4, 16}
+	smallClients = []int{1, 8}
+)
+
+type bench struct {
+	cfg  config
+	fx   *fixture.Fixture
+	work string
+	log  *slog.Logger
+	orig *origin.Server
+	seq  int // numbers work directories
+}
+
+func (b *bench) all(ctx context.Context, kinds []target.Kind) (*Results, error) {
+	res := &Results{Started: time.Now().UTC(), Machine: machine(), Settings: Settings{
+		Runs: b.cfg.runs, HotTime: b.cfg.hotTime.Seconds(), SmallTime: b.cfg.smallTime.Seconds(),
+		Herd: b.cfg.herd, HerdRate: b.cfg.herdRate,
+	}}
+	big, small := b.fx.Largest(), b.fx.SmallFile()
+	res.Fixture = FixtureInfo{ID: b.fx.ID, Synthetic: b.fx.Synthetic, Packages: len(b.fx.Debs), Bytes: b.fx.TotalBytes(),
+		Largest: big.Name, LargeSize: big.Size, Small: small.Name, SmallSize: small.Size}
+	var err error
+	if b.orig, err = origin.Start(b.fx.Dir); err != nil {
+		return nil, err
+	}
+	defer b.orig.Close()
+	b.log.Info("origin serving the fixture", "url", b.orig.URL, "packages", len(b.fx.Debs), "MB", b.fx.TotalBytes()/1e6)
+	for _, k := range kinds {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		tr := &TargetResult{Kind: string(k)}
+		res.Targets = append(res.Targets, tr)
+		b.log.Info("measuring", "target", k)
+		if k == target.Nginx {
+			b.step(tr, "hot and small", func() error { return b.ceiling(ctx, tr) })
+			continue
+		}
+		b.step(tr, "cold, warm, hot, small", func() error { return b.main(ctx, k, tr) })
+		b.step(tr, "herd", func() error { return b.herd(ctx, k, tr) })
+		b.step(tr, "tamper", func() error { return b.tamper(ctx, k, tr) })
+	}
+	res.Machine.LoadAfter = loadavg()
+	res.Duration = time.Since(res.Started)
+	return res, ctx.Err()
+}
+
+// step runs one phase, recording its failure instead of ending the run.
+func (b *bench) step(tr *TargetResult, name string, fn func() error) {
+	if err := fn(); err != nil {
+		b.log.Error("phase failed", "target", tr.Kind, "phase", name, "err", err)
+		tr.Errors = append(tr.Errors, name+": "+firstLine(err.Error()))
+	}
+}
+
+// start starts a fresh instance of k in a new work directory.
+func (b *bench) start(ctx context.Context, k target.Kind) (*target.Target, error) {
+	b.seq++
+	dir := filepath.Join(b.work, fmt.Sprintf("%02d-%s", b.seq, k))
+	return target.Start(ctx, target.Options{Kind: k, WorkDir: dir, Origin: b.orig, FixtureDir: b.fx.Dir,
+		Keyring: b.fx.KeyringPath, PkgswarmBin: b.cfg.pkgswarm})
+}
+
+// aptClient makes a fresh isolated apt client that reaches the fixture
+// through t.
+func (b *bench) aptClient(t *target.Target) (*aptenv.Client, error) {
+	b.seq++
+	dir := filepath.Join(b.work, fmt.Sprintf("%02d-apt", b.seq))
+	return aptenv.NewDir(dir, aptenv.Options{
+		Proxy:   t.Proxy,
+		Sources: []aptenv.Source{{URL: t.Base, Suite: b.fx.Suite, Components: []string{b.fx.Component}, Keyring: b.fx.KeyringPath}},
+		Config:  []string{`Acquire::http::Timeout "60";`},
+	})
+}
+
+// aptRun updates and downloads every package, checks every .deb's digest,
+// and returns the wall time.
+func (b *bench) aptRun(ctx context.Context, c *aptenv.Client) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, aptTimeout)
+	defer cancel()
+	t0 := time.Now()
+	if _, err := c.Update(ctx); err != nil {
+		return 0, err
+	}
+	if _, err := c.Download(ctx, b.fx.Names()...); err != nil {
+		return 0, err
+	}
+	d := time.Since(t0)
+	got, err := c.Archives()
+	if err != nil {
+		return 0, err
+	}
+	want := map[string]string{}
+	for _, deb := range b.fx.Debs {
+		want[deb.AptFileName()] = deb.SHA256
+	}
+	if len(got) != len(want) {
+		return 0, fmt.Errorf("apt downloaded %d packages, want %d", len(got), len(want))
+	}
+	for name, sum := range got {
+		if want[name] != sum {
+			return 0, fmt.Errorf("apt downloaded %s with sha256 %s, want %s", name, sum, want[name])
+		}
+	}
+	return d, nil
+}
+
+// main measures cold runs (fresh instance each), then on the last
+// instance the warm run, hot-hit throughput, small-file rate, CPU and
+// memory, and the origin-down run.
+func (b *bench) main(ctx context.Context, k target.Kind, tr *TargetResult) error {
+	var t *target.Target
+	defer func() { t.Stop() }()
+	for i := range b.cfg.runs {
+		if t != nil {
+			t.Stop()
+		}
+		var err error
+		if t, err = b.start(ctx, k); err != nil {
+			return err
+		}
+		tr.Version = t.Version
+		c, err := b.aptClient(t)
+		if err != nil {
+			return err
+		}
+		b.orig.ResetLog()
+		d, err := b.aptRun(ctx, c)
+		if err != nil {
+			return fmt.Errorf("cold run %d: %w", i+1, err)
+		}
+		tr.Cold = append(tr.Cold, d.Seconds())
+		n, by := b.orig.Count("")
+		tr.ColdOriginGETs, tr.ColdOriginMB = n, float64(by)/1e6
+		b.log.Info("cold run", "target", k, "run", i+1, "seconds", fmt.Sprintf("%.2f", d.Seconds()), "origin_gets", n)
+	}
+	c, err := b.aptClient(t)
+	if err != nil {
+		return err
+	}
+	b.orig.ResetLog()
+	d, err := b.aptRun(ctx, c)
+	if err != nil {
+		return fmt.Errorf("warm run: %w", err)
+	}
+	tr.Warm = d.Seconds()
+	n, by := b.orig.Count("")
+	tr.WarmOriginGETs, tr.WarmOriginMB = n, float64(by)/1e6
+	tr.WarmOriginDebs, _ = b.orig.Count(".deb")
+	b.log.Info("warm run", "target", k, "seconds", fmt.Sprintf("%.2f", d.Seconds()), "origin_gets", n)
+
+	if err := b.rates(ctx, t, tr); err != nil {
+		return err
+	}
+	if t.PID != 0 {
+		cpu, err := procstat.TreeCPU(t.PID)
+		if err != nil {
+			return err
+		}
+		tr.CPU = cpu.Seconds()
+	}
+	tr.Offline = b.offline(ctx, t)
+	return nil
+}
+
+// rates runs the hot-hit and small-file steps on t and records peak RSS.
+func (b *bench) rates(ctx context.Context, t *target.Target, tr *TargetResult) error {
+	big, small := b.fx.Largest(), b.fx.SmallFile()
+	// One fetch of each first: both are cached now (apt fetched them), and
+	// a target that stores per URL form gets its entry.
+	for _, d := range []fixture.Deb{big, small} {
+		if _, err := load.Run(ctx, load.Options{Client: t.Client(1), URL: t.URL("/" + d.Path), Clients: 1,
+			MaxRequests: 1, MaxDuration: time.Minute, WantSize: d.Size, WantSHA256: d.SHA256}); err != nil {
+			return err
+		}
+	}
+	var lifePeak int64
+	for _, n := range hotClients {
+		var sampler *procstat.Sampler
+		if t.PID != 0 {
+			_, hwm, _ := procstat.TreeMemory(t.PID)
+			lifePeak = max(lifePeak, hwm)
+			if err := procstat.ResetPeak(t.PID); err != nil {
+				return err
+			}
+			sampler = procstat.Sample(t.PID, 20*time.Millisecond)
+		}
+		r, err := load.Run(ctx, load.Options{Client: t.Client(n), URL: t.URL("/" + big.Path), Clients: n,
+			MaxRequests: hotMaxRequests, MaxDuration: b.cfg.hotTime, WantSize: big.Size})
+		if sampler != nil {
+			peak := sampler.Stop()
+			_, hwm, _ := procstat.TreeMemory(t.PID)
+			peak = max(peak, hwm)
+			lifePeak = max(lifePeak, peak)
+			if n == 16 {
+				tr.PeakRSS16 = peak
+			}
+		}
+		if err != nil {
+			return err
+		}
+		tr.Hot = append(tr.Hot, rate(r))
+		b.log.Info("hot hits", "target", t.Kind, "clients", n, "MB/s", fmt.Sprintf("%.0f", r.MBps()), "errors", r.Errors)
+	}
+	for _, n := range smallClients {
+		r, err := load.Run(ctx, load.Options{Client: t.Client(n), URL: t.URL("/" + small.Path), Clients: n,
+			MaxRequests: smallMaxReqs, MaxDuration: b.cfg.smallTime, WantSize: small.Size})
+		if err != nil {
+			return err
+		}
+		tr.Small = append(tr.Small, rate(r))
+		b.log.Info("small file", "target", t.Kind, "clients", n, "req/s", fmt.Sprintf("%.0f", r.RPS()), "errors", r.Errors)
+	}
+	if t.PID != 0 {
+		_, hwm, _ := procstat.TreeMemory(t.PID)
+		tr.PeakRSS = max(lifePeak, hwm)
+	}
+	return nil
+}
+
+func rate(r load.Result) Rate {
+	return Rate{Clients: r.Clients, Requests: r.Requests, Errors: r.Errors, Seconds: r.Elapsed.Seconds(),
+		MBps: r.MBps(), RPS: r.RPS(), P50ms: percentile(r.Latencies, 0.5), P99ms: percentile(r.Latencies, 0.99),
+		FirstErr: r.FirstErr}
+}
+
+// ceiling measures nginx serving the fixture from disk.
+func (b *bench) ceiling(ctx context.Context, tr *TargetResult) error {
+	t, err := b.start(ctx, target.Nginx)
+	if err != nil {
+		return err
+	}
+	defer t.Stop()
+	tr.Version = t.Version
+	if err := b.rates(ctx, t, tr); err != nil {
+		return err
+	}
+	cpu, err := procstat.TreeCPU(t.PID)
+	if err != nil {
+		return err
+	}
+	tr.CPU = cpu.Seconds()
+	return nil
+}
+
+// offline stops the origin and runs a fresh client's update and download
+// through t, then restarts the origin.
+func (b *bench) offline(ctx context.Context, t *target.Target) *OfflineResult {
+	if t.Kind == target.Direct {
+		return nil
+	}
+	res := &OfflineResult{Update: "not run", Download: "not run"}
+	c, err := b.aptClient(t)
+	if err != nil {
+		res.Update = err.Error()
+		return res
+	}
+	b.orig.Close()
+	defer func() {
+		if err := b.orig.Restart(); err != nil {
+			b.log.Error("origin did not restart", "err", err)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(ctx, aptTimeout)
+	defer cancel()
+	_, err = c.Update(ctx)
+	res.Update = aptVerdict(err)
+	if err != nil {
+		return res
+	}
+	_, err = c.Download(ctx, b.fx.Names()...)
+	res.Download = aptVerdict(err)
+	return res
+}
+
+// herd releases the herd on a cold cache of a fresh instance, after one
+// apt-get update so that every target knows the repository, with the
+// origin paced so that the herd overlaps one download.
+func (b *bench) herd(ctx context.Context, k target.Kind, tr *TargetResult) error {
+	t, err := b.start(ctx, k)
+	if err != nil {
+		return err
+	}
+	defer t.Stop()
+	c, err := b.aptClient(t)
+	if err != nil {
+		return err
+	}
+	uctx, cancel := context.WithTimeout(ctx, aptTimeout)
+	_, err = c.Update(uctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("update before the herd: %w", err)
+	}
+	big := b.fx.Largest()
+	p := "/" + big.Path
+	b.orig.Throttle(p, b.cfg.herdRate)
+	defer b.orig.Throttle(p, 0)
+	b.orig.ResetLog()
+	clients, err := load.Herd(ctx, func() *http.Client { return t.Client(1) }, t.URL(p), b.cfg.herd, big.Size, big.SHA256, herdTimeout)
+	if err != nil {
+		return err
+	}
+	h := &HerdResult{Clients: len(clients)}
+	for _, c := range clients {
+		if c.OK {
+			h.OK++
+		} else if h.FirstFailed == "" {
+			h.FirstFailed = c.Err
+		}
+		h.SlowestS = max(h.SlowestS, c.Elapsed.Seconds())
+	}
+	n, by := b.orig.Count(p)
+	h.OriginGETs, h.OriginMB = n, float64(by)/1e6
+	tr.Herd = h
+	b.log.Info("herd", "target", k, "ok", h.OK, "of", h.Clients, "origin_gets", n)
+	return nil
+}
+
+// tamper checks what t does with a .deb that the origin serves tampered
+// (same size, one byte flipped), then after the origin is fixed.
+func (b *bench) tamper(ctx context.Context, k target.Kind, tr *TargetResult) error {
+	victim, ok := b.fx.Deb(tamperVictim)
+	if !ok {
+		victim = b.fx.SmallFile()
+	}
+	p := "/" + victim.Path
+	good, err := os.ReadFile(filepath.Join(b.fx.Dir, filepath.FromSlash(victim.Path)))
+	if err != nil {
+		return err
+	}
+	flip := func(in []byte) []byte {
+		out := append([]byte(nil), in...)
+		out[len(out)/2] ^= 0xff
+		return out
+	}
+	bad := flip(good)
+	badSum := sha256.Sum256(bad)
+
+	t, err := b.start(ctx, k)
+	if err != nil {
+		return err
+	}
+	defer t.Stop()
+	c, err := b.aptClient(t)
+	if err != nil {
+		return err
+	}
+	actx, cancel := context.WithTimeout(ctx, aptTimeout)
+	defer cancel()
+	if _, err := c.Update(actx); err != nil {
+		return fmt.Errorf("update before the tamper: %w", err)
+	}
+	res := &TamperResult{}
+	tr.Tamper = res
+	b.orig.Tamper(p, flip)
+	_, err = c.Download(actx, victim.Name)
+	res.AptWhileTampered = aptVerdict(err)
+	res.ServedWhile = served(ctx, t, p, good, bad)
+	res.CachedTampered = holds(t.CacheDir, int64(len(bad)), hex.EncodeToString(badSum[:]))
+	b.orig.Untamper(p)
+	res.ServedAfterFix = served(ctx, t, p, good, bad)
+	c2, err := b.aptClient(t)
+	if err != nil {
+		return err
+	}
+	if _, err := c2.Update(actx); err != nil {
+		res.AptAfterFix = "update: " + aptVerdict(err)
+	} else {
+		_, err = c2.Download(actx, victim.Name)
+		res.AptAfterFix = aptVerdict(err)
+	}
+	b.log.Info("tamper", "target", k, "apt", res.AptWhileTampered, "served", res.ServedWhile,
+		"cached_tampered", res.CachedTampered, "after_fix", res.ServedAfterFix)
+	return nil
+}
+
+// served says what t answers for p: the good bytes, the bad bytes, or a
+// status.
+func served(ctx context.Context, t *target.Target, p string, good, bad []byte) string {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.URL(p), nil)
+	if err != nil {
+		return err.Error()
+	}
+	resp, err := t.Client(1).Do(req)
+	if err != nil {
+		return "no response (" + firstLine(err.Error()) + ")"
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(len(good))+1))
+	switch {
+	case resp.StatusCode != http.StatusOK:
+		return fmt.Sprintf("HTTP %d", resp.StatusCode)
+	case err != nil:
+		return fmt.Sprintf("body cut after %d bytes", len(body))
+	case string(body) == string(good):
+		return "correct bytes"
+	case string(body) == string(bad):
+		return "tampered bytes"
+	}
+	return fmt.Sprintf("other bytes (%d)", len(body))
+}
+
+// holds reports whether any file under dir has the given size and sha256.
+func holds(dir string, size int64, sum string) bool {
+	if dir == "" {
+		return false
+	}
+	found := false
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || found {
+			return nil
+		}
+		if fi, err := d.Info(); err != nil || fi.Size() != size {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return nil
+		}
+		defer f.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err == nil && hex.EncodeToString(h.Sum(nil)) == sum {
+			found = true
+		}
+		return nil
+	})
+	return found
+}
+
+// aptVerdict turns an apt run's error into a short phrase.
+func aptVerdict(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, aptenv.ErrHashSum):
+		return "Hash Sum mismatch"
+	case errors.Is(err, aptenv.ErrSignature):
+		return "signature error"
+	}
+	var ae *aptenv.Error
+	if errors.As(err, &ae) {
+		if why := fetchFailure(ae.Output); why != "" {
+			return why
+		}
+		if len(ae.Problems) > 0 {
+			return "failed: " + clip(ae.Problems[0], 90)
+		}
+	}
+	return "failed: " + clip(firstLine(err.Error()), 90)
+}
+
+// fetchFailure turns apt's first "E: Failed to fetch URL  STATUS  [IP: …]"
+// line into "fetch failed: STATUS" (without the URL and address), or "".
+func fetchFailure(out string) string {
+	for line := range strings.SplitSeq(out, "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "E: Failed to fetch ")
+		if !ok {
+			continue
+		}
+		_, status, _ := strings.Cut(rest, " ") // drop the URL
+		status, _, _ = strings.Cut(status, "[IP:")
+		status = strings.Join(strings.Fields(status), " ")
+		if status == "" {
+			return "fetch failed"
+		}
+		return "fetch failed: " + clip(status, 80)
+	}
+	return ""
+}
+
+func machine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), LoadBefore: loadavg()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			var kb int64
+			if _, err := fmt.Sscanf(line, "MemTotal: %d kB", &kb); err == nil {
+				m.MemTotal = kb << 10
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	m.Apt = strings.TrimPrefix(debVersion("apt"), "apt ")
+	return m
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}

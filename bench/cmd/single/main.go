@@ -1,0 +1,115 @@
+// Command single runs the single-node comparison of pkgswarm against apt
+// straight from the origin, apt-cacher-ng and approx (nginx serving the
+// fixture from disk is the ceiling for hot hits), on one machine, one
+// fixture, in one run, all on loopback, and writes the numbers as JSON, as
+// Markdown tables and as PNG plots.
+//
+//	go run ./bench/cmd/single -out bench/out [-doc docs/benchmarks.md]
+//
+// See docs/benchmarks.md for the method. Every server it starts is stopped
+// when it ends, also on Ctrl-C; every load loop is bounded by a count and
+// a deadline. It needs root (apt-get with a private state, approx in a
+// private mount namespace) and the Debian packages apt-cacher-ng, approx,
+// socat, nginx-light and gnuplot-nox (bench/install-deps.sh).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pkgswarm/pkgswarm/bench/fixture"
+	"github.com/pkgswarm/pkgswarm/bench/target"
+)
+
+func main() {
+	var cfg config
+	flag.StringVar(&cfg.out, "out", "bench/out", "directory for results.json, results.md and the plots")
+	flag.StringVar(&cfg.cache, "cache", "bench/.cache", "fixture cache directory")
+	flag.BoolVar(&cfg.synthetic, "synthetic", false, "use generated packages instead of real Debian ones")
+	flag.StringVar(&cfg.pkgswarm, "pkgswarm", "", "pkgswarm binary (default: build ./cmd/pkgswarm into the work directory)")
+	flag.StringVar(&cfg.targets, "targets", "direct,pkgswarm,apt-cacher-ng,approx,nginx", "targets to measure, comma-separated")
+	flag.IntVar(&cfg.runs, "runs", 3, "cold runs per target (the median is reported)")
+	flag.DurationVar(&cfg.hotTime, "hot-time", 5*time.Second, "time limit of each hot-hit throughput step")
+	flag.DurationVar(&cfg.smallTime, "small-time", 4*time.Second, "time limit of each small-file rate step")
+	flag.IntVar(&cfg.herd, "herd", 20, "clients in the thundering herd")
+	flag.Int64Var(&cfg.herdRate, "herd-origin-rate", 50e6, "origin bytes/s for the herd's file, so the herd overlaps one slow download")
+	flag.StringVar(&cfg.doc, "doc", "", "also write the tables into this Markdown file between its result markers and copy the plots beside it")
+	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory (caches, logs) for inspection")
+	flag.Parse()
+
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	slog.SetDefault(log)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	out, cache, pkgswarm, targets, doc string
+	synthetic, keep                    bool
+	runs, herd                         int
+	hotTime, smallTime                 time.Duration
+	herdRate                           int64
+}
+
+func run(ctx context.Context, cfg config, log *slog.Logger) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("run as root: apt-get runs with a private state as root, and approx needs a private mount namespace")
+	}
+	var kinds []target.Kind
+	for k := range strings.SplitSeq(cfg.targets, ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			kinds = append(kinds, target.Kind(k))
+		}
+	}
+	if miss := target.Missing(kinds); len(miss) > 0 {
+		return fmt.Errorf("missing programs: %s; run bench/install-deps.sh", strings.Join(miss, ", "))
+	}
+	if cfg.runs < 1 || cfg.herd < 1 {
+		return fmt.Errorf("-runs and -herd must be at least 1")
+	}
+	work, err := os.MkdirTemp("", "pkgswarm-bench-")
+	if err != nil {
+		return err
+	}
+	if cfg.keep {
+		log.Info("keeping the work directory", "dir", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	if err := os.Chmod(work, 0o755); err != nil {
+		return err
+	}
+	fx, err := fixture.Build(ctx, fixture.Options{CacheDir: cfg.cache, Synthetic: cfg.synthetic, Log: log})
+	if err != nil {
+		return err
+	}
+	if cfg.pkgswarm == "" {
+		cfg.pkgswarm = filepath.Join(work, "pkgswarm")
+		log.Info("building pkgswarm", "out", cfg.pkgswarm)
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", cfg.pkgswarm, "./cmd/pkgswarm")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("build pkgswarm (run from the module root, or pass -pkgswarm): %w\n%s", err, out)
+		}
+	}
+	b := &bench{cfg: cfg, fx: fx, work: work, log: log}
+	res, err := b.all(ctx, kinds)
+	if err != nil {
+		return err
+	}
+	return writeResults(cfg, res, log)
+}
