@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -486,4 +487,63 @@ func (w testWriter) Write(p []byte) (int, error) {
 		w.t.Log(strings.TrimRight(string(p), "\n"))
 	}
 	return len(p), nil
+}
+
+// An https origin reached through the /https/ prefix: fetched over TLS,
+// verified, cached; apt never speaks TLS itself.
+func TestHTTPSOriginThroughPrefix(t *testing.T) {
+	repo := testrepo.Build(t, testrepo.Options{Packages: defaultPackages[:2]})
+	origin := testrepo.ServeTLS(t, repo.Dir)
+	r := &rig{t: t, repo: repo, origin: origin}
+	ou, _ := url.Parse(origin.URL)
+	var port int
+	fmt.Sscan(ou.Port(), &port)
+	r.start(rigOptions{cfg: func(c *proxy.Config) {
+		c.AllowPorts = []int{port}
+		c.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: origin.CertPool()}}
+	}})
+	c := aptenv.New(t, aptenv.Options{Sources: []aptenv.Source{{
+		URL: r.http.URL + "/https/" + ou.Host, Keyring: repo.Key.KeyringPath, Suite: repo.Suite}}})
+	r.install(c)
+	before := origin.Requests(".deb")
+	r.install(aptenv.New(t, aptenv.Options{Sources: []aptenv.Source{{
+		URL: r.http.URL + "/https/" + ou.Host, Keyring: repo.Key.KeyringPath, Suite: repo.Suite}}}))
+	if origin.Requests(".deb") != before {
+		t.Fatal("second client went to the https origin again")
+	}
+}
+
+// Range and If-Range on a cached file: 206 with the right bytes while the
+// validator matches, the whole file once it does not.
+func TestRangeFromCache(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	r.install(r.client(false))
+	d := r.repo.Debs["charlie"]
+	full, err := os.ReadFile(r.repo.Path(d.Path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := r.origin.URL + "/" + d.Path
+	resp, body, err := r.get(u, http.Header{"Range": {"bytes=1000-1999"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, full[1000:2000]) {
+		t.Fatalf("Range: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	etag := resp.Header.Get("ETag")
+	if etag != `"sha256-`+d.SHA256+`"` {
+		t.Fatalf("ETag %q does not name the digest", etag)
+	}
+	resp, body, _ = r.get(u, http.Header{"Range": {"bytes=10-19"}, "If-Range": {etag}})
+	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, full[10:20]) {
+		t.Fatalf("If-Range matching: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	resp, body, _ = r.get(u, http.Header{"Range": {"bytes=10-19"}, "If-Range": {`"other"`}})
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, full) {
+		t.Fatalf("If-Range not matching: %d, %d bytes, want the whole file", resp.StatusCode, len(body))
+	}
+	if r.origin.Requests(d.Path) != 1 {
+		t.Fatalf("range requests reached the origin: %d GETs", r.origin.Requests(d.Path))
+	}
 }
