@@ -158,7 +158,8 @@ func (s *Server) Untamper(urlPath string) {
 }
 
 // Throttle limits each response for urlPath to about bytesPerSecond (0
-// removes the limit).
+// removes the limit). The path "" sets the rate of every path that has
+// none of its own: an origin behind a link of that speed (per connection).
 func (s *Server) Throttle(urlPath string, bytesPerSecond int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -221,6 +222,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	tamper, rate := s.tampers[r.URL.Path], s.rates[r.URL.Path]
+	if rate == 0 {
+		rate = s.rates[""]
+	}
 	s.mu.Unlock()
 	var content io.ReadSeeker = f
 	mod := fi.ModTime()

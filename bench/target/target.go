@@ -69,6 +69,8 @@ type Options struct {
 	Keyring string
 	// PkgswarmBin is the pkgswarm binary.
 	PkgswarmBin string
+	// PkgswarmArgs are appended to pkgswarm serve's arguments.
+	PkgswarmArgs []string
 }
 
 // URL returns the URL a client asks for the repository path p ("/pool/…").
@@ -225,15 +227,16 @@ func startPkgswarm(ctx context.Context, o Options) (*Target, error) {
 	}
 	data := filepath.Join(o.WorkDir, "data")
 	t, port, err := startWithPort(ctx, Pkgswarm, func(port int) (*Target, error) {
-		return launch(Pkgswarm, o.WorkDir, nil, o.PkgswarmBin, "serve",
-			"--listen", "127.0.0.1:"+strconv.Itoa(port),
+		args := []string{o.PkgswarmBin, "serve",
+			"--listen", "127.0.0.1:" + strconv.Itoa(port),
 			"--data-dir", data,
 			"--keyring", o.Keyring,
 			"--system-keyrings=false",
 			"--allow-ports", strconv.Itoa(o.Origin.Port),
 			"--mdns=false",
 			"--announce-apt-proxy=false",
-			"--log-level", "warn")
+			"--log-level", "warn"}
+		return launch(Pkgswarm, o.WorkDir, nil, append(args, o.PkgswarmArgs...)...)
 	})
 	if err != nil {
 		return nil, err

@@ -50,7 +50,7 @@ type bench struct {
 func (b *bench) all(ctx context.Context, kinds []target.Kind) (*Results, error) {
 	res := &Results{Started: time.Now().UTC(), Machine: machine(), Settings: Settings{
 		Runs: b.cfg.runs, HotTime: b.cfg.hotTime.Seconds(), SmallTime: b.cfg.smallTime.Seconds(),
-		Herd: b.cfg.herd, HerdRate: b.cfg.herdRate,
+		Herd: b.cfg.herd, HerdRate: b.cfg.herdRate, PacedRate: b.cfg.pacedRate,
 	}}
 	big, small := b.fx.Largest(), b.fx.SmallFile()
 	res.Fixture = FixtureInfo{ID: b.fx.ID, Synthetic: b.fx.Synthetic, Packages: len(b.fx.Debs), Bytes: b.fx.TotalBytes(),
@@ -73,6 +73,9 @@ func (b *bench) all(ctx context.Context, kinds []target.Kind) (*Results, error) 
 			continue
 		}
 		b.step(tr, "cold, warm, hot, small", func() error { return b.main(ctx, k, tr) })
+		if b.cfg.pacedRate > 0 {
+			b.step(tr, "cold with a paced origin", func() error { return b.coldPaced(ctx, k, tr) })
+		}
 		b.step(tr, "herd", func() error { return b.herd(ctx, k, tr) })
 		b.step(tr, "tamper", func() error { return b.tamper(ctx, k, tr) })
 	}
@@ -94,7 +97,7 @@ func (b *bench) start(ctx context.Context, k target.Kind) (*target.Target, error
 	b.seq++
 	dir := filepath.Join(b.work, fmt.Sprintf("%02d-%s", b.seq, k))
 	return target.Start(ctx, target.Options{Kind: k, WorkDir: dir, Origin: b.orig, FixtureDir: b.fx.Dir,
-		Keyring: b.fx.KeyringPath, PkgswarmBin: b.cfg.pkgswarm})
+		Keyring: b.fx.KeyringPath, PkgswarmBin: b.cfg.pkgswarm, PkgswarmArgs: strings.Fields(b.cfg.pkgswarmArgs)})
 }
 
 // aptClient makes a fresh isolated apt client that reaches the fixture
@@ -109,33 +112,41 @@ func (b *bench) aptClient(t *target.Target) (*aptenv.Client, error) {
 	})
 }
 
+// aptTime is one apt run's wall time, in seconds.
+type aptTime struct{ update, download float64 }
+
+func (a aptTime) total() float64 { return a.update + a.download }
+
 // aptRun updates and downloads every package, checks every .deb's digest,
-// and returns the wall time.
-func (b *bench) aptRun(ctx context.Context, c *aptenv.Client) (time.Duration, error) {
+// and returns the wall times.
+func (b *bench) aptRun(ctx context.Context, c *aptenv.Client) (aptTime, error) {
 	ctx, cancel := context.WithTimeout(ctx, aptTimeout)
 	defer cancel()
+	var d aptTime
 	t0 := time.Now()
 	if _, err := c.Update(ctx); err != nil {
-		return 0, err
+		return d, err
 	}
+	t1 := time.Now()
+	d.update = t1.Sub(t0).Seconds()
 	if _, err := c.Download(ctx, b.fx.Names()...); err != nil {
-		return 0, err
+		return d, err
 	}
-	d := time.Since(t0)
+	d.download = time.Since(t1).Seconds()
 	got, err := c.Archives()
 	if err != nil {
-		return 0, err
+		return d, err
 	}
 	want := map[string]string{}
 	for _, deb := range b.fx.Debs {
 		want[deb.AptFileName()] = deb.SHA256
 	}
 	if len(got) != len(want) {
-		return 0, fmt.Errorf("apt downloaded %d packages, want %d", len(got), len(want))
+		return d, fmt.Errorf("apt downloaded %d packages, want %d", len(got), len(want))
 	}
 	for name, sum := range got {
 		if want[name] != sum {
-			return 0, fmt.Errorf("apt downloaded %s with sha256 %s, want %s", name, sum, want[name])
+			return d, fmt.Errorf("apt downloaded %s with sha256 %s, want %s", name, sum, want[name])
 		}
 	}
 	return d, nil
@@ -165,10 +176,12 @@ func (b *bench) main(ctx context.Context, k target.Kind, tr *TargetResult) error
 		if err != nil {
 			return fmt.Errorf("cold run %d: %w", i+1, err)
 		}
-		tr.Cold = append(tr.Cold, d.Seconds())
+		tr.Cold = append(tr.Cold, d.total())
+		tr.ColdUpdate = append(tr.ColdUpdate, d.update)
+		tr.ColdDownload = append(tr.ColdDownload, d.download)
 		n, by := b.orig.Count("")
 		tr.ColdOriginGETs, tr.ColdOriginMB = n, float64(by)/1e6
-		b.log.Info("cold run", "target", k, "run", i+1, "seconds", fmt.Sprintf("%.2f", d.Seconds()), "origin_gets", n)
+		b.log.Info("cold run", "target", k, "run", i+1, "update_s", fmt.Sprintf("%.2f", d.update), "download_s", fmt.Sprintf("%.2f", d.download), "origin_gets", n)
 	}
 	c, err := b.aptClient(t)
 	if err != nil {
@@ -179,11 +192,11 @@ func (b *bench) main(ctx context.Context, k target.Kind, tr *TargetResult) error
 	if err != nil {
 		return fmt.Errorf("warm run: %w", err)
 	}
-	tr.Warm = d.Seconds()
+	tr.Warm = d.total()
 	n, by := b.orig.Count("")
 	tr.WarmOriginGETs, tr.WarmOriginMB = n, float64(by)/1e6
 	tr.WarmOriginDebs, _ = b.orig.Count(".deb")
-	b.log.Info("warm run", "target", k, "seconds", fmt.Sprintf("%.2f", d.Seconds()), "origin_gets", n)
+	b.log.Info("warm run", "target", k, "update_s", fmt.Sprintf("%.2f", d.update), "download_s", fmt.Sprintf("%.2f", d.download), "origin_gets", n)
 
 	if err := b.rates(ctx, t, tr); err != nil {
 		return err
@@ -196,6 +209,32 @@ func (b *bench) main(ctx context.Context, k target.Kind, tr *TargetResult) error
 		tr.CPU = cpu.Seconds()
 	}
 	tr.Offline = b.offline(ctx, t)
+	return nil
+}
+
+// coldPaced repeats the cold runs with every origin response paced to
+// the paced rate.
+func (b *bench) coldPaced(ctx context.Context, k target.Kind, tr *TargetResult) error {
+	b.orig.Throttle("", b.cfg.pacedRate)
+	defer b.orig.Throttle("", 0)
+	for i := range b.cfg.runs {
+		t, err := b.start(ctx, k)
+		if err != nil {
+			return err
+		}
+		c, err := b.aptClient(t)
+		if err == nil {
+			var d aptTime
+			if d, err = b.aptRun(ctx, c); err == nil {
+				tr.ColdPaced = append(tr.ColdPaced, d.total())
+				b.log.Info("cold run, paced origin", "target", k, "run", i+1, "seconds", fmt.Sprintf("%.2f", d.total()))
+			}
+		}
+		t.Stop()
+		if err != nil {
+			return fmt.Errorf("paced cold run %d: %w", i+1, err)
+		}
+	}
 	return nil
 }
 

@@ -42,6 +42,8 @@ func main() {
 	flag.DurationVar(&cfg.smallTime, "small-time", 4*time.Second, "time limit of each small-file rate step")
 	flag.IntVar(&cfg.herd, "herd", 20, "clients in the thundering herd")
 	flag.Int64Var(&cfg.herdRate, "herd-origin-rate", 50e6, "origin bytes/s for the herd's file, so the herd overlaps one slow download")
+	flag.Int64Var(&cfg.pacedRate, "paced-origin-rate", 50e6, "origin bytes/s per response for the paced cold runs (0: skip them)")
+	flag.StringVar(&cfg.pkgswarmArgs, "pkgswarm-args", "", "extra arguments for pkgswarm serve, space-separated (e.g. \"--hold 1ms\")")
 	flag.StringVar(&cfg.doc, "doc", "", "also write the tables into this Markdown file between its result markers and copy the plots beside it")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory (caches, logs) for inspection")
 	flag.Parse()
@@ -59,10 +61,11 @@ func main() {
 
 type config struct {
 	out, cache, pkgswarm, targets, doc string
+	pkgswarmArgs                       string
 	synthetic, keep                    bool
 	runs, herd                         int
 	hotTime, smallTime                 time.Duration
-	herdRate                           int64
+	herdRate, pacedRate                int64
 }
 
 func run(ctx context.Context, cfg config, log *slog.Logger) error {

@@ -22,6 +22,7 @@ type Settings struct {
 	SmallTime float64 `json:"small_time_s"`
 	Herd      int     `json:"herd"`
 	HerdRate  int64   `json:"herd_origin_rate"`
+	PacedRate int64   `json:"paced_origin_rate"`
 }
 
 // Machine describes where the run happened.
@@ -56,8 +57,14 @@ type TargetResult struct {
 	// Cold: apt-get update + install --download-only of every package
 	// through a fresh target and a fresh apt client, in seconds, per run.
 	Cold           []float64 `json:"cold_s,omitempty"`
+	ColdUpdate     []float64 `json:"cold_update_s,omitempty"`    // the apt-get update part
+	ColdDownload   []float64 `json:"cold_download_s,omitempty"`  // the download part
 	ColdOriginGETs int       `json:"cold_origin_gets,omitempty"` // last cold run
 	ColdOriginMB   float64   `json:"cold_origin_mb,omitempty"`   // last cold run
+	// ColdPaced: cold runs with every origin response paced to
+	// Settings.PacedRate, as behind a WAN link: what a proxy's own cost
+	// amounts to when the origin, not the loopback, is the bottleneck.
+	ColdPaced []float64 `json:"cold_paced_s,omitempty"`
 	// Warm: the same with a second fresh client through the same target.
 	Warm           float64 `json:"warm_s,omitempty"`
 	WarmOriginGETs int     `json:"warm_origin_gets"`

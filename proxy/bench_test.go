@@ -1,0 +1,133 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+
+	"github.com/pkgswarm/pkgswarm/internal/aptenv"
+	"github.com/pkgswarm/pkgswarm/internal/testrepo"
+	"github.com/pkgswarm/pkgswarm/proxy"
+	"github.com/pkgswarm/pkgswarm/proxy/store"
+	"github.com/pkgswarm/pkgswarm/repoindex/apt"
+)
+
+// The benchmarks behind docs/benchmarks.md's profile: one large and one
+// small package of a signed repository, fetched through a real proxy on
+// loopback by a forward-proxy HTTP client, as bench/cmd/single does. Run
+// with e.g.
+//
+//	go test ./proxy -run '^$' -bench . -benchtime 20x -cpuprofile cpu.out
+
+var benchPackages = []testrepo.Package{
+	{Name: "large", Version: "1.0", Size: 64 << 20, Seed: 11},
+	{Name: "small", Version: "1.0", Size: 13 << 10, Seed: 12},
+}
+
+// benchRig is a repository, its origin, and a way to make proxies.
+type benchRig struct {
+	repo   *testrepo.Repo
+	origin *testrepo.Origin
+	port   int
+	kr     *apt.Keyring
+}
+
+func newBenchRig(b *testing.B) *benchRig {
+	b.Helper()
+	repo := testrepo.Build(b, testrepo.Options{Packages: benchPackages})
+	origin := testrepo.Serve(b, repo.Dir)
+	kr, err := apt.LoadKeyring(repo.Key.KeyringPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	u, _ := url.Parse(origin.URL)
+	var port int
+	fmt.Sscan(u.Port(), &port)
+	return &benchRig{repo: repo, origin: origin, port: port, kr: kr}
+}
+
+// proxy starts a proxy on a fresh store, with apt's index of the
+// repository fetched through it (so every package is an indexed file), and
+// returns an HTTP client that uses it as a forward proxy.
+func (r *benchRig) proxy(b *testing.B) (*http.Client, func()) {
+	b.Helper()
+	st, err := store.Open(store.Options{Dir: b.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := proxy.New(proxy.Config{Store: st, Keyring: r.kr, AllowPorts: []int{r.port},
+		Logger: slog.New(slog.DiscardHandler), NodeID: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	stop := func() { hs.Close(); srv.Close(); st.Close() }
+	c := aptenv.New(b, aptenv.Options{Proxy: hs.URL, Sources: []aptenv.Source{{URL: r.origin.URL, Keyring: r.repo.Key.KeyringPath, Suite: r.repo.Suite}}})
+	if _, err := c.Update(context.Background()); err != nil {
+		stop()
+		b.Fatal(err)
+	}
+	pu, _ := url.Parse(hs.URL)
+	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu), MaxIdleConnsPerHost: 16, DisableCompression: true}}
+	return client, stop
+}
+
+func (r *benchRig) url(name string) string { return r.origin.URL + "/" + r.repo.Debs[name].Path }
+
+// benchGet fetches u and returns the body length, failing on any other status
+// than 200 or a short body.
+func benchGet(b *testing.B, c *http.Client, u string, want int64, buf []byte) {
+	resp, err := c.Get(u)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	n, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, resp.Body, buf)
+	if err != nil || resp.StatusCode != http.StatusOK || n != want {
+		b.Fatalf("GET %s: status %d, %d bytes (want %d), %v", u, resp.StatusCode, n, want, err)
+	}
+}
+
+// BenchmarkHotHit fetches an already-cached package over a kept-alive
+// connection: the path of every cache hit (index lookup, sendfile).
+func BenchmarkHotHit(b *testing.B) {
+	r := newBenchRig(b)
+	c, stop := r.proxy(b)
+	defer stop()
+	buf := make([]byte, 256<<10)
+	for _, name := range []string{"large", "small"} {
+		size := r.repo.Debs[name].Size
+		benchGet(b, c, r.url(name), size, buf) // now cached
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(size)
+			for b.Loop() {
+				benchGet(b, c, r.url(name), size, buf)
+			}
+		})
+	}
+}
+
+// BenchmarkColdFetch fetches the large package through a proxy that does
+// not hold it: download from the origin, hash, store, fsync, commit, and
+// serve to the client.
+func BenchmarkColdFetch(b *testing.B) {
+	r := newBenchRig(b)
+	size := r.repo.Debs["large"].Size
+	buf := make([]byte, 256<<10)
+	b.SetBytes(size)
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		c, stop := r.proxy(b)
+		b.StartTimer()
+		benchGet(b, c, r.url("large"), size, buf)
+		b.StopTimer()
+		stop()
+		b.StartTimer()
+	}
+}
