@@ -170,4 +170,7 @@ func (s *Server) routes() {
 	})
 	s.mux.HandleFunc("GET /_pkgswarm/v1/blob/sha256/{hex}", s.serveBlobToPeer) // GET also matches HEAD
 	s.mux.HandleFunc("GET /_pkgswarm/v1/rpm/{key}", s.ServeRPMNameToPeer)
+	d := s.Dashboard()
+	s.mux.Handle("GET /{$}", d)
+	s.mux.Handle("GET "+dashboardUIPrefix, d)
 }

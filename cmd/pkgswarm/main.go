@@ -36,9 +36,9 @@ func newApp() *cli.App {
 		Usage:                "apt/urpmi caching proxy backed by LAN peers and a BitTorrent swarm, verifying every byte",
 		Version:              version,
 		EnableBashCompletion: true,
-		Commands: []*cli.Command{
+		Commands: append([]*cli.Command{
 			serveCommand(),
 			magnetCommand(),
-		},
+		}, operatorCommands()...),
 	}
 }
