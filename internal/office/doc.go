@@ -35,6 +35,11 @@
 // StartAvahi runs an avahi-daemon of the test's own in a lab host so
 // avahi-browse can look at the nodes as a desktop would.
 //
+// NewSites builds the same on two sites: two LANs joined only through a
+// router that also joins the origin's network (unicast only, so mDNS stays
+// within a site). CLICommand runs the pkgswarm CLI (e.g. `pkgswarm magnet`)
+// inside a lab host, by the same re-execution as nodes.
+//
 // Run gives programs that are not tests (benchmark commands) a testing.TB,
 // so they can build offices too. It needs what netlab needs (root, iproute2),
 // plus apt-get, gpg and dpkg-deb; New skips the test when they are missing.

@@ -36,7 +36,7 @@ func Counters(ctx context.Context, host *netlab.Host, lan *netlab.LAN) (LinkCoun
 
 // Counters returns the counters of the node's LAN interface.
 func (n *Node) Counters(ctx context.Context) (LinkCounters, error) {
-	return Counters(ctx, n.Host, n.office.lan)
+	return Counters(ctx, n.Host, n.lan)
 }
 
 // parseLinkStats reads `ip -j -s link show dev DEV` output: a JSON array

@@ -146,7 +146,7 @@ func New(tb testing.TB, opts Options) *Office {
 	o.Origin = origin
 	tb.Cleanup(origin.close) // runs before the lab's cleanup
 	for i := range opts.Nodes {
-		o.nodes = append(o.nodes, o.newNode(i))
+		o.nodes = append(o.nodes, o.newNode(i, "node"+strconv.Itoa(i), o.lan))
 	}
 	if opts.NoStart {
 		return o
@@ -166,18 +166,18 @@ func New(tb testing.TB, opts Options) *Office {
 	return o
 }
 
-func (o *Office) newNode(i int) *Node {
+// newNode makes node i, named name, as a host on lan.
+func (o *Office) newNode(i int, name string, lan *netlab.LAN) *Node {
 	tb := o.tb
 	tb.Helper()
-	name := "node" + strconv.Itoa(i)
-	h := o.lab.AddHost(name, o.lan)
+	h := o.lab.AddHost(name, lan)
 	if o.opts.NodeRate != "" {
-		if err := h.Shape(o.lan, o.opts.NodeRate); err != nil {
+		if err := h.Shape(lan, o.opts.NodeRate); err != nil {
 			tb.Fatalf("office: %v", err)
 		}
 	}
 	dir := tb.TempDir()
-	n := &Node{Index: i, Name: name, Host: h, Port: o.opts.Port, DataDir: filepath.Join(dir, "data"), office: o}
+	n := &Node{Index: i, Name: name, Host: h, Port: o.opts.Port, DataDir: filepath.Join(dir, "data"), office: o, lan: lan}
 	// An empty config file, so a host's /etc/pkgswarm/pkgswarm.toml never
 	// leaks into a node.
 	n.configFile = filepath.Join(dir, "pkgswarm.toml")
@@ -223,12 +223,13 @@ func (o *Office) Node(i int) *Node {
 // Node is one machine of the office.
 type Node struct {
 	Index   int
-	Name    string       // "node<Index>"
+	Name    string       // "node<Index>" (in Sites: "a<i>", "b<i>")
 	Host    *netlab.Host // its namespace
 	Port    int          // the program's port
 	DataDir string       // its --data-dir; kept across Restart
 
 	office     *Office
+	lan        *netlab.LAN // the LAN its host is on
 	configFile string
 	client     *http.Client
 	apt        *Apt
@@ -271,7 +272,7 @@ func (n *Node) ServeArgs() []string {
 		"--system-keyrings=false",
 		"--allow-ports", strconv.Itoa(o.opts.OriginPort),
 		"--mdns=" + strconv.FormatBool(o.opts.MDNS),
-		"--mdns-interface", n.Host.Iface(o.lan),
+		"--mdns-interface", n.Host.Iface(n.lan),
 		"--log-level", o.opts.LogLevel,
 	}
 	if !o.opts.MDNS {
@@ -496,7 +497,10 @@ func (n *Node) Restart(ctx context.Context) error {
 }
 
 // Shape limits the node's LAN link, both directions, to rate ("8mbit").
-func (n *Node) Shape(rate string) error { return n.Host.Shape(n.office.lan, rate) }
+func (n *Node) Shape(rate string) error { return n.Host.Shape(n.lan, rate) }
+
+// LAN returns the LAN the node's host is on.
+func (n *Node) LAN() *netlab.LAN { return n.lan }
 
 // Log returns what the node's program has written so far (all runs are in
 // separate files; this is the latest).
