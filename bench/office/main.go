@@ -1,0 +1,329 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pkgswarm/pkgswarm/bench/fixture"
+	"github.com/pkgswarm/pkgswarm/internal/testrepo"
+)
+
+// config is the command line.
+type config struct {
+	ns          []int
+	setups      []string
+	out         string
+	doc         string
+	cache       string
+	large       []string
+	pkgswarm    string
+	uplink      string
+	delay       time.Duration
+	lanRate     string
+	discovery   string
+	extraArgs   []string
+	runTimeout  time.Duration
+	churnN      int
+	logLines    int
+	keepRunning bool
+}
+
+// The set-ups, as named on the command line and in the results.
+const (
+	setupDirect   = "direct"
+	setupACNG     = "apt-cacher-ng"
+	setupPkgswarm = "pkgswarm"
+)
+
+var allSetups = []string{setupDirect, setupACNG, setupPkgswarm}
+
+func main() {
+	var cfg config
+	var ns, setups, large, extra string
+	flag.StringVar(&ns, "n", "1,5,10,20", "office sizes (nodes), comma-separated")
+	flag.StringVar(&setups, "setups", strings.Join(allSetups, ","), "set-ups to run, comma-separated")
+	flag.StringVar(&cfg.out, "out", "bench/out", "directory for office-results.json and the PNG plots")
+	flag.StringVar(&cfg.doc, "doc", "", "also write the tables into this Markdown file between its result markers")
+	flag.StringVar(&cfg.cache, "cache", "bench/.cache", "fixture cache directory (shared with the other benchmarks)")
+	flag.StringVar(&large, "large", "llvm-15-dev", "large packages of the fixture list to include, comma-separated (the small ones are always in)")
+	flag.StringVar(&cfg.pkgswarm, "pkgswarm", "", "pkgswarm binary (default: build ./cmd/pkgswarm into a temporary directory)")
+	flag.StringVar(&cfg.uplink, "uplink", "50mbit", "the origin's link rate (tc tbf), both directions")
+	flag.DurationVar(&cfg.delay, "delay", 20*time.Millisecond, "one-way delay added to the origin's traffic")
+	flag.StringVar(&cfg.lanRate, "lan", "200mbit", "each LAN host's link rate (tc tbf), both directions")
+	flag.StringVar(&cfg.discovery, "discovery", "mdns", "how pkgswarm nodes find each other: mdns or static")
+	flag.StringVar(&extra, "pkgswarm-args", "", "extra arguments for pkgswarm serve, space-separated")
+	flag.DurationVar(&cfg.runTimeout, "run-timeout", 6*time.Minute, "bound on one set-up's apt-get runs")
+	flag.IntVar(&cfg.churnN, "churn", 10, "nodes in the churn run (0: skip it)")
+	flag.IntVar(&cfg.logLines, "log-lines", 40, "lines of each failing node's log to print")
+	flag.Parse()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	slog.SetDefault(log)
+
+	var err error
+	if cfg.ns, err = parseSizes(ns); err != nil {
+		fatal(err)
+	}
+	if cfg.setups, err = parseSetups(setups); err != nil {
+		fatal(err)
+	}
+	cfg.large = splitList(large)
+	cfg.extraArgs = strings.Fields(extra)
+	if cfg.discovery != "mdns" && cfg.discovery != "static" {
+		fatal(fmt.Errorf("-discovery %q: want mdns or static", cfg.discovery))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log); err != nil {
+		stop()
+		fatal(err)
+	}
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "office bench:", err)
+	os.Exit(1)
+}
+
+// parseSizes parses "1,5,10,20": positive node counts, sorted, no repeats.
+func parseSizes(s string) ([]int, error) {
+	var out []int
+	for _, f := range splitList(s) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > 200 {
+			return nil, fmt.Errorf("-n: %q is not a node count from 1 to 200", f)
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("-n names no office size")
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// parseSetups parses the -setups list against allSetups, keeping their order.
+func parseSetups(s string) ([]string, error) {
+	want := splitList(s)
+	for _, w := range want {
+		if !slices.Contains(allSetups, w) {
+			return nil, fmt.Errorf("-setups: unknown set-up %q (known: %s)", w, strings.Join(allSetups, ", "))
+		}
+	}
+	var out []string
+	for _, a := range allSetups {
+		if slices.Contains(want, a) {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// fixtureList is the default fixture list with only the large packages in
+// keep (the large ones are those of 10 MB and more, by the comment in
+// packages.txt: everything after the "# Large" line).
+func fixtureList(keep []string) ([]fixture.Spec, error) {
+	var small, text strings.Builder
+	inLarge := false
+	for line := range strings.SplitSeq(fixture.DefaultList, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "# Large") {
+			inLarge = true
+			continue
+		}
+		if !inLarge {
+			small.WriteString(line + "\n")
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimSpace(line), "=")
+		if slices.Contains(keep, name) {
+			text.WriteString(line + "\n")
+		}
+	}
+	list, err := fixture.ParseList(small.String() + text.String())
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keep {
+		if !slices.ContainsFunc(list, func(s fixture.Spec) bool { return s.Name == k }) {
+			return nil, fmt.Errorf("-large: %s is not a large package of bench/fixture/packages.txt", k)
+		}
+	}
+	return list, nil
+}
+
+// run builds what the benchmark needs, runs every set-up at every size and
+// the churn run, and writes the results.
+func run(ctx context.Context, cfg config, log *slog.Logger) error {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root (network namespaces, tc, apt-get with a private state)")
+	}
+	need := []string{"ip", "tc", "apt-get", "gpg", "dpkg-deb", "gnuplot"}
+	if slices.Contains(cfg.setups, setupACNG) {
+		need = append(need, "apt-cacher-ng")
+	}
+	for _, bin := range need {
+		if _, err := exec.LookPath(bin); err != nil {
+			return fmt.Errorf("%s not found in PATH (Debian packages: iproute2, apt, gpg, dpkg, apt-cacher-ng, gnuplot-nox): %w", bin, err)
+		}
+	}
+	if err := os.MkdirAll(cfg.out, 0o755); err != nil {
+		return err
+	}
+	list, err := fixtureList(cfg.large)
+	if err != nil {
+		return err
+	}
+	fx, err := fixture.Build(ctx, fixture.Options{CacheDir: cfg.cache, List: list, Log: log})
+	if err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp("", "office-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	if cfg.pkgswarm == "" {
+		cfg.pkgswarm = filepath.Join(work, "pkgswarm")
+		log.Info("building pkgswarm", "out", cfg.pkgswarm)
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", cfg.pkgswarm, "./cmd/pkgswarm")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("build pkgswarm (run from the module root, or pass -pkgswarm): %v\n%s", err, out)
+		}
+	}
+	version, _ := exec.Command(cfg.pkgswarm, "--version").Output()
+	res := Results{
+		Started:  time.Now().UTC().Truncate(time.Second),
+		Machine:  machine(),
+		Pkgswarm: strings.TrimSpace(string(version)),
+		ACNG:     debVersion("apt-cacher-ng"),
+		Apt:      debVersion("apt"),
+		Uplink:   cfg.uplink, Delay: cfg.delay.String(), LAN: cfg.lanRate,
+		Discovery: cfg.discovery,
+		Fixture:   fixtureInfo(fx),
+	}
+	repo := &testrepo.Repo{Dir: fx.Dir, Suite: fx.Suite, Component: fx.Component, Arch: "amd64",
+		Key: &testrepo.Key{KeyringPath: fx.KeyringPath}}
+	save := func() error {
+		b, err := json.MarshalIndent(res, "", "  ")
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(cfg.out, "office-results.json"), append(b, '\n'), 0o644)
+	}
+	var failed []string
+	for _, n := range cfg.ns {
+		for _, s := range cfg.setups {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			log.Info("office run", "setup", s, "nodes", n)
+			r := runOffice(ctx, cfg, log, fx, repo, s, n)
+			res.Runs = append(res.Runs, r)
+			log.Info("office run done", "setup", s, "nodes", n, "finish", r.FinishSeconds, "origin_ratio", r.OriginRatio,
+				"upload_mean_mb", mb(r.UploadMean), "upload_max_mb", mb(r.UploadMax), "ok", r.OK, "errors", len(r.Errors))
+			if !r.OK {
+				failed = append(failed, fmt.Sprintf("%s N=%d: %s", s, n, strings.Join(r.Errors, "; ")))
+			}
+			if err := save(); err != nil {
+				return err
+			}
+		}
+	}
+	if cfg.churnN > 0 && ctx.Err() == nil {
+		log.Info("churn run", "nodes", cfg.churnN)
+		c := runChurn(ctx, cfg, log, fx, repo)
+		res.Churn = &c
+		log.Info("churn run done", "finish", c.FinishSeconds, "origin_ratio", c.OriginRatio, "ok", c.OK, "errors", len(c.Errors))
+		if !c.OK {
+			failed = append(failed, "churn: "+strings.Join(c.Errors, "; "))
+		}
+	}
+	res.Finished = time.Now().UTC().Truncate(time.Second)
+	if err := save(); err != nil {
+		return err
+	}
+	if err := plot(ctx, cfg.out, res); err != nil {
+		return err
+	}
+	if cfg.doc != "" {
+		if err := writeDoc(cfg.doc, res); err != nil {
+			return err
+		}
+	}
+	fmt.Print(tables(res))
+	if len(failed) > 0 {
+		return fmt.Errorf("%d run(s) had failures:\n  %s", len(failed), strings.Join(failed, "\n  "))
+	}
+	return nil
+}
+
+func fixtureInfo(fx *fixture.Fixture) FixtureInfo {
+	fi := FixtureInfo{ID: fx.ID, Packages: len(fx.Debs), Bytes: fx.TotalBytes()}
+	for _, d := range fx.Debs {
+		if d.Size >= 10<<20 {
+			fi.Large = append(fi.Large, fmt.Sprintf("%s (%.1f MB)", d.Name, float64(d.Size)/1e6))
+		}
+	}
+	return fi
+}
+
+// machine describes the machine the numbers come from.
+func machine() string {
+	cpu := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				if kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64); err == nil {
+					mem = fmt.Sprintf(", %.0f GB RAM", float64(kb)/1e6)
+				}
+			}
+		}
+	}
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return fmt.Sprintf("%d × %s%s, Linux %s", runtime.NumCPU(), cpu, mem, strings.TrimSpace(string(kernel)))
+}
+
+func debVersion(pkg string) string {
+	out, err := exec.Command("dpkg-query", "-W", "-f", "${Version}", pkg).Output()
+	if err != nil {
+		return "not installed"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func mb(b int64) string { return fmt.Sprintf("%.1f", float64(b)/1e6) }
