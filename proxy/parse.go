@@ -96,6 +96,66 @@ func (p *parseTracker) wait(ctx context.Context, u string, max time.Duration) bo
 	}
 }
 
+// parseOnce runs parse in the background unless the metadata key done is
+// set, and sets it when parse succeeds. While it runs, requests under scope
+// (an archive or medium URL) that find no expectation wait for it (see
+// parseTracker). what and name label the logs.
+func (s *Server) parseOnce(scope, done, what, name string, parse func() (int, error)) {
+	if v, err := s.store.GetMeta(done); err == nil && len(v) > 0 {
+		return
+	}
+	id := store.DigestOf([]byte(done))
+	if !s.parses.begin(scope, id) {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		start := time.Now()
+		n, err := parse()
+		s.parses.end(scope, id, err == nil)
+		if err != nil {
+			s.log.Warn("parsing "+what+" failed; the files it lists are served unverified until it parses", "index", name, "err", err)
+			return
+		}
+		if err := s.store.PutMeta(done, []byte{1}); err != nil {
+			s.log.Warn("recording a parsed "+what, "index", name, "err", err)
+		}
+		s.log.Info(what+" parsed", "index", name, "entries", n, "dur", time.Since(start).Round(time.Millisecond))
+	}()
+}
+
+// expectBatch writes expectations in batches of expectBatchSize.
+type expectBatch struct {
+	st *store.Store
+	m  map[string]store.Expect
+	n  int // entries added
+}
+
+const expectBatchSize = 4096
+
+func newExpectBatch(st *store.Store) *expectBatch {
+	return &expectBatch{st: st, m: make(map[string]store.Expect, expectBatchSize)}
+}
+
+func (b *expectBatch) add(u string, e store.Expect) error {
+	b.m[u] = e
+	b.n++
+	if len(b.m) >= expectBatchSize {
+		return b.flush()
+	}
+	return nil
+}
+
+func (b *expectBatch) flush() error {
+	if len(b.m) == 0 {
+		return nil
+	}
+	err := b.st.PutExpects(b.m)
+	clear(b.m)
+	return err
+}
+
 // maybeParseIndex parses a verified Packages or Sources index once, in the
 // background, recording the digest and size of every file it lists.
 func (s *Server) maybeParseIndex(d store.Digest) {
@@ -103,33 +163,15 @@ func (s *Server) maybeParseIndex(d store.Digest) {
 	if err != nil {
 		return // not a Packages/Sources index of a verified root
 	}
-	if v, err := s.store.GetMeta(parsedKey(d)); err == nil && len(v) > 0 {
-		return
-	}
 	indexURL := string(idx)
 	repo, _, ok := aptRepo(indexURL)
 	if !ok {
 		return
 	}
 	archive := archiveRoot(repo)
-	if !s.parses.begin(archive, d) {
-		return
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		start := time.Now()
-		n, err := s.parseIndex(d, indexURL, repo, archive)
-		s.parses.end(archive, d, err == nil)
-		if err != nil {
-			s.log.Warn("parsing index failed; its packages are served unverified until it parses", "index", indexURL, "sha256", d, "err", err)
-			return
-		}
-		if err := s.store.PutMeta(parsedKey(d), []byte{1}); err != nil {
-			s.log.Warn("recording parsed index", "index", indexURL, "err", err)
-		}
-		s.log.Info("index parsed", "index", indexURL, "entries", n, "dur", time.Since(start).Round(time.Millisecond))
-	}()
+	s.parseOnce(archive, parsedKey(d), "index", indexURL, func() (int, error) {
+		return s.parseIndex(d, indexURL, repo, archive)
+	})
 }
 
 func (s *Server) parseIndex(d store.Digest, indexURL, repo, archive string) (int, error) {
@@ -138,32 +180,17 @@ func (s *Server) parseIndex(d store.Digest, indexURL, repo, archive string) (int
 		return 0, err
 	}
 	defer f.Close()
-	rc, err := decompress.NewReader(path.Base(indexURL), f)
+	rc, err := decompress.NewReaderLimit(path.Base(indexURL), f, maxIndexSize)
 	if err != nil {
 		return 0, fmt.Errorf("decompressing %s: %w", indexURL, err)
 	}
 	defer rc.Close()
-	const batchSize = 4096
-	batch := make(map[string]store.Expect, batchSize)
-	n := 0
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		err := s.store.PutExpects(batch)
-		clear(batch)
-		return err
-	}
+	b := newExpectBatch(s.store)
 	add := func(rel string, sum []byte, size int64) error {
 		if len(sum) != 32 {
 			return nil
 		}
-		batch[archive+"/"+rel] = store.Expect{SHA256: store.Digest(sum), Size: size, Root: repo}
-		n++
-		if len(batch) >= batchSize {
-			return flush()
-		}
-		return nil
+		return b.add(archive+"/"+rel, store.Expect{SHA256: store.Digest(sum), Size: size, Root: repo})
 	}
 	kind, _ := apt.IsIndexPath(strings.TrimPrefix(indexURL, repo+"/"))
 	if kind == apt.IndexSources {
@@ -176,7 +203,7 @@ func (s *Server) parseIndex(d store.Digest, indexURL, repo, archive string) (int
 		})
 	}
 	if err != nil {
-		return n, err
+		return b.n, err
 	}
-	return n, flush()
+	return b.n, b.flush()
 }

@@ -69,31 +69,51 @@ func isUnavailable(err error) bool {
 
 // refreshRoot brings the held root of repo up to date with the origin.
 func (s *Server) refreshRoot(ctx context.Context, repo, form string) error {
-	key := repo + "|" + form
+	return s.revalidate(ctx, repo+"|"+form, repo, func(ctx context.Context) error {
+		if form == "inrelease" {
+			return s.refreshInRelease(ctx, repo)
+		}
+		return s.refreshReleasePair(ctx, repo)
+	})
+}
+
+// revalidate runs refresh at most once per revalidation window for key
+// (a failure to reach any origin does not count, so the next request tries
+// again). The refresh outlives the client's request: a root is shared.
+func (s *Server) revalidate(ctx context.Context, key, what string, refresh func(context.Context) error) error {
 	s.roots.mu.Lock()
 	last := s.roots.check[key]
 	s.roots.mu.Unlock()
-	if s.now().Sub(last) < s.revalidate {
+	if s.now().Sub(last) < s.revalidateEvery {
 		return nil
 	}
 	if s.cfg.Offline {
-		return fmt.Errorf("%s: %w", repo, errOffline)
+		return fmt.Errorf("%s: %w", what, errOffline)
 	}
-	// The download outlives the client's request: a root is shared.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	var err error
-	if form == "inrelease" {
-		err = s.refreshInRelease(ctx, repo)
-	} else {
-		err = s.refreshReleasePair(ctx, repo)
-	}
+	err := refresh(ctx)
 	if err == nil || !isUnavailable(err) {
 		s.roots.mu.Lock()
 		s.roots.check[key] = s.now()
 		s.roots.mu.Unlock()
 	}
 	return err
+}
+
+// conditional returns the headers of a conditional GET revalidating held
+// (none when nothing is held).
+func conditional(held *store.URLEntry) http.Header {
+	hdr := http.Header{}
+	if held != nil {
+		if held.ETag != "" {
+			hdr.Set("If-None-Match", held.ETag)
+		}
+		if held.LastModified != "" {
+			hdr.Set("If-Modified-Since", held.LastModified)
+		}
+	}
+	return hdr
 }
 
 // rootFetch is one root file as fetched from an origin.
@@ -107,16 +127,7 @@ type rootFetch struct {
 func (s *Server) getRoot(ctx context.Context, u string, held *store.URLEntry) (*rootFetch, error) {
 	var lastErr error
 	for _, cand := range s.cfg.origins(u) {
-		hdr := http.Header{}
-		if held != nil {
-			if held.ETag != "" {
-				hdr.Set("If-None-Match", held.ETag)
-			}
-			if held.LastModified != "" {
-				hdr.Set("If-Modified-Since", held.LastModified)
-			}
-		}
-		resp, err := s.originGet(ctx, cand, hdr)
+		resp, err := s.originGet(ctx, cand, conditional(held))
 		if err != nil {
 			lastErr = err
 			continue

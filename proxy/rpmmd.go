@@ -66,25 +66,9 @@ func (s *Server) serveRepomd(w http.ResponseWriter, r *http.Request, t Target) {
 
 // refreshRepomd brings the held repomd.xml of repo up to date.
 func (s *Server) refreshRepomd(ctx context.Context, repo string) error {
-	key := "rpmmd|" + repo
-	s.roots.mu.Lock()
-	last := s.roots.check[key]
-	s.roots.mu.Unlock()
-	if s.now().Sub(last) < s.revalidate {
-		return nil
-	}
-	if s.cfg.Offline {
-		return fmt.Errorf("%s: %w", repo, errOffline)
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-	defer cancel()
-	err := s.fetchRepomd(ctx, repo)
-	if err == nil || !isUnavailable(err) {
-		s.roots.mu.Lock()
-		s.roots.check[key] = s.now()
-		s.roots.mu.Unlock()
-	}
-	return err
+	return s.revalidate(ctx, "rpmmd|"+repo, repo, func(ctx context.Context) error {
+		return s.fetchRepomd(ctx, repo)
+	})
 }
 
 func (s *Server) fetchRepomd(ctx context.Context, repo string) error {
@@ -218,29 +202,9 @@ func (s *Server) maybeParsePrimary(d store.Digest) {
 		return
 	}
 	repo := string(v)
-	done := metaRPMMDParsed + d.String() + "|" + repo
-	if v, err := s.store.GetMeta(done); err == nil && len(v) > 0 {
-		return
-	}
-	pd := store.DigestOf([]byte(done))
-	if !s.parses.begin(repo, pd) {
-		return
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		start := time.Now()
-		n, err := s.parsePrimary(d, repo)
-		s.parses.end(repo, pd, err == nil)
-		if err != nil {
-			s.log.Warn("parsing primary.xml failed; the repository's rpms are served unverified until it parses", "repo", repo, "sha256", d, "err", err)
-			return
-		}
-		if err := s.store.PutMeta(done, []byte{1}); err != nil {
-			s.log.Warn("recording parsed primary.xml", "repo", repo, "err", err)
-		}
-		s.log.Info("primary.xml parsed", "repo", repo, "packages", n, "dur", time.Since(start).Round(time.Millisecond))
-	}()
+	s.parseOnce(repo, metaRPMMDParsed+d.String()+"|"+repo, "primary.xml", repo, func() (int, error) {
+		return s.parsePrimary(d, repo)
+	})
 }
 
 func (s *Server) parsePrimary(d store.Digest, repo string) (int, error) {
@@ -254,30 +218,15 @@ func (s *Server) parsePrimary(d store.Digest, repo string) (int, error) {
 		return 0, fmt.Errorf("decompressing primary.xml of %s: %w", repo, err)
 	}
 	defer rc.Close()
-	const batchSize = 4096
-	batch := make(map[string]store.Expect, batchSize)
-	n := 0
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		err := s.store.PutExpects(batch)
-		clear(batch)
-		return err
-	}
+	b := newExpectBatch(s.store)
 	err = rpmmd.ParsePrimary(rc, func(p rpmmd.Package) error {
 		if p.SHA256 == nil || strings.Contains(p.Location, "..") || path.Ext(p.Location) != ".rpm" {
 			return nil
 		}
-		batch[joinURL(repo, p.Location)] = store.Expect{SHA256: store.Digest(p.SHA256), Size: p.Size, Root: repo}
-		n++
-		if len(batch) >= batchSize {
-			return flush()
-		}
-		return nil
+		return b.add(joinURL(repo, p.Location), store.Expect{SHA256: store.Digest(p.SHA256), Size: p.Size, Root: repo})
 	})
 	if err != nil {
-		return n, err
+		return b.n, err
 	}
-	return n, flush()
+	return b.n, b.flush()
 }

@@ -31,7 +31,7 @@ type Server struct {
 	metrics *metrics
 	now     func() time.Time
 
-	hold, revalidate, downloadTimeout, stall time.Duration
+	hold, revalidateEvery, downloadTimeout, stall time.Duration
 
 	flights flights
 	roots   rootState
@@ -52,7 +52,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("proxy: Config.Store is required")
 	}
 	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Logger, now: cfg.Now,
-		hold: cfg.Hold, revalidate: cfg.RevalidateEvery, downloadTimeout: time.Hour}
+		hold: cfg.Hold, revalidateEvery: cfg.RevalidateEvery, downloadTimeout: time.Hour}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -62,8 +62,8 @@ func New(cfg Config) (*Server, error) {
 	if s.hold <= 0 {
 		s.hold = time.Second
 	}
-	if s.revalidate <= 0 {
-		s.revalidate = 27 * time.Second
+	if s.revalidateEvery <= 0 {
+		s.revalidateEvery = 27 * time.Second
 	}
 	s.stall = cfg.StallTimeout
 	if s.stall <= 0 {
@@ -290,7 +290,7 @@ func (s *Server) IsVerified(d store.Digest) bool {
 func (s *Server) serveByURL(w http.ResponseWriter, r *http.Request, t Target, volatile bool) {
 	e, err := s.store.GetURL(t.URL)
 	held := err == nil && s.store.HasBlob(e.Digest)
-	if held && (!volatile || s.now().Sub(e.Fetched) < s.revalidate || s.cfg.Offline) {
+	if held && (!volatile || s.now().Sub(e.Fetched) < s.revalidateEvery || s.cfg.Offline) {
 		s.metrics.requests.WithLabelValues("hit").Inc()
 		s.serveBlob(w, r, t, e.Digest, entryMeta{e.ContentType, e.LastModified, e.ETag}, "cache")
 		return
@@ -315,16 +315,7 @@ func (s *Server) serveByURL(w http.ResponseWriter, r *http.Request, t Target, vo
 func (s *Server) runURL(ctx context.Context, f *flight, t Target, held *store.URLEntry) error {
 	var lastErr error
 	for _, u := range s.cfg.origins(t.URL) {
-		hdr := http.Header{}
-		if held != nil {
-			if held.ETag != "" {
-				hdr.Set("If-None-Match", held.ETag)
-			}
-			if held.LastModified != "" {
-				hdr.Set("If-Modified-Since", held.LastModified)
-			}
-		}
-		resp, err := s.originGet(ctx, u, hdr)
+		resp, err := s.originGet(ctx, u, conditional(held))
 		if err != nil {
 			lastErr = err
 			continue

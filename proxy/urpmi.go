@@ -168,33 +168,13 @@ func (s *Server) afterMediaInfo(t Target, medium string, d store.Digest) {
 
 // maybeParseSynthesis parses a synthesis that matched MD5SUM once, in the
 // background, recording for each package with a @filesize@ that
-// <medium>/<NEVRA>.rpm is that package of exactly that size.
+// <medium>/<NEVRA>.rpm is that package of exactly that size. One synthesis
+// may serve several media (mirrors under other host names), so the done key
+// names both.
 func (s *Server) maybeParseSynthesis(d store.Digest, medium, synthURL string) {
-	done := metaURPMIParsed + d.String() + "|" + medium
-	if v, err := s.store.GetMeta(done); err == nil && len(v) > 0 {
-		return
-	}
-	// The tracker dedupes by digest; one synthesis may serve several media
-	// (mirrors under other host names), so key it by both.
-	pd := store.DigestOf([]byte(done))
-	if !s.parses.begin(medium, pd) {
-		return
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		start := time.Now()
-		n, err := s.parseSynthesis(d, medium)
-		s.parses.end(medium, pd, err == nil)
-		if err != nil {
-			s.log.Warn("parsing synthesis failed; the medium's rpms are served unverified until it parses", "synthesis", synthURL, "sha256", d, "err", err)
-			return
-		}
-		if err := s.store.PutMeta(done, []byte{1}); err != nil {
-			s.log.Warn("recording parsed synthesis", "synthesis", synthURL, "err", err)
-		}
-		s.log.Info("synthesis parsed", "synthesis", synthURL, "rpms", n, "dur", time.Since(start).Round(time.Millisecond))
-	}()
+	s.parseOnce(medium, metaURPMIParsed+d.String()+"|"+medium, "synthesis", synthURL, func() (int, error) {
+		return s.parseSynthesis(d, medium)
+	})
 }
 
 func (s *Server) parseSynthesis(d store.Digest, medium string) (int, error) {
@@ -203,32 +183,17 @@ func (s *Server) parseSynthesis(d store.Digest, medium string) (int, error) {
 		return 0, err
 	}
 	defer f.Close()
-	const batchSize = 4096
-	batch := make(map[string]store.Expect, batchSize)
-	n := 0
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		err := s.store.PutExpects(batch)
-		clear(batch)
-		return err
-	}
+	b := newExpectBatch(s.store)
 	err = urpmi.ParseSynthesisCompressed(f, func(e urpmi.SynthEntry) error {
 		if e.FileSize <= 0 {
 			return nil // no exact size: such an rpm is cached by URL only
 		}
-		batch[metaURPMIRecord+joinURL(medium, e.NEVRA+".rpm")] = store.Expect{Size: e.FileSize, Root: medium}
-		n++
-		if len(batch) >= batchSize {
-			return flush()
-		}
-		return nil
+		return b.add(metaURPMIRecord+joinURL(medium, e.NEVRA+".rpm"), store.Expect{Size: e.FileSize, Root: medium})
 	})
 	if err != nil {
-		return n, err
+		return b.n, err
 	}
-	return n, flush()
+	return b.n, b.flush()
 }
 
 // servePubkey answers a medium's media_info/pubkey, revalidated like any
@@ -239,7 +204,7 @@ func (s *Server) parseSynthesis(d store.Digest, medium string) (int, error) {
 // it and trust whatever it signs.
 func (s *Server) servePubkey(w http.ResponseWriter, r *http.Request, t Target) {
 	dir, _ := urpmi.MediumDir(t.Path)
-	e, fresh, err := s.refreshSmall(r.Context(), t.URL, s.revalidate)
+	e, fresh, err := s.refreshSmall(r.Context(), t.URL, s.revalidateEvery)
 	if err != nil {
 		s.fail(w, r, t, err, 0)
 		return
@@ -322,7 +287,7 @@ func (s *Server) mediumKeys(ctx context.Context, t Target, dir string) []*rpmsig
 	pinned, err := s.store.GetMeta(metaURPMIPin + medium)
 	if errors.Is(err, store.ErrNotFound) {
 		u := urlFor(t, dir+"/media_info/pubkey")
-		e, _, ferr := s.refreshSmall(ctx, u, s.revalidate)
+		e, _, ferr := s.refreshSmall(ctx, u, s.revalidateEvery)
 		if ferr == nil {
 			var data []byte
 			if data, ferr = s.readBlob(e.Digest, maxMediaInfoSmall); ferr == nil {
