@@ -170,6 +170,14 @@ func (s *Server) runVerified(ctx context.Context, f *flight, t Target, candidate
 			err = fmt.Errorf("%s sent nothing for %v: %w", a.src.Name(), s.stall, err)
 		}
 		s.metrics.sourceBytes.WithLabelValues(a.src.Name()).Add(float64(n))
+		if err != nil && !errors.Is(err, errTooLong) && exp.Size >= 0 && f.w.Size() >= exp.Size {
+			// Every byte arrived, then the source failed (the swarm reader's
+			// own whole-file check): there is nothing to resume. The digest
+			// decides; on a mismatch verifyFailed resets and the next source
+			// starts from zero.
+			s.log.Warn("source failed after its last byte", "source", a.src.Name(), "peer", peer, "url", t.URL, "err", err)
+			err = nil
+		}
 		if err != nil && !errors.Is(err, errTooLong) {
 			// Resume from the next source at the current offset.
 			s.log.Warn("source stopped mid-file", "source", a.src.Name(), "peer", peer, "url", t.URL, "offset", f.w.Size(), "err", err)
