@@ -43,7 +43,7 @@ var dashboardSources = []string{"cache", "lan", "swarm", "origin"}
 //
 //	d := s.Dashboard()
 //	s.Handle("GET /{$}", d)
-//	s.Handle("GET "+"/_pkgswarm/ui/", d)
+//	s.Handle("GET /_pkgswarm/ui/", d)
 //
 // Each call starts one sampler goroutine that records the served-bytes
 // counters every 5 s for the over-time chart (one hour is kept); it stops

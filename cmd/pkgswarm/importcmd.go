@@ -59,6 +59,9 @@ func runImport(c *cli.Context) error {
 			if err != nil {
 				return err
 			}
+			if d.IsDir() && d.Name() == "partial" && p != dir {
+				return filepath.SkipDir // apt's unfinished downloads
+			}
 			if d.Type().IsRegular() && (strings.HasSuffix(p, ".deb") || strings.HasSuffix(p, ".udeb") || strings.HasSuffix(p, ".rpm")) {
 				files = append(files, p)
 			}

@@ -38,6 +38,7 @@ func TestImportAcceptsOnlyListedDebs(t *testing.T) {
 	os.WriteFile(bad, b, 0o644)
 	os.WriteFile(filepath.Join(archives, "lock"), nil, 0o640)
 	os.Mkdir(filepath.Join(archives, "partial"), 0o755)
+	os.WriteFile(filepath.Join(archives, "partial", "delta_1.0_amd64.deb"), []byte("half a package"), 0o644)
 
 	t.Run("refused while serve runs", func(t *testing.T) {
 		_, _, err := runCLI(t, "import", "--data-dir", n.dir, archives)
