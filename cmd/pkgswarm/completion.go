@@ -93,6 +93,9 @@ func gendocCommand() *cli.Command {
 		Action: func(c *cli.Context) error {
 			var s string
 			var err error
+			if c.App.Description == "" {
+				c.App.Description = manDescription
+			}
 			switch c.Args().First() {
 			case "man":
 				s, err = c.App.ToManWithSection(8)
@@ -111,6 +114,28 @@ func gendocCommand() *cli.Command {
 		},
 	}
 }
+
+// manDescription is the DESCRIPTION of the generated man page and Markdown.
+const manDescription = `pkgswarm answers apt, urpmi and dnf from its cache, from other pkgswarm
+nodes on the LAN (found by mDNS or --peer), from a BitTorrent swarm, and from
+the origin mirrors, in that order, and verifies every file against the
+repository's signed metadata before it is cached, shared or completed to a
+client.
+
+Start it with "systemctl enable --now pkgswarm" (or "pkgswarm serve"), then
+point the package manager of each machine at it with "pkgswarm setup apt"
+(or urpmi, dnf); "pkgswarm setup --undo" reverts that.
+
+Files: /etc/pkgswarm/pkgswarm.toml holds the settings of serve (keys are
+its flag names; flags and PKGSWARM_* environment variables override it).
+The cache lives in /var/cache/pkgswarm. import, verify and gc work on the
+cache directly and need serve stopped; status, peers and prefetch talk to a
+running node (--server, default http://127.0.0.1:3142).
+
+Endpoints of a node: / (dashboard), /_pkgswarm/status (JSON), /metrics
+(Prometheus).
+
+Shell completion: "pkgswarm completion bash|zsh|fish".`
 
 // defaultConfigTOML renders a config file in which every serve setting
 // appears, commented out, with its default value, its help and its

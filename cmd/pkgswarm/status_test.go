@@ -236,3 +236,29 @@ func TestRenderProgress(t *testing.T) {
 		})
 	}
 }
+
+// FuzzDecodePeers: whatever peer table a node sends, peers either decodes
+// it or says it is not a list of peers; printing never panics.
+func FuzzDecodePeers(f *testing.F) {
+	f.Add([]byte(`[{"ID":"a","URL":"http://10.0.0.2:3142","Addrs":["10.0.0.2"],"Healthy":true,"LastSeen":"2026-01-02T03:04:05Z"}]`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"ID":1}`))
+	f.Add([]byte(`[{"Addrs":["::1","x"],"Failures":-3}]`))
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		var v any
+		if json.Unmarshal(doc, &v) != nil {
+			return
+		}
+		peers, err := decodePeers(v)
+		if err != nil {
+			if !strings.Contains(err.Error(), "not a list of peers") {
+				t.Fatalf("unclear error: %v", err)
+			}
+			return
+		}
+		var out bytes.Buffer
+		if err := printPeers(&out, peers, time.Unix(1e9, 0)); err != nil || out.Len() == 0 {
+			t.Fatalf("printPeers: %v, %d bytes", err, out.Len())
+		}
+	})
+}
