@@ -19,6 +19,7 @@ import (
 	"github.com/pkgswarm/pkgswarm/discovery"
 	"github.com/pkgswarm/pkgswarm/internal/testrepo"
 	"github.com/pkgswarm/pkgswarm/proxy"
+	"github.com/pkgswarm/pkgswarm/proxy/store"
 )
 
 func TestFormatBytes(t *testing.T) {
@@ -312,4 +313,40 @@ func TestDashboardInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("wrote docs/dashboard.png (%d bytes)", len(png))
+}
+
+// TestDashboardEscapes: strings a LAN peer controls (its id, URL and
+// addresses) are shown as text, by the server and by the script.
+func TestDashboardEscapes(t *testing.T) {
+	if _, err := exec.LookPath("chromium"); err != nil {
+		t.Skip("chromium is not installed (Debian package chromium); the dashboard browser test needs it")
+	}
+	st, err := store.Open(store.Options{Dir: t.TempDir(), InMemoryIndex: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	const evil = `<img src=x onerror="document.title='pwned'">`
+	srv, err := proxy.New(proxy.Config{Store: st, NodeID: "n", PeerList: func() any {
+		return []map[string]any{{"ID": evil, "URL": `"><script>document.title='pwned'</script>`, "Addrs": []string{evil}, "Healthy": true}}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	r := &rig{t: t, srv: srv}
+	ui := dashboardServer(t, r)
+	page := get(t, ui.URL+"/")
+	dom := chromium(t, ui.URL+"/", "--dump-dom", "--virtual-time-budget=3000")
+	for who, html := range map[string]string{"server-rendered page": page, "page in Chromium": dom} {
+		if strings.Contains(html, "<img") || strings.Contains(html, "<script>document") || strings.Contains(html, "<title>pwned") {
+			t.Errorf("%s: a peer's strings became markup:\n%s", who, html)
+		}
+		if !strings.Contains(html, "&lt;img src=x") {
+			t.Errorf("%s: the peer id is not shown as text", who)
+		}
+	}
+	if m := bodyRE.FindStringSubmatch(dom); m == nil || m[1] != "ok" {
+		t.Fatal("the dashboard script did not run")
+	}
 }
