@@ -21,22 +21,27 @@ import (
 	"github.com/pkgswarm/pkgswarm/proxy"
 	"github.com/pkgswarm/pkgswarm/repoindex/apt"
 	"github.com/pkgswarm/pkgswarm/repoindex/decompress"
+	"github.com/pkgswarm/pkgswarm/repoindex/urpmi"
 )
 
 func prefetchCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "prefetch",
-		Usage: "warm a running node's cache with an apt suite: its root, Packages indexes and every (or the named) .deb",
+		Usage: "warm a running node's cache with an apt suite (root, Packages, every or the named .deb) or a urpmi medium (synthesis, .rpm files)",
 		Description: "Fetches, through the node at --server (URL-prefix mode), dists/SUITE/InRelease of the\n" +
 			"repository at --url, the Packages index of each --component for --arch, then each package\n" +
 			"they list (or only those named by --package). The node verifies everything as it would for\n" +
-			"apt; prefetch checks each .deb's SHA-256 again as it arrives. Example:\n\n" +
-			"   pkgswarm prefetch --url http://deb.debian.org/debian --suite bookworm --package hello",
+			"apt; prefetch checks each .deb's SHA-256 again as it arrives. With --medium, it fetches a\n" +
+			"urpmi medium's media_info/synthesis.hdlist.cz and the rpms it lists (the node checks their\n" +
+			"signatures; prefetch checks their sizes). Examples:\n\n" +
+			"   pkgswarm prefetch --url http://deb.example.org/debian --suite bookworm --package hello\n" +
+			"   pkgswarm prefetch --medium http://mirror.example.org/mageia/distrib/9/x86_64/media/core/release",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
 			serverFlag(),
-			&cli.StringFlag{Name: "url", Required: true, Usage: "repository root as in sources.list, e.g. http://deb.debian.org/debian (http or https)"},
-			&cli.StringFlag{Name: "suite", Required: true, Usage: "suite or codename, e.g. bookworm"},
+			&cli.StringFlag{Name: "url", Usage: "apt repository root as in sources.list, e.g. http://deb.example.org/debian (http or https)"},
+			&cli.StringFlag{Name: "suite", Usage: "apt suite or codename, e.g. bookworm"},
+			&cli.StringSliceFlag{Name: "medium", Usage: "urpmi medium directory URL, the one holding media_info/ (repeatable; instead of --url and --suite)"},
 			&cli.StringSliceFlag{Name: "component", Value: cli.NewStringSlice("main"), Usage: "component (repeatable)"},
 			&cli.StringFlag{Name: "arch", Value: debianArch(), Usage: "Debian architecture of the Packages index"},
 			&cli.StringSliceFlag{Name: "package", Usage: "only these packages, by name (repeatable; default every package of the index)"},
@@ -111,16 +116,81 @@ var errPrefetchNotFound = errors.New("not found")
 
 type prefetchItem struct {
 	name, url string
-	size      int64
-	sha256    []byte
+	size      int64  // -1 when unknown
+	sha256    []byte // nil for rpms of a urpmi medium (the node checks their signature)
 }
 
 func runPrefetch(c *cli.Context) error {
+	p := &prefetcher{server: strings.TrimRight(c.String("server"), "/"),
+		client: &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 16}, Timeout: time.Hour}}
+	want := map[string]bool{}
+	for _, n := range c.StringSlice("package") {
+		want[n] = true
+	}
+	seen := map[string]bool{} // package names found
+	var items []prefetchItem
+	var err error
+	switch {
+	case len(c.StringSlice("medium")) > 0 && c.String("url") == "" && c.String("suite") == "":
+		items, err = p.urpmiItems(c, want, seen)
+	case len(c.StringSlice("medium")) == 0 && c.String("url") != "" && c.String("suite") != "":
+		items, err = p.aptItems(c, want, seen)
+	default:
+		return exitf(2, "prefetch: give --url and --suite (an apt suite), or --medium (urpmi media)")
+	}
+	if err != nil {
+		return cli.Exit(err, 1)
+	}
+	var missing []string
+	for n := range want {
+		if !seen[n] {
+			missing = append(missing, n)
+		}
+	}
+	slices.Sort(missing)
+	if err := p.fetchAll(c, items); err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		return exitf(1, "prefetch: no package named %s there", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// urpmiItems lists the rpms of each --medium from its synthesis.
+func (p *prefetcher) urpmiItems(c *cli.Context, want, seen map[string]bool) ([]prefetchItem, error) {
+	var items []prefetchItem
+	for _, m := range c.StringSlice("medium") {
+		m = strings.TrimRight(m, "/")
+		resp, err := p.get(c.Context, m+"/media_info/synthesis.hdlist.cz")
+		if err != nil {
+			return nil, fmt.Errorf("prefetch: the synthesis of medium %s: %w (is --medium the directory holding media_info/?)", m, err)
+		}
+		n := 0
+		err = urpmi.ParseSynthesisCompressed(resp.Body, func(e urpmi.SynthEntry) error {
+			n++
+			if len(want) > 0 && !want[e.Name] {
+				return nil
+			}
+			seen[e.Name] = true
+			items = append(items, prefetchItem{name: e.Name, url: m + "/" + url.PathEscape(e.NEVRA+".rpm"), size: e.FileSize})
+			return nil
+		})
+		resp.Body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("prefetch: %s/media_info/synthesis.hdlist.cz: %w", m, err)
+		}
+		fmt.Fprintf(c.App.Writer, "%s: %d packages listed\n", m, n)
+	}
+	return items, nil
+}
+
+// aptItems lists the .debs of --url --suite from its verified root and
+// Packages indexes.
+func (p *prefetcher) aptItems(c *cli.Context, want, seen map[string]bool) ([]prefetchItem, error) {
 	ctx := c.Context
 	repo := strings.TrimRight(c.String("url"), "/")
 	suite := c.String("suite")
-	p := &prefetcher{server: strings.TrimRight(c.String("server"), "/"),
-		client: &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 16}, Timeout: time.Hour}}
 	out := c.App.Writer
 
 	// 1. The signed root, verified by the node.
@@ -132,15 +202,15 @@ func runPrefetch(c *cli.Context) error {
 			continue
 		}
 		if err != nil {
-			return exitf(1, "prefetch: the root of %s: %w", distURL, err)
+			return nil, fmt.Errorf("prefetch: the root of %s: %w", distURL, err)
 		}
 		data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 		resp.Body.Close()
 		if err != nil {
-			return exitf(1, "prefetch: reading %s/%s: %w", distURL, name, err)
+			return nil, fmt.Errorf("prefetch: reading %s/%s: %w", distURL, name, err)
 		}
 		if rel, err = parseRootText(data); err != nil {
-			return exitf(1, "prefetch: %s/%s: %w", distURL, name, err)
+			return nil, fmt.Errorf("prefetch: %s/%s: %w", distURL, name, err)
 		}
 		if resp.Header.Get("X-Pkgswarm-Source") == "" {
 			fmt.Fprintf(c.App.ErrWriter, "warning: %s does not look like a pkgswarm node (no X-Pkgswarm-Source header)\n", p.server)
@@ -150,42 +220,38 @@ func runPrefetch(c *cli.Context) error {
 	fmt.Fprintf(out, "%s: root dated %s\n", distURL, rel.Date.UTC().Format(time.RFC1123))
 
 	// 2. The Packages index of each component.
-	want := map[string]bool{}
-	for _, n := range c.StringSlice("package") {
-		want[n] = true
-	}
-	seen := map[string]bool{}
 	var items []prefetchItem
-	var total int64
+	files := map[string]bool{}
 	for _, comp := range c.StringSlice("component") {
 		n, err := p.packages(ctx, distURL, rel, comp+"/binary-"+c.String("arch")+"/Packages", func(pk *apt.Package) {
-			if (len(want) > 0 && !want[pk.Name]) || seen[pk.Filename] {
+			if (len(want) > 0 && !want[pk.Name]) || files[pk.Filename] {
 				return
 			}
-			seen[pk.Filename] = true
-			seen["pkg:"+pk.Name] = true
+			files[pk.Filename] = true
+			seen[pk.Name] = true
 			items = append(items, prefetchItem{name: pk.Name, url: repo + "/" + escapeSegments(pk.Filename), size: pk.Size, sha256: slices.Clone(pk.SHA256)})
-			total += pk.Size
 		})
 		if err != nil {
-			return exitf(1, "prefetch: %w", err)
+			return nil, fmt.Errorf("prefetch: %w", err)
 		}
 		fmt.Fprintf(out, "%s: %d packages listed\n", comp, n)
 	}
-	var missing []string
-	for n := range want {
-		if !seen["pkg:"+n] {
-			missing = append(missing, n)
-		}
-	}
-	slices.Sort(missing)
+	return items, nil
+}
 
-	// 3. The packages, a few at a time.
+// fetchAll downloads items through the node, a few at a time, with a
+// progress bar, and reports what failed.
+func (p *prefetcher) fetchAll(c *cli.Context, items []prefetchItem) error {
+	out := c.App.Writer
+	var total int64
+	for _, it := range items {
+		total += max(0, it.size)
+	}
 	bar := newProgressBar(c.App.ErrWriter, "prefetch", total, stderrIsTerminal())
 	var mu sync.Mutex // protects failures, cached
 	var failures []string
 	cached := 0
-	g, gctx := errgroup.WithContext(ctx)
+	g, gctx := errgroup.WithContext(c.Context)
 	g.SetLimit(max(1, c.Int("jobs")))
 	for _, it := range items {
 		g.Go(func() error {
@@ -209,9 +275,6 @@ func runPrefetch(c *cli.Context) error {
 		len(items)-len(failures), proxy.FormatBytes(total), cached, len(failures))
 	if err != nil {
 		return exitf(1, "prefetch interrupted: %w", err)
-	}
-	if len(missing) > 0 {
-		return exitf(1, "prefetch: no package named %s in %s %s", strings.Join(missing, ", "), suite, strings.Join(c.StringSlice("component"), ","))
 	}
 	if len(failures) > 0 {
 		return exitf(1, "prefetch: %d of %d packages failed (listed above); run it again to retry them", len(failures), len(items))
@@ -276,8 +339,11 @@ func (p *prefetcher) fetchPackage(ctx context.Context, it prefetchItem, bar *pro
 	if err != nil {
 		return "", fmt.Errorf("%s: after %d bytes: %w", it.url, n, err)
 	}
-	if got := h.Sum(nil); !bytes.Equal(got, it.sha256) {
+	if got := h.Sum(nil); it.sha256 != nil && !bytes.Equal(got, it.sha256) {
 		return "", fmt.Errorf("%s: got sha256 %x, the index lists %x", it.url, got, it.sha256)
+	}
+	if it.size >= 0 && n != it.size {
+		return "", fmt.Errorf("%s: got %d bytes, the index lists %d", it.url, n, it.size)
 	}
 	return resp.Header.Get("X-Pkgswarm-Source"), nil
 }

@@ -1,9 +1,17 @@
 package main
 
 import (
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/pkgswarm/pkgswarm/internal/rpmrepo"
+	"github.com/pkgswarm/pkgswarm/internal/testrepo"
+	"github.com/pkgswarm/pkgswarm/proxy"
 	"github.com/pkgswarm/pkgswarm/proxy/store"
 )
 
@@ -54,5 +62,54 @@ func TestPrefetchWarmsTheCache(t *testing.T) {
 				t.Fatalf("%v: %v, want an error saying %q", tc.args, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestPrefetchUrpmiMedium: prefetch --medium fetches a urpmi medium's
+// synthesis and every rpm it lists through a real node, which verifies
+// their signatures; a second run is served from the cache.
+func TestPrefetchUrpmiMedium(t *testing.T) {
+	tree := rpmrepo.Build(t, rpmrepo.Options{Packages: []rpmrepo.Package{
+		{Name: "alpha", Size: 20 << 10, Seed: 1},
+		{Name: "bravo", Version: "2.1", Size: 100 << 10, Seed: 2},
+	}})
+	origin := testrepo.Serve(t, tree.Dir)
+	st, err := store.Open(store.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	u, _ := url.Parse(origin.URL)
+	port, _ := strconv.Atoi(u.Port())
+	srv, err := proxy.New(proxy.Config{Store: st, AllowPorts: []int{port}, NodeID: "n",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	node := httptest.NewServer(srv)
+	defer node.Close()
+
+	m := tree.Media[0]
+	args := []string{"prefetch", "--server", node.URL, "--medium", origin.URL + "/" + m.URLPath}
+	out, _, err := runCLI(t, args...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(out, ": 2 packages listed") || !strings.Contains(out, "prefetched 2 packages") {
+		t.Fatalf("prefetch output:\n%s", out)
+	}
+	for _, b := range m.Packages {
+		if !st.HasBlob(store.Digest(b.SHA256)) {
+			t.Fatalf("%s is not in the cache after prefetch", b.NEVRA)
+		}
+	}
+	before := origin.Requests(".rpm")
+	out, _, err = runCLI(t, args...)
+	if err != nil || !strings.Contains(out, "2 were already cached") || origin.Requests(".rpm") != before {
+		t.Fatalf("second prefetch (%v, %d more origin .rpm requests):\n%s", err, origin.Requests(".rpm")-before, out)
+	}
+	if _, _, err := runCLI(t, "prefetch", "--server", node.URL, "--medium", origin.URL+"/"+m.URLPath, "--suite", "x"); err == nil || !strings.Contains(err.Error(), "or --medium") {
+		t.Fatalf("--medium with --suite: %v", err)
 	}
 }
