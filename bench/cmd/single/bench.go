@@ -49,7 +49,7 @@ type bench struct {
 
 func (b *bench) all(ctx context.Context, kinds []target.Kind) (*Results, error) {
 	res := &Results{Started: time.Now().UTC(), Machine: machine(), Settings: Settings{
-		Runs: b.cfg.runs, HotTime: b.cfg.hotTime.Seconds(), SmallTime: b.cfg.smallTime.Seconds(),
+		Runs: b.cfg.runs, Reps: b.cfg.reps, HotTime: b.cfg.hotTime.Seconds(), SmallTime: b.cfg.smallTime.Seconds(),
 		Herd: b.cfg.herd, HerdRate: b.cfg.herdRate, PacedRate: b.cfg.pacedRate,
 	}}
 	big, small := b.fx.Largest(), b.fx.SmallFile()
@@ -61,6 +61,14 @@ func (b *bench) all(ctx context.Context, kinds []target.Kind) (*Results, error) 
 	}
 	defer b.orig.Close()
 	b.log.Info("origin serving the fixture", "url", b.orig.URL, "packages", len(b.fx.Debs), "MB", b.fx.TotalBytes()/1e6)
+	// Phase 1, one target after the other: cold runs and the warm run.
+	// The last instance of each stays up for phase 2.
+	live := map[*TargetResult]*target.Target{}
+	defer func() {
+		for _, t := range live {
+			t.Stop()
+		}
+	}()
 	for _, k := range kinds {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -68,11 +76,51 @@ func (b *bench) all(ctx context.Context, kinds []target.Kind) (*Results, error) 
 		tr := &TargetResult{Kind: string(k)}
 		res.Targets = append(res.Targets, tr)
 		b.log.Info("measuring", "target", k)
-		if k == target.Nginx {
-			b.step(tr, "hot and small", func() error { return b.ceiling(ctx, tr) })
+		b.step(tr, "start", func() error {
+			var t *target.Target
+			var err error
+			if k == target.Nginx {
+				t, err = b.start(ctx, k)
+			} else {
+				t, err = b.coldWarm(ctx, k, tr)
+			}
+			if t != nil {
+				tr.Version = t.Version
+				live[tr] = t
+			}
+			return err
+		})
+	}
+	// Phase 2, all targets up at once: hot and small steps in rounds that
+	// go round the targets, so that a change in the machine's load is
+	// shared by all of them rather than landing on one.
+	b.rounds(ctx, res.Targets, live)
+	for _, tr := range res.Targets {
+		t := live[tr]
+		if t == nil {
 			continue
 		}
-		b.step(tr, "cold, warm, hot, small", func() error { return b.main(ctx, k, tr) })
+		if t.PID != 0 {
+			if cpu, err := procstat.TreeCPU(t.PID); err == nil {
+				tr.CPU = cpu.Seconds()
+			}
+			if _, hwm, err := procstat.TreeMemory(t.PID); err == nil {
+				tr.PeakRSS = max(tr.PeakRSS, hwm)
+			}
+		}
+		if t.Kind != target.Nginx {
+			tr.Offline = b.offline(ctx, t)
+		}
+		t.Stop()
+		delete(live, tr)
+	}
+	// Phase 3, one target after the other, fresh instances: paced cold
+	// runs, the herd, the tamper check.
+	for _, tr := range res.Targets {
+		k := target.Kind(tr.Kind)
+		if k == target.Nginx || ctx.Err() != nil {
+			continue
+		}
 		if b.cfg.pacedRate > 0 {
 			b.step(tr, "cold with a paced origin", func() error { return b.coldPaced(ctx, k, tr) })
 		}
@@ -152,29 +200,31 @@ func (b *bench) aptRun(ctx context.Context, c *aptenv.Client) (aptTime, error) {
 	return d, nil
 }
 
-// main measures cold runs (fresh instance each), then on the last
-// instance the warm run, hot-hit throughput, small-file rate, CPU and
-// memory, and the origin-down run.
-func (b *bench) main(ctx context.Context, k target.Kind, tr *TargetResult) error {
-	var t *target.Target
-	defer func() { t.Stop() }()
+// coldWarm measures cold runs (a fresh instance each) and then, on the
+// last instance, the warm run. It returns that instance, running.
+func (b *bench) coldWarm(ctx context.Context, k target.Kind, tr *TargetResult) (t *target.Target, err error) {
+	defer func() {
+		if err != nil {
+			t.Stop()
+			t = nil
+		}
+	}()
 	for i := range b.cfg.runs {
 		if t != nil {
 			t.Stop()
 		}
-		var err error
 		if t, err = b.start(ctx, k); err != nil {
-			return err
+			return nil, err
 		}
 		tr.Version = t.Version
 		c, err := b.aptClient(t)
 		if err != nil {
-			return err
+			return t, err
 		}
 		b.orig.ResetLog()
 		d, err := b.aptRun(ctx, c)
 		if err != nil {
-			return fmt.Errorf("cold run %d: %w", i+1, err)
+			return t, fmt.Errorf("cold run %d: %w", i+1, err)
 		}
 		tr.Cold = append(tr.Cold, d.total())
 		tr.ColdUpdate = append(tr.ColdUpdate, d.update)
@@ -185,31 +235,19 @@ func (b *bench) main(ctx context.Context, k target.Kind, tr *TargetResult) error
 	}
 	c, err := b.aptClient(t)
 	if err != nil {
-		return err
+		return t, err
 	}
 	b.orig.ResetLog()
 	d, err := b.aptRun(ctx, c)
 	if err != nil {
-		return fmt.Errorf("warm run: %w", err)
+		return t, fmt.Errorf("warm run: %w", err)
 	}
 	tr.Warm = d.total()
 	n, by := b.orig.Count("")
 	tr.WarmOriginGETs, tr.WarmOriginMB = n, float64(by)/1e6
 	tr.WarmOriginDebs, _ = b.orig.Count(".deb")
 	b.log.Info("warm run", "target", k, "update_s", fmt.Sprintf("%.2f", d.update), "download_s", fmt.Sprintf("%.2f", d.download), "origin_gets", n)
-
-	if err := b.rates(ctx, t, tr); err != nil {
-		return err
-	}
-	if t.PID != 0 {
-		cpu, err := procstat.TreeCPU(t.PID)
-		if err != nil {
-			return err
-		}
-		tr.CPU = cpu.Seconds()
-	}
-	tr.Offline = b.offline(ctx, t)
-	return nil
+	return t, nil
 }
 
 // coldPaced repeats the cold runs with every origin response paced to
@@ -238,84 +276,123 @@ func (b *bench) coldPaced(ctx context.Context, k target.Kind, tr *TargetResult) 
 	return nil
 }
 
-// rates runs the hot-hit and small-file steps on t and records peak RSS.
-func (b *bench) rates(ctx context.Context, t *target.Target, tr *TargetResult) error {
+// rounds runs the hot-hit and small-file steps on every live target:
+// b.cfg.reps rounds, each going once round the targets for every client
+// count, each step getting its share of the step's time limit. The peak
+// RSS while 16 clients fetch is taken per step (VmHWM reset before it).
+func (b *bench) rounds(ctx context.Context, trs []*TargetResult, live map[*TargetResult]*target.Target) {
 	big, small := b.fx.Largest(), b.fx.SmallFile()
 	// One fetch of each first: both are cached now (apt fetched them), and
 	// a target that stores per URL form gets its entry.
-	for _, d := range []fixture.Deb{big, small} {
-		if _, err := load.Run(ctx, load.Options{Client: t.Client(1), URL: t.URL("/" + d.Path), Clients: 1,
-			MaxRequests: 1, MaxDuration: time.Minute, WantSize: d.Size, WantSHA256: d.SHA256}); err != nil {
-			return err
+	for _, tr := range trs {
+		t := live[tr]
+		if t == nil {
+			continue
 		}
-	}
-	var lifePeak int64
-	for _, n := range hotClients {
-		var sampler *procstat.Sampler
-		if t.PID != 0 {
-			_, hwm, _ := procstat.TreeMemory(t.PID)
-			lifePeak = max(lifePeak, hwm)
-			if err := procstat.ResetPeak(t.PID); err != nil {
-				return err
+		for _, d := range []fixture.Deb{big, small} {
+			r, err := load.Run(ctx, load.Options{Client: t.Client(1), URL: t.URL("/" + d.Path), Clients: 1,
+				MaxRequests: 1, MaxDuration: time.Minute, WantSize: d.Size, WantSHA256: d.SHA256})
+			if err == nil && r.Requests != 1 {
+				err = fmt.Errorf("first GET of %s: %s", d.Name, r.FirstErr)
 			}
-			sampler = procstat.Sample(t.PID, 20*time.Millisecond)
-		}
-		r, err := load.Run(ctx, load.Options{Client: t.Client(n), URL: t.URL("/" + big.Path), Clients: n,
-			MaxRequests: hotMaxRequests, MaxDuration: b.cfg.hotTime, WantSize: big.Size})
-		if sampler != nil {
-			peak := sampler.Stop()
-			_, hwm, _ := procstat.TreeMemory(t.PID)
-			peak = max(peak, hwm)
-			lifePeak = max(lifePeak, peak)
-			if n == 16 {
-				tr.PeakRSS16 = peak
+			if err != nil {
+				b.step(tr, "hot and small", func() error { return err })
+				delete(live, tr)
+				t.Stop()
+				break
 			}
 		}
-		if err != nil {
-			return err
+	}
+	type key struct {
+		tr      *TargetResult
+		hot     bool
+		clients int
+	}
+	got := map[key][]load.Result{}
+	reps := b.cfg.reps
+	for rep := range reps {
+		for _, hot := range []bool{true, false} {
+			levels, d, limit, stepTime := hotClients, big, hotMaxRequests, b.cfg.hotTime/time.Duration(reps)
+			if !hot {
+				levels, d, limit, stepTime = smallClients, small, smallMaxReqs, b.cfg.smallTime/time.Duration(reps)
+			}
+			for _, n := range levels {
+				for _, tr := range trs {
+					t := live[tr]
+					if t == nil || ctx.Err() != nil {
+						continue
+					}
+					var sampler *procstat.Sampler
+					if hot && n == 16 && t.PID != 0 {
+						if _, hwm, err := procstat.TreeMemory(t.PID); err == nil {
+							tr.PeakRSS = max(tr.PeakRSS, hwm)
+						}
+						procstat.ResetPeak(t.PID)
+						sampler = procstat.Sample(t.PID, 20*time.Millisecond)
+					}
+					r, err := load.Run(ctx, load.Options{Client: t.Client(n), URL: t.URL("/" + d.Path), Clients: n,
+						MaxRequests: limit, MaxDuration: stepTime, WantSize: d.Size})
+					if sampler != nil {
+						peak := sampler.Stop()
+						if _, hwm, err := procstat.TreeMemory(t.PID); err == nil {
+							peak = max(peak, hwm)
+						}
+						tr.PeakRSS16 = max(tr.PeakRSS16, peak)
+						tr.PeakRSS = max(tr.PeakRSS, peak)
+					}
+					if err != nil {
+						continue
+					}
+					got[key{tr, hot, n}] = append(got[key{tr, hot, n}], r)
+					what, v := "MB/s", r.MBps()
+					if !hot {
+						what, v = "req/s", r.RPS()
+					}
+					b.log.Info("round", "rep", rep+1, "target", tr.Kind, "file", d.Name, "clients", n, what, fmt.Sprintf("%.0f", v), "errors", r.Errors)
+				}
+			}
 		}
-		tr.Hot = append(tr.Hot, rate(r))
-		b.log.Info("hot hits", "target", t.Kind, "clients", n, "MB/s", fmt.Sprintf("%.0f", r.MBps()), "errors", r.Errors)
 	}
-	for _, n := range smallClients {
-		r, err := load.Run(ctx, load.Options{Client: t.Client(n), URL: t.URL("/" + small.Path), Clients: n,
-			MaxRequests: smallMaxReqs, MaxDuration: b.cfg.smallTime, WantSize: small.Size})
-		if err != nil {
-			return err
+	for _, tr := range trs {
+		for _, n := range hotClients {
+			if rs := got[key{tr, true, n}]; len(rs) > 0 {
+				tr.Hot = append(tr.Hot, combine(rs))
+			}
 		}
-		tr.Small = append(tr.Small, rate(r))
-		b.log.Info("small file", "target", t.Kind, "clients", n, "req/s", fmt.Sprintf("%.0f", r.RPS()), "errors", r.Errors)
+		for _, n := range smallClients {
+			if rs := got[key{tr, false, n}]; len(rs) > 0 {
+				tr.Small = append(tr.Small, combine(rs))
+			}
+		}
 	}
-	if t.PID != 0 {
-		_, hwm, _ := procstat.TreeMemory(t.PID)
-		tr.PeakRSS = max(lifePeak, hwm)
+}
+
+// combine sums the rounds of one step: the median round's rates, all the
+// rounds' requests, errors and latencies.
+func combine(rs []load.Result) Rate {
+	var all load.Result
+	var mbps, rps []float64
+	for _, r := range rs {
+		all.Clients = r.Clients
+		all.Requests += r.Requests
+		all.Errors += r.Errors
+		all.Elapsed += r.Elapsed
+		all.Latencies = append(all.Latencies, r.Latencies...)
+		if all.FirstErr == "" {
+			all.FirstErr = r.FirstErr
+		}
+		mbps = append(mbps, r.MBps())
+		rps = append(rps, r.RPS())
 	}
-	return nil
+	out := rate(all)
+	out.MBps, out.RPS, out.Rounds = median(mbps), median(rps), len(rs)
+	return out
 }
 
 func rate(r load.Result) Rate {
 	return Rate{Clients: r.Clients, Requests: r.Requests, Errors: r.Errors, Seconds: r.Elapsed.Seconds(),
 		MBps: r.MBps(), RPS: r.RPS(), P50ms: percentile(r.Latencies, 0.5), P99ms: percentile(r.Latencies, 0.99),
 		FirstErr: r.FirstErr}
-}
-
-// ceiling measures nginx serving the fixture from disk.
-func (b *bench) ceiling(ctx context.Context, tr *TargetResult) error {
-	t, err := b.start(ctx, target.Nginx)
-	if err != nil {
-		return err
-	}
-	defer t.Stop()
-	tr.Version = t.Version
-	if err := b.rates(ctx, t, tr); err != nil {
-		return err
-	}
-	cpu, err := procstat.TreeCPU(t.PID)
-	if err != nil {
-		return err
-	}
-	tr.CPU = cpu.Seconds()
-	return nil
 }
 
 // offline stops the origin and runs a fresh client's update and download

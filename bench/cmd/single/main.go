@@ -38,8 +38,9 @@ func main() {
 	flag.StringVar(&cfg.pkgswarm, "pkgswarm", "", "pkgswarm binary (default: build ./cmd/pkgswarm into the work directory)")
 	flag.StringVar(&cfg.targets, "targets", "direct,pkgswarm,apt-cacher-ng,approx,nginx", "targets to measure, comma-separated")
 	flag.IntVar(&cfg.runs, "runs", 3, "cold runs per target (the median is reported)")
-	flag.DurationVar(&cfg.hotTime, "hot-time", 5*time.Second, "time limit of each hot-hit throughput step")
-	flag.DurationVar(&cfg.smallTime, "small-time", 4*time.Second, "time limit of each small-file rate step")
+	flag.IntVar(&cfg.reps, "rounds", 3, "rounds of the hot-hit and small-file steps, each going round all targets")
+	flag.DurationVar(&cfg.hotTime, "hot-time", 6*time.Second, "time limit of each hot-hit step per target and client count, split over the rounds")
+	flag.DurationVar(&cfg.smallTime, "small-time", 3*time.Second, "time limit of each small-file step per target and client count, split over the rounds")
 	flag.IntVar(&cfg.herd, "herd", 20, "clients in the thundering herd")
 	flag.Int64Var(&cfg.herdRate, "herd-origin-rate", 50e6, "origin bytes/s for the herd's file, so the herd overlaps one slow download")
 	flag.Int64Var(&cfg.pacedRate, "paced-origin-rate", 50e6, "origin bytes/s per response for the paced cold runs (0: skip them)")
@@ -63,7 +64,7 @@ type config struct {
 	out, cache, pkgswarm, targets, doc string
 	pkgswarmArgs                       string
 	synthetic, keep                    bool
-	runs, herd                         int
+	runs, herd, reps                   int
 	hotTime, smallTime                 time.Duration
 	herdRate, pacedRate                int64
 }
@@ -81,8 +82,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	if miss := target.Missing(kinds); len(miss) > 0 {
 		return fmt.Errorf("missing programs: %s; run bench/install-deps.sh", strings.Join(miss, ", "))
 	}
-	if cfg.runs < 1 || cfg.herd < 1 {
-		return fmt.Errorf("-runs and -herd must be at least 1")
+	if cfg.runs < 1 || cfg.herd < 1 || cfg.reps < 1 {
+		return fmt.Errorf("-runs, -herd and -rounds must be at least 1")
 	}
 	work, err := os.MkdirTemp("", "pkgswarm-bench-")
 	if err != nil {

@@ -142,7 +142,8 @@ func Markdown(res *Results, imgDir string) string {
 	}
 
 	p("\n### Hot hits: the large file, already cached, N parallel clients\n\n")
-	p("Aggregate MB/s (10^6 bytes) over kept-alive connections, each step bounded by %d requests and %.0f s.\n\n", hotMaxRequests, res.Settings.HotTime)
+	p("Aggregate MB/s (10^6 bytes) over kept-alive connections; the median of %d rounds, each round going once round all targets with at most %d requests and %.1f s per target and client count.\n\n",
+		res.Settings.Reps, hotMaxRequests, res.Settings.HotTime/float64(max(res.Settings.Reps, 1)))
 	p("| target | 1 client | 4 clients | 16 clients | p50 latency at 16 (ms) | errors |\n|---|---|---|---|---|---|\n")
 	for _, t := range res.Targets {
 		if len(t.Hot) == 0 {
@@ -169,6 +170,7 @@ func Markdown(res *Results, imgDir string) string {
 	}
 
 	p("\n### Small file: requests per second over kept-alive connections\n\n")
+	p("The median of %d rounds of %.1f s per target and client count, as above.\n\n", res.Settings.Reps, res.Settings.SmallTime/float64(max(res.Settings.Reps, 1)))
 	p("| target | 1 client | 8 clients | p50 / p99 latency at 1 client (ms) | errors |\n|---|---|---|---|---|\n")
 	for _, t := range res.Targets {
 		if len(t.Small) == 0 {

@@ -18,6 +18,7 @@ type Results struct {
 // Settings are the knobs of the run, for the doc.
 type Settings struct {
 	Runs      int     `json:"runs"`
+	Reps      int     `json:"reps"`
 	HotTime   float64 `json:"hot_time_s"`
 	SmallTime float64 `json:"small_time_s"`
 	Herd      int     `json:"herd"`
@@ -93,6 +94,7 @@ type TargetResult struct {
 // Rate is one load step.
 type Rate struct {
 	Clients  int     `json:"clients"`
+	Rounds   int     `json:"rounds"` // MBps and RPS are the median round's
 	Requests int     `json:"requests"`
 	Errors   int     `json:"errors"`
 	Seconds  float64 `json:"seconds"`
