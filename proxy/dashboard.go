@@ -46,11 +46,15 @@ var dashboardSources = []string{"cache", "lan", "swarm", "origin"}
 //	s.Handle("GET /_pkgswarm/ui/", d)
 //
 // Each call starts one sampler goroutine that records the served-bytes
-// counters every 5 s for the over-time chart (one hour is kept); it stops
-// when the Server is closed. Call it once, before serving.
+// counters every 5 s (and at each page load) for the over-time chart; one
+// hour is kept. It stops when the Server is closed. New registers one
+// dashboard; another call makes an independent one.
 func (s *Server) Dashboard() http.Handler {
-	d := &dashboard{s: s, tmpl: dashboardTemplate}
-	d.sample(s.Status())
+	// The first sample is the Server's start, when every counter is zero
+	// (each Server has its own registry). Status is not called here: New
+	// calls Dashboard before the Config callbacks behind it (PeerList,
+	// Extra) may be ready.
+	d := &dashboard{s: s, tmpl: dashboardTemplate, ring: []dashSample{{Time: s.now(), Served: map[string]int64{}}}}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -336,6 +340,7 @@ const (
 	chartPadT, chartPadR = 8, 8
 	chartMinSpan         = 60 * time.Second
 	chartTicks           = 4
+	chartMinRate         = 1024.0 // bytes/s: the y axis never shows less
 )
 
 // chartColors are the series colours by source (also in dashboard.css and
@@ -366,7 +371,7 @@ func chartSVG(hist []dashSample) template.HTML {
 	names := sourceOrder(hist[len(hist)-1].Served)
 	type pt struct{ x, y float64 }
 	series := map[string][]pt{}
-	maxRate := 1.0
+	maxRate := chartMinRate
 	for i := 1; i < len(hist); i++ {
 		dt := hist[i].Time.Sub(hist[i-1].Time).Seconds()
 		if dt <= 0 {

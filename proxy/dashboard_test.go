@@ -39,16 +39,14 @@ func TestFormatBytes(t *testing.T) {
 	}
 }
 
-// dashboardServer serves r's proxy with its dashboard registered the way
-// the lead registers it in the Server's own mux.
+// dashboardServer serves r's proxy, whose own mux serves the dashboard at
+// "/" and its assets under /_pkgswarm/ui/.
 func dashboardServer(t *testing.T, r *rig) *httptest.Server {
 	t.Helper()
-	d := r.srv.Dashboard()
-	mux := http.NewServeMux()
-	mux.Handle("GET /{$}", d)
-	mux.Handle("GET /_pkgswarm/ui/", d)
-	mux.Handle("/", r.srv)
-	ts := httptest.NewServer(mux)
+	if r.http != nil {
+		return r.http
+	}
+	ts := httptest.NewServer(r.srv)
 	t.Cleanup(ts.Close)
 	return ts
 }

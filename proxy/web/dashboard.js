@@ -8,7 +8,7 @@
   var SOURCES = ["cache", "lan", "swarm", "origin"];
   var COLORS = { cache: "#2e7d32", lan: "#1565c0", swarm: "#6a1b9a", origin: "#ef6c00" };
   // Chart geometry: the same as chartSVG in proxy/dashboard.go.
-  var W = 720, H = 180, PADL = 64, PADB = 22, PADT = 8, PADR = 8, MIN_SPAN = 60, TICKS = 4;
+  var W = 720, H = 180, PADL = 64, PADB = 22, PADT = 8, PADR = 8, MIN_SPAN = 60, TICKS = 4, MIN_RATE = 1024;
   var SVGNS = "http://www.w3.org/2000/svg";
 
   var history = [];
@@ -205,7 +205,7 @@
     var t1 = new Date(history[history.length - 1].t).getTime() / 1000;
     var t0 = Math.min(new Date(history[0].t).getTime() / 1000, t1 - MIN_SPAN);
     var span = t1 - t0, names = sourceOrder(history[history.length - 1].served);
-    var series = {}, maxRate = 1;
+    var series = {}, maxRate = MIN_RATE;
     for (var i = 1; i < history.length; i++) {
       var a = history[i - 1], b = history[i];
       var dt = (new Date(b.t) - new Date(a.t)) / 1000;
