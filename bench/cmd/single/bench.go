@@ -47,7 +47,7 @@ type bench struct {
 	seq  int // numbers work directories
 }
 
-func (b *bench) all(ctx context.Context, kinds []target.Kind) (*Results, error) {
+func (b *bench) all(ctx context.Context, specs []spec) (*Results, error) {
 	res := &Results{Started: time.Now().UTC(), Machine: machine(), Settings: Settings{
 		Runs: b.cfg.runs, Reps: b.cfg.reps, HotTime: b.cfg.hotTime.Seconds(), SmallTime: b.cfg.smallTime.Seconds(),
 		Herd: b.cfg.herd, HerdRate: b.cfg.herdRate, PacedRate: b.cfg.pacedRate,
@@ -69,20 +69,22 @@ func (b *bench) all(ctx context.Context, kinds []target.Kind) (*Results, error) 
 			t.Stop()
 		}
 	}()
-	for _, k := range kinds {
+	specOf := map[*TargetResult]spec{}
+	for _, sp := range specs {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		tr := &TargetResult{Kind: string(k)}
+		tr := &TargetResult{Kind: sp.label}
 		res.Targets = append(res.Targets, tr)
-		b.log.Info("measuring", "target", k)
+		specOf[tr] = sp
+		b.log.Info("measuring", "target", sp.label)
 		b.step(tr, "start", func() error {
 			var t *target.Target
 			var err error
-			if k == target.Nginx {
-				t, err = b.start(ctx, k)
+			if sp.kind == target.Nginx {
+				t, err = b.start(ctx, sp)
 			} else {
-				t, err = b.coldWarm(ctx, k, tr)
+				t, err = b.coldWarm(ctx, sp, tr)
 			}
 			if t != nil {
 				tr.Version = t.Version
@@ -117,15 +119,15 @@ func (b *bench) all(ctx context.Context, kinds []target.Kind) (*Results, error) 
 	// Phase 3, one target after the other, fresh instances: paced cold
 	// runs, the herd, the tamper check.
 	for _, tr := range res.Targets {
-		k := target.Kind(tr.Kind)
-		if k == target.Nginx || ctx.Err() != nil {
+		sp := specOf[tr]
+		if sp.kind == target.Nginx || ctx.Err() != nil {
 			continue
 		}
 		if b.cfg.pacedRate > 0 {
-			b.step(tr, "cold with a paced origin", func() error { return b.coldPaced(ctx, k, tr) })
+			b.step(tr, "cold with a paced origin", func() error { return b.coldPaced(ctx, sp, tr) })
 		}
-		b.step(tr, "herd", func() error { return b.herd(ctx, k, tr) })
-		b.step(tr, "tamper", func() error { return b.tamper(ctx, k, tr) })
+		b.step(tr, "herd", func() error { return b.herd(ctx, sp, tr) })
+		b.step(tr, "tamper", func() error { return b.tamper(ctx, sp, tr) })
 	}
 	res.Machine.LoadAfter = loadavg()
 	res.Duration = time.Since(res.Started)
@@ -140,12 +142,54 @@ func (b *bench) step(tr *TargetResult, name string, fn func() error) {
 	}
 }
 
-// start starts a fresh instance of k in a new work directory.
-func (b *bench) start(ctx context.Context, k target.Kind) (*target.Target, error) {
+// spec is one target as -targets names it: a kind and, for pkgswarm,
+// extra serve arguments after '+' ("pkgswarm+--hold=1ms"), which become
+// part of its row's name.
+type spec struct {
+	kind  target.Kind
+	args  []string
+	label string
+}
+
+// parseSpecs parses -targets: comma-separated kinds, each optionally
+// followed by "+ARG" pkgswarm arguments.
+func parseSpecs(list string) ([]spec, error) {
+	var out []spec
+	seen := map[string]bool{}
+	for item := range strings.SplitSeq(list, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		parts := strings.Split(item, "+")
+		sp := spec{kind: target.Kind(parts[0]), args: parts[1:], label: strings.Join(parts, " ")}
+		switch sp.kind {
+		case target.Direct, target.Pkgswarm, target.AptCacherNG, target.Approx, target.Nginx:
+		default:
+			return nil, fmt.Errorf("-targets: unknown target %q (want direct, pkgswarm, apt-cacher-ng, approx or nginx)", parts[0])
+		}
+		if len(sp.args) > 0 && sp.kind != target.Pkgswarm {
+			return nil, fmt.Errorf("-targets: %q: only pkgswarm takes extra arguments", item)
+		}
+		if seen[sp.label] {
+			return nil, fmt.Errorf("-targets: %q is listed twice", item)
+		}
+		seen[sp.label] = true
+		out = append(out, sp)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("-targets names no target")
+	}
+	return out, nil
+}
+
+// start starts a fresh instance of sp in a new work directory.
+func (b *bench) start(ctx context.Context, sp spec) (*target.Target, error) {
 	b.seq++
-	dir := filepath.Join(b.work, fmt.Sprintf("%02d-%s", b.seq, k))
-	return target.Start(ctx, target.Options{Kind: k, WorkDir: dir, Origin: b.orig, FixtureDir: b.fx.Dir,
-		Keyring: b.fx.KeyringPath, PkgswarmBin: b.cfg.pkgswarm, PkgswarmArgs: strings.Fields(b.cfg.pkgswarmArgs)})
+	dir := filepath.Join(b.work, fmt.Sprintf("%02d-%s", b.seq, sp.kind))
+	args := append(strings.Fields(b.cfg.pkgswarmArgs), sp.args...)
+	return target.Start(ctx, target.Options{Kind: sp.kind, WorkDir: dir, Origin: b.orig, FixtureDir: b.fx.Dir,
+		Keyring: b.fx.KeyringPath, PkgswarmBin: b.cfg.pkgswarm, PkgswarmArgs: args})
 }
 
 // aptClient makes a fresh isolated apt client that reaches the fixture
@@ -202,7 +246,7 @@ func (b *bench) aptRun(ctx context.Context, c *aptenv.Client) (aptTime, error) {
 
 // coldWarm measures cold runs (a fresh instance each) and then, on the
 // last instance, the warm run. It returns that instance, running.
-func (b *bench) coldWarm(ctx context.Context, k target.Kind, tr *TargetResult) (t *target.Target, err error) {
+func (b *bench) coldWarm(ctx context.Context, sp spec, tr *TargetResult) (t *target.Target, err error) {
 	defer func() {
 		if err != nil {
 			t.Stop()
@@ -213,7 +257,7 @@ func (b *bench) coldWarm(ctx context.Context, k target.Kind, tr *TargetResult) (
 		if t != nil {
 			t.Stop()
 		}
-		if t, err = b.start(ctx, k); err != nil {
+		if t, err = b.start(ctx, sp); err != nil {
 			return nil, err
 		}
 		tr.Version = t.Version
@@ -231,7 +275,7 @@ func (b *bench) coldWarm(ctx context.Context, k target.Kind, tr *TargetResult) (
 		tr.ColdDownload = append(tr.ColdDownload, d.download)
 		n, by := b.orig.Count("")
 		tr.ColdOriginGETs, tr.ColdOriginMB = n, float64(by)/1e6
-		b.log.Info("cold run", "target", k, "run", i+1, "update_s", fmt.Sprintf("%.2f", d.update), "download_s", fmt.Sprintf("%.2f", d.download), "origin_gets", n)
+		b.log.Info("cold run", "target", sp.label, "run", i+1, "update_s", fmt.Sprintf("%.2f", d.update), "download_s", fmt.Sprintf("%.2f", d.download), "origin_gets", n)
 	}
 	c, err := b.aptClient(t)
 	if err != nil {
@@ -246,17 +290,17 @@ func (b *bench) coldWarm(ctx context.Context, k target.Kind, tr *TargetResult) (
 	n, by := b.orig.Count("")
 	tr.WarmOriginGETs, tr.WarmOriginMB = n, float64(by)/1e6
 	tr.WarmOriginDebs, _ = b.orig.Count(".deb")
-	b.log.Info("warm run", "target", k, "update_s", fmt.Sprintf("%.2f", d.update), "download_s", fmt.Sprintf("%.2f", d.download), "origin_gets", n)
+	b.log.Info("warm run", "target", sp.label, "update_s", fmt.Sprintf("%.2f", d.update), "download_s", fmt.Sprintf("%.2f", d.download), "origin_gets", n)
 	return t, nil
 }
 
 // coldPaced repeats the cold runs with every origin response paced to
 // the paced rate.
-func (b *bench) coldPaced(ctx context.Context, k target.Kind, tr *TargetResult) error {
+func (b *bench) coldPaced(ctx context.Context, sp spec, tr *TargetResult) error {
 	b.orig.Throttle("", b.cfg.pacedRate)
 	defer b.orig.Throttle("", 0)
 	for i := range b.cfg.runs {
-		t, err := b.start(ctx, k)
+		t, err := b.start(ctx, sp)
 		if err != nil {
 			return err
 		}
@@ -265,7 +309,7 @@ func (b *bench) coldPaced(ctx context.Context, k target.Kind, tr *TargetResult) 
 			var d aptTime
 			if d, err = b.aptRun(ctx, c); err == nil {
 				tr.ColdPaced = append(tr.ColdPaced, d.total())
-				b.log.Info("cold run, paced origin", "target", k, "run", i+1, "seconds", fmt.Sprintf("%.2f", d.total()))
+				b.log.Info("cold run, paced origin", "target", sp.label, "run", i+1, "seconds", fmt.Sprintf("%.2f", d.total()))
 			}
 		}
 		t.Stop()
@@ -428,8 +472,8 @@ func (b *bench) offline(ctx context.Context, t *target.Target) *OfflineResult {
 // herd releases the herd on a cold cache of a fresh instance, after one
 // apt-get update so that every target knows the repository, with the
 // origin paced so that the herd overlaps one download.
-func (b *bench) herd(ctx context.Context, k target.Kind, tr *TargetResult) error {
-	t, err := b.start(ctx, k)
+func (b *bench) herd(ctx context.Context, sp spec, tr *TargetResult) error {
+	t, err := b.start(ctx, sp)
 	if err != nil {
 		return err
 	}
@@ -465,13 +509,13 @@ func (b *bench) herd(ctx context.Context, k target.Kind, tr *TargetResult) error
 	n, by := b.orig.Count(p)
 	h.OriginGETs, h.OriginMB = n, float64(by)/1e6
 	tr.Herd = h
-	b.log.Info("herd", "target", k, "ok", h.OK, "of", h.Clients, "origin_gets", n)
+	b.log.Info("herd", "target", sp.label, "ok", h.OK, "of", h.Clients, "origin_gets", n)
 	return nil
 }
 
 // tamper checks what t does with a .deb that the origin serves tampered
 // (same size, one byte flipped), then after the origin is fixed.
-func (b *bench) tamper(ctx context.Context, k target.Kind, tr *TargetResult) error {
+func (b *bench) tamper(ctx context.Context, sp spec, tr *TargetResult) error {
 	victim, ok := b.fx.Deb(tamperVictim)
 	if !ok {
 		victim = b.fx.SmallFile()
@@ -489,7 +533,7 @@ func (b *bench) tamper(ctx context.Context, k target.Kind, tr *TargetResult) err
 	bad := flip(good)
 	badSum := sha256.Sum256(bad)
 
-	t, err := b.start(ctx, k)
+	t, err := b.start(ctx, sp)
 	if err != nil {
 		return err
 	}
@@ -522,7 +566,7 @@ func (b *bench) tamper(ctx context.Context, k target.Kind, tr *TargetResult) err
 		_, err = c2.Download(actx, victim.Name)
 		res.AptAfterFix = aptVerdict(err)
 	}
-	b.log.Info("tamper", "target", k, "apt", res.AptWhileTampered, "served", res.ServedWhile,
+	b.log.Info("tamper", "target", sp.label, "apt", res.AptWhileTampered, "served", res.ServedWhile,
 		"cached_tampered", res.CachedTampered, "after_fix", res.ServedAfterFix)
 	return nil
 }

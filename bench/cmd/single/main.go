@@ -36,7 +36,8 @@ func main() {
 	flag.StringVar(&cfg.cache, "cache", "bench/.cache", "fixture cache directory")
 	flag.BoolVar(&cfg.synthetic, "synthetic", false, "use generated packages instead of real Debian ones")
 	flag.StringVar(&cfg.pkgswarm, "pkgswarm", "", "pkgswarm binary (default: build ./cmd/pkgswarm into the work directory)")
-	flag.StringVar(&cfg.targets, "targets", "direct,pkgswarm,apt-cacher-ng,approx,nginx", "targets to measure, comma-separated")
+	flag.StringVar(&cfg.targets, "targets", "direct,pkgswarm,apt-cacher-ng,approx,nginx",
+		"targets to measure, comma-separated; pkgswarm+ARG+ARG... is pkgswarm with extra serve arguments, measured as a target of its own")
 	flag.IntVar(&cfg.runs, "runs", 3, "cold runs per target (the median is reported)")
 	flag.IntVar(&cfg.reps, "rounds", 3, "rounds of the hot-hit and small-file steps, each going round all targets")
 	flag.DurationVar(&cfg.hotTime, "hot-time", 6*time.Second, "time limit of each hot-hit step per target and client count, split over the rounds")
@@ -73,11 +74,13 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("run as root: apt-get runs with a private state as root, and approx needs a private mount namespace")
 	}
+	specs, err := parseSpecs(cfg.targets)
+	if err != nil {
+		return err
+	}
 	var kinds []target.Kind
-	for k := range strings.SplitSeq(cfg.targets, ",") {
-		if k = strings.TrimSpace(k); k != "" {
-			kinds = append(kinds, target.Kind(k))
-		}
+	for _, sp := range specs {
+		kinds = append(kinds, sp.kind)
 	}
 	if miss := target.Missing(kinds); len(miss) > 0 {
 		return fmt.Errorf("missing programs: %s; run bench/install-deps.sh", strings.Join(miss, ", "))
@@ -111,7 +114,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		}
 	}
 	b := &bench{cfg: cfg, fx: fx, work: work, log: log}
-	res, err := b.all(ctx, kinds)
+	res, err := b.all(ctx, specs)
 	if err != nil {
 		return err
 	}

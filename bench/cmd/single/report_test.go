@@ -142,3 +142,20 @@ func TestAptVerdict(t *testing.T) {
 		}
 	}
 }
+
+func TestParseSpecs(t *testing.T) {
+	t.Parallel()
+	got, err := parseSpecs(" direct, pkgswarm,pkgswarm+--hold=1ms+--peer-budget=0s ,nginx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 4 || got[2].kind != "pkgswarm" || got[2].label != "pkgswarm --hold=1ms --peer-budget=0s" ||
+		len(got[2].args) != 2 || got[1].label != "pkgswarm" || len(got[1].args) != 0 {
+		t.Fatalf("parseSpecs = %+v", got)
+	}
+	for _, bad := range []string{"", "squid", "nginx+x", "pkgswarm,pkgswarm"} {
+		if _, err := parseSpecs(bad); err == nil {
+			t.Errorf("parseSpecs(%q): no error", bad)
+		}
+	}
+}
