@@ -61,8 +61,10 @@ func (b *bench) all(ctx context.Context, specs []spec) (*Results, error) {
 	}
 	defer b.orig.Close()
 	b.log.Info("origin serving the fixture", "url", b.orig.URL, "packages", len(b.fx.Debs), "MB", b.fx.TotalBytes()/1e6)
-	// Phase 1, one target after the other: cold runs and the warm run.
-	// The last instance of each stays up for phase 2.
+	// Phase 1: cold runs, in rounds that go round the targets (run 1 of
+	// every target, then run 2...), so that a change in the shared
+	// machine's load falls on all of them alike; a fresh instance each. The
+	// last round's instances stay up for the warm run and phase 2.
 	live := map[*TargetResult]*target.Target{}
 	defer func() {
 		for _, t := range live {
@@ -71,27 +73,52 @@ func (b *bench) all(ctx context.Context, specs []spec) (*Results, error) {
 	}()
 	specOf := map[*TargetResult]spec{}
 	for _, sp := range specs {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
 		tr := &TargetResult{Kind: sp.label}
 		res.Targets = append(res.Targets, tr)
 		specOf[tr] = sp
-		b.log.Info("measuring", "target", sp.label)
-		b.step(tr, "start", func() error {
-			var t *target.Target
-			var err error
-			if sp.kind == target.Nginx {
-				t, err = b.start(ctx, sp)
-			} else {
-				t, err = b.coldWarm(ctx, sp, tr)
+	}
+	failed := map[*TargetResult]bool{}
+	for i := range b.cfg.runs {
+		for _, tr := range res.Targets {
+			sp := specOf[tr]
+			if sp.kind == target.Nginx || failed[tr] || ctx.Err() != nil {
+				continue
 			}
-			if t != nil {
-				tr.Version = t.Version
+			live[tr].Stop()
+			delete(live, tr)
+			t, err := b.start(ctx, sp)
+			if err == nil {
 				live[tr] = t
+				tr.Version = t.Version
+				err = b.cold(ctx, sp, t, tr, i)
 			}
-			return err
-		})
+			if err != nil {
+				b.step(tr, "cold", func() error { return err })
+				failed[tr] = true
+			}
+		}
+	}
+	for _, tr := range res.Targets {
+		sp := specOf[tr]
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		switch {
+		case sp.kind == target.Nginx:
+			b.step(tr, "start", func() error {
+				t, err := b.start(ctx, sp)
+				if err == nil {
+					live[tr], tr.Version = t, t.Version
+				}
+				return err
+			})
+		case live[tr] != nil && !failed[tr]:
+			b.step(tr, "warm", func() error { return b.warm(ctx, sp, live[tr], tr) })
+		}
+		if failed[tr] && live[tr] != nil {
+			live[tr].Stop()
+			delete(live, tr)
+		}
 	}
 	// Phase 2, all targets up at once: hot and small steps in rounds that
 	// go round the targets, so that a change in the machine's load is
@@ -116,15 +143,23 @@ func (b *bench) all(ctx context.Context, specs []spec) (*Results, error) {
 		t.Stop()
 		delete(live, tr)
 	}
-	// Phase 3, one target after the other, fresh instances: paced cold
-	// runs, the herd, the tamper check.
+	// Phase 3, fresh instances: paced cold runs (in rounds, as in phase
+	// 1), then per target the herd and the tamper check.
+	if b.cfg.pacedRate > 0 {
+		for i := range b.cfg.runs {
+			for _, tr := range res.Targets {
+				sp := specOf[tr]
+				if sp.kind == target.Nginx || ctx.Err() != nil {
+					continue
+				}
+				b.step(tr, "cold with a paced origin", func() error { return b.coldPaced(ctx, sp, tr, i) })
+			}
+		}
+	}
 	for _, tr := range res.Targets {
 		sp := specOf[tr]
 		if sp.kind == target.Nginx || ctx.Err() != nil {
 			continue
-		}
-		if b.cfg.pacedRate > 0 {
-			b.step(tr, "cold with a paced origin", func() error { return b.coldPaced(ctx, sp, tr) })
 		}
 		b.step(tr, "herd", func() error { return b.herd(ctx, sp, tr) })
 		b.step(tr, "tamper", func() error { return b.tamper(ctx, sp, tr) })
@@ -244,79 +279,65 @@ func (b *bench) aptRun(ctx context.Context, c *aptenv.Client) (aptTime, error) {
 	return d, nil
 }
 
-// coldWarm measures cold runs (a fresh instance each) and then, on the
-// last instance, the warm run. It returns that instance, running.
-func (b *bench) coldWarm(ctx context.Context, sp spec, tr *TargetResult) (t *target.Target, err error) {
-	defer func() {
-		if err != nil {
-			t.Stop()
-			t = nil
-		}
-	}()
-	for i := range b.cfg.runs {
-		if t != nil {
-			t.Stop()
-		}
-		if t, err = b.start(ctx, sp); err != nil {
-			return nil, err
-		}
-		tr.Version = t.Version
-		c, err := b.aptClient(t)
-		if err != nil {
-			return t, err
-		}
-		b.orig.ResetLog()
-		d, err := b.aptRun(ctx, c)
-		if err != nil {
-			return t, fmt.Errorf("cold run %d: %w", i+1, err)
-		}
-		tr.Cold = append(tr.Cold, d.total())
-		tr.ColdUpdate = append(tr.ColdUpdate, d.update)
-		tr.ColdDownload = append(tr.ColdDownload, d.download)
-		n, by := b.orig.Count("")
-		tr.ColdOriginGETs, tr.ColdOriginMB = n, float64(by)/1e6
-		b.log.Info("cold run", "target", sp.label, "run", i+1, "update_s", fmt.Sprintf("%.2f", d.update), "download_s", fmt.Sprintf("%.2f", d.download), "origin_gets", n)
-	}
+// cold measures cold run i on t, a fresh instance.
+func (b *bench) cold(ctx context.Context, sp spec, t *target.Target, tr *TargetResult, i int) error {
 	c, err := b.aptClient(t)
 	if err != nil {
-		return t, err
+		return err
 	}
 	b.orig.ResetLog()
 	d, err := b.aptRun(ctx, c)
 	if err != nil {
-		return t, fmt.Errorf("warm run: %w", err)
+		return fmt.Errorf("cold run %d: %w", i+1, err)
+	}
+	tr.Cold = append(tr.Cold, d.total())
+	tr.ColdUpdate = append(tr.ColdUpdate, d.update)
+	tr.ColdDownload = append(tr.ColdDownload, d.download)
+	n, by := b.orig.Count("")
+	tr.ColdOriginGETs, tr.ColdOriginMB = n, float64(by)/1e6
+	b.log.Info("cold run", "target", sp.label, "run", i+1, "update_s", fmt.Sprintf("%.2f", d.update), "download_s", fmt.Sprintf("%.2f", d.download), "origin_gets", n)
+	return nil
+}
+
+// warm measures a second fresh client through t, which holds everything.
+func (b *bench) warm(ctx context.Context, sp spec, t *target.Target, tr *TargetResult) error {
+	c, err := b.aptClient(t)
+	if err != nil {
+		return err
+	}
+	b.orig.ResetLog()
+	d, err := b.aptRun(ctx, c)
+	if err != nil {
+		return fmt.Errorf("warm run: %w", err)
 	}
 	tr.Warm = d.total()
 	n, by := b.orig.Count("")
 	tr.WarmOriginGETs, tr.WarmOriginMB = n, float64(by)/1e6
 	tr.WarmOriginDebs, _ = b.orig.Count(".deb")
 	b.log.Info("warm run", "target", sp.label, "update_s", fmt.Sprintf("%.2f", d.update), "download_s", fmt.Sprintf("%.2f", d.download), "origin_gets", n)
-	return t, nil
+	return nil
 }
 
-// coldPaced repeats the cold runs with every origin response paced to
-// the paced rate.
-func (b *bench) coldPaced(ctx context.Context, sp spec, tr *TargetResult) error {
+// coldPaced is cold run i on a fresh instance with every origin response
+// paced to the paced rate.
+func (b *bench) coldPaced(ctx context.Context, sp spec, tr *TargetResult, i int) error {
 	b.orig.Throttle("", b.cfg.pacedRate)
 	defer b.orig.Throttle("", 0)
-	for i := range b.cfg.runs {
-		t, err := b.start(ctx, sp)
-		if err != nil {
-			return err
-		}
-		c, err := b.aptClient(t)
-		if err == nil {
-			var d aptTime
-			if d, err = b.aptRun(ctx, c); err == nil {
-				tr.ColdPaced = append(tr.ColdPaced, d.total())
-				b.log.Info("cold run, paced origin", "target", sp.label, "run", i+1, "seconds", fmt.Sprintf("%.2f", d.total()))
-			}
-		}
-		t.Stop()
-		if err != nil {
-			return fmt.Errorf("paced cold run %d: %w", i+1, err)
-		}
+	t, err := b.start(ctx, sp)
+	if err != nil {
+		return err
 	}
+	defer t.Stop()
+	c, err := b.aptClient(t)
+	if err != nil {
+		return err
+	}
+	d, err := b.aptRun(ctx, c)
+	if err != nil {
+		return fmt.Errorf("paced cold run %d: %w", i+1, err)
+	}
+	tr.ColdPaced = append(tr.ColdPaced, d.total())
+	b.log.Info("cold run, paced origin", "target", sp.label, "run", i+1, "seconds", fmt.Sprintf("%.2f", d.total()))
 	return nil
 }
 
