@@ -258,7 +258,7 @@ func (s *Server) serveVerified(w http.ResponseWriter, r *http.Request, t Target,
 // afterVerified runs once a verified file is committed: it marks the blob
 // shareable with peers and parses indices it lists.
 func (s *Server) afterVerified(t Target, d store.Digest) {
-	if err := s.store.PutMeta(verifiedKey(d), []byte{1}); err != nil {
+	if err := MarkVerified(s.store, d); err != nil {
 		s.log.Warn("marking blob verified", "sha256", d, "err", err)
 	}
 	if s.cfg.OnVerified != nil {
@@ -276,6 +276,13 @@ func (s *Server) afterVerified(t Target, d store.Digest) {
 const VerifiedPrefix = "v:"
 
 func verifiedKey(d store.Digest) string { return VerifiedPrefix + d.String() }
+
+// MarkVerified records that blob d was checked against a signed root, so
+// that it may be shared with peers. Only code that did that check (the
+// pipeline, `pkgswarm import`) calls it.
+func MarkVerified(st *store.Store, d store.Digest) error {
+	return st.PutMeta(verifiedKey(d), []byte{1})
+}
 
 // IsVerified reports whether blob d was verified against a signed root and
 // may be shared with peers.

@@ -167,7 +167,7 @@ func importOne(st *store.Store, listed map[store.Digest]debRef, p string, bar *p
 	// The blob came from a verified root's listing, exactly as a download
 	// does: mark it shareable with peers, in the proxy's own records
 	// (proxy.Server.IsVerified reads this key).
-	if err := st.PutMeta("v:"+d.String(), []byte{1}); err != nil {
+	if err := proxy.MarkVerified(st, d); err != nil {
 		return 0, 0, fmt.Errorf("marking %s verified: %w", d, err)
 	}
 	return importAdded, n, nil
