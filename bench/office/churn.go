@@ -177,6 +177,7 @@ func runChurn(ctx context.Context, cfg config, log *slog.Logger, fx *fixture.Fix
 			ev("node2 leaves: killed (SIGKILL)")
 		}
 		apts.Wait()
+		saveLogs(tb, cfg, "churn", nodes)
 		m.finish(ctx, &c.Run, fx)
 		c.Served = servedTotals(ctx, nodes)
 		c.FinishSeconds, c.FirstSeconds = maxMin(c.NodeSeconds)

@@ -39,6 +39,9 @@ type config struct {
 	runTimeout  time.Duration
 	churnN      int
 	logLines    int
+	logDir      string
+	logLevel    string
+	replot      bool
 	keepRunning bool
 }
 
@@ -69,6 +72,9 @@ func main() {
 	flag.DurationVar(&cfg.runTimeout, "run-timeout", 6*time.Minute, "bound on one set-up's apt-get runs")
 	flag.IntVar(&cfg.churnN, "churn", 10, "nodes in the churn run (0: skip it)")
 	flag.IntVar(&cfg.logLines, "log-lines", 40, "lines of each failing node's log to print")
+	flag.StringVar(&cfg.logDir, "logs", "", "copy every pkgswarm node's log into this directory after each run")
+	flag.StringVar(&cfg.logLevel, "log-level", "info", "the pkgswarm nodes' --log-level (debug logs every request)")
+	flag.BoolVar(&cfg.replot, "replot", false, "run nothing: redraw the plots and rewrite -doc from OUT/office-results.json")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	slog.SetDefault(log)
@@ -149,6 +155,7 @@ func splitList(s string) []string {
 // packages.txt: everything after the "# Large" line).
 func fixtureList(keep []string) ([]fixture.Spec, error) {
 	var small, text strings.Builder
+	var large []string
 	inLarge := false
 	for line := range strings.SplitSeq(fixture.DefaultList, "\n") {
 		if strings.HasPrefix(strings.TrimSpace(line), "# Large") {
@@ -160,6 +167,7 @@ func fixtureList(keep []string) ([]fixture.Spec, error) {
 			continue
 		}
 		name, _, _ := strings.Cut(strings.TrimSpace(line), "=")
+		large = append(large, name)
 		if slices.Contains(keep, name) {
 			text.WriteString(line + "\n")
 		}
@@ -169,8 +177,8 @@ func fixtureList(keep []string) ([]fixture.Spec, error) {
 		return nil, err
 	}
 	for _, k := range keep {
-		if !slices.ContainsFunc(list, func(s fixture.Spec) bool { return s.Name == k }) {
-			return nil, fmt.Errorf("-large: %s is not a large package of bench/fixture/packages.txt", k)
+		if !slices.Contains(large, k) {
+			return nil, fmt.Errorf("-large: %s is not a large package of bench/fixture/packages.txt (those are %s)", k, strings.Join(large, ", "))
 		}
 	}
 	return list, nil
@@ -179,6 +187,9 @@ func fixtureList(keep []string) ([]fixture.Spec, error) {
 // run builds what the benchmark needs, runs every set-up at every size and
 // the churn run, and writes the results.
 func run(ctx context.Context, cfg config, log *slog.Logger) error {
+	if cfg.replot {
+		return replot(ctx, cfg)
+	}
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (network namespaces, tc, apt-get with a private state)")
 	}
@@ -280,6 +291,26 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	if len(failed) > 0 {
 		return fmt.Errorf("%d run(s) had failures:\n  %s", len(failed), strings.Join(failed, "\n  "))
 	}
+	return nil
+}
+
+// replot redraws the plots and the -doc tables from a saved results file.
+func replot(ctx context.Context, cfg config) error {
+	b, err := os.ReadFile(filepath.Join(cfg.out, "office-results.json"))
+	if err != nil {
+		return err
+	}
+	var res Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		return fmt.Errorf("%s: %w", filepath.Join(cfg.out, "office-results.json"), err)
+	}
+	if err := plot(ctx, cfg.out, res); err != nil {
+		return err
+	}
+	if cfg.doc != "" {
+		return writeDoc(cfg.doc, res)
+	}
+	fmt.Print(tables(res))
 	return nil
 }
 

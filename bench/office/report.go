@@ -20,7 +20,7 @@ func tables(res Results) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Run %s to %s on %s. Uplink %s with %s one-way delay; every LAN link %s; pkgswarm discovery: %s.\n",
 		res.Started.Format("2006-01-02 15:04Z"), res.Finished.Format("15:04Z"), res.Machine, res.Uplink, res.Delay, res.LAN, res.Discovery)
-	fmt.Fprintf(&b, "pkgswarm %s, apt-cacher-ng %s, apt %s. Fixture %s: %d real Debian packages, %.1f MB of .deb files (large: %s).\n\n",
+	fmt.Fprintf(&b, "%s, apt-cacher-ng %s, apt %s. Fixture %s: %d real Debian packages, %.1f MB of .deb files (large: %s).\n\n",
 		res.Pkgswarm, res.ACNG, res.Apt, res.Fixture.ID, res.Fixture.Packages, float64(res.Fixture.Bytes)/1e6, strings.Join(res.Fixture.Large, ", "))
 
 	b.WriteString("| N | set-up | last node done (s) | first node done (s) | origin MB | origin / one copy | .deb GETs at origin | node upload mean / max (MB) | cache box upload (MB) | every apt-get OK |\n")
@@ -79,7 +79,7 @@ func tables(res Results) string {
 		for _, n := range r.Notes {
 			notes = append(notes, fmt.Sprintf("%s N=%d: %s", r.Setup, r.Nodes, clip(n, 1200)))
 		}
-		if len(r.DupPaths) > 0 {
+		if len(r.DupPaths) > 0 && r.Setup != setupDirect { // direct: every path ×N
 			notes = append(notes, fmt.Sprintf("%s N=%d: origin served more than once: %s", r.Setup, r.Nodes, clip(strings.Join(r.DupPaths, ", "), 1200)))
 		}
 	}

@@ -86,6 +86,7 @@ func runOffice(ctx context.Context, cfg config, log *slog.Logger, fx *fixture.Fi
 			}
 		}
 		if setup == setupPkgswarm {
+			saveLogs(tb, cfg, name, o.Nodes())
 			r.Served = servedTotals(ctx, o.Nodes())
 			if r.OriginRatio > 1.05 {
 				r.Notes = append(r.Notes, fmt.Sprintf("origin requests by tier and node: %s", originByNode(ctx, o.Nodes())))
@@ -117,6 +118,7 @@ func newOffice(tb testing.TB, cfg config, repo *testrepo.Repo, setup string, n i
 		Program:      office.Program{Path: cfg.pkgswarm},
 		ExtraArgs:    cfg.extraArgs,
 		StartTimeout: 60 * time.Second,
+		LogLevel:     cfg.logLevel,
 	}
 	if setup == setupPkgswarm {
 		opts.MDNS = cfg.discovery == "mdns"
@@ -296,6 +298,23 @@ func (m *meter) finish(ctx context.Context, r *Run, fx *fixture.Fixture) {
 	r.OriginBytes, r.OriginRequests, r.OriginDebGETs, r.UniqueBytes, r.DupPaths = originStats(m.o.Origin.Log(), fx.Dir)
 	if r.UniqueBytes > 0 {
 		r.OriginRatio = round(float64(r.OriginBytes) / float64(r.UniqueBytes))
+	}
+}
+
+// saveLogs copies each node's log to cfg.logDir (when set) as
+// <run>-<node>.log.
+func saveLogs(tb testing.TB, cfg config, run string, nodes []*office.Node) {
+	if cfg.logDir == "" {
+		return
+	}
+	if err := os.MkdirAll(cfg.logDir, 0o755); err != nil {
+		tb.Errorf("save node logs: %v", err)
+		return
+	}
+	for _, nd := range nodes {
+		if err := os.WriteFile(filepath.Join(cfg.logDir, run+"-"+nd.Name+".log"), []byte(nd.Log()), 0o644); err != nil {
+			tb.Errorf("save %s's log: %v", nd.Name, err)
+		}
 	}
 }
 

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/pkgswarm/pkgswarm/bench/fixture"
+	"github.com/pkgswarm/pkgswarm/internal/testrepo"
+)
+
+func TestParseSizes(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		want    []int
+		wantErr bool
+	}{
+		{"1,5,10,20", []int{1, 5, 10, 20}, false},
+		{" 20, 1 ,5,5", []int{1, 5, 20}, false},
+		{"", nil, true},
+		{"0", nil, true},
+		{"1,x", nil, true},
+		{"201", nil, true},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := parseSizes(tc.in)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("parseSizes(%q) error = %v, want error %v", tc.in, err, tc.wantErr)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("parseSizes(%q) = %v, want %v", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzParseSizes(f *testing.F) {
+	for _, s := range []string{"1,5,10,20", "", ",,", "-1", "3,3,2", "999999999999999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := parseSizes(s)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "-n") {
+				t.Errorf("error %q does not name the flag", err)
+			}
+			return
+		}
+		if len(got) == 0 || !slices.IsSorted(got) || got[0] < 1 || got[len(got)-1] > 200 {
+			t.Errorf("parseSizes(%q) = %v: want a sorted non-empty list within 1..200", s, got)
+		}
+	})
+}
+
+func TestParseSetups(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		want    []string
+		wantErr bool
+	}{
+		{"pkgswarm,direct", []string{setupDirect, setupPkgswarm}, false},
+		{"apt-cacher-ng", []string{setupACNG}, false},
+		{"approx", nil, true},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := parseSetups(tc.in)
+			if (err != nil) != tc.wantErr || !slices.Equal(got, tc.want) {
+				t.Errorf("parseSetups(%q) = %v, %v; want %v, error %v", tc.in, got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestFixtureList(t *testing.T) {
+	all, err := fixture.ParseList(fixture.DefaultList)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		keep    []string
+		large   int // large packages expected in the list
+		wantErr bool
+	}{
+		{"small only", nil, 0, false},
+		{"one large", []string{"llvm-15-dev"}, 1, false},
+		{"a small name is not large", []string{"hello"}, 0, true},
+		{"unknown", []string{"no-such-package"}, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := fixtureList(tc.keep)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("fixtureList(%v) error = %v, want error %v", tc.keep, err, tc.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			// The default list ends with three large packages.
+			if want := len(all) - 3 + tc.large; len(got) != want {
+				t.Errorf("fixtureList(%v) has %d packages, want %d", tc.keep, len(got), want)
+			}
+			for _, k := range tc.keep {
+				if !slices.ContainsFunc(got, func(s fixture.Spec) bool { return s.Name == k }) {
+					t.Errorf("fixtureList(%v) lacks %s", tc.keep, k)
+				}
+			}
+		})
+	}
+}
+
+func TestOriginStats(t *testing.T) {
+	dir := t.TempDir()
+	write := func(rel string, n int) {
+		p := filepath.Join(dir, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, make([]byte, n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("pool/a.deb", 1000)
+	write("dists/InRelease", 100)
+	log := []testrepo.Request{
+		{Method: "GET", Path: "/dists/InRelease", Status: 200, Bytes: 100},
+		{Method: "GET", Path: "/dists/InRelease", Status: 304, Bytes: 0},
+		{Method: "GET", Path: "/pool/a.deb", Status: 200, Bytes: 1000},
+		{Method: "GET", Path: "/pool/a.deb", Status: 206, Bytes: 400, Range: "bytes=600-"},
+		{Method: "HEAD", Path: "/pool/a.deb", Status: 200},
+		{Method: "GET", Path: "/pool/missing.deb", Status: 404, Bytes: 20},
+	}
+	bytes, reqs, debs, unique, dups := originStats(log, dir)
+	if bytes != 1520 || reqs != 6 || debs != 3 || unique != 1100 {
+		t.Errorf("originStats = bytes %d, requests %d, deb GETs %d, unique %d; want 1520, 6, 3, 1100", bytes, reqs, debs, unique)
+	}
+	if want := []string{"/pool/a.deb ×2"}; !slices.Equal(dups, want) {
+		t.Errorf("dups = %v, want %v", dups, want)
+	}
+}
+
+func TestCheckArchives(t *testing.T) {
+	debs := []fixture.Deb{{Name: "hello", SHA256: "aa"}, {Name: "attr", SHA256: "bb"}}
+	for _, tc := range []struct {
+		name    string
+		got     map[string]string
+		wantErr string
+	}{
+		{"all there", map[string]string{"hello_2.10-3_amd64.deb": "aa", "attr_1%3a2.5.1-4_amd64.deb": "bb"}, ""},
+		{"wrong digest", map[string]string{"hello_2.10-3_amd64.deb": "aa", "attr_1%3a2.5.1-4_amd64.deb": "cc"}, "SHA-256 cc"},
+		{"missing", map[string]string{"hello_2.10-3_amd64.deb": "aa"}, "no .deb of attr"},
+		{"extra", map[string]string{"hello_2.10-3_amd64.deb": "aa", "attr_1_amd64.deb": "bb", "x_1_all.deb": "dd"}, "3 .deb files, want 2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkArchives(tc.got, debs)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Errorf("checkArchives: %v, want nil", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Errorf("checkArchives: %v, want an error with %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestReplaceBetween(t *testing.T) {
+	doc := "# T\n\nintro\n" + beginMarker + "\nold\n" + endMarker + "\noutro\n"
+	got, err := replaceBetween(doc, "new table\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "# T\n\nintro\n" + beginMarker + "\nnew table\n" + endMarker + "\noutro\n"
+	if got != want {
+		t.Errorf("replaceBetween = %q, want %q", got, want)
+	}
+	for _, bad := range []string{"no markers", endMarker + beginMarker, beginMarker} {
+		if _, err := replaceBetween(bad, "x"); err == nil {
+			t.Errorf("replaceBetween(%q) succeeded; want an error about the markers", bad)
+		}
+	}
+}
+
+func FuzzReplaceBetween(f *testing.F) {
+	f.Add("a"+beginMarker+"b"+endMarker+"c", "body")
+	f.Add("", "")
+	f.Add(endMarker+beginMarker, "x")
+	f.Fuzz(func(t *testing.T, doc, body string) {
+		got, err := replaceBetween(doc, body)
+		if err != nil {
+			return
+		}
+		i := strings.Index(doc, beginMarker)
+		j := strings.Index(doc, endMarker)
+		if !strings.HasPrefix(got, doc[:i+len(beginMarker)]) || !strings.HasSuffix(got, doc[j:]) {
+			t.Errorf("replaceBetween changed text outside the markers: %q -> %q", doc, got)
+		}
+	})
+}
+
+func TestMeanMax(t *testing.T) {
+	for _, tc := range []struct {
+		in        []int64
+		mean, max int64
+	}{
+		{nil, 0, 0},
+		{[]int64{5}, 5, 5},
+		{[]int64{1, 2, 9}, 4, 9},
+	} {
+		if mean, max := meanMax(tc.in); mean != tc.mean || max != tc.max {
+			t.Errorf("meanMax(%v) = %d, %d; want %d, %d", tc.in, mean, max, tc.mean, tc.max)
+		}
+	}
+}
