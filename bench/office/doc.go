@@ -22,7 +22,7 @@
 // the large ones named by -large), built once and cached. Everything runs in
 // network namespaces of its own (internal/office, internal/netlab) plus the
 // origin's relay on loopback; every namespace, process and temporary file is
-// removed when each office ends, also on failure or Ctrl-C. Every apt-get run
+// removed when each office ends, also on failure, Ctrl-C, SIGTERM or SIGHUP (not when the process is killed outright, e.g. by SIGPIPE from piping its output into head). Every apt-get run
 // is bounded by -run-timeout. It needs root, iproute2 with tc (tbf), apt,
 // gpg, dpkg-deb, apt-cacher-ng and gnuplot (the Debian packages apt-cacher-ng
 // and gnuplot-nox). None of it runs under go test.

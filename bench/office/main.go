@@ -91,7 +91,7 @@ func main() {
 	if cfg.discovery != "mdns" && cfg.discovery != "static" {
 		fatal(fmt.Errorf("-discovery %q: want mdns or static", cfg.discovery))
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	if err := run(ctx, cfg, log); err != nil {
 		stop()
