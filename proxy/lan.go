@@ -2,9 +2,12 @@ package proxy
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
@@ -34,7 +37,8 @@ type PeerSet interface {
 const (
 	stateComplete = "complete" // a verified blob: served with Range support
 	stateFetching = "fetching" // a download whose bytes are flowing: streamed as they arrive
-	statePending  = "pending"  // a download that has not reached a source yet
+	stateStarting = "starting" // a download past its LAN round, on its way to the swarm or origin
+	statePending  = "pending"  // a download still asking its LAN peers
 )
 
 // LANSource is the LAN tier of the fetch pipeline: it asks every peer in
@@ -48,9 +52,8 @@ type LANSource struct {
 	Client *http.Client
 	// Budget bounds one round of HEAD probes. Zero means 500ms.
 	Budget time.Duration
-	// Wait bounds how long a node waits for a peer whose download of the
-	// same file has not started yet (the lower node id goes to the origin,
-	// the other waits for it). Zero means 3s.
+	// Wait bounds how long a node waits for a peer that is about to fetch
+	// the same file (see Fetch). Zero means 15s.
 	Wait time.Duration
 	// BanFor is how long a peer that sent bad bytes is banned. Zero means
 	// 10 minutes.
@@ -78,7 +81,7 @@ func (l *LANSource) init() {
 			l.Budget = 500 * time.Millisecond
 		}
 		if l.Wait <= 0 {
-			l.Wait = 3 * time.Second
+			l.Wait = 15 * time.Second
 		}
 		if l.BanFor <= 0 {
 			l.BanFor = 10 * time.Minute
@@ -110,6 +113,12 @@ func (l *LANSource) Fetch(ctx context.Context, req *Request, offset int64) (io.R
 	default:
 		return nil, 0, fmt.Errorf("lan: %s has no lookup key: %w", req.URL, ErrNotFound)
 	}
+	// One node of the site fetches a file the others miss at the same
+	// moment; the rest stream from it. A peer whose download is past its
+	// LAN round ("starting") is waited for whatever its id. Among peers
+	// still in their LAN round ("pending"), the one ranked first by
+	// rendezvous hashing of (node id, file) goes on, independent of who
+	// asked first; the others wait for it to start.
 	deadline := time.Now().Add(l.Wait)
 	for {
 		peers := l.Peers.Peers()
@@ -119,18 +128,25 @@ func (l *LANSource) Fetch(ctx context.Context, req *Request, offset int64) (io.R
 		results := l.probe(ctx, peers, what)
 		var complete, fetching []LANPeer
 		waitFor := false
+		myRank := rendezvous(l.NodeID, what)
 		for _, r := range results {
 			switch r.state {
 			case stateComplete:
 				complete = append(complete, r.peer)
 			case stateFetching:
 				fetching = append(fetching, r.peer)
+			case stateStarting:
+				waitFor = true
 			case statePending:
-				if r.peer.ID < l.NodeID {
+				if rendezvous(r.peer.ID, what) > myRank {
 					waitFor = true
 				}
 			}
 		}
+		// Spread the load: any holder will do, not always the fastest to
+		// answer (which would serve the whole site).
+		rand.Shuffle(len(complete), func(i, j int) { complete[i], complete[j] = complete[j], complete[i] })
+		rand.Shuffle(len(fetching), func(i, j int) { fetching[i], fetching[j] = fetching[j], fetching[i] })
 		for _, p := range append(complete, fetching...) {
 			body, start, err := l.get(ctx, p, what, offset)
 			if err == nil {
@@ -140,14 +156,20 @@ func (l *LANSource) Fetch(ctx context.Context, req *Request, offset int64) (io.R
 		if !waitFor || time.Now().After(deadline) {
 			return nil, 0, fmt.Errorf("lan: no peer of %d holds %s: %w", len(peers), what, ErrNotFound)
 		}
-		// A peer with a lower id is about to fetch the same file: let it
-		// go to the origin, and stream from it once its bytes flow.
 		select {
 		case <-ctx.Done():
 			return nil, 0, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// rendezvous ranks a node for a file (highest random weight hashing): every
+// node computes the same ranking, and different files get different
+// leaders.
+func rendezvous(nodeID, what string) uint64 {
+	h := sha256.Sum256([]byte(nodeID + "\x00" + what))
+	return binary.BigEndian.Uint64(h[:8])
 }
 
 // probe sends HEAD to every peer at once and returns the answers that came
@@ -180,19 +202,27 @@ func (l *LANSource) probe(ctx context.Context, peers []LANPeer, what string) []p
 		}()
 	}
 	var out []probeResult
+	var settle <-chan time.Time
 	for range peers {
 		select {
 		case r := <-ch:
 			out = append(out, r)
-			if r.state == stateComplete {
-				return out
+			if r.state == stateComplete && settle == nil {
+				// A holder answered: give the others a moment, so the
+				// choice among holders is not always the fastest one.
+				settle = time.After(probeSettle)
 			}
+		case <-settle:
+			return out
 		case <-ctx.Done():
 			return out
 		}
 	}
 	return out
 }
+
+// probeSettle is how long probe keeps listening after the first holder.
+const probeSettle = 20 * time.Millisecond
 
 func peerURL(p LANPeer, what string) string {
 	return strings.TrimRight(p.URL, "/") + what
@@ -280,6 +310,9 @@ func (s *Server) serveBlobToPeer(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) streamFlightToPeer(w http.ResponseWriter, r *http.Request, f *flight) {
 	state := statePending
+	if f.leading.Load() {
+		state = stateStarting
+	}
 	select {
 	case <-f.ready:
 		state = stateFetching

@@ -26,6 +26,7 @@ type flight struct {
 	w      *store.Writer
 
 	ready     chan struct{} // closed once bytes may flow (a source answered)
+	leading   atomic.Bool   // past the LAN tier: this node fetches for the site
 	readyOnce sync.Once
 	done      chan struct{} // closed when finished; fields below are then set
 
@@ -138,6 +139,9 @@ func (s *Server) runVerified(ctx context.Context, f *flight, t Target, candidate
 	var lastErr, verifyErr error
 	for i := range attempts {
 		a := &attempts[i]
+		if a.src.Name() != "lan" {
+			f.leading.Store(true)
+		}
 		off := f.w.Size()
 		actx, cancel := context.WithCancelCause(ctx)
 		body, start, err := a.src.Fetch(actx, &a.req, off)
