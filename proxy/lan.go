@@ -120,6 +120,7 @@ func (l *LANSource) Fetch(ctx context.Context, req *Request, offset int64) (io.R
 	// rendezvous hashing of (node id, file) goes on, independent of who
 	// asked first; the others wait for it to start.
 	deadline := time.Now().Add(l.Wait)
+	confirmed := false
 	for {
 		peers := l.Peers.Peers()
 		if len(peers) == 0 {
@@ -127,7 +128,7 @@ func (l *LANSource) Fetch(ctx context.Context, req *Request, offset int64) (io.R
 		}
 		results := l.probe(ctx, peers, what)
 		var complete, fetching []LANPeer
-		waitFor := false
+		waitFor, contended := false, false
 		myRank := rendezvous(l.NodeID, what)
 		for _, r := range results {
 			switch r.state {
@@ -140,6 +141,8 @@ func (l *LANSource) Fetch(ctx context.Context, req *Request, offset int64) (io.R
 			case statePending:
 				if rendezvous(r.peer.ID, what) > myRank {
 					waitFor = true
+				} else {
+					contended = true
 				}
 			}
 		}
@@ -153,7 +156,14 @@ func (l *LANSource) Fetch(ctx context.Context, req *Request, offset int64) (io.R
 				return body, start, nil
 			}
 		}
-		if !waitFor || time.Now().After(deadline) {
+		if !waitFor && contended && !confirmed {
+			// This node outranks every peer it saw in its LAN round, but a
+			// peer that probed before this node's download existed saw no
+			// contender and may be on its way to the origin already: look
+			// once more before going too.
+			confirmed = true
+			waitFor = true
+		} else if !waitFor || time.Now().After(deadline) {
 			return nil, 0, fmt.Errorf("lan: no peer of %d holds %s: %w", len(peers), what, ErrNotFound)
 		}
 		select {
