@@ -236,6 +236,11 @@ func startPkgswarm(ctx context.Context, o Options) (*Target, error) {
 			"--mdns=false",
 			"--announce-apt-proxy=false",
 			"--log-level", "warn"}
+		if hasFlag(o.PkgswarmBin, "--swarm") {
+			// A lone node has no peers; the swarm tier would also listen
+			// on every interface. The office benchmark measures the tiers.
+			args = append(args, "--swarm", "off")
+		}
 		return launch(Pkgswarm, o.WorkDir, nil, append(args, o.PkgswarmArgs...)...)
 	})
 	if err != nil {
@@ -397,6 +402,17 @@ func Missing(kinds []Kind) []string {
 		}
 	}
 	return out
+}
+
+// hasFlag reports whether `bin serve --help` lists flag.
+func hasFlag(bin, flag string) bool {
+	out, _ := exec.Command(bin, "serve", "--help").CombinedOutput()
+	for line := range strings.SplitSeq(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == flag {
+			return true
+		}
+	}
+	return false
 }
 
 // debianVersion is the installed version of a Debian package, or "".

@@ -76,3 +76,15 @@ func TestMissingNamesDebianPackages(t *testing.T) {
 		}
 	}
 }
+
+func TestHasFlag(t *testing.T) {
+	t.Parallel()
+	bin := t.TempDir() + "/fake-pkgswarm"
+	help := "#!/bin/sh\ncat <<'X'\nOPTIONS:\n   --swarm value    BitTorrent tier (default: \"lan\")\n   --swarm-listen value  address\nX\n"
+	if err := os.WriteFile(bin, []byte(help), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if !hasFlag(bin, "--swarm") || hasFlag(bin, "--hold") || hasFlag(bin+"-missing", "--swarm") {
+		t.Fatal("hasFlag: wrong answer for --swarm, --hold or a missing binary")
+	}
+}
