@@ -311,6 +311,11 @@ func (b *bench) warm(ctx context.Context, sp spec, t *target.Target, tr *TargetR
 		return fmt.Errorf("warm run: %w", err)
 	}
 	tr.Warm = d.total()
+	if t.PID != 0 {
+		if cpu, err := procstat.TreeCPU(t.PID); err == nil {
+			tr.CPUApt = cpu.Seconds()
+		}
+	}
 	n, by := b.orig.Count("")
 	tr.WarmOriginGETs, tr.WarmOriginMB = n, float64(by)/1e6
 	tr.WarmOriginDebs, _ = b.orig.Count(".deb")

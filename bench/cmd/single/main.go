@@ -15,6 +15,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -48,6 +49,7 @@ func main() {
 	flag.StringVar(&cfg.pkgswarmArgs, "pkgswarm-args", "", "extra arguments for pkgswarm serve, space-separated (e.g. \"--hold 1ms\")")
 	flag.StringVar(&cfg.doc, "doc", "", "also write the tables into this Markdown file between its result markers and copy the plots beside it")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory (caches, logs) for inspection")
+	flag.StringVar(&cfg.replot, "replot", "", "measure nothing: rewrite the tables, plots (and -doc) from this results.json")
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -63,7 +65,7 @@ func main() {
 
 type config struct {
 	out, cache, pkgswarm, targets, doc string
-	pkgswarmArgs                       string
+	pkgswarmArgs, replot               string
 	synthetic, keep                    bool
 	runs, herd, reps                   int
 	hotTime, smallTime                 time.Duration
@@ -71,6 +73,17 @@ type config struct {
 }
 
 func run(ctx context.Context, cfg config, log *slog.Logger) error {
+	if cfg.replot != "" {
+		b, err := os.ReadFile(cfg.replot)
+		if err != nil {
+			return err
+		}
+		var res Results
+		if err := json.Unmarshal(b, &res); err != nil {
+			return fmt.Errorf("read %s: %w", cfg.replot, err)
+		}
+		return writeResults(cfg, &res, log)
+	}
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("run as root: apt-get runs with a private state as root, and approx needs a private mount namespace")
 	}

@@ -80,7 +80,7 @@ func TestMarkdown(t *testing.T) {
 		"| small-file rate at 1 client(s) >= 8x apt-cacher-ng | 5000 vs 23 req/s (217.4x) | yes |",
 		"| cold update + download within 5% of direct (loopback origin) | 1.30 s vs 1.00 s (+30.0%) | **no** |",
 		"| cold update + download within 5% of direct (origin paced to 50 MB/s) | 4.10 s vs 4.00 s (+2.5%) | yes |",
-		"| peak RSS at 16 clients < 64 MB | 23.0 MB (apt-cacher-ng 12.0 MB) | yes |",
+		"| peak RSS at 16 clients < 64 MiB | 23.0 MiB (apt-cacher-ng 12.0 MiB) | yes |",
 		"| pkgswarm | 20 / 20 | 1 | 72.0 |",
 		"| apt-cacher-ng | Hash Sum mismatch | tampered bytes | **yes** |",
 		"- apt-cacher-ng: herd: boom",

@@ -78,6 +78,9 @@ type TargetResult struct {
 	// CPU is the CPU time of the process tree of the measured instance
 	// (cold run, warm run, hot and small steps), in seconds.
 	CPU float64 `json:"cpu_s,omitempty"`
+	// CPUApt is the same up to the end of the warm run: the last cold run
+	// and the warm run, the same work for every target.
+	CPUApt float64 `json:"cpu_apt_s,omitempty"`
 	// PeakRSS is the largest resident size of the instance over its life;
 	// PeakRSS16 the largest while 16 clients fetched the large file.
 	PeakRSS   int64 `json:"peak_rss,omitempty"`
