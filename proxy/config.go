@@ -46,7 +46,8 @@ type Config struct {
 	RevalidateEvery time.Duration
 	// Hold is how long a request for a file being downloaded waits for the
 	// download to finish and verify before it starts streaming unverified
-	// bytes (which it aborts if verification then fails). Zero means 1s.
+	// bytes (which it aborts if verification then fails). Files whose signed
+	// size is 4 MiB or more stream at once. Zero means 1s.
 	Hold time.Duration
 	// StallTimeout cuts a source that sends no byte for this long; the next
 	// source resumes where it stopped. Zero means 10s (apt itself gives up

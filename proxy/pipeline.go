@@ -320,11 +320,25 @@ func (s *Server) copyInto(f *flight, body io.Reader, start, off, size int64) (in
 	}
 }
 
+// streamAtOnce is the signed size from which a download is streamed to its
+// clients at once rather than held for Config.Hold. Measured with
+// bench/single: holding every file cost +10 % on a cold apt run behind a
+// 50 MB/s origin, streaming every file +5 %; below this size holding costs
+// next to nothing and keeps the clean 502 on a verification failure.
+const streamAtOnce = 4 << 20
+
 // waitOrStream answers a client from flight f: from the verified blob when
 // the download finishes within the hold time, else by streaming the
 // growing file (aborting the response if verification then fails).
 func (s *Server) waitOrStream(w http.ResponseWriter, r *http.Request, t Target, f *flight, hdr entryMeta) {
-	hold := time.NewTimer(s.hold)
+	d := s.hold
+	if f.size.Load() >= streamAtOnce {
+		// Holding a large file back would make the client hash it only
+		// after the proxy has: stream it as it arrives (and abort the
+		// response if it then fails verification).
+		d = 0
+	}
+	hold := time.NewTimer(d)
 	defer hold.Stop()
 	select {
 	case <-f.done:
