@@ -26,6 +26,7 @@ type flight struct {
 	w      *store.Writer
 
 	ready     chan struct{} // closed once bytes may flow (a source answered)
+	verified  chan struct{} // closed when the bytes matched the expectation, before the commit
 	leading   atomic.Bool   // past the LAN tier: this node fetches for the site
 	readyOnce sync.Once
 	done      chan struct{} // closed when finished; fields below are then set
@@ -83,7 +84,7 @@ func (s *Server) join(key, url string, exp *repoindex.Expectation, size int64, r
 		return nil, fmt.Errorf("cannot start download of %s: %w", url, err)
 	}
 	f := &flight{key: key, url: url, expect: exp, start: time.Now(), w: w,
-		ready: make(chan struct{}), done: make(chan struct{})}
+		ready: make(chan struct{}), verified: make(chan struct{}), done: make(chan struct{})}
 	f.size.Store(size)
 	s.flights.m[key] = f
 	s.flights.mu.Unlock()
@@ -205,6 +206,10 @@ func (s *Server) runVerified(ctx context.Context, f *flight, t Target, candidate
 			if exp.SHA256 == nil {
 				want = sum
 			}
+			// Waiting clients may be answered from the download while
+			// Commit makes it durable (its followers end once the digest
+			// matched).
+			close(f.verified)
 			if err := f.w.Commit(want); err != nil {
 				return fmt.Errorf("storing %s (sha256 %s): %w", t.URL, want, err)
 			}
@@ -340,17 +345,29 @@ func (s *Server) waitOrStream(w http.ResponseWriter, r *http.Request, t Target, 
 	}
 	hold := time.NewTimer(d)
 	defer hold.Stop()
+	// Streaming cannot honour Range or conditionals before the file is
+	// whole; such requests wait for it.
+	plain := r.Header.Get("Range") == "" && r.Method != http.MethodHead
 	select {
 	case <-f.done:
 		s.finishFromFlight(w, r, t, f, hdr)
+		return
+	case <-f.verified:
+		// Verified, being made durable: answer from the download now.
+		if plain {
+			break
+		}
+		select {
+		case <-f.done:
+			s.finishFromFlight(w, r, t, f, hdr)
+		case <-r.Context().Done():
+		}
 		return
 	case <-r.Context().Done():
 		return
 	case <-hold.C:
 	}
-	// Streaming cannot honour Range or conditionals before the file is
-	// whole; such requests wait for it.
-	if r.Header.Get("Range") != "" || r.Method == http.MethodHead {
+	if !plain {
 		select {
 		case <-f.done:
 			s.finishFromFlight(w, r, t, f, hdr)

@@ -52,6 +52,7 @@ type Writer struct {
 	state     writerState
 	err       error // why the writer failed
 	digest    Digest
+	matched   bool // Commit found the wanted digest: followers may end (io.EOF) at size
 	fdOpen    bool // f is open (followers may dup it)
 	followers map[*Follower]struct{}
 	wake      chan struct{} // closed on every change a waiting follower needs; nil if nobody waits
@@ -243,9 +244,9 @@ func (w *Writer) Sum() Digest {
 	return Digest(w.hash.Sum(nil))
 }
 
-// Commit fsyncs the temporary file and, if its digest is want, moves it into the
-// store as blob want (if the store already holds want, the temporary file is
-// dropped). Followers then read to the end and get io.EOF. On a mismatch the
+// Commit checks that the temporary file's digest is want, lets followers read
+// to the end and get io.EOF, then fsyncs it and moves it into the store as blob
+// want (if the store already holds want, the temporary file is dropped). On a mismatch the
 // temporary file is removed, followers fail, and the error wraps
 // ErrDigestMismatch. After Commit returns (either way) the Writer is finished.
 func (w *Writer) Commit(want Digest) error {
@@ -255,11 +256,6 @@ func (w *Writer) Commit(want Digest) error {
 	err := w.stateErrLocked("commit")
 	w.mu.Unlock()
 	if err != nil {
-		return err
-	}
-	if err := w.f.Sync(); err != nil {
-		err = fmt.Errorf("store: commit %s: fsync %s: %w", want, w.path, err)
-		w.failLocked(err)
 		return err
 	}
 	size := w.Size()
@@ -276,6 +272,18 @@ func (w *Writer) Commit(want Digest) error {
 		w.mu.Lock()
 		w.resolveTaintLocked(true, "the download ended shorter than before a reset")
 		w.mu.Unlock()
+	}
+	// The bytes are the wanted ones: followers may finish now, while the
+	// file is made durable and renamed (an fsync costs milliseconds that a
+	// waiting client need not wait for; what it read is verified).
+	w.mu.Lock()
+	w.matched = true
+	w.broadcastLocked()
+	w.mu.Unlock()
+	if err := w.f.Sync(); err != nil {
+		err = fmt.Errorf("store: commit %s: fsync %s: %w", want, w.path, err)
+		w.failLocked(err)
+		return err
 	}
 	over, err := w.s.commitBlob(w.f, want, size)
 	if err != nil {
@@ -451,7 +459,7 @@ func (f *Follower) Read(p []byte) (int, error) {
 			}
 			// Truncated by a concurrent Reset, or seeked meanwhile: look again.
 			continue
-		case w.state == committed:
+		case w.state == committed || w.matched && w.state == writing && f.err == nil:
 			w.mu.Unlock()
 			return 0, io.EOF
 		}
