@@ -138,10 +138,13 @@ func isInternal(p string) bool {
 func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	w := &recorder{ResponseWriter: rw, status: http.StatusOK}
-	defer func() {
-		s.log.Debug("request", "method", r.Method, "uri", r.RequestURI, "client", r.RemoteAddr,
-			"status", w.status, "bytes", w.n, "source", w.Header().Get("X-Pkgswarm-Source"), "dur", time.Since(start).Round(time.Microsecond))
-	}()
+	if s.log.Enabled(r.Context(), slog.LevelDebug) {
+		// Only then: building the line's arguments costs on every hit.
+		defer func() {
+			s.log.Debug("request", "method", r.Method, "uri", r.RequestURI, "client", r.RemoteAddr,
+				"status", w.status, "bytes", w.n, "source", w.Header().Get("X-Pkgswarm-Source"), "dur", time.Since(start).Round(time.Microsecond))
+		}()
+	}
 	if !s.cfg.clientAllowed(r.RemoteAddr) {
 		s.metrics.requests.WithLabelValues("denied").Inc()
 		http.Error(w, "pkgswarm: clients from "+r.RemoteAddr+" are not allowed (see --allow-clients)", http.StatusForbidden)
