@@ -148,10 +148,15 @@ func New(tb testing.TB, opts Options) *Office {
 	for i := range opts.Nodes {
 		o.nodes = append(o.nodes, o.newNode(i, "node"+strconv.Itoa(i), o.lan))
 	}
-	if opts.NoStart {
-		return o
+	if !opts.NoStart {
+		o.startAll(tb, opts.StartTimeout)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), opts.StartTimeout)
+	return o
+}
+
+// startAll launches every node, then waits until each one answers.
+func (o *Office) startAll(tb testing.TB, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	for _, n := range o.nodes {
 		if err := n.launch(); err != nil {
@@ -163,7 +168,6 @@ func New(tb testing.TB, opts Options) *Office {
 			tb.Fatalf("%v", err)
 		}
 	}
-	return o
 }
 
 // newNode makes node i, named name, as a host on lan.

@@ -2,7 +2,6 @@ package office
 
 import (
 	"cmp"
-	"context"
 	"os/exec"
 	"strconv"
 	"testing"
@@ -96,20 +95,8 @@ func NewSites(tb testing.TB, opts SitesOptions) *Sites {
 		o.nodes = append(o.nodes, n)
 		s.B = append(s.B, n)
 	}
-	if opts.NoStart {
-		return s
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), opts.StartTimeout)
-	defer cancel()
-	for _, n := range o.nodes {
-		if err := n.launch(); err != nil {
-			tb.Fatalf("%v", err)
-		}
-	}
-	for _, n := range o.nodes {
-		if err := n.waitReady(ctx); err != nil {
-			tb.Fatalf("%v", err)
-		}
+	if !opts.NoStart {
+		o.startAll(tb, opts.StartTimeout)
 	}
 	return s
 }
