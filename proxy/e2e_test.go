@@ -460,6 +460,19 @@ func TestRefusesWhatIsNotARepository(t *testing.T) {
 	}
 }
 
+// eventually polls cond for up to 10 s. A client is answered as soon as a
+// download's digest matches; the commit into the store (fsync, rename, the
+// verified mark) may finish a moment later.
+func eventually(cond func() bool) bool {
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
 // syncBuffer is a bytes.Buffer safe for concurrent writers (the logger).
 type syncBuffer struct {
 	mu sync.Mutex

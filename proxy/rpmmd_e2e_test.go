@@ -98,7 +98,7 @@ func TestDNFThroughProxy(t *testing.T) {
 		t.Errorf("first dnf: %d origin rpm GETs, want %d", rpmGets, len(m.Packages))
 	}
 	for _, b := range m.Packages {
-		if !r.srv.IsVerified(store.Digest(b.SHA256)) {
+		if !eventually(func() bool { return r.srv.IsVerified(store.Digest(b.SHA256)) }) {
 			t.Errorf("%s is not marked verified for peers", b.NEVRA)
 		}
 	}

@@ -61,7 +61,8 @@ func TestUrpmiReplayBothModes(t *testing.T) {
 		t.Errorf("first client: %d origin rpm GETs, want %d", rpmGets, want)
 	}
 	for _, b := range []*rpmrepo.Built{big, tr.Package("alpha-1.0-1.mga9.noarch")} {
-		if !r.srv.IsVerified(store.DigestOf(first.file(b.URLPath))) {
+		d := store.DigestOf(first.file(b.URLPath))
+		if !eventually(func() bool { return r.srv.IsVerified(d) }) {
 			t.Errorf("%s is not marked verified for peers", b.NEVRA)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pkgswarm/pkgswarm/internal/rpmrepo"
 	"github.com/pkgswarm/pkgswarm/internal/testrepo"
@@ -29,7 +30,7 @@ func TestPrefetchWarmsTheCache(t *testing.T) {
 	}
 	for name, d := range n.repo.Debs {
 		dg, _ := store.ParseDigest(d.SHA256)
-		if !n.store.HasBlob(dg) {
+		if !committed(n.store, dg) {
 			t.Fatalf("%s is not in the cache after prefetch", name)
 		}
 	}
@@ -100,7 +101,7 @@ func TestPrefetchUrpmiMedium(t *testing.T) {
 		t.Fatalf("prefetch output:\n%s", out)
 	}
 	for _, b := range m.Packages {
-		if !st.HasBlob(store.Digest(b.SHA256)) {
+		if !committed(st, store.Digest(b.SHA256)) {
 			t.Fatalf("%s is not in the cache after prefetch", b.NEVRA)
 		}
 	}
@@ -112,4 +113,17 @@ func TestPrefetchUrpmiMedium(t *testing.T) {
 	if _, _, err := runCLI(t, "prefetch", "--server", node.URL, "--medium", origin.URL+"/"+m.URLPath, "--suite", "x"); err == nil || !strings.Contains(err.Error(), "or --medium") {
 		t.Fatalf("--medium with --suite: %v", err)
 	}
+}
+
+// committed waits (up to 10 s) for blob d to be in the store: a client is
+// answered as soon as a download's digest matches, and the commit (fsync,
+// rename) may finish a moment later.
+func committed(st *store.Store, d store.Digest) bool {
+	for deadline := time.Now().Add(10 * time.Second); !st.HasBlob(d); {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
 }
