@@ -26,6 +26,10 @@ type Config struct {
 	// AllowPorts lists the origin ports pkgswarm fetches from. Nil means 80
 	// and 443.
 	AllowPorts []int
+	// ConnectAllow lists the "host:port" targets a CONNECT tunnel may reach.
+	// Tunnels carry TLS pkgswarm cannot read: they are passed through, never
+	// cached. Nil means no tunnel is allowed.
+	ConnectAllow []string
 	// Mirrors maps a URL prefix to alternative prefixes tried in order when
 	// the first fails or sends bad bytes. The canonical (first) prefix keys
 	// the cache.

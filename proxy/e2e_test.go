@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -558,5 +560,55 @@ func TestRangeFromCache(t *testing.T) {
 	}
 	if r.origin.Requests(d.Path) != 1 {
 		t.Fatalf("range requests reached the origin: %d GETs", r.origin.Requests(d.Path))
+	}
+}
+
+// CONNECT is passed through to allowed targets only, and never cached.
+func TestConnectAllowList(t *testing.T) {
+	echo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	go func() {
+		for {
+			c, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	allowed := echo.Addr().String()
+	r := newRig(t, rigOptions{cfg: func(c *proxy.Config) { c.ConnectAllow = []string{allowed} }})
+	dial := func(target string) (net.Conn, string) {
+		c, err := net.Dial("tcp", strings.TrimPrefix(r.http.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		status, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, status
+	}
+	c, status := dial(allowed)
+	if !strings.Contains(status, " 200 ") {
+		t.Fatalf("CONNECT to an allowed target: %q", status)
+	}
+	// The status line was read through a bufio.Reader that may hold more;
+	// the echo only starts once we write.
+	c.Write([]byte("ping"))
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != "ping" {
+		t.Fatalf("tunnel echo: %q, %v", got, err)
+	}
+	c.Close()
+	c, status = dial("127.0.0.1:1")
+	c.Close()
+	if !strings.Contains(status, " 403 ") {
+		t.Fatalf("CONNECT to a target not on the list: %q, want 403", status)
 	}
 }

@@ -151,7 +151,7 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method == http.MethodConnect {
-		http.Error(w, "pkgswarm: CONNECT tunnels are not supported; use http:// repository URLs or the /https/HOST/ prefix", http.StatusMethodNotAllowed)
+		s.serveConnect(w, r) // hijacks the connection (through recorder.Unwrap)
 		return
 	}
 	if !r.URL.IsAbs() && isInternal(r.URL.Path) {

@@ -46,6 +46,7 @@ func serveFlags() []cli.Flag {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "cache-size", EnvVars: env("cache-size"), Value: "10G", Usage: "bound on cached bytes, LRU eviction (0 = unbounded)"}),
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "allow-clients", EnvVars: env("allow-clients"), Usage: "client networks served, CIDR,... (default loopback and private ranges)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "allow-ports", EnvVars: env("allow-ports"), Value: "80,443", Usage: "origin ports pkgswarm fetches from"}),
+		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "connect-allow", EnvVars: env("connect-allow"), Usage: "host:port targets a CONNECT tunnel may reach (passed through, never cached; repeatable)"}),
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "mirror", EnvVars: env("mirror"), Usage: "fallback mirrors: PREFIX=ALT[,ALT...] (repeatable); the first PREFIX keys the cache"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "offline", EnvVars: env("offline"), Usage: "never contact origins; serve from the cache and peers only"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-level", EnvVars: env("log-level"), Value: "info", Usage: "debug (one line per request), info, warn or error"}),
@@ -294,7 +295,7 @@ func buildNode(c *cli.Context, log *slog.Logger) (*node, error) {
 		onVerified = seed.offer
 	}
 	srv, err := proxy.New(proxy.Config{
-		Store: st, Keyring: kr, RPM: rpmCfg, AllowClients: clients, AllowPorts: ports, Mirrors: mirrors,
+		Store: st, Keyring: kr, RPM: rpmCfg, ConnectAllow: connectAllow(c.StringSlice("connect-allow")), AllowClients: clients, AllowPorts: ports, Mirrors: mirrors,
 		Offline: c.Bool("offline"), RevalidateEvery: c.Duration("revalidate"), Hold: c.Duration("hold"),
 		NodeID: id, Version: version, Logger: log, Peers: tiers, PeerList: peers.list, OnVerified: onVerified,
 		Extra: func() map[string]any {
@@ -317,4 +318,17 @@ func buildNode(c *cli.Context, log *slog.Logger) (*node, error) {
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	return &node{id: id, log: log, store: st, proxy: srv, http: hs, ln: ln, peers: peers, swarm: sw, seed: seed}, nil
+}
+
+// connectAllow splits comma-separated host:port lists.
+func connectAllow(list []string) []string {
+	var out []string
+	for _, item := range list {
+		for _, a := range strings.Split(item, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				out = append(out, strings.ToLower(a))
+			}
+		}
+	}
+	return out
 }
