@@ -449,6 +449,9 @@ func (fs *fetchState) release() {
 	n.mu.Unlock()
 	fs.cancel()
 	if t != nil {
+		// Stop serving its pieces first: a peer request still being read
+		// when the torrent closes crashes the library (see scratchCloseGrace).
+		t.DisallowDataUpload()
 		t.Drop()
 	}
 	fs.rec.finish(nil)

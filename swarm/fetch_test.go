@@ -95,7 +95,16 @@ func TestConcurrentFetchSharesAndCleansUp(t *testing.T) {
 	if n := len(d.Stats().Fetches); n > len(errs) || n < 1 {
 		t.Errorf("%d fetch records", n)
 	}
-	ents, err := os.ReadDir(filepath.Join(dDir, "scratch"))
+	// The scratch file goes scratchCloseGrace after the last reader closed.
+	var ents []os.DirEntry
+	var err error
+	for deadline := time.Now().Add(scratchCloseGrace + 10*time.Second); ; {
+		ents, err = os.ReadDir(filepath.Join(dDir, "scratch"))
+		if err != nil || len(ents) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if err != nil || len(ents) != 0 {
 		t.Errorf("scratch dir after close: %v entries, %v", len(ents), err)
 	}

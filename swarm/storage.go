@@ -167,7 +167,22 @@ func (s *scratchStorage) OpenTorrent(_ context.Context, info *metainfo.Info, _ m
 	}, nil
 }
 
+// scratchCloseGrace keeps a dropped download's scratch file readable for a
+// moment. anacrolix/torrent v1.61.0 reads piece data for a peer request
+// with the client lock released; if the torrent is dropped meanwhile and the
+// read fails, its servePeerRequest panics (the request is left in
+// unreadPeerRequests when the torrent is closed). A read that succeeds takes
+// the "no longer wanted" path instead.
+const scratchCloseGrace = 10 * time.Second
+
+// close is the storage's Close: it schedules the file's removal after
+// scratchCloseGrace (see there). Node.New removes leftovers of a crash.
 func (s *scratchStorage) close() error {
+	time.AfterFunc(scratchCloseGrace, func() { s.closeNow() })
+	return nil
+}
+
+func (s *scratchStorage) closeNow() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var err error
