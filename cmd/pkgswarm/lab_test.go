@@ -430,6 +430,7 @@ func debLog(o *office.Office) []string {
 // corrupt flips bytes in the middle of a file, keeping its size.
 func corrupt(t *testing.T, path string) {
 	t.Helper()
+	waitFile(t, path)
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatalf("corrupt the peer's blob: %v", err)
@@ -455,6 +456,7 @@ func corrupt(t *testing.T, path string) {
 
 func fileSHA256(t *testing.T, path string) string {
 	t.Helper()
+	waitFile(t, path)
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatalf("hash %s: %v", path, err)
@@ -465,4 +467,17 @@ func fileSHA256(t *testing.T, path string) string {
 		t.Fatalf("hash %s: %v", path, err)
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// waitFile waits (up to 10 s) for a blob file to be in place: a client is
+// answered as soon as a download's digest matches, and the commit's fsync
+// and rename may finish a moment later.
+func waitFile(t *testing.T, path string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if _, err := os.Stat(path); err == nil || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

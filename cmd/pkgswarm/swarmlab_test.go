@@ -430,6 +430,7 @@ func checkBanned(t *testing.T, getter *office.Node, st swarm.Stats, bad *office.
 // store leaves it: it is made writable first, as a disk fault would not ask.
 func corruptEvery(t *testing.T, path string, stride int64) {
 	t.Helper()
+	waitFile(t, path)
 	if err := os.Chmod(path, 0o644); err != nil {
 		t.Fatalf("corrupt %s: %v", path, err)
 	}
