@@ -612,3 +612,20 @@ func TestConnectAllowList(t *testing.T) {
 		t.Fatalf("CONNECT to a target not on the list: %q, want 403", status)
 	}
 }
+
+// The status page reports the cache's size bound as configured.
+func TestStatusReportsSizeBound(t *testing.T) {
+	st, err := store.Open(store.Options{Dir: t.TempDir(), MaxBytes: 5 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	srv, err := proxy.New(proxy.Config{Store: st, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if got := srv.Status().Store.MaxBytes; got != 5<<30 {
+		t.Fatalf("status max_bytes = %d, want %d", got, int64(5<<30))
+	}
+}

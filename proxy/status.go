@@ -39,23 +39,22 @@ func (s *Server) recordFailure(url, digest, sources, reason string) {
 
 // Status is the document behind GET /_pkgswarm/status.
 type Status struct {
-	NodeID    string            `json:"node_id"`
-	Version   string            `json:"version"`
-	Time      time.Time         `json:"time"`
-	Offline   bool              `json:"offline"`
-	Store     StoreStatus       `json:"store"`
-	Served    map[string]int64  `json:"served_bytes"`
-	Origin    OriginStatus      `json:"origin"`
-	Requests  map[string]int64  `json:"requests"`
-	HitRatio  float64           `json:"hit_ratio"`
-	Failures  []Failure         `json:"verification_failures"`
-	Repos     []RepoStatus      `json:"repositories"`
-	RPMRepos  []RPMRepoStatus   `json:"rpm_repositories"`
-	Transfers []TransferStatus  `json:"transfers"`
-	Peers     any               `json:"peers,omitempty"`
-	Extra     map[string]any    `json:"extra,omitempty"`
-	Keys      []string          `json:"trusted_keys"`
-	Counters  map[string]string `json:"-"`
+	NodeID    string           `json:"node_id"`
+	Version   string           `json:"version"`
+	Time      time.Time        `json:"time"`
+	Offline   bool             `json:"offline"`
+	Store     StoreStatus      `json:"store"`
+	Served    map[string]int64 `json:"served_bytes"`
+	Origin    OriginStatus     `json:"origin"`
+	Requests  map[string]int64 `json:"requests"`
+	HitRatio  float64          `json:"hit_ratio"`
+	Failures  []Failure        `json:"verification_failures"`
+	Repos     []RepoStatus     `json:"repositories"`
+	RPMRepos  []RPMRepoStatus  `json:"rpm_repositories"`
+	Transfers []TransferStatus `json:"transfers"`
+	Peers     any              `json:"peers,omitempty"`
+	Extra     map[string]any   `json:"extra,omitempty"`
+	Keys      []string         `json:"trusted_keys"`
 }
 
 // StoreStatus describes the content store.
@@ -89,6 +88,7 @@ func (s *Server) Status() Status {
 	st := Status{NodeID: s.cfg.NodeID, Version: s.version(), Time: s.now(), Offline: s.cfg.Offline,
 		Served: map[string]int64{}, Requests: map[string]int64{}}
 	st.Store.Blobs, st.Store.Bytes = s.store.Usage()
+	st.Store.MaxBytes = s.store.MaxBytes()
 	mfs, _ := s.metrics.reg.Gather()
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {

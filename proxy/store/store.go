@@ -488,6 +488,9 @@ func (s *Store) Close() error {
 // Dir returns the store's directory.
 func (s *Store) Dir() string { return s.dir }
 
+// MaxBytes is the size bound the store was opened with; 0 means unbounded.
+func (s *Store) MaxBytes() int64 { return s.max }
+
 func (s *Store) checkOpen() error {
 	if s.closed.Load() {
 		return ErrClosed
