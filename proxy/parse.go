@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"path"
 	"strings"
@@ -13,8 +12,6 @@ import (
 	"github.com/pkgswarm/pkgswarm/repoindex/apt"
 	"github.com/pkgswarm/pkgswarm/repoindex/decompress"
 )
-
-func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
 
 // maxIndexSize bounds a decompressed index (Debian's largest Contents files
 // are a few GB; Packages ~ 100 MB).
