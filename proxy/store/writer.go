@@ -334,7 +334,9 @@ func (w *Writer) failLocked(err error) {
 	os.Remove(w.path)
 }
 
-// Follower reads a Writer's bytes as they arrive. Read blocks until more bytes are
+// Follower reads a Writer's bytes as they arrive, except the last byte written,
+// which it returns only once Commit has matched the digest: a reader can never
+// hold every byte of a download that then fails. Read blocks until more bytes are
 // written, the Writer commits or fails, the Follower is closed, or the context
 // given to NewFollower ends. A Follower is an io.ReadSeeker, but SeekEnd works only
 // after the Writer committed (the final size is unknown before). A Follower is
@@ -439,8 +441,8 @@ func (f *Follower) Read(p []byte) (int, error) {
 			err := w.err
 			w.mu.Unlock()
 			return 0, err
-		case f.off < w.size:
-			n := min(int64(len(p)), w.size-f.off)
+		case f.off < w.readableLocked():
+			n := min(int64(len(p)), w.readableLocked()-f.off)
 			off := f.off
 			f.inflight = true
 			w.mu.Unlock()
@@ -480,6 +482,23 @@ func (f *Follower) Read(p []byte) (int, error) {
 		w.mu.Lock()
 		w.waiting--
 	}
+}
+
+// holdBack is how many final bytes a follower holds back until the digest
+// has matched. One is enough: a client told the Content-Length never sees a
+// complete body, and a response cut before its last byte is a failed
+// transfer to every HTTP client, whether or not it verifies what it gets
+// (DESIGN.md invariant 1).
+const holdBack = 1
+
+// readableLocked is how far followers may read: every byte once the digest
+// matched, else all but the last holdBack written so far (the download may
+// end there and fail verification). w.mu is held.
+func (w *Writer) readableLocked() int64 {
+	if w.matched || w.state == committed {
+		return w.size
+	}
+	return max(0, w.size-holdBack)
 }
 
 // Seek sets the offset of the next Read. SeekEnd is relative to the final size

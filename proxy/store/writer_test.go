@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -218,7 +219,8 @@ func TestFollowersFail(t *testing.T) {
 				if !errors.Is(res.err, tc.wantErr) {
 					t.Fatalf("follower %d: %v, want %v", i, res.err, tc.wantErr)
 				}
-				if string(res.b) != "first bytes" {
+				// The last byte is held back until the digest matches.
+				if string(res.b) != "first byte" {
 					t.Fatalf("follower %d read %q before the failure", i, res.b)
 				}
 			}
@@ -248,7 +250,7 @@ func TestFollowerReset(t *testing.T) {
 		{name: "same content", rewrite: content},
 		{name: "different content", rewrite: other, want: ErrDigestMismatch},
 		{name: "shorter content", rewrite: content[:50_000], want: ErrDigestMismatch},
-		{name: "longer content", rewrite: append(content[:150_000:150_000], other...)},
+		{name: "longer content", rewrite: append(content[:150_001:150_001], other...)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -258,8 +260,10 @@ func TestFollowerReset(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			w.Write(content[:150_000])
-			// One follower reads everything so far, one reads part, one reads nothing.
+			// 150,001 bytes written: a follower may read all but the last
+			// (held back until the digest matches).
+			w.Write(content[:150_001])
+			// One follower reads everything it may so far, one reads part, one reads nothing.
 			full, part, idle := w.NewFollower(nil), w.NewFollower(nil), w.NewFollower(nil)
 			defer full.Close()
 			defer part.Close()
@@ -324,7 +328,7 @@ func TestFollowerResetTwice(t *testing.T) {
 	defer w.Abort(nil)
 	f := w.NewFollower(nil)
 	defer f.Close()
-	w.Write(content[:60_000])
+	w.Write(content[:60_001]) // the last byte is held back
 	buf := make([]byte, 60_000)
 	io.ReadFull(f, buf)
 	w.Reset()
@@ -485,5 +489,63 @@ func TestOpenRead(t *testing.T) {
 	}
 	if _, err := w.OpenRead(); err == nil {
 		t.Fatal("OpenRead after Commit succeeded")
+	}
+}
+
+// TestFollowerHoldsBackTheLastByte is the store half of the rule that a
+// response whose bytes fail verification is never completed: until Commit has
+// matched the digest, a follower never returns the download's final byte, so a
+// client reading through it cannot receive a whole file that then fails.
+func TestFollowerHoldsBackTheLastByte(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		finish func(w *Writer, content []byte) error
+		ok     bool
+	}{
+		{name: "commit", finish: func(w *Writer, c []byte) error { return w.Commit(DigestOf(c)) }, ok: true},
+		{name: "mismatch", finish: func(w *Writer, c []byte) error { return w.Commit(DigestOf([]byte("other"))) }},
+		{name: "abort", finish: func(w *Writer, c []byte) error { w.Abort(errors.New("bad rpm signature")); return nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := openTest(t, Options{InMemoryIndex: true})
+			content := []byte("0123456789")
+			w, err := s.NewWriter()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.Write(content); err != nil {
+				t.Fatal(err)
+			}
+			f := w.NewFollower(nil)
+			defer f.Close()
+			buf := make([]byte, 64)
+			n, err := f.Read(buf)
+			if err != nil || n != len(content)-1 {
+				t.Fatalf("first read: %d bytes, %v; want the %d bytes before the last", n, err, len(content)-1)
+			}
+			got := make(chan error, 1)
+			go func() {
+				m, err := f.Read(buf)
+				if m > 0 && err == nil {
+					m2, err2 := f.Read(buf[m:])
+					m, err = m+m2, err2
+				}
+				if m > 0 && !tc.ok {
+					err = fmt.Errorf("released %d more bytes of a download that failed", m)
+				}
+				got <- err
+			}()
+			waitUntil(t, "the follower waits for the verdict", func() bool { return w.Waiting() == 1 })
+			tc.finish(w, content)
+			err = <-got
+			if tc.ok && err != io.EOF {
+				t.Fatalf("after commit: %v, want the last byte then io.EOF", err)
+			}
+			if !tc.ok && (err == nil || err == io.EOF) {
+				t.Fatalf("after a failed download: %v, want an error", err)
+			}
+		})
 	}
 }
