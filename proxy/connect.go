@@ -17,12 +17,12 @@ import (
 func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 	target := strings.ToLower(r.Host)
 	if !s.connectAllowed(target) {
-		http.Error(w, "pkgswarm: CONNECT to "+target+" is not allowed (see --connect-allow); use http:// repository URLs or the /https/HOST/ prefix to have pkgswarm cache them", http.StatusForbidden)
+		s.refuse(w, http.StatusForbidden, "CONNECT to "+target+" is not allowed (see --connect-allow); use http:// repository URLs or the /https/HOST/ prefix to have pkgswarm cache them")
 		return
 	}
 	up, err := (&net.Dialer{Timeout: 10 * time.Second}).DialContext(r.Context(), "tcp", target)
 	if err != nil {
-		http.Error(w, "pkgswarm: CONNECT "+target+": "+err.Error(), http.StatusBadGateway)
+		s.refuse(w, http.StatusBadGateway, "CONNECT "+target+": "+err.Error())
 		return
 	}
 	conn, buf, err := http.NewResponseController(w).Hijack()
@@ -36,7 +36,6 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 		up.Close()
 		return
 	}
-	s.metrics.requests.WithLabelValues("tunnel").Inc()
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {

@@ -27,6 +27,9 @@ var (
 	ErrTooSlow = errors.New("source too slow")
 	// ErrTooLarge means a source sent more bytes than the file may have.
 	ErrTooLarge = errors.New("more bytes than allowed")
+	// ErrForbidden means an origin refused by policy: an address or port
+	// pkgswarm does not fetch from (not an open proxy).
+	ErrForbidden = errors.New("forbidden origin")
 	// ErrNoSpace means the store's disk is full.
 	ErrNoSpace = errors.New("no space left in the cache directory")
 )
@@ -56,6 +59,9 @@ var ErrDigestMismatch = store.ErrDigestMismatch
 
 // IsNotFound reports whether err means that no source has the file.
 func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
+
+// IsForbidden reports whether err is an origin refused by policy.
+func IsForbidden(err error) bool { return errors.Is(err, ErrForbidden) }
 
 // IsVerify reports whether err is a verification failure.
 func IsVerify(err error) bool {

@@ -144,11 +144,17 @@ func KeyOf(req *Request) string {
 // DigestKey is the key of a download of a known SHA-256.
 func DigestKey(d store.Digest) string { return "sha256:" + d.String() }
 
-// Get answers req from the store when it holds the file (for a file without
-// an expectation: by URL, within Request.Revalidate), else returns the one
-// download of it, starting it if none runs. The download outlives ctx.
-func (f *Fetcher) Get(ctx context.Context, req *Request) (Result, error) {
-	var cond *store.URLEntry
+// Lookup answers req from the store without starting a download: the blob of
+// the expected SHA-256, or for a file without an expectation the blob held
+// by URL while it is fresh (within Request.Revalidate). It calls req.Learn
+// on a hit.
+func (f *Fetcher) Lookup(req *Request) (Result, bool) {
+	res, _, ok := f.lookup(req)
+	return res, ok
+}
+
+// lookup is Lookup, also returning a held copy that must be revalidated.
+func (f *Fetcher) lookup(req *Request) (Result, *store.URLEntry, bool) {
 	switch {
 	case req.Expect != nil && req.Expect.SHA256 != nil:
 		d := store.Digest(req.Expect.SHA256)
@@ -156,19 +162,30 @@ func (f *Fetcher) Get(ctx context.Context, req *Request) (Result, error) {
 			if req.Learn != nil {
 				req.Learn(d)
 			}
-			return Result{Digest: d}, nil
+			return Result{Digest: d}, nil, true
 		}
-	case req.Expect == nil:
+	case req.Expect == nil && !req.NoRecord:
 		e, err := f.st.GetURL(req.URL)
 		if err == nil && f.st.HasBlob(e.Digest) {
 			if req.Revalidate <= 0 || f.now().Sub(e.Fetched) < req.Revalidate || f.Offline() {
 				if req.Learn != nil {
 					req.Learn(e.Digest)
 				}
-				return Result{Digest: e.Digest, Meta: metaOf(e)}, nil
+				return Result{Digest: e.Digest, Meta: metaOf(e)}, nil, true
 			}
-			cond = &e
+			return Result{}, &e, false
 		}
+	}
+	return Result{}, nil, false
+}
+
+// Get answers req from the store when it holds the file (see Lookup), else
+// returns the one download of it, starting it if none runs. The download
+// outlives ctx.
+func (f *Fetcher) Get(ctx context.Context, req *Request) (Result, error) {
+	res, cond, ok := f.lookup(req)
+	if ok {
+		return res, nil
 	}
 	fl, err := f.join(req, cond)
 	if err != nil {

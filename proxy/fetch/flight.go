@@ -75,6 +75,10 @@ func (f *Flight) Digest() store.Digest {
 // way to the wide tier or the origin, fetching for the whole site.
 func (f *Flight) Leading() bool { return f.leading.Load() }
 
+// Peers reports whether the download's expectation comes from a signed
+// chain (Request.Peers): only such downloads may be streamed to peers.
+func (f *Flight) Peers() bool { return f.req.Peers && f.req.Expect != nil }
+
 // Source names the tier serving (or that served) the bytes.
 func (f *Flight) Source() string {
 	f.mu.Lock()

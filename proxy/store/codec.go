@@ -205,6 +205,9 @@ func (d *decoder) size() int64 {
 	return v
 }
 
+// more reports whether bytes remain (for fields added to a record later).
+func (d *decoder) more() bool { return d.err == nil && len(d.b) > 0 }
+
 func (d *decoder) finish() error {
 	if d.err == nil && len(d.b) != 0 {
 		d.fail(fmt.Sprintf("%d trailing bytes", len(d.b)))
@@ -273,6 +276,9 @@ func decodeExpect(b []byte) (Expect, error) {
 
 const flagUntrusted = 1
 
+// maxRootKeys bounds the keys a repository is bound to.
+const maxRootKeys = 64
+
 func encodeRootRecord(r RootRecord) []byte {
 	enc := newEncoder(128 + len(r.Repo) + len(r.URL) + len(r.Signer))
 	enc.str(r.Repo)
@@ -288,6 +294,13 @@ func encodeRootRecord(r RootRecord) []byte {
 	}
 	enc.byte(f)
 	enc.digest(r.Detached)
+	// Fields added later; records written before them end here.
+	enc.uvarint(uint64(len(r.Keys)))
+	for _, k := range r.Keys {
+		enc.str(k)
+	}
+	enc.str(r.Suite)
+	enc.str(r.Codename)
 	return enc.b
 }
 
@@ -303,6 +316,17 @@ func decodeRootRecord(b []byte) (RootRecord, error) {
 	r.Accepted = d.time()
 	r.Untrusted = d.flags(flagUntrusted)&flagUntrusted != 0
 	r.Detached = d.digest()
+	if d.more() {
+		n := d.uvarint()
+		if n > maxRootKeys {
+			d.fail(fmt.Sprintf("%d bound keys, more than %d", n, maxRootKeys))
+		}
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			r.Keys = append(r.Keys, d.str())
+		}
+		r.Suite = d.str()
+		r.Codename = d.str()
+	}
 	if err := d.finish(); err != nil {
 		return RootRecord{}, err
 	}

@@ -45,6 +45,11 @@ type RootRecord struct {
 	Accepted   time.Time
 	Untrusted  bool
 	Detached   Digest // digest of a detached signature (Release.gpg); zero for InRelease
+	// Keys are the fingerprints the repository is bound to: every key that
+	// signed an accepted root (a later root must be signed by one of them).
+	Keys []string
+	// Suite and Codename of the accepted root: a later root must keep them.
+	Suite, Codename string
 }
 
 func key(prefix byte, k string) ([]byte, error) {

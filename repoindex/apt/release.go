@@ -31,6 +31,10 @@ type Release struct {
 	// upper-case hex, a space, and its primary user ID. Empty when the
 	// Release was parsed without verification (ParseRelease).
 	Signer string
+	// Signers are the upper-case hex fingerprints of the primary keys of
+	// every trusted signature that verified (archives sign with two or three
+	// keys). Empty for ParseRelease.
+	Signers []string
 
 	// byHash maps a lower-case hex digest to a path with that digest (the
 	// first in sorted order); byDirHash maps dir + "\x00" + hex to the path

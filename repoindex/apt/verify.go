@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -91,7 +92,7 @@ func verifyAndParse(what string, signed, plain, sig []byte, kr *Keyring, now tim
 	if now.IsZero() {
 		now = time.Now()
 	}
-	signer, err := verifySignatures(signed, sig, kr, now)
+	signer, signers, err := verifySignatures(signed, sig, kr, now)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
@@ -100,6 +101,7 @@ func verifyAndParse(what string, signed, plain, sig []byte, kr *Keyring, now tim
 		return nil, fmt.Errorf("%s signed by %s: %w", what, signer, err)
 	}
 	rel.Signer = signer
+	rel.Signers = signers
 	if !rel.ValidUntil.IsZero() && now.After(rel.ValidUntil) {
 		return nil, fmt.Errorf("%s of %s: %w: Valid-Until %s is %s before now (%s); the mirror is stale or this machine's clock is wrong",
 			what, suiteName(rel), ErrExpired, rel.ValidUntil.Format(time.RFC1123),
@@ -138,21 +140,22 @@ const maxSignatures = 16
 var severity = map[sigOutcome]int{sigUnusable: 1, sigExpired: 2, sigRevoked: 3, sigBad: 4}
 
 // verifySignatures checks each signature packet in sig over signed and
-// returns the signer ("FINGERPRINT user id") of the first good one, or an
-// error wrapping a sentinel. Each signature is verified on its own, so that
-// one by an expired key or an unknown key cannot hide a good one.
-func verifySignatures(signed, sig []byte, kr *Keyring, now time.Time) (string, error) {
+// returns the signer ("FINGERPRINT user id") of the first good one and the
+// primary-key fingerprints of every good one, or an error wrapping a
+// sentinel. Each signature is verified on its own, so that one by an expired
+// key or an unknown key cannot hide a good one.
+func verifySignatures(signed, sig []byte, kr *Keyring, now time.Time) (string, []string, error) {
 	raws, err := splitPackets(sig)
 	if err != nil {
-		return "", fmt.Errorf("%w: malformed signature: %v", ErrBadSignature, err)
+		return "", nil, fmt.Errorf("%w: malformed signature: %v", ErrBadSignature, err)
 	}
 	if len(raws) == 0 {
-		return "", fmt.Errorf("%w: no signature packet", ErrBadSignature)
+		return "", nil, fmt.Errorf("%w: no signature packet", ErrBadSignature)
 	}
 	if len(raws) > maxSignatures {
 		// Each signature by a trusted key costs a hash of the whole file;
 		// archives sign with two or three keys.
-		return "", fmt.Errorf("%w: %d signatures, more than the %d accepted", ErrBadSignature, len(raws), maxSignatures)
+		return "", nil, fmt.Errorf("%w: %d signatures, more than the %d accepted", ErrBadSignature, len(raws), maxSignatures)
 	}
 	var ring signingKeyring
 	if kr != nil {
@@ -160,6 +163,7 @@ func verifySignatures(signed, sig []byte, kr *Keyring, now time.Time) (string, e
 	}
 	var (
 		good     string
+		goods    []string // fingerprints of every good signature's key
 		problems []string // one line per trusted-key signature that failed
 		unknown  []string // issuers not in the keyring
 		worst    sigOutcome
@@ -170,6 +174,10 @@ func verifySignatures(signed, sig []byte, kr *Keyring, now time.Time) (string, e
 		case sigGood:
 			if good == "" {
 				good = who
+			}
+			fpr, _, _ := strings.Cut(who, " ")
+			if !slices.Contains(goods, fpr) {
+				goods = append(goods, fpr)
 			}
 			continue
 		case sigUnknown:
@@ -182,22 +190,22 @@ func verifySignatures(signed, sig []byte, kr *Keyring, now time.Time) (string, e
 		}
 	}
 	if worst == sigBad {
-		return "", fmt.Errorf("%w: a trusted key's signature does not verify, so the data was altered or corrupted: %s",
+		return "", nil, fmt.Errorf("%w: a trusted key's signature does not verify, so the data was altered or corrupted: %s",
 			ErrBadSignature, strings.Join(problems, "; "))
 	}
 	if good != "" {
-		return good, nil
+		return good, goods, nil
 	}
 	switch worst {
 	case sigRevoked:
-		return "", fmt.Errorf("%w: %w: %s", ErrBadSignature, ErrKeyRevoked, strings.Join(problems, "; "))
+		return "", nil, fmt.Errorf("%w: %w: %s", ErrBadSignature, ErrKeyRevoked, strings.Join(problems, "; "))
 	case sigExpired:
-		return "", fmt.Errorf("%w: %w: %s; update the keyring (e.g. the distribution's archive-keyring package) or check the clock",
+		return "", nil, fmt.Errorf("%w: %w: %s; update the keyring (e.g. the distribution's archive-keyring package) or check the clock",
 			ErrBadSignature, ErrKeyExpired, strings.Join(problems, "; "))
 	case sigUnusable:
-		return "", fmt.Errorf("%w: no usable signature: %s", ErrBadSignature, strings.Join(problems, "; "))
+		return "", nil, fmt.Errorf("%w: no usable signature: %s", ErrBadSignature, strings.Join(problems, "; "))
 	}
-	return "", fmt.Errorf("%w (key %s); add the repository's key to a trusted keyring to verify it",
+	return "", nil, fmt.Errorf("%w (key %s); add the repository's key to a trusted keyring to verify it",
 		ErrUnknownKey, strings.Join(unknown, ", "))
 }
 

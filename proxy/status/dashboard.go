@@ -1,7 +1,8 @@
-package proxy
+package status
 
 import (
 	"bytes"
+	"context"
 	"embed"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pkgswarm/pkgswarm/proxy/fetch"
+	"github.com/pkgswarm/pkgswarm/proxy/trust"
 )
 
 // The dashboard is server-rendered HTML (it reads well with JavaScript off)
@@ -41,31 +45,28 @@ var dashboardSources = []string{"cache", "lan", "swarm", "origin"}
 // and GET /_pkgswarm/ui/... serves its script, stylesheet and sampled history
 // (/_pkgswarm/ui/history, JSON). Register it for both:
 //
-//	d := s.Dashboard()
-//	s.Handle("GET /{$}", d)
-//	s.Handle("GET /_pkgswarm/ui/", d)
+//	d := n.Dashboard(ctx)
+//	mux.Handle("GET /{$}", d)
+//	mux.Handle("GET /_pkgswarm/ui/", d)
 //
 // Each call starts one sampler goroutine that records the served-bytes
 // counters every 5 s (and at each page load) for the over-time chart; one
-// hour is kept. It stops when the Server is closed. New registers one
-// dashboard; another call makes an independent one.
-func (s *Server) Dashboard() http.Handler {
-	// The first sample is the Server's start, when every counter is zero
-	// (each Server has its own registry). Status is not called here: New
-	// calls Dashboard before the Config callbacks behind it (PeerList,
-	// Extra) may be ready.
-	d := &dashboard{s: s, tmpl: dashboardTemplate, ring: []dashSample{{Time: s.now(), Served: map[string]int64{}}}}
-	s.wg.Add(1)
+// hour is kept. It stops when ctx ends. Routes registers one dashboard;
+// another call makes an independent one.
+func (n *Node) Dashboard(ctx context.Context) http.Handler {
+	// The first sample is the node's start, when every counter is zero
+	// (each Metrics has its own registry). Status is not called here: the
+	// callbacks behind it (Peers, Extra) may not be ready yet.
+	d := &dashboard{n: n, tmpl: dashboardTemplate, ring: []dashSample{{Time: n.now(), Served: map[string]int64{}}}}
 	go func() {
-		defer s.wg.Done()
 		t := time.NewTicker(dashboardSampleEvery)
 		defer t.Stop()
 		for {
 			select {
-			case <-s.ctx.Done():
+			case <-ctx.Done():
 				return
 			case <-t.C:
-				d.sample(s.Status())
+				d.sample(n.Status())
 			}
 		}
 	}()
@@ -74,7 +75,7 @@ func (s *Server) Dashboard() http.Handler {
 
 // dashboard serves the page and keeps the sampled history.
 type dashboard struct {
-	s    *Server
+	n    *Node
 	tmpl *template.Template
 
 	mu   sync.Mutex // protects ring
@@ -135,12 +136,11 @@ func (d *dashboard) serveAsset(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *dashboard) servePage(w http.ResponseWriter, r *http.Request) {
-	st := d.s.Status()
+	st := d.n.Status()
 	d.sample(st)
 	v := buildDashView(st, d.history())
 	var buf bytes.Buffer
 	if err := d.tmpl.Execute(&buf, v); err != nil {
-		d.s.log.Error("rendering the dashboard", "err", err)
 		http.Error(w, "pkgswarm: rendering the dashboard failed: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
@@ -185,12 +185,12 @@ type dashPeer struct {
 }
 
 type dashTransfer struct {
-	TransferStatus
+	fetch.Transfer
 	Pct float64 // -1 when the size is unknown
 }
 
 type dashRepo struct {
-	RepoStatus
+	trust.RepoStatus
 	Age string // how old the root's Date is, e.g. "3 h 12 min"
 }
 

@@ -1,0 +1,25 @@
+// Package proxy is pkgswarm's HTTP front: the forward proxy (absolute-URI
+// requests, as apt sends with Acquire::http::Proxy), the URL-prefix proxy
+// (/host/path, /https/host/path, as apt-cacher-ng users write it), CONNECT
+// tunnels to an allow-list, and the peer protocol endpoints
+// (/_pkgswarm/v1/...), all on one port.
+//
+// A request walks one straight line (Server.ServeHTTP): the client
+// allow-list (Config.AllowClients; not an open proxy), the target
+// (target.Parse: one canonical URL whichever form was used), the origin port,
+// then trust.Resolver.Resolve, which says what the file is and what is
+// expected of it; the answer comes from a held blob (sendfile, with Range and
+// conditionals) or from the fetch pipeline's download (fetch.Fetcher.Get),
+// waited for up to Config.Hold or streamed as it arrives.
+//
+// What it promises: every failure is a clear HTTP status with a one-line
+// reason in the body and the X-Pkgswarm-Error header (StatusFor maps errors
+// to statuses); a response streamed from a download that then fails
+// verification is aborted, never completed (the store holds back the last
+// byte until the digest matched); the peer endpoints serve only blobs a
+// signed chain vouched for and signed downloads in flight.
+//
+// What it never does: decide trust (the trust package does), fetch from an
+// origin or a peer (the fetch package does), or count and log requests
+// (the status package wraps the handler for that).
+package proxy

@@ -1,0 +1,372 @@
+// Package lan is the LAN tier of the fetch pipeline: the client side of the
+// peer protocol. It asks every LAN peer at once whether it holds (or is
+// fetching) a file, and streams from the best answer.
+//
+// Only files whose expectation gives a signed SHA-256 (by digest) or a name
+// key and exact size (urpmi rpms) are ever asked for; the pipeline verifies
+// whatever a peer sends. One node of a site fetches a file that several miss
+// at once; the others stream from it (see Source.Fetch).
+//
+// A peer that lies (bytes failing verification), stalls or sends too slowly
+// (cut by the pipeline), or promises a file and does not deliver it (answers
+// "starting" or is elected to fetch and never starts; answers "complete" and
+// then refuses the GET) is banned, by node id through the PeerSet and by
+// address here, so that a peer changing its id cannot come straight back.
+package lan
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pkgswarm/pkgswarm/proxy/fetch"
+)
+
+// Peer is another pkgswarm node on the LAN.
+type Peer struct {
+	ID  string // node id
+	URL string // base URL, "http://ip:port"
+}
+
+// PeerSet is the live set of LAN peers (discovery, through an adapter in
+// cmd). Peers is called once per lookup round and must be cheap.
+type PeerSet interface {
+	Peers() []Peer
+	// Ban keeps a peer out of Peers until the given time.
+	Ban(id string, until time.Time, reason string)
+}
+
+// Peer protocol states, in the X-Pkgswarm-State header of a HEAD on
+// /_pkgswarm/v1/blob/sha256/<hex> (the server side is in package proxy).
+const (
+	stateComplete = "complete"
+	stateFetching = "fetching"
+	stateStarting = "starting"
+	statePending  = "pending"
+)
+
+// Source is the LAN tier.
+type Source struct {
+	Peers  PeerSet
+	NodeID string // this node's id: ranks it against peers fetching at once
+	// Client talks to peers. Nil means a client with short timeouts that
+	// ignores proxy environment variables.
+	Client *http.Client
+	// Budget bounds one round of HEAD probes. Zero means 500ms.
+	Budget time.Duration
+	// Wait bounds how long a node waits for a peer that is about to fetch
+	// the same file. Zero means 15s.
+	Wait time.Duration
+	// BanFor is how long a misbehaving peer is banned. Zero means 10
+	// minutes.
+	BanFor time.Duration
+	// Now returns the current time. Nil means time.Now.
+	Now func() time.Time
+
+	once   sync.Once
+	mu     sync.Mutex           // protects banned
+	banned map[string]time.Time // peer host (address) → end of ban
+}
+
+var (
+	_ fetch.Source    = (*Source)(nil)
+	_ fetch.Penalizer = (*Source)(nil)
+)
+
+func (l *Source) init() {
+	l.once.Do(func() {
+		if l.Client == nil {
+			l.Client = &http.Client{Transport: &http.Transport{
+				Proxy:                 nil,
+				DialContext:           (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+				MaxIdleConnsPerHost:   8,
+				IdleConnTimeout:       time.Minute,
+				ResponseHeaderTimeout: 10 * time.Second,
+				DisableCompression:    true,
+			}}
+		}
+		if l.Budget <= 0 {
+			l.Budget = 500 * time.Millisecond
+		}
+		if l.Wait <= 0 {
+			l.Wait = 15 * time.Second
+		}
+		if l.BanFor <= 0 {
+			l.BanFor = 10 * time.Minute
+		}
+		if l.Now == nil {
+			l.Now = time.Now
+		}
+		l.banned = map[string]time.Time{}
+	})
+}
+
+// Name implements fetch.Source.
+func (l *Source) Name() string { return "lan" }
+
+type probeResult struct {
+	peer  Peer
+	state string
+}
+
+// Fetch implements fetch.Source. One node of the site fetches a file the
+// others miss at the same moment; the rest stream from it. A peer whose
+// download is past its LAN round ("starting") is waited for whatever its
+// id. Among peers still in their LAN round ("pending"), the one ranked first
+// by rendezvous hashing of (node id, file) goes on, independent of who asked
+// first; the others wait for it. A peer that said it was fetching the file
+// for the site ("starting") and still serves nothing after Wait is banned:
+// it promised and did not deliver.
+func (l *Source) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, error) {
+	l.init()
+	what, err := lookupPath(a.Request)
+	if err != nil {
+		return nil, err
+	}
+	deadline := l.Now().Add(l.Wait)
+	confirmed := false
+	starting := map[string]Peer{} // peers that said they fetch it for the site, by id
+	for {
+		peers := l.live()
+		if len(peers) == 0 {
+			return nil, fmt.Errorf("lan: no peers: %w", fetch.ErrNotFound)
+		}
+		results := l.probe(ctx, peers, what)
+		var complete, fetching []Peer
+		waitFor, contended := false, false
+		myRank := rendezvous(l.NodeID, what)
+		for _, r := range results {
+			switch r.state {
+			case stateComplete:
+				complete = append(complete, r.peer)
+			case stateFetching:
+				fetching = append(fetching, r.peer)
+			case stateStarting:
+				waitFor = true
+				starting[r.peer.ID] = r.peer
+			case statePending:
+				if rendezvous(r.peer.ID, what) > myRank {
+					waitFor = true
+				} else {
+					contended = true
+				}
+			}
+		}
+		// Spread the load: any holder will do, not always the fastest to
+		// answer (which would serve the whole site).
+		rand.Shuffle(len(complete), func(i, j int) { complete[i], complete[j] = complete[j], complete[i] })
+		rand.Shuffle(len(fetching), func(i, j int) { fetching[i], fetching[j] = fetching[j], fetching[i] })
+		for _, p := range append(complete, fetching...) {
+			body, err := l.get(ctx, p, what, a.Offset)
+			if err == nil {
+				return body, nil
+			}
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			// It said it had the file, then did not serve it.
+			l.ban(p, fmt.Errorf("lan peer %s announced %s and then failed to serve it: %w", p.URL, what, err))
+		}
+		if !waitFor && contended && !confirmed {
+			// This node outranks every peer it saw in its LAN round, but a
+			// peer that probed before this node's download existed saw no
+			// contender and may be on its way to the origin already: look
+			// once more before going too.
+			confirmed = true
+			waitFor = true
+		} else if !waitFor {
+			return nil, fmt.Errorf("lan: no peer of %d holds %s: %w", len(peers), what, fetch.ErrNotFound)
+		} else if l.Now().After(deadline) {
+			for _, p := range starting {
+				l.ban(p, fmt.Errorf("lan peer %s said it was about to fetch %s and sent nothing in %v", p.URL, what, l.Wait))
+			}
+			return nil, fmt.Errorf("lan: the peers about to fetch %s did not in %v: %w", what, l.Wait, fetch.ErrNotFound)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// lookupPath is the peer protocol path a request is asked by.
+func lookupPath(req *fetch.Request) (string, error) {
+	switch {
+	case req.Expect == nil:
+		return "", fmt.Errorf("lan: %s is not vouched for by a verified chain: %w", req.URL, fetch.ErrNotFound)
+	case req.Expect.SHA256 != nil:
+		return "/_pkgswarm/v1/blob/sha256/" + req.Expect.Hex(), nil
+	case req.Expect.Key != "" && req.Expect.Size >= 0 && !strings.ContainsAny(req.Expect.Key, "/:|"):
+		// Known by name and size only (urpmi): the pipeline runs the rpm
+		// signature and payload check on whatever a peer sends.
+		return "/_pkgswarm/v1/rpm/" + req.Expect.Key, nil
+	}
+	return "", fmt.Errorf("lan: %s has no lookup key: %w", req.URL, fetch.ErrNotFound)
+}
+
+// live is the peer set without peers banned here by address.
+func (l *Source) live() []Peer {
+	peers := l.Peers.Peers()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.Now()
+	out := peers[:0:0]
+	for _, p := range peers {
+		if until, ok := l.banned[hostOf(p.URL)]; ok && now.Before(until) {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func hostOf(u string) string {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return u
+	}
+	return pu.Hostname()
+}
+
+// rendezvous ranks a node for a file (highest random weight hashing): every
+// node computes the same ranking, and different files get different
+// leaders.
+func rendezvous(nodeID, what string) uint64 {
+	h := sha256.Sum256([]byte(nodeID + "\x00" + what))
+	return binary.BigEndian.Uint64(h[:8])
+}
+
+// probe sends HEAD to every peer at once and returns the answers that came
+// within the budget; it returns early once a peer holds the whole file.
+func (l *Source) probe(ctx context.Context, peers []Peer, what string) []probeResult {
+	ctx, cancel := context.WithTimeout(ctx, l.Budget)
+	defer cancel()
+	ch := make(chan probeResult, len(peers))
+	for _, p := range peers {
+		go func() {
+			req, err := http.NewRequestWithContext(ctx, http.MethodHead, peerURL(p, what), nil)
+			if err != nil {
+				ch <- probeResult{peer: p}
+				return
+			}
+			resp, err := l.Client.Do(req)
+			if err != nil {
+				ch <- probeResult{peer: p}
+				return
+			}
+			resp.Body.Close()
+			state := ""
+			if resp.StatusCode == http.StatusOK {
+				state = resp.Header.Get("X-Pkgswarm-State")
+				if state == "" {
+					state = stateComplete
+				}
+			}
+			ch <- probeResult{peer: p, state: state}
+		}()
+	}
+	var out []probeResult
+	var settle <-chan time.Time
+	for range peers {
+		select {
+		case r := <-ch:
+			out = append(out, r)
+			if r.state == stateComplete && settle == nil {
+				// A holder answered: give the others a moment, so the
+				// choice among holders is not always the fastest one.
+				settle = time.After(probeSettle)
+			}
+		case <-settle:
+			return out
+		case <-ctx.Done():
+			return out
+		}
+	}
+	return out
+}
+
+// probeSettle is how long probe keeps listening after the first holder.
+const probeSettle = 20 * time.Millisecond
+
+func peerURL(p Peer, what string) string {
+	return strings.TrimRight(p.URL, "/") + what
+}
+
+func (l *Source) get(ctx context.Context, p Peer, what string, offset int64) (*fetch.Body, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, peerURL(p, what), nil)
+	if err != nil {
+		return nil, err
+	}
+	if offset > 0 {
+		req.Header.Set("Range", "bytes="+strconv.FormatInt(offset, 10)+"-")
+	}
+	resp, err := l.Client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	who := p.ID + "@" + p.URL
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return &fetch.Body{ReadCloser: resp.Body, Size: resp.ContentLength, Peer: who}, nil
+	case http.StatusPartialContent:
+		start, ok := ContentRangeStart(resp.Header.Get("Content-Range"))
+		if !ok || start > offset {
+			resp.Body.Close()
+			return nil, fmt.Errorf("lan peer %s: unusable Content-Range %q for offset %d", p.URL, resp.Header.Get("Content-Range"), offset)
+		}
+		return &fetch.Body{ReadCloser: resp.Body, Start: start, Size: -1, Peer: who}, nil
+	}
+	resp.Body.Close()
+	return nil, fmt.Errorf("lan peer %s: %s", p.URL, resp.Status)
+}
+
+// Penalize implements fetch.Penalizer: the peer that sent bad bytes, or
+// stalled, is banned by id and by address.
+func (l *Source) Penalize(a *fetch.Attempt, who string, reason error) {
+	l.init()
+	id, u, _ := strings.Cut(who, "@")
+	if id == "" {
+		return
+	}
+	l.ban(Peer{ID: id, URL: u}, reason)
+}
+
+func (l *Source) ban(p Peer, reason error) {
+	until := l.Now().Add(l.BanFor)
+	if h := hostOf(p.URL); h != "" {
+		l.mu.Lock()
+		l.banned[h] = until
+		l.mu.Unlock()
+	}
+	l.Peers.Ban(p.ID, until, reason.Error())
+}
+
+// ContentRangeStart parses the first byte position of a "bytes N-M/T"
+// Content-Range.
+func ContentRangeStart(cr string) (int64, bool) {
+	rest, ok := strings.CutPrefix(cr, "bytes ")
+	if !ok {
+		return 0, false
+	}
+	a, _, ok := strings.Cut(rest, "-")
+	if !ok || a == "" || len(a) > 19 {
+		return 0, false
+	}
+	for _, c := range a {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(a, 10, 64)
+	return n, err == nil && n >= 0
+}

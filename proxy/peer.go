@@ -1,0 +1,162 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pkgswarm/pkgswarm/proxy/fetch"
+	"github.com/pkgswarm/pkgswarm/proxy/store"
+)
+
+// The peer protocol (docs/design.md, "LAN peers"): other pkgswarm nodes ask
+// for blobs a signed chain vouches for, by digest or (urpmi rpms) by name
+// key. A node serves only shareable blobs, and downloads in flight whose
+// expectation comes from a signed chain (the asking node verifies what it
+// gets; a download that fails is aborted here too).
+
+// Peer protocol states, sent in the X-Pkgswarm-State header of an answer on
+// /_pkgswarm/v1/blob/sha256/<hex>.
+const (
+	StateComplete = "complete" // a verified blob: served with Range support
+	StateFetching = "fetching" // a download whose bytes are flowing: streamed as they arrive
+	StateStarting = "starting" // a download past its LAN round, on its way to the swarm or origin
+	StatePending  = "pending"  // a download still asking its LAN peers
+)
+
+func (s *Server) peerRoutes() {
+	s.mux.HandleFunc("GET /_pkgswarm/v1/node", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]string{"id": s.cfg.NodeID, "version": s.cfg.Version})
+	})
+	s.mux.HandleFunc("GET /_pkgswarm/v1/blob/sha256/{hex}", s.serveBlobToPeer) // GET also matches HEAD
+	s.mux.HandleFunc("GET /_pkgswarm/v1/rpm/{key}", s.serveNameToPeer)
+}
+
+// serveBlobToPeer answers GET/HEAD /_pkgswarm/v1/blob/sha256/<hex>: a
+// shareable blob (Range supported), or a signed download in flight
+// (streamed as it arrives), so that two nodes of a site never both fetch
+// one file from the origin. Anything else is 404.
+func (s *Server) serveBlobToPeer(w http.ResponseWriter, r *http.Request) {
+	d, err := store.ParseDigest(strings.ToLower(r.PathValue("hex")))
+	if err != nil {
+		http.Error(w, "pkgswarm: bad digest: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if s.st.Shareable(d) {
+		if f, _, err := s.st.OpenBlob(d); err == nil {
+			defer f.Close()
+			w.Header().Set("ETag", etag(d))
+			w.Header().Set("X-Pkgswarm-State", StateComplete)
+			http.ServeContent(w, r, "", time.Time{}, f)
+			return
+		}
+	}
+	f := s.fetch.Flight(fetch.DigestKey(d))
+	if f == nil || !f.Peers() {
+		http.Error(w, "pkgswarm: no verified blob sha256:"+d.String(), http.StatusNotFound)
+		return
+	}
+	s.streamFlightToPeer(w, r, f)
+}
+
+func (s *Server) streamFlightToPeer(w http.ResponseWriter, r *http.Request, f *fetch.Flight) {
+	state := StatePending
+	if f.Leading() {
+		state = StateStarting
+	}
+	select {
+	case <-f.Ready():
+		state = StateFetching
+	default:
+	}
+	select {
+	case <-f.Done():
+		if err := f.Err(); err != nil {
+			http.Error(w, "pkgswarm: download failed: "+err.Error(), http.StatusNotFound)
+			return
+		}
+		state = StateFetching // committed: the reader reads the blob
+	default:
+	}
+	w.Header().Set("X-Pkgswarm-State", state)
+	size := f.Size()
+	if r.Method == http.MethodHead {
+		if size >= 0 {
+			w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+		}
+		return
+	}
+	select {
+	case <-f.Ready():
+	case <-r.Context().Done():
+		return
+	}
+	var offset int64
+	if rg := r.Header.Get("Range"); rg != "" {
+		n, ok := openRangeStart(rg)
+		if !ok || size < 0 || n >= size {
+			http.Error(w, "pkgswarm: only one open range (bytes=N-) is served from a download in flight", http.StatusRequestedRangeNotSatisfiable)
+			return
+		}
+		offset = n
+	}
+	fo := f.NewReader(r.Context())
+	defer fo.Close()
+	if offset > 0 {
+		if _, err := fo.Seek(offset, io.SeekStart); err != nil {
+			http.Error(w, "pkgswarm: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+	}
+	if size >= 0 {
+		w.Header().Set("Content-Length", strconv.FormatInt(size-offset, 10))
+	}
+	if offset > 0 {
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", offset, size-1, size))
+		w.WriteHeader(http.StatusPartialContent)
+	}
+	if _, err := io.Copy(w, fo); err != nil && !errors.Is(err, context.Canceled) {
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// openRangeStart parses "bytes=N-", the only range served from a download in
+// flight.
+func openRangeStart(rg string) (int64, bool) {
+	rest, ok := strings.CutPrefix(rg, "bytes=")
+	if !ok || !strings.HasSuffix(rest, "-") || strings.Contains(rest, ",") {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(strings.TrimSuffix(rest, "-"), 10, 64)
+	return n, err == nil && n >= 0
+}
+
+// serveNameToPeer answers GET/HEAD /_pkgswarm/v1/rpm/<name key>: the
+// verified rpm a name key maps to (Range supported), with its digest in
+// X-Pkgswarm-Sha256, or 404.
+func (s *Server) serveNameToPeer(w http.ResponseWriter, r *http.Request) {
+	key := strings.ToLower(r.PathValue("key"))
+	d, err := s.st.Name(key)
+	if err != nil || !s.st.Shareable(d) {
+		http.Error(w, "pkgswarm: no verified rpm for name key "+key, http.StatusNotFound)
+		return
+	}
+	f, _, err := s.st.OpenBlob(d)
+	if err != nil {
+		http.Error(w, "pkgswarm: no verified rpm for name key "+key, http.StatusNotFound)
+		return
+	}
+	defer f.Close()
+	w.Header().Set("Content-Type", "application/x-rpm")
+	w.Header().Set("ETag", etag(d))
+	w.Header().Set("X-Pkgswarm-Sha256", d.String())
+	http.ServeContent(w, r, "", time.Time{}, f)
+}
