@@ -105,7 +105,7 @@ func New(cfg Config) (*Client, error) {
 		tr = defaultTransport()
 		d.next = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: pol.control}).DialContext
 	} else {
-		if cfg.Transport.DialTLSContext != nil || cfg.Transport.DialTLS != nil || cfg.Transport.Dial != nil { //nolint:staticcheck // refusing the deprecated field is the point
+		if cfg.Transport.DialTLSContext != nil || cfg.Transport.DialTLS != nil || cfg.Transport.Dial != nil {
 			return nil, errors.New("origin: Config.Transport dials by itself (DialTLSContext, DialTLS or Dial): the egress policy could not check its addresses; set DialContext instead")
 		}
 		tr = cfg.Transport.Clone()
