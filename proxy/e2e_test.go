@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/pkgswarm/pkgswarm/internal/aptenv"
+	"github.com/pkgswarm/pkgswarm/internal/node"
+	noderig "github.com/pkgswarm/pkgswarm/internal/rig"
 	"github.com/pkgswarm/pkgswarm/internal/testrepo"
 	"github.com/pkgswarm/pkgswarm/proxy"
 	"github.com/pkgswarm/pkgswarm/proxy/store"
@@ -29,23 +31,22 @@ import (
 )
 
 // rig is one signed repository behind a real origin server, and a pkgswarm
-// proxy in front of it.
+// node in front of it (the product's wiring, internal/node).
 type rig struct {
+	*noderig.Node
 	t      *testing.T
 	repo   *testrepo.Repo
 	origin *testrepo.Origin
-	store  *store.Store
-	srv    *proxy.Server
-	http   *httptest.Server
-	logs   *syncBuffer
 }
 
 type rigOptions struct {
 	packages   []testrepo.Package
-	untrusted  bool          // proxy does not trust the repository key
+	untrusted  bool          // the node does not trust the repository key
 	revalidate time.Duration // 0: 27s default
-	cfg        func(*proxy.Config)
+	cfg        func(*node.Config)
 	dir        string // store dir; "" = temp
+	maxBytes   int64  // store bound; 0 = unbounded
+	origins    []string // more origins to allow (mirrors)
 }
 
 var defaultPackages = []testrepo.Package{
@@ -67,61 +68,34 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	return r
 }
 
-// start (re)starts the proxy on o.dir (or a new temp dir).
+// start starts the node on o.dir (or a new temp dir).
 func (r *rig) start(o rigOptions) {
 	t := r.t
-	dir := o.dir
-	if dir == "" {
-		dir = t.TempDir()
-	}
-	st, err := store.Open(store.Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var kr *apt.Keyring
 	if !o.untrusted {
-		kr, err = apt.LoadKeyring(r.repo.Key.KeyringPath)
-		if err != nil {
+		var err error
+		if kr, err = apt.LoadKeyring(r.repo.Key.KeyringPath); err != nil {
 			t.Fatal(err)
 		}
 	}
-	r.logs = &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(io.MultiWriter(r.logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	u, _ := url.Parse(r.origin.URL)
-	var port int
-	fmt.Sscan(u.Port(), &port)
-	cfg := proxy.Config{Store: st, Keyring: kr, AllowPorts: []int{port}, Logger: log, RevalidateEvery: o.revalidate, NodeID: "test"}
-	if o.cfg != nil {
-		o.cfg(&cfg)
-	}
-	srv, err := proxy.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.store, r.srv = st, srv
-	r.http = httptest.NewServer(srv)
-	t.Cleanup(r.stop)
+	r.Node = noderig.Start(t, noderig.Options{Dir: o.dir, MaxBytes: o.maxBytes, OriginURLs: append([]string{r.origin.URL}, o.origins...),
+		Config: func(c *node.Config) {
+			c.AptKeyring, c.Revalidate = kr, o.revalidate
+			if o.cfg != nil {
+				o.cfg(c)
+			}
+		}})
 }
 
-func (r *rig) stop() {
-	if r.http == nil {
-		return
-	}
-	r.http.Close()
-	r.srv.Close()
-	r.store.Close()
-	r.http = nil
-}
-
-// client returns an isolated apt-get using the proxy in forward mode
+// client returns an isolated apt-get using the node in forward mode
 // (prefix=false) or URL-prefix mode.
 func (r *rig) client(prefix bool) *aptenv.Client {
 	src := aptenv.Source{URL: r.origin.URL, Keyring: r.repo.Key.KeyringPath, Suite: r.repo.Suite}
 	opts := aptenv.Options{Sources: []aptenv.Source{src}}
 	if prefix {
-		opts.Sources[0].URL = r.http.URL + "/" + strings.TrimPrefix(r.origin.URL, "http://")
+		opts.Sources[0].URL = r.PrefixURL(r.origin.URL)
 	} else {
-		opts.Proxy = r.http.URL
+		opts.Proxy = r.URL
 	}
 	return aptenv.New(r.t, opts)
 }
@@ -157,42 +131,6 @@ func (r *rig) install(c *aptenv.Client) {
 	}
 }
 
-func (r *rig) status() proxy.Status {
-	r.t.Helper()
-	resp, err := http.Get(r.http.URL + "/_pkgswarm/status")
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var st proxy.Status
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		r.t.Fatal(err)
-	}
-	return st
-}
-
-// proxyClient is an HTTP client using the proxy in forward mode.
-func (r *rig) proxyClient() *http.Client {
-	pu, _ := url.Parse(r.http.URL)
-	return &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu), DisableCompression: true}, Timeout: 2 * time.Minute}
-}
-
-// get fetches an origin URL through the proxy in forward mode.
-func (r *rig) get(u string, hdr http.Header) (*http.Response, []byte, error) {
-	c := r.proxyClient()
-	req, _ := http.NewRequest(http.MethodGet, u, nil)
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return resp, body, err
-}
-
 func TestAptBothModesShareOneCache(t *testing.T) {
 	r := newRig(t, rigOptions{})
 	r.install(r.client(false))
@@ -205,7 +143,7 @@ func TestAptBothModesShareOneCache(t *testing.T) {
 	if got := r.origin.Requests(".deb"); got != debGets {
 		t.Fatalf("second client caused %d more origin .deb GETs, want 0", got-debGets)
 	}
-	st := r.status()
+	st := r.State()
 	if len(st.Repos) != 1 || !st.Repos[0].Trusted {
 		t.Fatalf("status repositories = %+v, want one trusted", st.Repos)
 	}
@@ -234,14 +172,14 @@ func TestTamperedDebIsRefusedAndNotCached(t *testing.T) {
 		t.Fatalf("apt-get accepted a tampered .deb:\n%s", out)
 	}
 	bad := sha256.Sum256(tampered)
-	if r.store.HasBlob(store.Digest(bad)) {
+	if r.Store.HasBlob(store.Digest(bad)) {
 		t.Fatal("the tampered .deb is in the cache")
 	}
-	logs := r.logs.String()
+	logs := r.Logs.String()
 	if !strings.Contains(logs, victim.Path) || !strings.Contains(logs, victim.SHA256) {
 		t.Fatalf("proxy log does not name the URL and digest that failed:\n%s", logs)
 	}
-	if st := r.status(); len(st.Failures) == 0 {
+	if st := r.State(); len(st.Failures) == 0 {
 		t.Fatal("status lists no verification failure")
 	}
 	// Fixed at the origin: the next request succeeds (nothing bad stuck).
@@ -255,7 +193,7 @@ func TestBadInReleaseSignatureKeepsOldRoot(t *testing.T) {
 	r := newRig(t, rigOptions{revalidate: time.Millisecond})
 	r.install(r.client(false))
 	inrel := r.origin.URL + "/" + r.repo.DistPath("InRelease")
-	_, good, err := r.get(inrel, nil)
+	_, good, err := r.Get(inrel, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +201,7 @@ func TestBadInReleaseSignatureKeepsOldRoot(t *testing.T) {
 		return bytes.Replace(b, []byte("Suite: "), []byte("Suite:  "), 1)
 	})
 	time.Sleep(5 * time.Millisecond)
-	resp, got, err := r.get(inrel, nil)
+	resp, got, err := r.Get(inrel, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +210,7 @@ func TestBadInReleaseSignatureKeepsOldRoot(t *testing.T) {
 	}
 	// A fresh client still updates and installs.
 	r.install(r.client(true))
-	if !strings.Contains(r.logs.String(), "root refused") {
+	if !strings.Contains(r.Logs.String(), "root refused") {
 		t.Fatal("no log line says the root was refused")
 	}
 }
@@ -280,7 +218,7 @@ func TestBadInReleaseSignatureKeepsOldRoot(t *testing.T) {
 func TestRootNeverMovesBackwards(t *testing.T) {
 	r := newRig(t, rigOptions{revalidate: time.Millisecond})
 	inrel := r.origin.URL + "/" + r.repo.DistPath("InRelease")
-	_, old, err := r.get(inrel, nil)
+	_, old, err := r.Get(inrel, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +226,7 @@ func TestRootNeverMovesBackwards(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(5 * time.Millisecond)
-	_, newer, err := r.get(inrel, nil)
+	_, newer, err := r.Get(inrel, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,14 +236,14 @@ func TestRootNeverMovesBackwards(t *testing.T) {
 	// A mirror serving the older (validly signed) root is refused.
 	r.origin.Tamper(r.repo.DistPath("InRelease"), func([]byte) []byte { return old })
 	time.Sleep(5 * time.Millisecond)
-	_, got, err := r.get(inrel, nil)
+	_, got, err := r.Get(inrel, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, newer) {
 		t.Fatal("proxy served an older root than the one it had accepted")
 	}
-	if !strings.Contains(r.logs.String(), "older than the accepted root") {
+	if !strings.Contains(r.Logs.String(), "older than the accepted root") {
 		t.Fatal("no log line explains the refusal")
 	}
 }
@@ -318,7 +256,7 @@ func TestOfflineAfterWarmRun(t *testing.T) {
 	r.install(r.client(false))
 	r.install(r.client(true))
 	// An uncached file gets a clear 504.
-	resp, body, err := r.get(r.origin.URL+"/pool/main/n/nothere/nothere_1_amd64.deb", nil)
+	resp, body, err := r.Get(r.origin.URL+"/pool/main/n/nothere/nothere_1_amd64.deb", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +280,7 @@ func TestHerdOneOriginGet(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := r.proxyClient().Get(u)
+			resp, err := r.ProxyClient().Get(u)
 			if err != nil {
 				errs <- err
 				return
@@ -370,11 +308,7 @@ func TestMirrorFallbackOnTamper(t *testing.T) {
 	primary := testrepo.Serve(t, repo.Dir)
 	mirror := testrepo.Serve(t, repo.Dir)
 	r := &rig{t: t, repo: repo, origin: primary}
-	mu, _ := url.Parse(mirror.URL)
-	var mport int
-	fmt.Sscan(mu.Port(), &mport)
-	r.start(rigOptions{cfg: func(c *proxy.Config) {
-		c.AllowPorts = append(c.AllowPorts, mport)
+	r.start(rigOptions{origins: []string{mirror.URL}, cfg: func(c *node.Config) {
 		c.Mirrors = map[string][]string{primary.URL: {mirror.URL}}
 	}})
 	victim := repo.Debs["alpha"]
@@ -388,12 +322,12 @@ func TestMirrorFallbackOnTamper(t *testing.T) {
 func TestPlainIndexFromMidSyncMirror(t *testing.T) {
 	r := newRig(t, rigOptions{})
 	inrel := r.origin.URL + "/" + r.repo.DistPath("InRelease")
-	if resp, _, err := r.get(inrel, nil); err != nil || resp.StatusCode != 200 {
+	if resp, _, err := r.Get(inrel, nil); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("InRelease: %v %v", resp, err)
 	}
 	p := r.repo.DistPath("main/binary-amd64/Packages.xz")
 	r.origin.Tamper(p, func(b []byte) []byte { return append(bytes.Clone(b), 0) })
-	resp, body, err := r.get(r.origin.URL+"/"+p, nil)
+	resp, body, err := r.Get(r.origin.URL+"/"+p, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,13 +346,13 @@ func TestUntrustedRepositoryStillCaches(t *testing.T) {
 	if got := r.origin.Requests(".deb"); got != debGets {
 		t.Fatalf("untrusted repository: second client caused %d origin .deb GETs", got-debGets)
 	}
-	st := r.status()
+	st := r.State()
 	if len(st.Repos) != 1 || st.Repos[0].Trusted || st.Repos[0].Note == "" {
 		t.Fatalf("status repositories = %+v, want one untrusted with a note", st.Repos)
 	}
 	// Nothing of it is offered to peers.
 	d := r.repo.Debs["alpha"]
-	resp, err := http.Get(r.http.URL + "/_pkgswarm/v1/blob/sha256/" + d.SHA256)
+	resp, err := http.Get(r.URL + "/_pkgswarm/v1/blob/sha256/" + d.SHA256)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,7 +366,7 @@ func TestPeerEndpointServesVerifiedBlobsWithRange(t *testing.T) {
 	r := newRig(t, rigOptions{})
 	r.install(r.client(false))
 	d := r.repo.Debs["charlie"]
-	req, _ := http.NewRequest(http.MethodGet, r.http.URL+"/_pkgswarm/v1/blob/sha256/"+d.SHA256, nil)
+	req, _ := http.NewRequest(http.MethodGet, r.URL+"/_pkgswarm/v1/blob/sha256/"+d.SHA256, nil)
 	req.Header.Set("Range", "bytes=100-199")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -452,7 +386,7 @@ func TestPeerEndpointServesVerifiedBlobsWithRange(t *testing.T) {
 func TestRefusesWhatIsNotARepository(t *testing.T) {
 	r := newRig(t, rigOptions{})
 	for _, u := range []string{r.origin.URL + "/index.html", "http://127.0.0.1:1/pool/x.deb"} {
-		resp, body, err := r.get(u, nil)
+		resp, body, err := r.Get(u, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -462,48 +396,6 @@ func TestRefusesWhatIsNotARepository(t *testing.T) {
 	}
 }
 
-// eventually polls cond for up to 10 s. A client is answered as soon as a
-// download's digest matches; the commit into the store (fsync, rename, the
-// verified mark) may finish a moment later.
-func eventually(cond func() bool) bool {
-	for deadline := time.Now().Add(10 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers (the logger).
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// testWriter sends log lines to t.Log only when the test is verbose, so
-// failures keep their context without drowning normal runs.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	if testing.Verbose() {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
 // An https origin reached through the /https/ prefix: fetched over TLS,
 // verified, cached; apt never speaks TLS itself.
 func TestHTTPSOriginThroughPrefix(t *testing.T) {
@@ -511,18 +403,15 @@ func TestHTTPSOriginThroughPrefix(t *testing.T) {
 	origin := testrepo.ServeTLS(t, repo.Dir)
 	r := &rig{t: t, repo: repo, origin: origin}
 	ou, _ := url.Parse(origin.URL)
-	var port int
-	fmt.Sscan(ou.Port(), &port)
-	r.start(rigOptions{cfg: func(c *proxy.Config) {
-		c.AllowPorts = []int{port}
-		c.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: origin.CertPool()}}
+	r.start(rigOptions{cfg: func(c *node.Config) {
+		c.OriginTransport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: origin.CertPool()}}
 	}})
 	c := aptenv.New(t, aptenv.Options{Sources: []aptenv.Source{{
-		URL: r.http.URL + "/https/" + ou.Host, Keyring: repo.Key.KeyringPath, Suite: repo.Suite}}})
+		URL: r.URL + "/https/" + ou.Host, Keyring: repo.Key.KeyringPath, Suite: repo.Suite}}})
 	r.install(c)
 	before := origin.Requests(".deb")
 	r.install(aptenv.New(t, aptenv.Options{Sources: []aptenv.Source{{
-		URL: r.http.URL + "/https/" + ou.Host, Keyring: repo.Key.KeyringPath, Suite: repo.Suite}}}))
+		URL: r.URL + "/https/" + ou.Host, Keyring: repo.Key.KeyringPath, Suite: repo.Suite}}}))
 	if origin.Requests(".deb") != before {
 		t.Fatal("second client went to the https origin again")
 	}
@@ -539,7 +428,7 @@ func TestRangeFromCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	u := r.origin.URL + "/" + d.Path
-	resp, body, err := r.get(u, http.Header{"Range": {"bytes=1000-1999"}})
+	resp, body, err := r.Get(u, http.Header{"Range": {"bytes=1000-1999"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -550,11 +439,11 @@ func TestRangeFromCache(t *testing.T) {
 	if etag != `"sha256-`+d.SHA256+`"` {
 		t.Fatalf("ETag %q does not name the digest", etag)
 	}
-	resp, body, _ = r.get(u, http.Header{"Range": {"bytes=10-19"}, "If-Range": {etag}})
+	resp, body, _ = r.Get(u, http.Header{"Range": {"bytes=10-19"}, "If-Range": {etag}})
 	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, full[10:20]) {
 		t.Fatalf("If-Range matching: %d, %d bytes", resp.StatusCode, len(body))
 	}
-	resp, body, _ = r.get(u, http.Header{"Range": {"bytes=10-19"}, "If-Range": {`"other"`}})
+	resp, body, _ = r.Get(u, http.Header{"Range": {"bytes=10-19"}, "If-Range": {`"other"`}})
 	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, full) {
 		t.Fatalf("If-Range not matching: %d, %d bytes, want the whole file", resp.StatusCode, len(body))
 	}
@@ -580,9 +469,9 @@ func TestConnectAllowList(t *testing.T) {
 		}
 	}()
 	allowed := echo.Addr().String()
-	r := newRig(t, rigOptions{cfg: func(c *proxy.Config) { c.ConnectAllow = []string{allowed} }})
+	r := newRig(t, rigOptions{cfg: func(c *node.Config) { c.ConnectAllow = []string{allowed} }})
 	dial := func(target string) (net.Conn, string) {
-		c, err := net.Dial("tcp", strings.TrimPrefix(r.http.URL, "http://"))
+		c, err := net.Dial("tcp", strings.TrimPrefix(r.URL, "http://"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -615,17 +504,8 @@ func TestConnectAllowList(t *testing.T) {
 
 // The status page reports the cache's size bound as configured.
 func TestStatusReportsSizeBound(t *testing.T) {
-	st, err := store.Open(store.Options{Dir: t.TempDir(), MaxBytes: 5 << 30})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	srv, err := proxy.New(proxy.Config{Store: st, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	if got := srv.Status().Store.MaxBytes; got != 5<<30 {
+	r := newRig(t, rigOptions{maxBytes: 5 << 30})
+	if got := r.State().Store.MaxBytes; got != 5<<30 {
 		t.Fatalf("status max_bytes = %d, want %d", got, int64(5<<30))
 	}
 }

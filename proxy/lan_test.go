@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -16,21 +17,25 @@ import (
 
 	"github.com/pkgswarm/pkgswarm/internal/rpmrepo"
 	"github.com/pkgswarm/pkgswarm/internal/testrepo"
-	"github.com/pkgswarm/pkgswarm/proxy"
+	"github.com/pkgswarm/pkgswarm/internal/node"
+	noderig "github.com/pkgswarm/pkgswarm/internal/rig"
+	"github.com/pkgswarm/pkgswarm/proxy/fetch"
+	"github.com/pkgswarm/pkgswarm/proxy/fetch/lan"
+	"github.com/pkgswarm/pkgswarm/proxy/target"
 	"github.com/pkgswarm/pkgswarm/proxy/store"
 )
 
 // staticPeers is a PeerSet with a fixed list that records bans.
 type staticPeers struct {
 	mu    sync.Mutex
-	peers []proxy.LANPeer
+	peers []lan.Peer
 	bans  map[string]string
 }
 
-func (s *staticPeers) Peers() []proxy.LANPeer {
+func (s *staticPeers) Peers() []lan.Peer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []proxy.LANPeer
+	var out []lan.Peer
 	for _, p := range s.peers {
 		if _, banned := s.bans[p.ID]; !banned {
 			out = append(out, p)
@@ -48,34 +53,56 @@ func (s *staticPeers) Ban(id string, until time.Time, reason string) {
 	s.bans[id] = reason
 }
 
-func (s *staticPeers) set(p ...proxy.LANPeer) {
+func (s *staticPeers) banned(id string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bans[id]
+}
+
+func (s *staticPeers) set(p ...lan.Peer) {
 	s.mu.Lock()
 	s.peers = p
 	s.mu.Unlock()
 }
 
-// node starts another proxy in front of r's origin, asking peers first.
-func (r *rig) node(id string, peers proxy.PeerSet) *rig {
+// node starts another node in front of r's origin, asking peers first.
+func (r *rig) node(id string, peers lan.PeerSet) *rig {
 	n := &rig{t: r.t, repo: r.repo, origin: r.origin}
-	n.start(rigOptions{cfg: func(c *proxy.Config) {
+	n.start(rigOptions{cfg: func(c *node.Config) {
 		c.NodeID = id
 		if peers != nil {
-			c.Peers = []proxy.Source{&proxy.LANSource{Peers: peers, NodeID: id}}
+			c.Site = []fetch.Source{&lan.Source{Peers: peers, NodeID: id}}
 		}
 	}})
 	return n
 }
 
+// expects waits until n's trust resolver gives a digest for the origin path
+// p (an index parse finishes in the background after its file is served).
+func (n *rig) expects(p string) {
+	n.t.Helper()
+	tg, err := target.Parse(n.origin.URL + "/" + p)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	if !noderig.Eventually(func() bool {
+		plan, err := n.Trust.Resolve(context.Background(), tg)
+		return err == nil && plan.Request != nil && plan.Request.Expect != nil
+	}) {
+		n.t.Fatalf("no verified index lists %s", p)
+	}
+}
+
 func TestLANPeerServesSecondNode(t *testing.T) {
 	a := newRig(t, rigOptions{})
-	b := a.node("b", &staticPeers{peers: []proxy.LANPeer{{ID: "a", URL: a.http.URL}}})
+	b := a.node("b", &staticPeers{peers: []lan.Peer{{ID: "a", URL: a.URL}}})
 	a.install(a.client(false))
 	before := a.origin.Requests(".deb")
 	b.install(b.client(false))
 	if got := a.origin.Requests(".deb"); got != before {
 		t.Fatalf("second node made %d origin .deb GETs, want 0 (all from its LAN peer)", got-before)
 	}
-	st := b.status()
+	st := b.State()
 	if st.Served["lan"] == 0 {
 		t.Fatalf("node b status shows no bytes from lan: %+v", st.Served)
 	}
@@ -108,7 +135,7 @@ func evilPeer(t *testing.T, repo *testrepo.Repo) *httptest.Server {
 func TestLANCorruptPeerIsBanned(t *testing.T) {
 	a := newRig(t, rigOptions{})
 	evil := evilPeer(t, a.repo)
-	peers := &staticPeers{peers: []proxy.LANPeer{{ID: "evil", URL: evil.URL}}}
+	peers := &staticPeers{peers: []lan.Peer{{ID: "evil", URL: evil.URL}}}
 	b := a.node("b", peers)
 	b.install(b.client(false))
 	peers.mu.Lock()
@@ -120,11 +147,11 @@ func TestLANCorruptPeerIsBanned(t *testing.T) {
 	for _, d := range a.repo.Debs {
 		b2, _ := os.ReadFile(a.repo.Path(d.Path))
 		b2[len(b2)/2] ^= 0x55
-		if b.store.HasBlob(store.Digest(sha256.Sum256(b2))) {
+		if b.Store.HasBlob(store.Digest(sha256.Sum256(b2))) {
 			t.Fatalf("corrupted copy of %s is in the cache", d.Path)
 		}
 	}
-	if st := b.status(); len(st.Failures) == 0 || !strings.Contains(st.Failures[0].Sources, "lan") {
+	if st := b.State(); len(st.Failures) == 0 || !strings.Contains(st.Failures[0].Sources, "lan") {
 		t.Fatalf("status does not show a LAN verification failure: %+v", st.Failures)
 	}
 }
@@ -150,7 +177,7 @@ func TestLANPeerDiesMidTransfer(t *testing.T) {
 		http.NotFound(w, r)
 	}))
 	t.Cleanup(cut.Close)
-	b := a.node("b", &staticPeers{peers: []proxy.LANPeer{{ID: "cut", URL: cut.URL}}})
+	b := a.node("b", &staticPeers{peers: []lan.Peer{{ID: "cut", URL: cut.URL}}})
 	b.install(b.client(false))
 	// The origin was asked only for the missing halves (Range).
 	ranged := 0
@@ -171,27 +198,28 @@ func TestLANSimultaneousMissOneOriginGet(t *testing.T) {
 	pa, pb := &staticPeers{}, &staticPeers{}
 	na := a.node("a", pa)
 	nb := a.node("b", pb)
-	pa.set(proxy.LANPeer{ID: "b", URL: nb.http.URL})
-	pb.set(proxy.LANPeer{ID: "a", URL: na.http.URL})
+	pa.set(lan.Peer{ID: "b", URL: nb.URL})
+	pb.set(lan.Peer{ID: "a", URL: na.URL})
 	for _, n := range []*rig{na, nb} {
-		resp, _, err := n.get(a.origin.URL+"/"+a.repo.DistPath("InRelease"), nil)
+		resp, _, err := n.Get(a.origin.URL+"/"+a.repo.DistPath("InRelease"), nil)
 		if err != nil || resp.StatusCode != 200 {
 			t.Fatalf("InRelease: %v", err)
 		}
-		resp, _, err = n.get(a.origin.URL+"/"+a.repo.DistPath("main/binary-amd64/Packages.xz"), nil)
+		resp, _, err = n.Get(a.origin.URL+"/"+a.repo.DistPath("main/binary-amd64/Packages.xz"), nil)
 		if err != nil || resp.StatusCode != 200 {
 			t.Fatalf("Packages: %v", err)
 		}
 	}
-	time.Sleep(100 * time.Millisecond) // index parses
-	a.origin.Throttle(".deb", 32<<20)  // 0.5 s: both requests overlap
 	big := a.repo.Debs["big"]
+	na.expects(big.Path)
+	nb.expects(big.Path)
+	a.origin.Throttle(".deb", 32<<20) // 0.5 s: both requests overlap
 	var wg sync.WaitGroup
 	for _, n := range []*rig{na, nb} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := n.proxyClient().Get(a.origin.URL + "/" + big.Path)
+			resp, err := n.ProxyClient().Get(a.origin.URL + "/" + big.Path)
 			if err != nil {
 				t.Error(err)
 				return
@@ -226,10 +254,10 @@ func TestLANServesRPMsByNameKey(t *testing.T) {
 	before := a.origin.Requests(".rpm")
 
 	b := &rpmRig{t: t, tree: a.tree, opts: a.opts, origin: a.origin, dir: t.TempDir()}
-	b.start(func(c *proxy.Config) {
+	b.start(func(c *node.Config) {
 		c.NodeID = "b"
-		c.Peers = []proxy.Source{&proxy.LANSource{NodeID: "b",
-			Peers: &staticPeers{peers: []proxy.LANPeer{{ID: "a", URL: a.http.URL}}}}}
+		c.Site = []fetch.Source{&lan.Source{NodeID: "b",
+			Peers: &staticPeers{peers: []lan.Peer{{ID: "a", URL: a.URL}}}}}
 	})
 	second := b.urpmi(false)
 	second.addMedia()
@@ -254,14 +282,15 @@ func TestLANStalledPeerIsCut(t *testing.T) {
 		<-r.Context().Done()
 	}))
 	t.Cleanup(hang.Close)
+	peers := &staticPeers{peers: []lan.Peer{{ID: "hang", URL: hang.URL}}}
 	b := &rig{t: t, repo: a.repo, origin: a.origin}
-	b.start(rigOptions{cfg: func(c *proxy.Config) {
+	b.start(rigOptions{cfg: func(c *node.Config) {
 		c.NodeID = "b"
 		c.StallTimeout = 300 * time.Millisecond
-		c.Peers = []proxy.Source{&proxy.LANSource{NodeID: "b", Peers: &staticPeers{peers: []proxy.LANPeer{{ID: "hang", URL: hang.URL}}}}}
+		c.Site = []fetch.Source{&lan.Source{NodeID: "b", Peers: peers}}
 	}})
 	b.install(b.client(false))
-	if !strings.Contains(b.logs.String(), "sent nothing for") {
-		t.Fatal("no log line says the stalled peer was cut")
+	if reason := peers.banned("hang"); !strings.Contains(reason, fetch.ErrStalled.Error()) {
+		t.Fatalf("the stalled peer: ban reason %q, want one saying it stalled", reason)
 	}
 }

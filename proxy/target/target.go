@@ -161,7 +161,6 @@ func cleanPath(p string) (string, error) {
 	return c, nil
 }
 
-
 // Dir is the URL of the directory holding t.
 func (t Target) Dir() string { return URLDir(t.URL) }
 

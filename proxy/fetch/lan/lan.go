@@ -319,12 +319,12 @@ func (l *Source) get(ctx context.Context, p Peer, what string, offset int64) (*f
 	case http.StatusOK:
 		return &fetch.Body{ReadCloser: resp.Body, Size: resp.ContentLength, Peer: who}, nil
 	case http.StatusPartialContent:
-		start, ok := ContentRangeStart(resp.Header.Get("Content-Range"))
-		if !ok || start > offset {
+		cr, err := fetch.ParseContentRange(resp.Header.Get("Content-Range"))
+		if err != nil || cr.First > offset {
 			resp.Body.Close()
-			return nil, fmt.Errorf("lan peer %s: unusable Content-Range %q for offset %d", p.URL, resp.Header.Get("Content-Range"), offset)
+			return nil, fmt.Errorf("lan peer %s: unusable Content-Range %q for offset %d (%v)", p.URL, resp.Header.Get("Content-Range"), offset, err)
 		}
-		return &fetch.Body{ReadCloser: resp.Body, Start: start, Size: -1, Peer: who}, nil
+		return &fetch.Body{ReadCloser: resp.Body, Start: cr.First, Size: cr.Total, Peer: who}, nil
 	}
 	resp.Body.Close()
 	return nil, fmt.Errorf("lan peer %s: %s", p.URL, resp.Status)
@@ -349,24 +349,4 @@ func (l *Source) ban(p Peer, reason error) {
 		l.mu.Unlock()
 	}
 	l.Peers.Ban(p.ID, until, reason.Error())
-}
-
-// ContentRangeStart parses the first byte position of a "bytes N-M/T"
-// Content-Range.
-func ContentRangeStart(cr string) (int64, bool) {
-	rest, ok := strings.CutPrefix(cr, "bytes ")
-	if !ok {
-		return 0, false
-	}
-	a, _, ok := strings.Cut(rest, "-")
-	if !ok || a == "" || len(a) > 19 {
-		return 0, false
-	}
-	for _, c := range a {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-	}
-	n, err := strconv.ParseInt(a, 10, 64)
-	return n, err == nil && n >= 0
 }

@@ -266,21 +266,21 @@ func (c *Client) interpret(a *fetch.Attempt, resp *http.Response) (*fetch.Body, 
 
 // checkRange reads the Content-Range of a 206 and checks it against what was
 // asked.
-func (c *Client) checkRange(a *fetch.Attempt, resp *http.Response) (contentRange, error) {
+func (c *Client) checkRange(a *fetch.Attempt, resp *http.Response) (fetch.ContentRange, error) {
 	vals := resp.Header.Values("Content-Range")
 	if len(vals) != 1 {
-		return contentRange{}, fmt.Errorf("origin %s: answered 206 with %d Content-Range headers (a multipart answer to a single range?); try another mirror (--mirror)", a.URL, len(vals))
+		return fetch.ContentRange{}, fmt.Errorf("origin %s: answered 206 with %d Content-Range headers (a multipart answer to a single range?); try another mirror (--mirror)", a.URL, len(vals))
 	}
-	cr, err := parseContentRange(vals[0])
+	cr, err := fetch.ParseContentRange(vals[0])
 	if err != nil {
-		return contentRange{}, fmt.Errorf("origin %s: answered 206 with an unusable Content-Range %q: %v; try another mirror (--mirror)", a.URL, vals[0], err)
+		return fetch.ContentRange{}, fmt.Errorf("origin %s: answered 206 with an unusable Content-Range %q: %v; try another mirror (--mirror)", a.URL, vals[0], err)
 	}
 	if cr.First > a.Offset {
-		return contentRange{}, fmt.Errorf("origin %s: asked for the bytes from %d, answered the range %d-%d: bytes %d-%d would be missing; try another mirror (--mirror)",
+		return fetch.ContentRange{}, fmt.Errorf("origin %s: asked for the bytes from %d, answered the range %d-%d: bytes %d-%d would be missing; try another mirror (--mirror)",
 			a.URL, a.Offset, cr.First, cr.Last, a.Offset, cr.First-1)
 	}
 	if n := cr.Last - cr.First + 1; resp.ContentLength >= 0 && resp.ContentLength != n {
-		return contentRange{}, fmt.Errorf("origin %s: answered 206 with Content-Range %q (%d bytes) and Content-Length %d; try another mirror (--mirror)", a.URL, vals[0], n, resp.ContentLength)
+		return fetch.ContentRange{}, fmt.Errorf("origin %s: answered 206 with Content-Range %q (%d bytes) and Content-Length %d; try another mirror (--mirror)", a.URL, vals[0], n, resp.ContentLength)
 	}
 	return cr, nil
 }

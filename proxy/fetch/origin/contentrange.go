@@ -1,75 +1,11 @@
 package origin
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"strconv"
-	"strings"
+
+	"github.com/pkgswarm/pkgswarm/proxy/fetch"
 )
-
-// contentRange is a parsed Content-Range of a 206 answer: bytes First
-// through Last (inclusive) of a representation of Total bytes (-1 when the
-// server wrote "*").
-type contentRange struct {
-	First, Last, Total int64
-}
-
-// parseContentRange parses a Content-Range header of a single-part 206
-// answer strictly (RFC 9110, 14.4): "bytes FIRST-LAST/TOTAL" or
-// "bytes FIRST-LAST/*", decimal digits only (no sign, no space, no leading
-// "+"), FIRST <= LAST, LAST < TOTAL. The unsatisfied form "bytes */TOTAL"
-// belongs to a 416 and is refused.
-func parseContentRange(s string) (contentRange, error) {
-	rest, ok := strings.CutPrefix(s, "bytes ")
-	if !ok {
-		return contentRange{}, errors.New(`does not start with "bytes "`)
-	}
-	span, total, ok := strings.Cut(rest, "/")
-	if !ok {
-		return contentRange{}, errors.New(`no "/" before the complete length`)
-	}
-	first, last, ok := strings.Cut(span, "-")
-	if !ok {
-		return contentRange{}, errors.New(`no "-" in the range`)
-	}
-	var cr contentRange
-	var err error
-	if cr.First, err = parseDigits(first); err != nil {
-		return contentRange{}, fmt.Errorf("first byte: %w", err)
-	}
-	if cr.Last, err = parseDigits(last); err != nil {
-		return contentRange{}, fmt.Errorf("last byte: %w", err)
-	}
-	if cr.First > cr.Last {
-		return contentRange{}, fmt.Errorf("first byte %d after last byte %d", cr.First, cr.Last)
-	}
-	if total == "*" {
-		cr.Total = -1
-		return cr, nil
-	}
-	if cr.Total, err = parseDigits(total); err != nil {
-		return contentRange{}, fmt.Errorf("complete length: %w", err)
-	}
-	if cr.Last >= cr.Total {
-		return contentRange{}, fmt.Errorf("last byte %d not before the complete length %d", cr.Last, cr.Total)
-	}
-	return cr, nil
-}
-
-// parseDigits parses a non-negative decimal of 1 to 18 digits (so that it
-// fits an int64 with room for a +1).
-func parseDigits(s string) (int64, error) {
-	if s == "" || len(s) > 18 {
-		return 0, fmt.Errorf("%q is not a number of 1 to 18 digits", s)
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, fmt.Errorf("%q is not a decimal number", s)
-		}
-	}
-	return strconv.ParseInt(s, 10, 64)
-}
 
 // rangeBody is the body of a 206 answer: Last-First+1 bytes, never more
 // (bytes past the range are not read), and fewer is an error. When the range
@@ -81,7 +17,7 @@ type rangeBody struct {
 	io.ReadCloser
 	url    string
 	left   int64 // bytes still due
-	cr     contentRange
+	cr     fetch.ContentRange
 	failed error
 }
 

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pkgswarm/pkgswarm/proxy/fetch"
 )
 
 // Sentinel errors of the egress policy. A refusal is a *ForbiddenError that
@@ -62,6 +64,10 @@ type ForbiddenError struct {
 
 func (e *ForbiddenError) Error() string { return e.msg }
 func (e *ForbiddenError) Unwrap() error { return e.Err }
+
+// Is makes every refusal match fetch.ErrForbidden too, so that callers that
+// know only the pipeline's errors (the front's 403) recognise it.
+func (e *ForbiddenError) Is(target error) bool { return target == fetch.ErrForbidden }
 
 // Egress is the policy on where origin requests may go. It is enforced on
 // the request URL, on every redirect and on every dial (every address a name

@@ -2,11 +2,11 @@ package origin
 
 import (
 	"fmt"
-	"net"
 	"net/url"
-	"path"
 	"strconv"
 	"strings"
+
+	"github.com/pkgswarm/pkgswarm/proxy/target"
 )
 
 // ParseMirrors parses "PREFIX=ALT[,ALT...]" entries (the --mirror flag) into
@@ -40,69 +40,22 @@ func ParseMirrors(list []string) (map[string][]string, error) {
 
 // CanonicalPrefix returns the canonical form of a URL prefix (see
 // ParseMirrors), e.g. "HTTP://Deb.Example.org:80/debian/" →
-// "http://deb.example.org/debian".
+// "http://deb.example.org/debian": the form target.Parse gives request URLs.
 func CanonicalPrefix(s string) (string, error) {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "", fmt.Errorf("%q is not a URL: %v", s, err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" || u.Opaque != "" {
+	s = strings.TrimRight(s, "/")
+	if !strings.HasPrefix(strings.ToLower(s), "http://") && !strings.HasPrefix(strings.ToLower(s), "https://") {
 		return "", fmt.Errorf("%q is not an http:// or https:// URL", s)
 	}
-	if u.User != nil {
-		return "", fmt.Errorf("%q has credentials; pkgswarm does not send them to origins", s)
+	if u, err := url.Parse(s); err != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return "", fmt.Errorf("%q is not a prefix: a prefix is a scheme, a host and a path (no query or fragment)", s)
 	}
-	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
-		return "", fmt.Errorf("%q has a query or fragment; a prefix is a scheme, a host and a path", s)
+	// Canonicalise a dummy file under the prefix as any request is.
+	t, err := target.Parse(s + "/x")
+	if err != nil {
+		return "", fmt.Errorf("%q: %v", s, err)
 	}
-	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
-	if host == "" || !validHost(host) {
-		return "", fmt.Errorf("%q: bad host %q", s, u.Host)
+	if _, err := parsePort(strconv.Itoa(t.Port)); err != nil {
+		return "", fmt.Errorf("%q: %v", s, err)
 	}
-	port := 80
-	if u.Scheme == "https" {
-		port = 443
-	}
-	def := port
-	if p := u.Port(); p != "" {
-		if port, err = parsePort(p); err != nil {
-			return "", fmt.Errorf("%q: %v", s, err)
-		}
-	}
-	hostport := host
-	if port != def {
-		hostport = net.JoinHostPort(host, strconv.Itoa(port))
-	} else if strings.Contains(host, ":") {
-		hostport = "[" + host + "]"
-	}
-	p := u.Path // decoded
-	for _, seg := range strings.Split(p, "/") {
-		if seg == ".." {
-			return "", fmt.Errorf("%q has a '..' segment", s)
-		}
-	}
-	clean := strings.TrimSuffix(path.Clean("/"+p), "/")
-	return u.Scheme + "://" + hostport + (&url.URL{Path: clean}).EscapedPath(), nil
-}
-
-// validHost accepts an IP address, "localhost", or a dotted name of letters,
-// digits, '-' and '_'.
-func validHost(h string) bool {
-	if ip := net.ParseIP(h); ip != nil {
-		return true
-	}
-	if len(h) > 253 || !strings.Contains(h, ".") && h != "localhost" {
-		return false
-	}
-	for _, label := range strings.Split(h, ".") {
-		if label == "" || len(label) > 63 {
-			return false
-		}
-		for _, c := range label {
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	return true
+	return strings.TrimSuffix(t.URL, "/x"), nil
 }
