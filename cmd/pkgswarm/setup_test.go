@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -205,5 +206,49 @@ func TestSetupAptThenRealAptGoesThroughProxy(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(parts); len(entries) != 0 {
 		t.Fatalf("apt.conf.d not empty after undo: %v", entries)
+	}
+}
+
+// TestSetupUndoHintNamesRoot: `setup --root DIR CLIENT` says how to undo
+// with --root DIR (quoted for the shell), and that line, run by a shell,
+// undoes it under DIR.
+func TestSetupUndoHintNamesRoot(t *testing.T) {
+	needTools(t, "sh")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	if err := os.Symlink(exe, filepath.Join(bin, "pkgswarm")); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"plain", "it's a root"} {
+		root := filepath.Join(t.TempDir(), name)
+		for _, d := range []string{"etc/apt/apt.conf.d", "etc/dnf"} {
+			os.MkdirAll(filepath.Join(root, d), 0o755)
+		}
+		for _, client := range []string{"apt", "dnf"} {
+			out, errOut, code := runPkgswarm(t, runOpts{}, "setup", "--root", root, client)
+			if code != 0 {
+				t.Fatalf("setup --root %q %s: exit %d\n%s%s", root, client, code, out, errOut)
+			}
+			_, hint, ok := strings.Cut(strings.TrimSpace(out), "(undo: ")
+			hint = strings.TrimSuffix(hint, ")")
+			if want := "pkgswarm setup " + client + " --undo --root " + shellQuote(root); !ok || hint != want {
+				// Never run a hint without --root: it would act on this machine.
+				t.Fatalf("setup --root %q %s says\n%s\nwant the undo hint %q", root, client, out, want)
+			}
+			cmd := exec.Command("sh", "-c", hint)
+			cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), mainArgsEnv+"=-", "GORACE=atexit_sleep_ms=0")
+			if b, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("sh -c %q: %v\n%s", hint, err, b)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(root, "etc/apt/apt.conf.d/01pkgswarm-proxy")); !os.IsNotExist(err) {
+			t.Errorf("after the undo hint, 01pkgswarm-proxy under %q is still there (%v)", root, err)
+		}
+		if _, err := os.Stat(filepath.Join(root, "etc/dnf/dnf.conf")); !os.IsNotExist(err) {
+			t.Errorf("after the undo hint, the dnf.conf setup created under %q is still there (%v)", root, err)
+		}
 	}
 }
