@@ -129,8 +129,12 @@ point the package manager of each machine at it with "pkgswarm setup apt"
 Files: /etc/pkgswarm/pkgswarm.toml holds the settings of serve (keys are
 its flag names; flags and PKGSWARM_* environment variables override it).
 The cache lives in /var/cache/pkgswarm. import, verify and gc work on the
-cache directly and need serve stopped; status, peers and prefetch talk to a
-running node (--server, default http://127.0.0.1:3142).
+cache directly and need serve stopped (the cache admits one process at a
+time; while serve runs they change nothing and say so); status, peers and
+prefetch talk to a running node (--server, default http://127.0.0.1:3142).
+Every file in the cache belongs to the cache directory's owner: started as
+root on a directory of another user (the service's), serve, import, verify
+and gc run as that user.
 
 Endpoints of a node: / (dashboard), /_pkgswarm/status (JSON), /metrics
 (Prometheus).

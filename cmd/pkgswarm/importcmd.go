@@ -31,8 +31,8 @@ func importCommand() *cli.Command {
 			"repository whose signed root pkgswarm has verified lists that SHA-256: the same proof a\n" +
 			"download must pass. Other files (tampered, from a repository pkgswarm has not seen yet, or\n" +
 			"superseded by a newer root) are refused and listed; run apt-get update through pkgswarm\n" +
-			"first so it knows the repositories. The cache admits one process at a time: stop serve\n" +
-			"(systemctl stop pkgswarm), import, start it again. .rpm files are not imported yet.",
+			"first so it knows the repositories. .rpm files are not imported yet.\n\n" + offlineNote +
+			"\nThe .deb files are then read as that user too.",
 		Flags:  flags,
 		Before: loadConfigFile(flags),
 		Action: runImport,
@@ -55,11 +55,17 @@ func runImport(c *cli.Context) error {
 	}
 	var files []string
 	for _, dir := range c.Args().Slice() {
-		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		// Absolute: opening the store may move the process into the data
+		// directory (see runAsDataDirOwner).
+		root, err := filepath.Abs(dir)
+		if err != nil {
+			return exitf(1, "import: %s: %w", dir, err)
+		}
+		err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}
-			if d.IsDir() && d.Name() == "partial" && p != dir {
+			if d.IsDir() && d.Name() == "partial" && p != root {
 				return filepath.SkipDir // apt's unfinished downloads
 			}
 			if d.Type().IsRegular() && (strings.HasSuffix(p, ".deb") || strings.HasSuffix(p, ".udeb") || strings.HasSuffix(p, ".rpm")) {
@@ -99,6 +105,9 @@ func runImport(c *cli.Context) error {
 		switch {
 		case err != nil:
 			refused++
+			if errors.Is(err, fs.ErrPermission) {
+				err = fmt.Errorf("%w (pkgswarm reads it as %s, the owner of the cache: make it readable to that user)", err, userName(os.Geteuid()))
+			}
 			bar.Finish()
 			fmt.Fprintf(out, "refused %s: %v\n", f, err)
 		case res == importAdded:

@@ -31,7 +31,7 @@ func main() {
 }
 
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:                 "pkgswarm",
 		Usage:                "apt/urpmi caching proxy backed by LAN peers and a BitTorrent swarm, verifying every byte",
 		Version:              version,
@@ -41,4 +41,6 @@ func newApp() *cli.App {
 			magnetCommand(),
 		}, operatorCommands()...),
 	}
+	helpAnywhere(app)
+	return app
 }

@@ -40,7 +40,7 @@ func serveFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "config", EnvVars: env("config"), Usage: "TOML config file; keys are the flag names (default " + defaultConfigFile + " when it exists)"},
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "listen", EnvVars: env("listen"), Value: ":3142", Usage: "address for the proxy, peer protocol and dashboard"}),
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "data-dir", EnvVars: env("data-dir"), Usage: "cache and index directory (default /var/cache/pkgswarm when writable, else the user cache dir)"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "data-dir", EnvVars: env("data-dir"), Usage: "cache and index directory (default /var/cache/pkgswarm when writable, else the user cache dir); started as root on a directory of another user, serve runs as that user"}),
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "keyring", EnvVars: env("keyring"), Usage: "OpenPGP keyring file or directory whose keys make an apt repository trusted (repeatable)"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "system-keyrings", EnvVars: env("system-keyrings"), Value: true, Usage: "also trust what the host's apt trusts (" + strings.Join(apt.DefaultKeyringPaths, ", ") + ")"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "cache-size", EnvVars: env("cache-size"), Value: "10G", Usage: "bound on cached bytes, LRU eviction (0 = unbounded)"}),
@@ -59,8 +59,12 @@ func serveFlags() []cli.Flag {
 func serveCommand() *cli.Command {
 	flags := append(append(append(serveFlags(), lanFlags()...), swarmFlags()...), rpmFlags()...)
 	return &cli.Command{
-		Name:   "serve",
-		Usage:  "run the caching proxy",
+		Name:  "serve",
+		Usage: "run the caching proxy",
+		Description: "Answers apt, urpmi and dnf on --listen from its cache in --data-dir, LAN peers, the swarm\n" +
+			"and the origins. It writes only in --data-dir: blobs/, index/, tmp/, swarm/ and a lock file.\n" +
+			"Started as root on a data directory that belongs to another user, it runs as that user\n" +
+			"(after it has begun to listen), so that the files it creates there stay that user's.",
 		Flags:  flags,
 		Before: loadConfigFile(flags),
 		Action: runServe,
@@ -262,23 +266,27 @@ func buildNode(c *cli.Context, log *slog.Logger) (*node, error) {
 		return nil, err
 	}
 
-	st, err := store.Open(store.Options{Dir: dataDir, MaxBytes: maxBytes, Logger: log})
+	// Listen first: a root started on a privileged port keeps it after it
+	// becomes the data directory's owner.
+	ln, err := net.Listen("tcp", c.String("listen"))
 	if err != nil {
-		return nil, fmt.Errorf("opening the cache in %s: %w (is another pkgswarm using it?)", dataDir, err)
+		return nil, fmt.Errorf("listening on %s: %w (another proxy on that port? set --listen)", c.String("listen"), err)
+	}
+	st, storeDir, err := openDataDir(dataDir, store.Options{MaxBytes: maxBytes, Logger: log}, log,
+		"stop it, or give this one another --data-dir")
+	if err != nil {
+		ln.Close()
+		return nil, err
 	}
 	id, err := nodeID(st)
 	if err != nil {
+		ln.Close()
 		st.Close()
 		return nil, fmt.Errorf("node id: %w", err)
 	}
-	ln, err := net.Listen("tcp", c.String("listen"))
-	if err != nil {
-		st.Close()
-		return nil, fmt.Errorf("listening on %s: %w (another proxy on that port? set --listen)", c.String("listen"), err)
-	}
 	httpPort := ln.Addr().(*net.TCPAddr).Port
 	blobs := &verifiedBlobs{st: st}
-	sw, err := newSwarm(c.Context, c, log, dataDir, httpPort, blobs)
+	sw, err := newSwarm(c.Context, c, log, storeDir, httpPort, blobs)
 	if err != nil {
 		ln.Close()
 		st.Close()

@@ -164,7 +164,26 @@ func (cs clientSetup) apply(root string, u *url.URL) (string, error) {
 		"urpmi": "urpmi downloads through " + u.Host,
 		"dnf":   "dnf downloads through " + u.String(),
 	}[cs.name]
-	return fmt.Sprintf("wrote %s: %s (undo: pkgswarm setup %s --undo)", file, what, cs.name), nil
+	return fmt.Sprintf("wrote %s: %s (undo: %s)", file, what, undoCommand(cs.name, root)), nil
+}
+
+// undoCommand is the command line that undoes setup of client under root.
+func undoCommand(client, root string) string {
+	s := "pkgswarm setup " + client + " --undo"
+	if abs, err := filepath.Abs(root); err == nil && abs != "/" {
+		s += " --root " + shellQuote(abs)
+	} else if err != nil {
+		s += " --root " + shellQuote(root)
+	}
+	return s
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // undo reverts what apply wrote. It returns "" when there was nothing to undo.

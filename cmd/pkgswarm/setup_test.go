@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -205,5 +206,115 @@ func TestSetupAptThenRealAptGoesThroughProxy(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(parts); len(entries) != 0 {
 		t.Fatalf("apt.conf.d not empty after undo: %v", entries)
+	}
+}
+
+// TestSetupHelpChangesNothing is issue 10 item 5 as reported: `pkgswarm
+// setup apt --help` wrote /etc/apt/apt.conf.d/01pkgswarm-proxy. Each help
+// line runs in a mount namespace of its own where a test directory stands
+// over /etc/apt, so the real one is never at risk, whatever the code does;
+// the lines with --root act on a test system. Nothing may change in either.
+func TestSetupHelpChangesNothing(t *testing.T) {
+	needRoot(t, "it runs setup in a mount namespace of its own, with a test directory over /etc/apt")
+	needTools(t, "unshare", "mount", "sh")
+	etcApt := t.TempDir() // stands for /etc/apt
+	os.Mkdir(filepath.Join(etcApt, "apt.conf.d"), 0o755)
+	os.WriteFile(filepath.Join(etcApt, "apt.conf.d", "70debconf"), []byte("// ours\n"), 0o644)
+	root := t.TempDir() // a system set up by pkgswarm, for --undo
+	for _, d := range []string{"etc/apt/apt.conf.d", "etc/urpmi", "etc/dnf"} {
+		os.MkdirAll(filepath.Join(root, d), 0o755)
+	}
+	os.WriteFile(filepath.Join(root, "etc/dnf/dnf.conf"), []byte("[main]\ngpgcheck=1\n"), 0o644)
+	for _, client := range []string{"apt", "urpmi"} {
+		if out, errOut, code := runPkgswarm(t, runOpts{}, "setup", "--root", root, client); code != 0 {
+			t.Fatalf("setup --root %s %s: exit %d\n%s%s", root, client, code, out, errOut)
+		}
+	}
+	// mount --bind fake /etc/apt, in a namespace that dies with the command.
+	inNamespace := runOpts{wrap: []string{"unshare", "--mount", "--propagation", "private", "--",
+		"sh", "-c", `mount --bind "$0" /etc/apt && exec "$@"`, etcApt}}
+	real := snapshot(t, "/etc/apt/apt.conf.d")
+	before := snapshot(t, etcApt, root)
+	want, _, _ := runPkgswarm(t, runOpts{}, "setup", "--help")
+
+	for _, args := range [][]string{
+		{"setup", "apt", "--help"},
+		{"setup", "apt", "-h"},
+		{"setup", "--proxy", "http://10.0.0.5:3142", "apt", "--help"},
+		{"setup", "apt", "--proxy", "http://10.0.0.5:3142", "-h"},
+		{"setup", "apt", "--undo", "--help"},
+		{"setup", "--undo", "-h"},
+		{"setup", "--root", root, "apt", "--help"},
+		{"setup", "--root", root, "apt", "--undo", "--help"},
+		{"setup", "apt", "--root", root, "-h", "--undo"},
+		{"setup", "--root", root, "--undo", "urpmi", "-h"},
+		{"setup", "--root", root, "dnf", "--help=true"},
+	} {
+		out, errOut, code := runPkgswarm(t, inNamespace, args...)
+		if code != 0 || out != want {
+			t.Errorf("pkgswarm %q: exit %d, want 0 and setup's help\nstdout:\n%s\nstderr:\n%s", args, code, out, errOut)
+		}
+		if d := diffSnapshots(before, snapshot(t, etcApt, root)); len(d) > 0 {
+			t.Fatalf("pkgswarm %q changed files: %s", args, strings.Join(d, "; "))
+		}
+	}
+	if d := diffSnapshots(real, snapshot(t, "/etc/apt/apt.conf.d")); len(d) > 0 {
+		t.Fatalf("the real /etc/apt/apt.conf.d changed: %s", strings.Join(d, "; "))
+	}
+
+	// The namespace does stand over /etc/apt: without --help, setup apt
+	// writes there (and only there).
+	if out, errOut, code := runPkgswarm(t, inNamespace, "setup", "apt"); code != 0 || !strings.Contains(out, "wrote /etc/apt/apt.conf.d/01pkgswarm-proxy") {
+		t.Fatalf("setup apt in the namespace: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(etcApt, "apt.conf.d", "01pkgswarm-proxy")); err != nil {
+		t.Fatalf("setup apt in the namespace did not write over the test directory: %v", err)
+	}
+	if d := diffSnapshots(real, snapshot(t, "/etc/apt/apt.conf.d")); len(d) > 0 {
+		t.Fatalf("the real /etc/apt/apt.conf.d changed: %s", strings.Join(d, "; "))
+	}
+}
+
+// TestSetupUndoHintNamesRoot: `setup --root DIR CLIENT` says how to undo
+// with --root DIR (quoted for the shell), and that line, run by a shell,
+// undoes it under DIR.
+func TestSetupUndoHintNamesRoot(t *testing.T) {
+	needTools(t, "sh")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	if err := os.Symlink(exe, filepath.Join(bin, "pkgswarm")); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"plain", "it's a root"} {
+		root := filepath.Join(t.TempDir(), name)
+		for _, d := range []string{"etc/apt/apt.conf.d", "etc/dnf"} {
+			os.MkdirAll(filepath.Join(root, d), 0o755)
+		}
+		for _, client := range []string{"apt", "dnf"} {
+			out, errOut, code := runPkgswarm(t, runOpts{}, "setup", "--root", root, client)
+			if code != 0 {
+				t.Fatalf("setup --root %q %s: exit %d\n%s%s", root, client, code, out, errOut)
+			}
+			_, hint, ok := strings.Cut(strings.TrimSpace(out), "(undo: ")
+			hint = strings.TrimSuffix(hint, ")")
+			if want := "pkgswarm setup " + client + " --undo --root " + shellQuote(root); !ok || hint != want {
+				// Never run a hint without --root: it would act on this machine.
+				t.Fatalf("setup --root %q %s says\n%s\nwant the undo hint %q", root, client, out, want)
+			}
+			cmd := exec.Command("sh", "-c", hint)
+			cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), mainArgsEnv+"=-", "GORACE=atexit_sleep_ms=0")
+			if b, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("sh -c %q: %v\n%s", hint, err, b)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(root, "etc/apt/apt.conf.d/01pkgswarm-proxy")); !os.IsNotExist(err) {
+			t.Errorf("after the undo hint, 01pkgswarm-proxy under %q is still there (%v)", root, err)
+		}
+		if _, err := os.Stat(filepath.Join(root, "etc/dnf/dnf.conf")); !os.IsNotExist(err) {
+			t.Errorf("after the undo hint, the dnf.conf setup created under %q is still there (%v)", root, err)
+		}
 	}
 }

@@ -3,10 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"syscall"
 
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
@@ -14,6 +14,13 @@ import (
 	"github.com/pkgswarm/pkgswarm/proxy"
 	"github.com/pkgswarm/pkgswarm/proxy/store"
 )
+
+// offlineNote ends the description of each command that opens the cache
+// itself (import, verify, gc); the README says the same.
+const offlineNote = "The cache admits one process at a time (a lock in the data directory): while serve runs,\n" +
+	"this command changes nothing and says so. Stop serve (systemctl stop pkgswarm), run it, start\n" +
+	"serve again. Run as root on a cache that belongs to another user (the packaged service's), it\n" +
+	"runs as that user, so that every file it creates there stays that user's."
 
 // offlineFlags are the flags of the commands that work on the cache
 // directly (import, verify, gc): serve's --config and --data-dir, read from
@@ -25,25 +32,27 @@ func offlineFlags() []cli.Flag {
 	}
 }
 
-// openStoreOffline opens the cache of a stopped node. The store admits one
-// process at a time, so while serve runs this fails with advice to stop it.
+// openStoreOffline opens the cache of a stopped node, as the owner of its
+// directory (see runAsDataDirOwner). The store admits one process at a
+// time, so while serve runs this fails with advice to stop it.
 func openStoreOffline(c *cli.Context) (*store.Store, error) {
 	dir := c.String("data-dir")
 	if dir == "" {
 		dir = defaultDataDir()
 	}
 	if _, err := os.Stat(filepath.Join(dir, "index")); err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("cannot enter the cache in %s as %s (%v): run this command as root (pkgswarm then runs as the owner of %s) or as that owner",
+				dir, userName(os.Geteuid()), err, dir)
+		}
 		return nil, fmt.Errorf("no pkgswarm cache in %s (%v): give serve's cache directory with --data-dir", dir, err)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	st, err := store.Open(store.Options{Dir: dir, Logger: log})
-	if errors.Is(err, syscall.EWOULDBLOCK) {
-		return nil, fmt.Errorf("the cache in %s is in use by a running pkgswarm: stop it first (systemctl stop pkgswarm), run this command, then start it again", dir)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("opening the cache in %s: %w", dir, err)
-	}
-	return st, nil
+	// The store logs warnings only; the switch of user is said on one line.
+	info := slog.New(slog.NewTextHandler(c.App.ErrWriter, nil))
+	log := slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	st, _, err := openDataDir(dir, store.Options{Logger: log}, info,
+		"stop it first (systemctl stop pkgswarm), run this command, then start it again; the cache admits one process at a time")
+	return st, err
 }
 
 func verifyCommand() *cli.Command {
@@ -53,7 +62,7 @@ func verifyCommand() *cli.Command {
 		Usage: "re-hash every cached file and drop those that do not match their digest (serve must be stopped)",
 		Description: "Reads every blob of the cache and deletes each one whose bytes no longer hash to its name\n" +
 			"(disk corruption, or a file edited behind pkgswarm's back). A dropped file is fetched again\n" +
-			"the next time a client asks for it. Exits 0 when the check ran, whatever it found.",
+			"the next time a client asks for it. Exits 0 when the check ran, whatever it found.\n\n" + offlineNote,
 		ArgsUsage: " ",
 		Flags:     flags,
 		Before:    loadConfigFile(flags),
