@@ -2,18 +2,15 @@ package proxy_test
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"testing"
 
 	"github.com/pkgswarm/pkgswarm/internal/aptenv"
+	"github.com/pkgswarm/pkgswarm/internal/node"
+	noderig "github.com/pkgswarm/pkgswarm/internal/rig"
 	"github.com/pkgswarm/pkgswarm/internal/testrepo"
-	"github.com/pkgswarm/pkgswarm/proxy"
-	"github.com/pkgswarm/pkgswarm/proxy/store"
 	"github.com/pkgswarm/pkgswarm/repoindex/apt"
 )
 
@@ -29,11 +26,10 @@ var benchPackages = []testrepo.Package{
 	{Name: "small", Version: "1.0", Size: 13 << 10, Seed: 12},
 }
 
-// benchRig is a repository, its origin, and a way to make proxies.
+// benchRig is a repository and its origin.
 type benchRig struct {
 	repo   *testrepo.Repo
 	origin *testrepo.Origin
-	port   int
 	kr     *apt.Keyring
 }
 
@@ -45,36 +41,24 @@ func newBenchRig(b *testing.B) *benchRig {
 	if err != nil {
 		b.Fatal(err)
 	}
-	u, _ := url.Parse(origin.URL)
-	var port int
-	fmt.Sscan(u.Port(), &port)
-	return &benchRig{repo: repo, origin: origin, port: port, kr: kr}
+	return &benchRig{repo: repo, origin: origin, kr: kr}
 }
 
-// proxy starts a proxy on a fresh store, with apt's index of the
-// repository fetched through it (so every package is an indexed file), and
-// returns an HTTP client that uses it as a forward proxy.
+// proxy starts a node on a fresh store, with apt's index of the repository
+// fetched through it (so every package is an indexed file), and returns an
+// HTTP client that uses it as a forward proxy.
 func (r *benchRig) proxy(b *testing.B) (*http.Client, func()) {
 	b.Helper()
-	st, err := store.Open(store.Options{Dir: b.TempDir(), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv, err := proxy.New(proxy.Config{Store: st, Keyring: r.kr, AllowPorts: []int{r.port},
-		Logger: slog.New(slog.DiscardHandler), NodeID: "bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	hs := httptest.NewServer(srv)
-	stop := func() { hs.Close(); srv.Close(); st.Close() }
-	c := aptenv.New(b, aptenv.Options{Proxy: hs.URL, Sources: []aptenv.Source{{URL: r.origin.URL, Keyring: r.repo.Key.KeyringPath, Suite: r.repo.Suite}}})
+	n := noderig.Start(b, noderig.Options{OriginURLs: []string{r.origin.URL}, Quiet: true,
+		Config: func(c *node.Config) { c.AptKeyring = r.kr }})
+	c := aptenv.New(b, aptenv.Options{Proxy: n.URL, Sources: []aptenv.Source{{URL: r.origin.URL, Keyring: r.repo.Key.KeyringPath, Suite: r.repo.Suite}}})
 	if _, err := c.Update(context.Background()); err != nil {
-		stop()
+		n.Stop()
 		b.Fatal(err)
 	}
-	pu, _ := url.Parse(hs.URL)
+	pu, _ := url.Parse(n.URL)
 	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu), MaxIdleConnsPerHost: 16, DisableCompression: true}}
-	return client, stop
+	return client, n.Stop
 }
 
 func (r *benchRig) url(name string) string { return r.origin.URL + "/" + r.repo.Debs[name].Path }

@@ -20,8 +20,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pkgswarm/pkgswarm/internal/node"
 	"github.com/pkgswarm/pkgswarm/internal/testrepo"
-	"github.com/pkgswarm/pkgswarm/proxy"
+	"github.com/pkgswarm/pkgswarm/proxy/fetch/origin"
 	"github.com/pkgswarm/pkgswarm/proxy/store"
 	"github.com/pkgswarm/pkgswarm/repoindex/apt"
 )
@@ -55,7 +56,7 @@ func runChildProxy(dir string) int {
 		return 1
 	}
 	port, _ := strconv.Atoi(os.Getenv(envChildPort))
-	srv, err := proxy.New(proxy.Config{Store: st, Keyring: kr, AllowPorts: []int{port},
+	n, err := node.New(node.Config{Store: st, AptKeyring: kr, AllowPorts: []int{port}, Egress: origin.Egress{AllowLoopback: true},
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
@@ -67,7 +68,7 @@ func runChildProxy(dir string) int {
 		return 1
 	}
 	fmt.Printf("listening %s\n", ln.Addr())
-	http.Serve(ln, srv)
+	http.Serve(ln, n.Handler)
 	return 0
 }
 

@@ -7,13 +7,10 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"strings"
@@ -25,7 +22,6 @@ import (
 	"github.com/pkgswarm/pkgswarm/internal/node"
 	noderig "github.com/pkgswarm/pkgswarm/internal/rig"
 	"github.com/pkgswarm/pkgswarm/internal/testrepo"
-	"github.com/pkgswarm/pkgswarm/proxy"
 	"github.com/pkgswarm/pkgswarm/proxy/store"
 	"github.com/pkgswarm/pkgswarm/repoindex/apt"
 )
@@ -44,8 +40,8 @@ type rigOptions struct {
 	untrusted  bool          // the node does not trust the repository key
 	revalidate time.Duration // 0: 27s default
 	cfg        func(*node.Config)
-	dir        string // store dir; "" = temp
-	maxBytes   int64  // store bound; 0 = unbounded
+	dir        string   // store dir; "" = temp
+	maxBytes   int64    // store bound; 0 = unbounded
 	origins    []string // more origins to allow (mirrors)
 }
 

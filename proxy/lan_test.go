@@ -15,14 +15,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pkgswarm/pkgswarm/internal/rpmrepo"
-	"github.com/pkgswarm/pkgswarm/internal/testrepo"
 	"github.com/pkgswarm/pkgswarm/internal/node"
 	noderig "github.com/pkgswarm/pkgswarm/internal/rig"
+	"github.com/pkgswarm/pkgswarm/internal/rpmrepo"
+	"github.com/pkgswarm/pkgswarm/internal/testrepo"
 	"github.com/pkgswarm/pkgswarm/proxy/fetch"
 	"github.com/pkgswarm/pkgswarm/proxy/fetch/lan"
-	"github.com/pkgswarm/pkgswarm/proxy/target"
 	"github.com/pkgswarm/pkgswarm/proxy/store"
+	"github.com/pkgswarm/pkgswarm/proxy/target"
 )
 
 // staticPeers is a PeerSet with a fixed list that records bans.

@@ -61,7 +61,9 @@ func moduleImports(t *testing.T) map[string][]string {
 	return out
 }
 
-func under(pkg, dir string) bool { return pkg == module+"/"+dir || strings.HasPrefix(pkg, module+"/"+dir+"/") }
+func under(pkg, dir string) bool {
+	return pkg == module+"/"+dir || strings.HasPrefix(pkg, module+"/"+dir+"/")
+}
 
 // TestLayering enforces the layout docs/design.md describes, so that it is
 // kept by a test rather than by review. Test files are exempt (they may
@@ -88,14 +90,18 @@ func TestLayering(t *testing.T) {
 			},
 		},
 		{
-			name:      "the pipeline imports neither the trust package nor the HTTP front",
-			applies:   func(p string) bool { return under(p, "proxy/fetch") },
-			forbidden: func(_, imp string) bool { return under(imp, "proxy/trust") || imp == module+"/proxy" || under(imp, "proxy/status") },
+			name:    "the pipeline imports neither the trust package nor the HTTP front",
+			applies: func(p string) bool { return under(p, "proxy/fetch") },
+			forbidden: func(_, imp string) bool {
+				return under(imp, "proxy/trust") || imp == module+"/proxy" || under(imp, "proxy/status")
+			},
 		},
 		{
-			name:      "the HTTP front imports no tier: not the swarm, not discovery, not the tier adapters",
-			applies:   func(p string) bool { return p == module+"/proxy" },
-			forbidden: func(_, imp string) bool { return under(imp, "swarm") || under(imp, "discovery") || slices.Contains(tiers, strings.TrimPrefix(imp, module+"/")) },
+			name:    "the HTTP front imports no tier: not the swarm, not discovery, not the tier adapters",
+			applies: func(p string) bool { return p == module+"/proxy" },
+			forbidden: func(_, imp string) bool {
+				return under(imp, "swarm") || under(imp, "discovery") || slices.Contains(tiers, strings.TrimPrefix(imp, module+"/"))
+			},
 		},
 		{
 			name:    "only cmd and the one wiring package (internal/node) wire tiers together",
@@ -105,8 +111,10 @@ func TestLayering(t *testing.T) {
 			},
 		},
 		{
-			name:      "repoindex, discovery, swarm, target and store import nothing of pkgswarm beyond themselves",
-			applies:   func(p string) bool { return under(p, "repoindex") || under(p, "discovery") || under(p, "swarm") || under(p, "proxy/target") || under(p, "proxy/store") },
+			name: "repoindex, discovery, swarm, target and store import nothing of pkgswarm beyond themselves",
+			applies: func(p string) bool {
+				return under(p, "repoindex") || under(p, "discovery") || under(p, "swarm") || under(p, "proxy/target") || under(p, "proxy/store")
+			},
 			forbidden: func(pkg, imp string) bool {
 				for _, own := range []string{"repoindex", "discovery", "swarm", "proxy/target", "proxy/store"} {
 					if under(pkg, own) {

@@ -6,10 +6,7 @@ import (
 	"crypto/md5"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"os"
 	"os/exec"
 	"path"
@@ -21,28 +18,25 @@ import (
 
 	"github.com/ulikunitz/xz"
 
+	"github.com/pkgswarm/pkgswarm/internal/node"
+	noderig "github.com/pkgswarm/pkgswarm/internal/rig"
 	"github.com/pkgswarm/pkgswarm/internal/rpmrepo"
 	"github.com/pkgswarm/pkgswarm/internal/testrepo"
-	"github.com/pkgswarm/pkgswarm/proxy"
-	"github.com/pkgswarm/pkgswarm/proxy/store"
 	"github.com/pkgswarm/pkgswarm/repoindex/rpmsig"
 )
 
 // rpmRig is a Mageia-shaped tree (each medium also an rpm-md repository)
-// behind a real origin server, and a pkgswarm proxy in front of it.
+// behind a real origin server, and a pkgswarm node in front of it.
 type rpmRig struct {
+	*noderig.Node
 	t      *testing.T
 	tree   *rpmrepo.Tree
 	opts   rpmrepo.Options
 	origin *testrepo.Origin
-	store  *store.Store
-	srv    *proxy.Server
-	http   *httptest.Server
-	logs   *syncBuffer
 	dir    string
 
 	mu     sync.Mutex
-	ranges []string // Range headers clients sent to the proxy
+	ranges []string // Range headers clients sent to the node
 }
 
 var defaultRPMs = []rpmrepo.Package{
@@ -51,9 +45,9 @@ var defaultRPMs = []rpmrepo.Package{
 	{Name: "charlie", Version: "0.9", Size: 3 << 20, Seed: 3, Medium: "core/updates"},
 }
 
-// newRPMRig builds a tree of pkgs (defaultRPMs when nil) and starts a proxy
+// newRPMRig builds a tree of pkgs (defaultRPMs when nil) and starts a node
 // configured by cfg (may be nil).
-func newRPMRig(t *testing.T, o rpmrepo.Options, cfg func(*proxy.Config)) *rpmRig {
+func newRPMRig(t *testing.T, o rpmrepo.Options, cfg func(*node.Config)) *rpmRig {
 	t.Helper()
 	if o.Packages == nil {
 		o.Packages = defaultRPMs
@@ -64,50 +58,30 @@ func newRPMRig(t *testing.T, o rpmrepo.Options, cfg func(*proxy.Config)) *rpmRig
 	return r
 }
 
-// start (re)starts the proxy on the rig's store directory.
-func (r *rpmRig) start(cfg func(*proxy.Config)) {
-	t := r.t
-	r.stop()
-	st, err := store.Open(store.Options{Dir: r.dir})
-	if err != nil {
-		t.Fatal(err)
+// start (re)starts the node on the rig's store directory.
+func (r *rpmRig) start(cfg func(*node.Config)) {
+	if r.Node != nil {
+		r.Node.Stop()
 	}
-	r.logs = &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(io.MultiWriter(r.logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	u, _ := url.Parse(r.origin.URL)
-	var port int
-	fmt.Sscan(u.Port(), &port)
-	c := proxy.Config{Store: st, AllowPorts: []int{port}, Logger: log, NodeID: "test",
-		// Long enough that a refused file is answered with its status, not
-		// streamed and aborted.
-		Hold: 20 * time.Second}
-	if cfg != nil {
-		cfg(&c)
-	}
-	srv, err := proxy.New(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.store, r.srv = st, srv
-	r.http = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if rg := req.Header.Get("Range"); rg != "" {
-			r.mu.Lock()
-			r.ranges = append(r.ranges, req.RequestURI+" "+rg)
-			r.mu.Unlock()
-		}
-		srv.ServeHTTP(w, req)
-	}))
-	t.Cleanup(r.stop)
-}
-
-func (r *rpmRig) stop() {
-	if r.http == nil {
-		return
-	}
-	r.http.Close()
-	r.srv.Close()
-	r.store.Close()
-	r.http = nil
+	r.Node = noderig.Start(r.t, noderig.Options{Dir: r.dir, OriginURLs: []string{r.origin.URL},
+		Config: func(c *node.Config) {
+			// Long enough that a refused file is answered with its status,
+			// not streamed and aborted.
+			c.Hold = 20 * time.Second
+			if cfg != nil {
+				cfg(c)
+			}
+		},
+		Wrap: func(h http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+				if rg := req.Header.Get("Range"); rg != "" {
+					r.mu.Lock()
+					r.ranges = append(r.ranges, req.RequestURI+" "+rg)
+					r.mu.Unlock()
+				}
+				h.ServeHTTP(w, req)
+			})
+		}})
 }
 
 func (r *rpmRig) rangeRequests() []string {
@@ -132,16 +106,12 @@ func keySetOf(t *testing.T, k *rpmrepo.Key) *rpmsig.KeySet {
 func (r *rpmRig) originURL(p string) string { return r.origin.URL + "/" + p }
 
 // prefixURL is the same URL in pkgswarm's prefix form.
-func (r *rpmRig) prefixURL(p string) string {
-	return r.http.URL + "/" + strings.TrimPrefix(r.origin.URL, "http://") + "/" + p
-}
+func (r *rpmRig) prefixURL(p string) string { return r.PrefixURL(r.originURL(p)) }
 
 // get fetches an origin path through the proxy in forward mode.
 func (r *rpmRig) get(p string) (*http.Response, []byte) {
 	r.t.Helper()
-	pu, _ := url.Parse(r.http.URL)
-	c := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu), DisableCompression: true}, Timeout: 2 * time.Minute}
-	resp, err := c.Get(r.originURL(p))
+	resp, err := r.ProxyClient().Get(r.originURL(p))
 	if err != nil {
 		r.t.Fatalf("GET %s through the proxy: %v", p, err)
 	}
@@ -257,7 +227,7 @@ func (c *urpmiClient) curlArgs(resume bool, urls ...string) []string {
 		args = append(args, "--continue-at", "-")
 	}
 	if !c.prefix {
-		args = append(args, "-x", c.r.http.URL, "-H", "Pragma:")
+		args = append(args, "-x", c.r.URL, "-H", "Pragma:")
 	}
 	args = append(args, "-s", "--location-trusted", "-R", "-f", "--disable-epsv",
 		"--connect-timeout", "60", "--anyauth", "--stderr", "-")

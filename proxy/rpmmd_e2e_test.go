@@ -12,8 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pkgswarm/pkgswarm/internal/node"
+	noderig "github.com/pkgswarm/pkgswarm/internal/rig"
 	"github.com/pkgswarm/pkgswarm/internal/rpmrepo"
-	"github.com/pkgswarm/pkgswarm/proxy"
 	"github.com/pkgswarm/pkgswarm/proxy/store"
 )
 
@@ -43,7 +44,7 @@ func (r *rpmRig) newDNF(mediumPath string, prefix, gpg bool) *dnfClient {
 	if err := os.WriteFile(c.keyFile, r.tree.Key.Armored, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	baseurl, proxyLine := r.originURL(mediumPath), "proxy="+r.http.URL+"\n"
+	baseurl, proxyLine := r.originURL(mediumPath), "proxy="+r.URL+"\n"
 	if prefix {
 		baseurl, proxyLine = r.prefixURL(mediumPath), "proxy=_none_\n"
 	}
@@ -84,7 +85,7 @@ func (c *dnfClient) download(pkgs ...string) (string, error) {
 // every rpm's signature too.
 func TestDNFThroughProxy(t *testing.T) {
 	r := newRPMRig(t, rpmrepo.Options{SignRepomd: true}, nil)
-	r.start(func(c *proxy.Config) { c.RPM.Keys = r.keys() })
+	r.start(func(c *node.Config) { c.RPMKeys = r.keys() })
 	m := r.medium("core/release")
 	names := []string{"alpha", "bravo"}
 
@@ -98,7 +99,7 @@ func TestDNFThroughProxy(t *testing.T) {
 		t.Errorf("first dnf: %d origin rpm GETs, want %d", rpmGets, len(m.Packages))
 	}
 	for _, b := range m.Packages {
-		if !eventually(func() bool { return r.srv.IsVerified(store.Digest(b.SHA256)) }) {
+		if !noderig.Eventually(func() bool { return r.Store.Shareable(store.Digest(b.SHA256)) }) {
 			t.Errorf("%s is not marked verified for peers", b.NEVRA)
 		}
 	}
@@ -112,13 +113,13 @@ func TestDNFThroughProxy(t *testing.T) {
 		t.Errorf("second dnf: %d more origin rpm GETs, want 0", got-rpmGets)
 	}
 	var signed bool
-	for _, st := range r.srv.RPMStatus() {
+	for _, st := range r.Trust.RPMRepos() {
 		if st.Kind == "rpm-md" && strings.HasSuffix(st.Repo, m.URLPath) {
 			signed = st.Signed
 		}
 	}
 	if !signed {
-		t.Errorf("RPMStatus = %+v, want the repository signed", r.srv.RPMStatus())
+		t.Errorf("RPMStatus = %+v, want the repository signed", r.Trust.RPMRepos())
 	}
 
 	// A urpmi client of the same medium is served the same files from the
@@ -160,7 +161,7 @@ func TestRPMMDRefusesBadRPMs(t *testing.T) {
 		{Name: "unsigned", Size: 10 << 10, Seed: 13},
 	}}, nil)
 	other := rpmrepo.NewKey(t, "")
-	r.start(func(c *proxy.Config) { c.RPM.Keys = r.keys() })
+	r.start(func(c *node.Config) { c.RPMKeys = r.keys() })
 	cases := []struct {
 		name   string
 		make   func(src, dst string)
@@ -199,7 +200,7 @@ func TestRPMMDRefusesBadRPMs(t *testing.T) {
 				t.Errorf("%d %s, want 502 with one line saying %q", resp.StatusCode, clip([]byte(msg)), tc.reason)
 			}
 			data, _ := os.ReadFile(b.File)
-			if r.store.HasBlob(store.DigestOf(data)) {
+			if r.Store.HasBlob(store.DigestOf(data)) {
 				t.Errorf("the refused rpm is in the store")
 			}
 		})
@@ -211,7 +212,7 @@ func TestRPMMDRefusesBadRPMs(t *testing.T) {
 // after a signed one is refused too.
 func TestRepomdSignature(t *testing.T) {
 	r := newRPMRig(t, rpmrepo.Options{SignRepomd: true, Packages: []rpmrepo.Package{{Name: "alpha", Size: 10 << 10, Seed: 1}}}, nil)
-	r.start(func(c *proxy.Config) { c.RPM.Keys = r.keys(); c.RevalidateEvery = time.Nanosecond })
+	r.start(func(c *node.Config) { c.RPMKeys = r.keys(); c.Revalidate = time.Nanosecond })
 	m := r.medium("core/release")
 	repomd := m.URLPath + "/repodata/repomd.xml"
 	resp, good := r.get(repomd)
@@ -239,7 +240,7 @@ func TestRepomdSignature(t *testing.T) {
 		t.Errorf("unsigned repomd.xml after a signed one: %d, %d bytes; want the accepted copy", resp.StatusCode, len(body))
 	}
 	var reasons []string
-	for _, f := range r.srv.Status().Failures {
+	for _, f := range r.State().Failures {
 		reasons = append(reasons, f.Reason)
 	}
 	all := strings.Join(reasons, "\n")

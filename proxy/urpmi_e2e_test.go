@@ -13,9 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pkgswarm/pkgswarm/internal/node"
+	noderig "github.com/pkgswarm/pkgswarm/internal/rig"
 	"github.com/pkgswarm/pkgswarm/internal/rpmrepo"
 	"github.com/pkgswarm/pkgswarm/internal/testrepo"
-	"github.com/pkgswarm/pkgswarm/proxy"
 	"github.com/pkgswarm/pkgswarm/proxy/store"
 	"github.com/pkgswarm/pkgswarm/repoindex/urpmi"
 )
@@ -36,7 +37,7 @@ func TestUrpmiReplayBothModes(t *testing.T) {
 	// sync_aria2's options (urpm/download.pm) without a mirror list, plus a
 	// split into 1 MiB pieces over three connections.
 	aria := exec.Command("aria2c", "--auto-file-renaming=false", "--ftp-pasv", "--follow-metalink=mem", "--summary-interval=0",
-		"-Z", "-j1", "--allow-overwrite=true", "--http-proxy="+r.http.URL,
+		"-Z", "-j1", "--allow-overwrite=true", "--http-proxy="+r.URL,
 		"-s3", "-x3", "-k1M", "--min-split-size=1M", "--file-allocation=none",
 		"-d", first.dir, r.originURL(big.URLPath))
 	aria.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + first.dir}
@@ -62,7 +63,7 @@ func TestUrpmiReplayBothModes(t *testing.T) {
 	}
 	for _, b := range []*rpmrepo.Built{big, tr.Package("alpha-1.0-1.mga9.noarch")} {
 		d := store.DigestOf(first.file(b.URLPath))
-		if !eventually(func() bool { return r.srv.IsVerified(d) }) {
+		if !noderig.Eventually(func() bool { return r.Store.Shareable(d) }) {
 			t.Errorf("%s is not marked verified for peers", b.NEVRA)
 		}
 	}
@@ -103,7 +104,7 @@ func TestUrpmiReplayBothModes(t *testing.T) {
 		}
 		seen[req.Path] = true
 	}
-	st := r.srv.RPMStatus()
+	st := r.Trust.RPMRepos()
 	if len(st) < 2 || st[0].Kind != "urpmi" || len(st[0].Keys) != 1 {
 		t.Errorf("RPMStatus = %+v, want both media pinned to one key", st)
 	}
@@ -115,7 +116,8 @@ func TestUrpmiReplayBothModes(t *testing.T) {
 		req := httptest.NewRequest(http.MethodGet, "/_pkgswarm/v1/rpm/"+key, nil)
 		req.SetPathValue("key", key)
 		rec := httptest.NewRecorder()
-		r.srv.ServeRPMNameToPeer(rec, req)
+		req.RemoteAddr = "127.0.0.1:1"
+		r.Handler.ServeHTTP(rec, req)
 		want, _ := os.ReadFile(b.File)
 		if rec.Code != http.StatusOK || !bytes.Equal(rec.Body.Bytes(), want) || rec.Header().Get("X-Pkgswarm-Sha256") != hex.EncodeToString(b.SHA256) {
 			t.Errorf("peer request for %s by name key: %d, %d bytes, sha256 %q", b.NEVRA, rec.Code, rec.Body.Len(), rec.Header().Get("X-Pkgswarm-Sha256"))
@@ -125,7 +127,8 @@ func TestUrpmiReplayBothModes(t *testing.T) {
 	req := httptest.NewRequest(http.MethodGet, "/_pkgswarm/v1/rpm/"+unknown, nil)
 	req.SetPathValue("key", unknown)
 	rec := httptest.NewRecorder()
-	r.srv.ServeRPMNameToPeer(rec, req)
+	req.RemoteAddr = "127.0.0.1:1"
+	r.Handler.ServeHTTP(rec, req)
 	if rec.Code != http.StatusNotFound {
 		t.Errorf("peer request for an unknown name key: %d, want 404", rec.Code)
 	}
@@ -218,7 +221,7 @@ func TestUrpmiRefusesBadRPMs(t *testing.T) {
 				}
 			}
 			data, _ := os.ReadFile(bad[tc.name])
-			if r.store.HasBlob(store.DigestOf(data)) {
+			if r.Store.HasBlob(store.DigestOf(data)) {
 				t.Errorf("the refused rpm is in the store")
 			}
 			// urpmi's own download (curl -f) fails too.
@@ -227,7 +230,7 @@ func TestUrpmiRefusesBadRPMs(t *testing.T) {
 			}
 		})
 	}
-	fails := r.srv.Status().Failures
+	fails := r.State().Failures
 	if len(fails) < len(cases) {
 		t.Errorf("status lists %d verification failures, want at least %d", len(fails), len(cases))
 	}
@@ -259,7 +262,7 @@ func TestUrpmiPubkeyPinned(t *testing.T) {
 	r.replace(b, dst)
 	c.mustCurl(false, m.URLPath+"/media_info/MD5SUM", m.URLPath+"/media_info/synthesis.hdlist.cz")
 
-	r.start(func(c *proxy.Config) { c.RevalidateEvery = time.Nanosecond })
+	r.start(func(c *node.Config) { c.Revalidate = time.Nanosecond })
 	resp, body := r.get(m.URLPath + "/media_info/pubkey")
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "pinned") {
 		t.Errorf("changed pubkey: %d %s, want 502 naming the pinned key", resp.StatusCode, clip(body))
@@ -268,12 +271,12 @@ func TestUrpmiPubkeyPinned(t *testing.T) {
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "signed by no trusted key") {
 		t.Errorf("rpm signed by the new key: %d %s, want 502", resp.StatusCode, clip(body))
 	}
-	if fails := r.srv.Status().Failures; len(fails) < 2 {
+	if fails := r.State().Failures; len(fails) < 2 {
 		t.Errorf("status lists %d failures, want the pubkey and the rpm", len(fails))
 	}
 
 	// Configured, the new key is accepted for both.
-	r.start(func(c *proxy.Config) { c.RPM.Keys = keySetOf(t, evil); c.RevalidateEvery = time.Nanosecond })
+	r.start(func(c *node.Config) { c.RPMKeys = keySetOf(t, evil); c.Revalidate = time.Nanosecond })
 	if resp, body := r.get(m.URLPath + "/media_info/pubkey"); resp.StatusCode != http.StatusOK {
 		t.Errorf("configured pubkey: %d %s, want 200", resp.StatusCode, clip(body))
 	}
@@ -311,13 +314,13 @@ func TestUrpmiSynthesisMatchesMD5SUM(t *testing.T) {
 	}
 	// With nothing verified, the rpm is a plain URL-cached file.
 	b := tree.Media[0].Packages[0]
-	if resp, _ := r.get(b.URLPath); resp.StatusCode != http.StatusOK || r.srv.IsVerified(store.Digest(b.SHA256)) {
-		t.Errorf("rpm without a verified synthesis: %d, verified %v; want 200 and not shareable", resp.StatusCode, r.srv.IsVerified(store.Digest(b.SHA256)))
+	if resp, _ := r.get(b.URLPath); resp.StatusCode != http.StatusOK || r.Store.Shareable(store.Digest(b.SHA256)) {
+		t.Errorf("rpm without a verified synthesis: %d, verified %v; want 200 and not shareable", resp.StatusCode, r.Store.Shareable(store.Digest(b.SHA256)))
 	}
 
 	// A mirror has the good copy.
 	mu, _ := mirrorPort(mirror)
-	r.start(func(c *proxy.Config) {
+	r.start(func(c *node.Config) {
 		c.AllowPorts = append(c.AllowPorts, mu)
 		c.Mirrors = map[string][]string{r.origin.URL: {mirror.URL}}
 	})
@@ -393,7 +396,7 @@ func TestUrpmiOfflineAfterWarmRun(t *testing.T) {
 	warm.mustCurl(false, paths...)
 
 	r.origin.Stop()
-	r.start(func(c *proxy.Config) { c.Offline = true })
+	r.start(func(c *node.Config) { c.Offline = true })
 	cold := r.urpmi(true)
 	cold.addMedia()
 	cold.mustCurl(false, paths...)
@@ -412,7 +415,7 @@ func TestUrpmiCacheSurvivesKeyChange(t *testing.T) {
 	gets := r.origin.Requests(".rpm")
 
 	other := rpmrepo.NewKey(t, "")
-	r.start(func(c *proxy.Config) { c.RPM.Keys = keySetOf(t, other) })
+	r.start(func(c *node.Config) { c.RPMKeys = keySetOf(t, other) })
 	if resp, body := r.get(b.URLPath); resp.StatusCode != http.StatusOK || int64(len(body)) != b.Size {
 		t.Fatalf("after a key change: %d, %d bytes", resp.StatusCode, len(body))
 	}
@@ -420,7 +423,7 @@ func TestUrpmiCacheSurvivesKeyChange(t *testing.T) {
 		t.Errorf("after a key change: %d origin rpm GETs, want 0", got-gets)
 	}
 	key := urpmi.NameKey(append(keySetOf(t, other).KeyIDs(), r.keys().KeyIDs()...), b.NEVRA, b.Size)
-	if d, ok := r.srv.LookupRPMName(key); !ok || d != store.Digest(b.SHA256) {
+	if d, err := r.Store.Name(key); err != nil || d != store.Digest(b.SHA256) {
 		t.Errorf("the new name key does not map to the rpm")
 	}
 }

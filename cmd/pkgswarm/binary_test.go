@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/pkgswarm/pkgswarm/proxy/status"
 	"io"
 	"io/fs"
 	"net/http"
@@ -20,8 +21,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/pkgswarm/pkgswarm/proxy"
 )
 
 // These helpers run the real pkgswarm command: this test binary, whose
@@ -245,7 +244,7 @@ func (s *servedNode) stop() error {
 }
 
 // status is the node's status document.
-func (s *servedNode) status(t *testing.T) proxy.Status {
+func (s *servedNode) status(t *testing.T) status.Status {
 	t.Helper()
 	cl := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 10 * time.Second}
 	resp, err := cl.Get("http://" + s.addr + "/_pkgswarm/status")
@@ -253,7 +252,7 @@ func (s *servedNode) status(t *testing.T) proxy.Status {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var st proxy.Status
+	var st status.Status
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 		t.Fatalf("status of the node at %s: %v", s.addr, err)
 	}

@@ -2,10 +2,9 @@ package main
 
 import (
 	"fmt"
+	"github.com/pkgswarm/pkgswarm/proxy/status"
 
 	"github.com/urfave/cli/v2"
-
-	"github.com/pkgswarm/pkgswarm/proxy"
 )
 
 func gcCommand() *cli.Command {
@@ -38,10 +37,10 @@ func gcCommand() *cli.Command {
 			freed, err := st.Evict(target)
 			afterN, after := st.Usage()
 			if err != nil {
-				return exitf(1, "gc: %w (freed %s before the error)", err, proxy.FormatBytes(freed))
+				return exitf(1, "gc: %w (freed %s before the error)", err, status.FormatBytes(freed))
 			}
 			fmt.Fprintf(c.App.Writer, "cache: %d files, %s -> %d files, %s (freed %s, target %s)\n",
-				beforeN, proxy.FormatBytes(before), afterN, proxy.FormatBytes(after), proxy.FormatBytes(freed), proxy.FormatBytes(target))
+				beforeN, status.FormatBytes(before), afterN, status.FormatBytes(after), status.FormatBytes(freed), status.FormatBytes(target))
 			return nil
 		},
 	}

@@ -46,7 +46,7 @@ func TestImportAcceptsOnlyListedDebs(t *testing.T) {
 			t.Fatalf("import into a running node's cache: %v, want advice to stop serve", err)
 		}
 	})
-	n.stop()
+	n.Stop()
 	out, _, err := runCLI(t, "import", archives, "--data-dir", n.dir) // flags after the directory work too
 	if err != nil {
 		t.Fatal(err)
@@ -62,8 +62,8 @@ func TestImportAcceptsOnlyListedDebs(t *testing.T) {
 	n.start(t, nil)
 	for _, name := range []string{"alpha", "charlie"} {
 		d, _ := store.ParseDigest(n.repo.Debs[name].SHA256)
-		if !n.store.HasBlob(d) || !n.srv.IsVerified(d) {
-			t.Fatalf("%s: imported blob held %v, verified for peers %v", name, n.store.HasBlob(d), n.srv.IsVerified(d))
+		if !n.Store.HasBlob(d) || !n.Store.Shareable(d) {
+			t.Fatalf("%s: imported blob held %v, verified for peers %v", name, n.Store.HasBlob(d), n.Store.Shareable(d))
 		}
 	}
 	before := n.origin.Requests(".deb")
@@ -72,8 +72,8 @@ func TestImportAcceptsOnlyListedDebs(t *testing.T) {
 	if got := n.origin.Requests(".deb"); got != before {
 		t.Fatalf("apt's download of imported packages made %d origin .deb requests, want 0", got-before)
 	}
-	if n.srv.Status().Served["cache"] < n.repo.Debs["alpha"].Size+n.repo.Debs["charlie"].Size {
-		t.Fatalf("imported packages were not served from the cache: %v", n.srv.Status().Served)
+	if n.State().Served["cache"] < n.repo.Debs["alpha"].Size+n.repo.Debs["charlie"].Size {
+		t.Fatalf("imported packages were not served from the cache: %v", n.State().Served)
 	}
 }
 

@@ -57,7 +57,7 @@ func TestLabMDNS(t *testing.T) {
 		t.Logf("5 nodes found each other by mDNS %v after the last one answered (%v after the lab was started)",
 			took.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 		for _, n := range o.Nodes() {
-			st := status(t, n)
+			st := nodeStatus(t, n)
 			for _, p := range st.Peers {
 				if p.Source != "mdns" {
 					t.Errorf("%s lists peer %s from %q; want only mDNS peers (no --peer given)", n.Name, p.ID, p.Source)
@@ -129,7 +129,7 @@ func TestLabMDNS(t *testing.T) {
 		deb := o.Repo.Debs["midway"]
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		fetch(ctx, t, o, holder, "midway")
+		aptFetch(ctx, t, o, holder, "midway")
 		if got := o.Origin.Requests(deb.Path); got != 1 {
 			t.Fatalf("origin served %s %d times after the first node fetched it; want 1", deb.Path, got)
 		}
@@ -181,7 +181,7 @@ func TestLabMDNS(t *testing.T) {
 			}
 		}
 		t.Logf("origin GETs of %s: %s", deb.Path, strings.Join(gets, "; "))
-		if st := status(t, getter); st.Served["lan"] < seen {
+		if st := nodeStatus(t, getter); st.Served["lan"] < seen {
 			t.Errorf("%s counts %d bytes served from LAN peers; it had %d of midway from %s", getter.Name, st.Served["lan"], seen, holder.Name)
 		}
 	})
@@ -213,7 +213,7 @@ func TestLabMDNS(t *testing.T) {
 			if err := n.Restart(ctx); err != nil {
 				t.Fatal(err)
 			}
-			if st := status(t, n); st.NodeID != ids[n.Index] {
+			if st := nodeStatus(t, n); st.NodeID != ids[n.Index] {
 				t.Errorf("%s came back as node %s; want its old id %s (same data dir)", n.Name, st.NodeID, ids[n.Index])
 			}
 		}
@@ -228,17 +228,17 @@ func TestLabMDNS(t *testing.T) {
 		deb := o.Repo.Debs["rotten"]
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		fetch(ctx, t, o, bad, "rotten")
+		aptFetch(ctx, t, o, bad, "rotten")
 		// Rot on the holder's disk, after verification: it now serves
 		// bytes that do not match the signed digest.
 		blob := filepath.Join(bad.DataDir, "blobs", "sha256", deb.SHA256[:2], deb.SHA256)
 		corrupt(t, blob)
 		before := o.Origin.Requests(deb.Path)
-		fetch(ctx, t, o, getter, "rotten")
+		aptFetch(ctx, t, o, getter, "rotten")
 		if got := o.Origin.Requests(deb.Path) - before; got != 1 {
 			t.Errorf("origin served %s %d more times after the bad peer; want 1 (the fallback)", deb.Path, got)
 		}
-		st := status(t, getter)
+		st := nodeStatus(t, getter)
 		if slices.Contains(st.PeerIDs(), ids[bad.Index]) {
 			t.Errorf("%s still lists %s, which sent bad bytes; want it banned", getter.Name, bad.Name)
 		}
@@ -264,7 +264,7 @@ func TestLabStaticPeers(t *testing.T) {
 	})
 	t.Logf("static peers healthy after %v", took.Round(time.Millisecond))
 	for _, n := range o.Nodes() {
-		for _, p := range status(t, n).Peers {
+		for _, p := range nodeStatus(t, n).Peers {
 			if p.Source != "static" {
 				t.Errorf("%s lists peer %s from %q with --mdns=false; want only static peers", n.Name, p.ID, p.Source)
 			}
@@ -282,7 +282,7 @@ func shareSet(t *testing.T, o *office.Office) {
 	first := o.Node(0)
 	before := o.Origin.Requests(".deb")
 	start := time.Now()
-	fetch(ctx, t, o, first, labSet...)
+	aptFetch(ctx, t, o, first, labSet...)
 	if got := o.Origin.Requests(".deb") - before; got != len(labSet) {
 		t.Errorf("origin served %d .deb GETs for %s's %d packages; want %d", got, first.Name, len(labSet), len(labSet))
 	}
@@ -292,7 +292,7 @@ func shareSet(t *testing.T, o *office.Office) {
 	start = time.Now()
 	var wg sync.WaitGroup
 	for _, n := range o.Nodes()[1:] {
-		wg.Go(func() { fetch(ctx, t, o, n, labSet...) })
+		wg.Go(func() { aptFetch(ctx, t, o, n, labSet...) })
 	}
 	wg.Wait()
 	t.Logf("%d other nodes fetched the set at once in %v", len(o.Nodes())-1, time.Since(start).Round(time.Millisecond))
@@ -300,7 +300,7 @@ func shareSet(t *testing.T, o *office.Office) {
 		t.Errorf("origin served %d more .deb GETs after %s had the set; want 0: %v", got, first.Name, debLog(o))
 	}
 	for _, n := range o.Nodes()[1:] {
-		st := status(t, n)
+		st := nodeStatus(t, n)
 		if st.Served["lan"] == 0 {
 			t.Errorf("%s served no bytes from LAN peers (served_bytes %v)", n.Name, st.Served)
 		}
@@ -309,7 +309,7 @@ func shareSet(t *testing.T, o *office.Office) {
 
 // fetch runs apt-get update and a download of pkgs on n, and checks what apt
 // left against the repository's digests. It may run in its own goroutine.
-func fetch(ctx context.Context, t *testing.T, o *office.Office, n *office.Node, pkgs ...string) {
+func aptFetch(ctx context.Context, t *testing.T, o *office.Office, n *office.Node, pkgs ...string) {
 	t.Helper()
 	a := n.Apt()
 	if _, err := a.Update(ctx); err != nil {
@@ -348,7 +348,7 @@ func nodeIDs(t *testing.T, o *office.Office) []string {
 	t.Helper()
 	var ids []string
 	for _, n := range o.Nodes() {
-		ids = append(ids, status(t, n).NodeID)
+		ids = append(ids, nodeStatus(t, n).NodeID)
 	}
 	return ids
 }
@@ -388,7 +388,7 @@ func short(ids []string) string {
 	return "[" + strings.Join(out, " ") + "]"
 }
 
-func status(t *testing.T, n *office.Node) office.Status {
+func nodeStatus(t *testing.T, n *office.Node) office.Status {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -10,7 +10,7 @@ import (
 	"github.com/urfave/cli/v2/altsrc"
 
 	"github.com/pkgswarm/pkgswarm/discovery"
-	"github.com/pkgswarm/pkgswarm/proxy"
+	"github.com/pkgswarm/pkgswarm/proxy/fetch/lan"
 )
 
 func lanFlags() []cli.Flag {
@@ -23,7 +23,7 @@ func lanFlags() []cli.Flag {
 	}
 }
 
-// peerSet adapts a Discovery to proxy.PeerSet. The Discovery behind it can
+// peerSet adapts a Discovery to lan.PeerSet. The Discovery behind it can
 // be swapped (mDNS failing to start falls back to static peers only).
 type peerSet struct {
 	d atomic.Pointer[discovery.Discovery]
@@ -32,17 +32,17 @@ type peerSet struct {
 	banIP func(ip string, d time.Duration)
 }
 
-var _ proxy.PeerSet = (*peerSet)(nil)
+var _ lan.PeerSet = (*peerSet)(nil)
 
-func (p *peerSet) Peers() []proxy.LANPeer {
+func (p *peerSet) Peers() []lan.Peer {
 	d := p.d.Load()
 	if d == nil {
 		return nil
 	}
 	peers := d.Peers()
-	out := make([]proxy.LANPeer, 0, len(peers))
+	out := make([]lan.Peer, 0, len(peers))
 	for _, x := range peers {
-		out = append(out, proxy.LANPeer{ID: x.ID, URL: x.URL})
+		out = append(out, lan.Peer{ID: x.ID, URL: x.URL})
 	}
 	return out
 }

@@ -97,7 +97,7 @@ func TestRootCommandsKeepTheDataDirOwner(t *testing.T) {
 	needTools(t, "apt-get", "gpg", "gpgconf", "dpkg-deb")
 	n := newOpNode(t, nil)
 	n.aptDownload(t, n.aptClient(t), "alpha") // roots, Packages and one .deb
-	n.stop()
+	n.Stop()
 
 	world := worldDir(t)
 	exe := userBinary(t, world)

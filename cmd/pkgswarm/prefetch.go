@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"github.com/pkgswarm/pkgswarm/proxy/status"
 	"io"
 	"net/http"
 	"net/url"
@@ -18,7 +19,6 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/pkgswarm/pkgswarm/proxy"
 	"github.com/pkgswarm/pkgswarm/repoindex/apt"
 	"github.com/pkgswarm/pkgswarm/repoindex/decompress"
 	"github.com/pkgswarm/pkgswarm/repoindex/urpmi"
@@ -209,7 +209,7 @@ func (p *prefetcher) aptItems(c *cli.Context, want, seen map[string]bool) ([]pre
 		if err != nil {
 			return nil, fmt.Errorf("prefetch: reading %s/%s: %w", distURL, name, err)
 		}
-		if rel, err = parseRootText(data); err != nil {
+		if rel, err = apt.ParseRoot(data); err != nil {
 			return nil, fmt.Errorf("prefetch: %s/%s: %w", distURL, name, err)
 		}
 		if resp.Header.Get("X-Pkgswarm-Source") == "" {
@@ -272,7 +272,7 @@ func (p *prefetcher) fetchAll(c *cli.Context, items []prefetchItem) error {
 		fmt.Fprintln(out, "failed:", f)
 	}
 	fmt.Fprintf(out, "prefetched %d packages (%s): %d were already cached, %d failed\n",
-		len(items)-len(failures), proxy.FormatBytes(total), cached, len(failures))
+		len(items)-len(failures), status.FormatBytes(total), cached, len(failures))
 	if err != nil {
 		return exitf(1, "prefetch interrupted: %w", err)
 	}

@@ -1,18 +1,13 @@
 package main
 
 import (
-	"io"
-	"log/slog"
-	"net/http/httptest"
-	"net/url"
-	"strconv"
+	noderig "github.com/pkgswarm/pkgswarm/internal/rig"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pkgswarm/pkgswarm/internal/rpmrepo"
 	"github.com/pkgswarm/pkgswarm/internal/testrepo"
-	"github.com/pkgswarm/pkgswarm/proxy"
 	"github.com/pkgswarm/pkgswarm/proxy/store"
 )
 
@@ -20,7 +15,7 @@ import (
 // every .deb through a real node; a second run is served from its cache.
 func TestPrefetchWarmsTheCache(t *testing.T) {
 	n := newOpNode(t, nil)
-	args := []string{"prefetch", "--server", n.http.URL, "--url", n.origin.URL, "--suite", n.repo.Suite, "--arch", "amd64"}
+	args := []string{"prefetch", "--server", n.URL, "--url", n.origin.URL, "--suite", n.repo.Suite, "--arch", "amd64"}
 	out, _, err := runCLI(t, args...)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -30,7 +25,7 @@ func TestPrefetchWarmsTheCache(t *testing.T) {
 	}
 	for name, d := range n.repo.Debs {
 		dg, _ := store.ParseDigest(d.SHA256)
-		if !committed(n.store, dg) {
+		if !committed(n.Store, dg) {
 			t.Fatalf("%s is not in the cache after prefetch", name)
 		}
 	}
@@ -53,9 +48,9 @@ func TestPrefetchWarmsTheCache(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"unknown suite", []string{"prefetch", "--server", n.http.URL, "--url", n.origin.URL, "--suite", "nosuch"}, "the root of " + n.origin.URL + "/dists/nosuch"},
-		{"unknown arch", []string{"prefetch", "--server", n.http.URL, "--url", n.origin.URL, "--suite", n.repo.Suite, "--arch", "s390x"}, "check --component and --arch"},
-		{"not a URL", []string{"prefetch", "--server", n.http.URL, "--url", "deb.example.org/debian", "--suite", "x"}, "not an absolute http(s) URL"},
+		{"unknown suite", []string{"prefetch", "--server", n.URL, "--url", n.origin.URL, "--suite", "nosuch"}, "the root of " + n.origin.URL + "/dists/nosuch"},
+		{"unknown arch", []string{"prefetch", "--server", n.URL, "--url", n.origin.URL, "--suite", n.repo.Suite, "--arch", "s390x"}, "check --component and --arch"},
+		{"not a URL", []string{"prefetch", "--server", n.URL, "--url", "deb.example.org/debian", "--suite", "x"}, "not an absolute http(s) URL"},
 		{"no node", []string{"prefetch", "--server", "http://127.0.0.1:1", "--url", n.origin.URL, "--suite", "x"}, "cannot reach pkgswarm at http://127.0.0.1:1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -75,21 +70,8 @@ func TestPrefetchUrpmiMedium(t *testing.T) {
 		{Name: "bravo", Version: "2.1", Size: 100 << 10, Seed: 2},
 	}})
 	origin := testrepo.Serve(t, tree.Dir)
-	st, err := store.Open(store.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	u, _ := url.Parse(origin.URL)
-	port, _ := strconv.Atoi(u.Port())
-	srv, err := proxy.New(proxy.Config{Store: st, AllowPorts: []int{port}, NodeID: "n",
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	node := httptest.NewServer(srv)
-	defer node.Close()
+	node := noderig.Start(t, noderig.Options{OriginURLs: []string{origin.URL}, Quiet: true})
+	st := node.Store
 
 	m := tree.Media[0]
 	args := []string{"prefetch", "--server", node.URL, "--medium", origin.URL + "/" + m.URLPath}

@@ -2,12 +2,11 @@ package main
 
 import (
 	"fmt"
+	"github.com/pkgswarm/pkgswarm/proxy/status"
 	"io"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/pkgswarm/pkgswarm/proxy"
 )
 
 // progressBar draws one self-overwriting line on a terminal:
@@ -92,7 +91,7 @@ func renderProgress(label string, done, total int64, elapsed time.Duration) stri
 	}
 	rate := ""
 	if s := elapsed.Seconds(); s > 0.2 {
-		rate = "  " + proxy.FormatBytes(int64(float64(done)/s)) + "/s"
+		rate = "  " + status.FormatBytes(int64(float64(done)/s)) + "/s"
 	}
-	return fmt.Sprintf("%s [%s] %3.0f%%  %s / %s%s", label, bar, 100*frac, proxy.FormatBytes(done), proxy.FormatBytes(total), rate)
+	return fmt.Sprintf("%s [%s] %3.0f%%  %s / %s%s", label, bar, 100*frac, status.FormatBytes(done), status.FormatBytes(total), rate)
 }

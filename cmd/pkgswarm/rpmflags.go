@@ -9,7 +9,6 @@ import (
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
 
-	"github.com/pkgswarm/pkgswarm/proxy"
 	"github.com/pkgswarm/pkgswarm/repoindex/rpmsig"
 )
 
@@ -23,11 +22,17 @@ func rpmFlags() []cli.Flag {
 	}
 }
 
-// rpmConfig builds the proxy's RPMConfig from the flags. Every file named
-// must hold at least one key, so a mistyped path is an error rather than a
-// silently empty key set.
-func rpmConfig(c *cli.Context) (proxy.RPMConfig, error) {
-	cfg := proxy.RPMConfig{ConfiguredKeysOnly: c.Bool("rpm-configured-keys-only")}
+// rpmConfig is the rpm trust configuration of the flags.
+type rpmConfig struct {
+	Keys               *rpmsig.KeySet // nil: none
+	ConfiguredKeysOnly bool
+}
+
+// rpmSettings builds the rpm trust configuration from the flags. Every file
+// named must hold at least one key, so a mistyped path is an error rather
+// than a silently empty key set.
+func rpmSettings(c *cli.Context) (rpmConfig, error) {
+	cfg := rpmConfig{ConfiguredKeysOnly: c.Bool("rpm-configured-keys-only")}
 	var data [][]byte
 	for _, p := range c.StringSlice("rpm-key") {
 		files, err := keyFiles(p)

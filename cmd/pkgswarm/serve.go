@@ -22,7 +22,12 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/pkgswarm/pkgswarm/discovery"
+	"github.com/pkgswarm/pkgswarm/internal/node"
 	"github.com/pkgswarm/pkgswarm/proxy"
+	"github.com/pkgswarm/pkgswarm/proxy/fetch"
+	"github.com/pkgswarm/pkgswarm/proxy/fetch/lan"
+	"github.com/pkgswarm/pkgswarm/proxy/fetch/origin"
+	"github.com/pkgswarm/pkgswarm/proxy/fetch/swarmtier"
 	"github.com/pkgswarm/pkgswarm/proxy/store"
 	"github.com/pkgswarm/pkgswarm/repoindex/apt"
 	"github.com/pkgswarm/pkgswarm/swarm"
@@ -57,7 +62,7 @@ func serveFlags() []cli.Flag {
 }
 
 func serveCommand() *cli.Command {
-	flags := append(append(append(serveFlags(), lanFlags()...), swarmFlags()...), rpmFlags()...)
+	flags := append(append(append(append(serveFlags(), egressFlags()...), lanFlags()...), swarmFlags()...), rpmFlags()...)
 	return &cli.Command{
 		Name:  "serve",
 		Usage: "run the caching proxy",
@@ -157,12 +162,12 @@ func nodeID(st *store.Store) (string, error) {
 	return id, st.PutMeta("node-id", []byte(id))
 }
 
-// node is everything serve wires together; other commands reuse parts.
-type node struct {
+// server is everything serve runs; other commands reuse parts.
+type server struct {
 	id    string
 	log   *slog.Logger
 	store *store.Store
-	proxy *proxy.Server
+	node  *node.Node
 	http  *http.Server
 	ln    net.Listener
 	peers *peerSet
@@ -181,7 +186,7 @@ func runServe(c *cli.Context) error {
 		// an index parse; the cache itself lives in files, not memory.
 		debug.SetMemoryLimit(64 << 20)
 	}
-	n, err := buildNode(c, log)
+	n, err := buildServer(c, log)
 	if err != nil {
 		return cli.Exit(err, 1)
 	}
@@ -217,7 +222,7 @@ func runServe(c *cli.Context) error {
 		return nil
 	})
 	err = g.Wait()
-	n.proxy.Close()
+	n.node.Close()
 	if n.swarm != nil {
 		n.swarm.Close()
 	}
@@ -227,7 +232,7 @@ func runServe(c *cli.Context) error {
 	return err
 }
 
-func buildNode(c *cli.Context, log *slog.Logger) (*node, error) {
+func buildServer(c *cli.Context, log *slog.Logger) (*server, error) {
 	dataDir := c.String("data-dir")
 	if dataDir == "" {
 		dataDir = defaultDataDir()
@@ -247,9 +252,13 @@ func buildNode(c *cli.Context, log *slog.Logger) (*node, error) {
 			return nil, fmt.Errorf("--allow-clients: %w", err)
 		}
 	}
-	mirrors, err := proxy.ParseMirrors(c.StringSlice("mirror"))
+	mirrors, err := origin.ParseMirrors(c.StringSlice("mirror"))
 	if err != nil {
 		return nil, fmt.Errorf("--mirror: %w", err)
+	}
+	egress, err := egressPolicy(c)
+	if err != nil {
+		return nil, err
 	}
 	var keyPaths []string
 	if c.Bool("system-keyrings") {
@@ -261,7 +270,7 @@ func buildNode(c *cli.Context, log *slog.Logger) (*node, error) {
 		return nil, fmt.Errorf("loading keyrings: %w (fix or drop the --keyring named)", err)
 	}
 	log.Info("trusted keys loaded", "keys", kr.Len())
-	rpmCfg, err := rpmConfig(c)
+	rpmCfg, err := rpmSettings(c)
 	if err != nil {
 		return nil, err
 	}
@@ -285,27 +294,30 @@ func buildNode(c *cli.Context, log *slog.Logger) (*node, error) {
 		return nil, fmt.Errorf("node id: %w", err)
 	}
 	httpPort := ln.Addr().(*net.TCPAddr).Port
-	blobs := &verifiedBlobs{st: st}
-	sw, err := newSwarm(c.Context, c, log, storeDir, httpPort, blobs)
+	sw, err := newSwarm(c.Context, c, log, storeDir, httpPort, shareableBlobs{st})
 	if err != nil {
 		ln.Close()
 		st.Close()
 		return nil, err
 	}
 	peers := &peerSet{}
-	tiers := []proxy.Source{&proxy.LANSource{Peers: peers, NodeID: id, Budget: c.Duration("peer-budget")}}
+	site := []fetch.Source{&lan.Source{Peers: peers, NodeID: id, Budget: c.Duration("peer-budget")}}
+	var wide []fetch.Source
 	var seed *seeder
-	var onVerified func(store.Digest, int64)
+	var onShareable func(store.Digest)
 	if sw != nil {
 		peers.banIP = sw.Ban
-		tiers = append(tiers, swarmSource{sw})
-		seed = newSeeder(sw, log)
-		onVerified = seed.offer
+		wide = append(wide, swarmtier.Source{Node: sw})
+		seed = newSeeder(sw, st, log)
+		onShareable = seed.offer
 	}
-	srv, err := proxy.New(proxy.Config{
-		Store: st, Keyring: kr, RPM: rpmCfg, ConnectAllow: connectAllow(c.StringSlice("connect-allow")), AllowClients: clients, AllowPorts: ports, Mirrors: mirrors,
-		Offline: c.Bool("offline"), RevalidateEvery: c.Duration("revalidate"), Hold: c.Duration("hold"),
-		NodeID: id, Version: version, Logger: log, Peers: tiers, PeerList: peers.list, OnVerified: onVerified,
+	nd, err := node.New(node.Config{
+		Store: st, AptKeyring: kr, RPMKeys: rpmCfg.Keys, RPMConfiguredKeysOnly: rpmCfg.ConfiguredKeysOnly,
+		Revalidate: c.Duration("revalidate"), OnShareable: onShareable,
+		AllowPorts: ports, Mirrors: mirrors, Egress: egress, Offline: c.Bool("offline"),
+		Site: site, Wide: wide,
+		AllowClients: clients, ConnectAllow: connectAllow(c.StringSlice("connect-allow")), Hold: c.Duration("hold"),
+		NodeID: id, Version: version, Peers: peers.list, Logger: log,
 		Extra: func() map[string]any {
 			if sw == nil {
 				return nil
@@ -318,14 +330,30 @@ func buildNode(c *cli.Context, log *slog.Logger) (*node, error) {
 		st.Close()
 		return nil, err
 	}
-	blobs.srv = srv
 	if sw != nil {
-		srv.Handle(swarm.HandlerPath, sw.Handler())
-		srv.Handle("GET /_pkgswarm/v1/magnet/sha256/{hex}", magnetHandler(sw, st, srv))
+		nd.Proxy.Handle(swarm.HandlerPath, sw.Handler())
+		nd.Proxy.Handle("GET /_pkgswarm/v1/magnet/sha256/{hex}", magnetHandler(sw, st))
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+	hs := &http.Server{Handler: nd.Handler, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-	return &node{id: id, log: log, store: st, proxy: srv, http: hs, ln: ln, peers: peers, swarm: sw, seed: seed}, nil
+	return &server{id: id, log: log, store: st, node: nd, http: hs, ln: ln, peers: peers, swarm: sw, seed: seed}, nil
+}
+
+// egressFlags are the serve flags of the origin address policy.
+func egressFlags() []cli.Flag {
+	return []cli.Flag{
+		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "allow-origin-loopback", EnvVars: env("allow-origin-loopback"),
+			Usage: "allow loopback addresses and this node's own addresses as origins (a mirror on this machine); refused by default so that clients cannot reach local services through pkgswarm"}),
+		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "allow-origin-link-local", EnvVars: env("allow-origin-link-local"),
+			Usage: "allow link-local addresses (169.254.0.0/16, fe80::/10, where cloud metadata services listen) as origins"}),
+		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "deny-origin-private", EnvVars: env("deny-origin-private"),
+			Usage: "refuse origins in private ranges (10/8, 172.16/12, 192.168/16, fc00::/7); allowed by default for LAN mirrors"}),
+	}
+}
+
+func egressPolicy(c *cli.Context) (origin.Egress, error) {
+	return origin.Egress{AllowLoopback: c.Bool("allow-origin-loopback"), AllowLinkLocal: c.Bool("allow-origin-link-local"),
+		DenyPrivate: c.Bool("deny-origin-private")}, nil
 }
 
 // connectAllow splits comma-separated host:port lists.

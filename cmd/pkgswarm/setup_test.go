@@ -180,7 +180,7 @@ func TestSetupAptThenRealAptGoesThroughProxy(t *testing.T) {
 	root := t.TempDir()
 	parts := filepath.Join(root, "etc/apt/apt.conf.d")
 	os.MkdirAll(parts, 0o755)
-	if _, _, err := runCLI(t, "setup", "apt", "--root", root, "--proxy", n.http.URL); err != nil {
+	if _, _, err := runCLI(t, "setup", "apt", "--root", root, "--proxy", n.URL); err != nil {
 		t.Fatal(err)
 	}
 	// aptenv writes its own apt.conf; the last Dir::Etc::Parts wins, so
@@ -193,11 +193,11 @@ func TestSetupAptThenRealAptGoesThroughProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if conf["acquire::http::proxy"] != n.http.URL {
-		t.Fatalf("apt's Acquire::http::Proxy = %q, want %q from the snippet", conf["acquire::http::proxy"], n.http.URL)
+	if conf["acquire::http::proxy"] != n.URL {
+		t.Fatalf("apt's Acquire::http::Proxy = %q, want %q from the snippet", conf["acquire::http::proxy"], n.URL)
 	}
 	n.aptDownload(t, c, "alpha", "charlie")
-	st := n.srv.Status()
+	st := n.State()
 	if st.Requests["miss"] == 0 || st.Served["origin"] < n.repo.Debs["alpha"].Size+n.repo.Debs["charlie"].Size || len(st.Repos) != 1 {
 		t.Fatalf("the node saw no apt traffic: requests %v, served %v, repositories %d", st.Requests, st.Served, len(st.Repos))
 	}

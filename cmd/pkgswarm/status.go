@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/pkgswarm/pkgswarm/proxy/status"
 	"io"
 	"net/http"
 	"os"
@@ -17,8 +18,6 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-
-	"github.com/pkgswarm/pkgswarm/proxy"
 )
 
 // defaultServer is where the operator commands find a running node.
@@ -73,8 +72,8 @@ func statusCommand() *cli.Command {
 
 // fetchNodeStatus reads GET /_pkgswarm/status of the node at server and
 // returns the document as sent (indented JSON) and decoded.
-func fetchNodeStatus(ctx context.Context, server string) ([]byte, proxy.Status, error) {
-	var st proxy.Status
+func fetchNodeStatus(ctx context.Context, server string) ([]byte, status.Status, error) {
+	var st status.Status
 	u := strings.TrimRight(server, "/") + "/_pkgswarm/status"
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
@@ -130,7 +129,7 @@ func servedSources(served map[string]int64) []string {
 	return append(out, extra...)
 }
 
-func printStatus(w io.Writer, st proxy.Status) error {
+func printStatus(w io.Writer, st status.Status) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	mode := ""
 	if st.Offline {
@@ -146,16 +145,16 @@ func printStatus(w io.Writer, st proxy.Status) error {
 		if src != "origin" {
 			saved += n
 		}
-		parts = append(parts, src+" "+proxy.FormatBytes(n))
+		parts = append(parts, src+" "+status.FormatBytes(n))
 	}
-	fmt.Fprintf(tw, "served\t%s: %s\n", proxy.FormatBytes(total), strings.Join(parts, ", "))
+	fmt.Fprintf(tw, "served\t%s: %s\n", status.FormatBytes(total), strings.Join(parts, ", "))
 	fmt.Fprintf(tw, "origin\t%s fetched in %d requests (%d errors); %s served without an origin\n",
-		proxy.FormatBytes(st.Origin.Bytes), st.Origin.Requests, st.Origin.Errors, proxy.FormatBytes(saved))
+		status.FormatBytes(st.Origin.Bytes), st.Origin.Requests, st.Origin.Errors, status.FormatBytes(saved))
 	bound := "unbounded"
 	if st.Store.MaxBytes > 0 {
-		bound = "bound " + proxy.FormatBytes(st.Store.MaxBytes)
+		bound = "bound " + status.FormatBytes(st.Store.MaxBytes)
 	}
-	fmt.Fprintf(tw, "cache\t%d files, %s (%s)\n", st.Store.Blobs, proxy.FormatBytes(st.Store.Bytes), bound)
+	fmt.Fprintf(tw, "cache\t%d files, %s (%s)\n", st.Store.Blobs, status.FormatBytes(st.Store.Bytes), bound)
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -189,9 +188,9 @@ func printStatus(w io.Writer, st proxy.Status) error {
 	for _, t := range st.Transfers {
 		size := "?"
 		if t.Size > 0 {
-			size = proxy.FormatBytes(t.Size)
+			size = status.FormatBytes(t.Size)
 		}
-		fmt.Fprintf(w, "  %s  %s of %s from %s\n", t.URL, proxy.FormatBytes(t.Bytes), size, t.Source)
+		fmt.Fprintf(w, "  %s  %s of %s from %s\n", t.URL, status.FormatBytes(t.Bytes), size, t.Source)
 	}
 
 	fmt.Fprintf(w, "\nverification failures (%d)\n", len(st.Failures))

@@ -5,12 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/pkgswarm/pkgswarm/internal/node"
+	noderig "github.com/pkgswarm/pkgswarm/internal/rig"
+	"github.com/pkgswarm/pkgswarm/proxy/status"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,8 +20,6 @@ import (
 	"github.com/pkgswarm/pkgswarm/discovery"
 	"github.com/pkgswarm/pkgswarm/internal/aptenv"
 	"github.com/pkgswarm/pkgswarm/internal/testrepo"
-	"github.com/pkgswarm/pkgswarm/proxy"
-	"github.com/pkgswarm/pkgswarm/proxy/store"
 	"github.com/pkgswarm/pkgswarm/repoindex/apt"
 )
 
@@ -53,14 +51,12 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	return out.String(), errOut.String(), err
 }
 
-// opNode is a real pkgswarm proxy in front of a real signed repository.
+// opNode is a real pkgswarm node in front of a real signed repository.
 type opNode struct {
+	*noderig.Node
 	repo   *testrepo.Repo
 	origin *testrepo.Origin
 	dir    string
-	store  *store.Store
-	srv    *proxy.Server
-	http   *httptest.Server
 }
 
 var opPackages = []testrepo.Package{
@@ -79,38 +75,19 @@ func newOpNode(t *testing.T, peerList func() any) *opNode {
 
 func (n *opNode) start(t *testing.T, peerList func() any) {
 	t.Helper()
-	st, err := store.Open(store.Options{Dir: n.dir})
-	if err != nil {
-		t.Fatal(err)
-	}
 	kr, err := apt.LoadKeyring(n.repo.Key.KeyringPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, _ := url.Parse(n.origin.URL)
-	port, _ := strconv.Atoi(u.Port())
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := proxy.New(proxy.Config{Store: st, Keyring: kr, AllowPorts: []int{port}, Logger: log, NodeID: "0123456789abcdef0123", PeerList: peerList})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.store, n.srv, n.http = st, srv, httptest.NewServer(srv)
-	t.Cleanup(n.stop)
-}
-
-func (n *opNode) stop() {
-	if n.http == nil {
-		return
-	}
-	n.http.Close()
-	n.srv.Close()
-	n.store.Close()
-	n.http = nil
+	n.Node = noderig.Start(t, noderig.Options{Dir: n.dir, OriginURLs: []string{n.origin.URL}, Quiet: true,
+		Config: func(c *node.Config) {
+			c.AptKeyring, c.NodeID, c.Peers = kr, "0123456789abcdef0123", peerList
+		}})
 }
 
 // aptClient is an isolated apt-get using the node as its forward proxy.
 func (n *opNode) aptClient(t *testing.T, extra ...string) *aptenv.Client {
-	return aptenv.New(t, aptenv.Options{Proxy: n.http.URL, Config: extra,
+	return aptenv.New(t, aptenv.Options{Proxy: n.URL, Config: extra,
 		Sources: []aptenv.Source{{URL: n.origin.URL, Keyring: n.repo.Key.KeyringPath, Suite: n.repo.Suite}}})
 }
 
@@ -150,18 +127,18 @@ func TestStatusAndPeers(t *testing.T) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	st := n.srv.Status()
+	st := n.State()
 
 	t.Run("status table", func(t *testing.T) {
-		out, _, err := runCLI(t, "status", "--server", n.http.URL)
+		out, _, err := runCLI(t, "status", "--server", n.URL)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, want := range []string{
 			"node       0123456789abcdef0123",
 			fmt.Sprintf("hit ratio  %.1f %%  (%d hits, %d misses)", 100*st.HitRatio, st.Requests["hit"], st.Requests["miss"]),
-			"origin " + proxy.FormatBytes(st.Served["origin"]),
-			fmt.Sprintf("cache      %d files, %s (unbounded)", st.Store.Blobs, proxy.FormatBytes(st.Store.Bytes)),
+			"origin " + status.FormatBytes(st.Served["origin"]),
+			fmt.Sprintf("cache      %d files, %s (unbounded)", st.Store.Blobs, status.FormatBytes(st.Store.Bytes)),
 			"repositories (1)", "verified  " + st.Repos[0].Repo, st.Repos[0].Signer,
 			"verification failures (0)",
 		} {
@@ -171,11 +148,11 @@ func TestStatusAndPeers(t *testing.T) {
 		}
 	})
 	t.Run("status json", func(t *testing.T) {
-		out, _, err := runCLI(t, "status", "--json", "--server", n.http.URL)
+		out, _, err := runCLI(t, "status", "--json", "--server", n.URL)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got proxy.Status
+		var got status.Status
 		if err := json.Unmarshal([]byte(out), &got); err != nil {
 			t.Fatalf("status --json is not the status document: %v\n%s", err, out)
 		}
@@ -184,7 +161,7 @@ func TestStatusAndPeers(t *testing.T) {
 		}
 	})
 	t.Run("peers table", func(t *testing.T) {
-		out, _, err := runCLI(t, "peers", "--server", n.http.URL)
+		out, _, err := runCLI(t, "peers", "--server", n.URL)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -194,7 +171,7 @@ func TestStatusAndPeers(t *testing.T) {
 		}
 	})
 	t.Run("peers json", func(t *testing.T) {
-		out, _, err := runCLI(t, "peers", "--json", "--server", n.http.URL)
+		out, _, err := runCLI(t, "peers", "--json", "--server", n.URL)
 		if err != nil {
 			t.Fatal(err)
 		}

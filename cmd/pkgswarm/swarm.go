@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -20,7 +19,6 @@ import (
 	"github.com/urfave/cli/v2/altsrc"
 
 	"github.com/pkgswarm/pkgswarm/discovery"
-	"github.com/pkgswarm/pkgswarm/proxy"
 	"github.com/pkgswarm/pkgswarm/proxy/store"
 	"github.com/pkgswarm/pkgswarm/swarm"
 )
@@ -80,20 +78,17 @@ func newSwarm(ctx context.Context, c *cli.Context, log *slog.Logger, dataDir str
 	return n, nil
 }
 
-// verifiedBlobs gives the swarm the blobs a signed root vouched for, and
+// shareableBlobs gives the swarm the blobs a signed chain vouched for, and
 // nothing else.
-type verifiedBlobs struct {
-	st  *store.Store
-	srv *proxy.Server
-}
+type shareableBlobs struct{ st *store.Store }
 
-func (v verifiedBlobs) OpenBlob(hexDigest string) (*os.File, int64, error) {
+func (v shareableBlobs) OpenBlob(hexDigest string) (*os.File, int64, error) {
 	d, err := store.ParseDigest(hexDigest)
 	if err != nil {
 		return nil, 0, fmt.Errorf("blob %q: %w", hexDigest, fs.ErrNotExist)
 	}
-	if !v.srv.IsVerified(d) {
-		return nil, 0, fmt.Errorf("blob sha256:%s is not verified: %w", hexDigest, fs.ErrNotExist)
+	if !v.st.Shareable(d) {
+		return nil, 0, fmt.Errorf("blob sha256:%s is not vouched for by a signed chain: %w", hexDigest, fs.ErrNotExist)
 	}
 	f, size, err := v.st.OpenBlob(d)
 	if errors.Is(err, store.ErrNotFound) {
@@ -102,33 +97,11 @@ func (v verifiedBlobs) OpenBlob(hexDigest string) (*os.File, int64, error) {
 	return f, size, err
 }
 
-// swarmSource is the swarm tier of the fetch pipeline. It passes no web
-// seeds: when the swarm fails, the pipeline resumes from the origin itself
-// (Range), which keeps origin traffic counted and --allow-ports enforced.
-type swarmSource struct{ n *swarm.Node }
-
-var _ proxy.Source = swarmSource{}
-
-func (s swarmSource) Name() string { return "swarm" }
-
-func (s swarmSource) Fetch(ctx context.Context, req *proxy.Request, offset int64) (io.ReadCloser, int64, error) {
-	if req.Expect == nil || req.Expect.SHA256 == nil || req.Expect.Size < 0 {
-		return nil, 0, fmt.Errorf("swarm: %s has no signed digest and size: %w", req.URL, proxy.ErrNotFound)
-	}
-	body, err := s.n.Fetch(ctx, req.Expect.Hex(), req.Expect.Size, nil)
-	if errors.Is(err, swarm.ErrNotFound) || errors.Is(err, swarm.ErrTooSmall) {
-		return nil, 0, fmt.Errorf("%w: %w", proxy.ErrNotFound, err)
-	}
-	if err != nil {
-		return nil, 0, err
-	}
-	return body, 0, nil
-}
-
 // seeder seeds verified blobs off the request path: the first Seed of a
 // blob hashes it.
 type seeder struct {
 	n   *swarm.Node
+	st  *store.Store
 	log *slog.Logger
 	ch  chan seedJob
 }
@@ -138,15 +111,19 @@ type seedJob struct {
 	size int64
 }
 
-func newSeeder(n *swarm.Node, log *slog.Logger) *seeder {
-	return &seeder{n: n, log: log, ch: make(chan seedJob, 4096)}
+func newSeeder(n *swarm.Node, st *store.Store, log *slog.Logger) *seeder {
+	return &seeder{n: n, st: st, log: log, ch: make(chan seedJob, 4096)}
 }
 
 // offer queues a blob; it never blocks (a full queue drops the job: the
 // blob is seeded again at the next start).
-func (s *seeder) offer(d store.Digest, size int64) {
+func (s *seeder) offer(d store.Digest) {
+	bi, err := s.st.Stat(d)
+	if err != nil {
+		return
+	}
 	select {
-	case s.ch <- seedJob{d.String(), size}:
+	case s.ch <- seedJob{d.String(), bi.Size}:
 	default:
 		s.log.Debug("seed queue full; blob not seeded now", "sha256", d)
 	}
@@ -165,13 +142,9 @@ func (s *seeder) run(ctx context.Context) error {
 	}
 }
 
-// seedExisting queues every verified blob already in the store.
+// seedExisting queues every shareable blob already in the store.
 func seedExisting(ctx context.Context, st *store.Store, s *seeder) error {
-	return st.ScanMeta(proxy.VerifiedPrefix, func(key string, _ []byte) error {
-		d, err := store.ParseDigest(strings.TrimPrefix(key, proxy.VerifiedPrefix))
-		if err != nil {
-			return nil
-		}
+	return st.Shareables(func(d store.Digest) error {
 		bi, err := st.Stat(d)
 		if err != nil {
 			return nil
@@ -201,7 +174,7 @@ func bootstrapFromPeers(n *swarm.Node) func(discovery.Peer, bool) {
 
 // magnetHandler serves GET /_pkgswarm/v1/magnet/sha256/<hex>: the magnet
 // link of a seeded blob, for `pkgswarm magnet`.
-func magnetHandler(n *swarm.Node, st *store.Store, srv *proxy.Server) http.Handler {
+func magnetHandler(n *swarm.Node, st *store.Store) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d, err := store.ParseDigest(r.PathValue("hex"))
 		if err != nil {
@@ -209,7 +182,7 @@ func magnetHandler(n *swarm.Node, st *store.Store, srv *proxy.Server) http.Handl
 			return
 		}
 		bi, err := st.Stat(d)
-		if err != nil || !srv.IsVerified(d) {
+		if err != nil || !st.Shareable(d) {
 			http.Error(w, "pkgswarm: no verified blob sha256:"+d.String()+" in this cache", http.StatusNotFound)
 			return
 		}

@@ -76,7 +76,7 @@ func TestLabSwarm(t *testing.T) {
 	t.Run("site B fetches from site A through the swarm", func(t *testing.T) {
 		deb := debs["across"]
 		began := time.Now()
-		fetch(ctx, t, s.Office, a0, "across")
+		aptFetch(ctx, t, s.Office, a0, "across")
 		if got := s.Origin.Requests(deb.Path); got != 1 {
 			t.Fatalf("origin served %s %d times to a0; want 1", deb.Path, got)
 		}
@@ -85,7 +85,7 @@ func TestLabSwarm(t *testing.T) {
 		t.Logf("a0 announced it on the DHT %v later", took.Round(time.Millisecond))
 
 		began = time.Now()
-		fetch(ctx, t, s.Office, b[0], "across")
+		aptFetch(ctx, t, s.Office, b[0], "across")
 		t.Logf("b0 (site B) fetched it in %v", time.Since(began).Round(time.Millisecond))
 		if got := s.Origin.Requests(deb.Path); got != 1 {
 			t.Errorf("origin served %s %d times in all; want 1 (site B must get it from the swarm): %v", deb.Path, got, debLog(s.Office))
@@ -99,7 +99,7 @@ func TestLabSwarm(t *testing.T) {
 			t.Errorf("b0's swarm fetch of %s: err %q, bytes from a0 (%s) %d; want the file from a0 across the router",
 				deb.FileName(), f.Err, a0.IP(), f.Peers[a0.IP().String()])
 		}
-		if st := status(t, b[0]); st.Served["swarm"] < deb.Size {
+		if st := nodeStatus(t, b[0]); st.Served["swarm"] < deb.Size {
 			t.Errorf("b0 counts %d bytes served from the swarm; want ≥ %d (served_bytes %v)", st.Served["swarm"], deb.Size, st.Served)
 		}
 	})
@@ -169,7 +169,7 @@ func TestLabSwarm(t *testing.T) {
 	t.Run("six nodes fetch 60 MB that one holds", func(t *testing.T) {
 		deb := debs["huge"]
 		began := time.Now()
-		fetch(ctx, t, s.Office, a1, "huge")
+		aptFetch(ctx, t, s.Office, a1, "huge")
 		t.Logf("a1 fetched %s (%d bytes) from the origin in %v", deb.FileName(), deb.Size, time.Since(began).Round(time.Millisecond))
 		took := waitAnnounced(t, a1, deb.SHA256)
 		t.Logf("a1 announced it %v later", took.Round(time.Millisecond))
@@ -240,16 +240,16 @@ func TestLabSwarm(t *testing.T) {
 		// both: b3 answers fastest, with pieces failing their hash.
 		deb := debs["spoiled"]
 		bad, getter := b[3], b[4]
-		fetch(ctx, t, s.Office, a1, "spoiled")
+		aptFetch(ctx, t, s.Office, a1, "spoiled")
 		waitAnnounced(t, a1, deb.SHA256)
-		fetch(ctx, t, s.Office, bad, "spoiled")
+		aptFetch(ctx, t, s.Office, bad, "spoiled")
 		waitAnnounced(t, bad, deb.SHA256)
 		if got := s.Origin.Requests(deb.Path); got != 1 {
 			t.Fatalf("origin served %s %d times to a1 and b3; want 1", deb.Path, got)
 		}
 		corruptEvery(t, blobPath(bad, deb.SHA256), 16<<10)
 		began := time.Now()
-		fetch(ctx, t, s.Office, getter, "spoiled")
+		aptFetch(ctx, t, s.Office, getter, "spoiled")
 		t.Logf("%s fetched %s in %v; origin GETs for it after the rot: %d", getter.Name, deb.FileName(),
 			time.Since(began).Round(time.Millisecond), s.Origin.Requests(deb.Path)-1)
 		if sum := fileSHA256(t, blobPath(getter, deb.SHA256)); sum != deb.SHA256 {
@@ -271,7 +271,7 @@ func TestLabSwarm(t *testing.T) {
 		// from the origin.
 		deb := debs["tainted"]
 		bad, getter := b[5], b[2]
-		fetch(ctx, t, s.Office, bad, "tainted")
+		aptFetch(ctx, t, s.Office, bad, "tainted")
 		if err := bad.Stop(10 * time.Second); err != nil {
 			t.Fatal(err)
 		}
@@ -286,7 +286,7 @@ func TestLabSwarm(t *testing.T) {
 		waitAnnounced(t, bad, deb.SHA256)
 		before := s.Origin.Requests(deb.Path)
 		began := time.Now()
-		fetch(ctx, t, s.Office, getter, "tainted")
+		aptFetch(ctx, t, s.Office, getter, "tainted")
 		t.Logf("%s fetched %s in %v; origin GETs for it after the poisoning: %d", getter.Name, deb.FileName(),
 			time.Since(began).Round(time.Millisecond), s.Origin.Requests(deb.Path)-before)
 		if sum := fileSHA256(t, blobPath(getter, deb.SHA256)); sum != deb.SHA256 {

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/pkgswarm/pkgswarm/proxy/status"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -11,7 +12,6 @@ import (
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
 
-	"github.com/pkgswarm/pkgswarm/proxy"
 	"github.com/pkgswarm/pkgswarm/proxy/store"
 )
 
@@ -82,7 +82,7 @@ func verifyCommand() *cli.Command {
 			if err != nil {
 				return exitf(1, "verify stopped: %w (nothing was changed beyond the files listed above)", err)
 			}
-			fmt.Fprintf(c.App.Writer, "verified %d files (%s): %d bad, dropped\n", blobs, proxy.FormatBytes(total), len(bad))
+			fmt.Fprintf(c.App.Writer, "verified %d files (%s): %d bad, dropped\n", blobs, status.FormatBytes(total), len(bad))
 			return nil
 		},
 	}

@@ -24,7 +24,7 @@ func TestVerifyAndGC(t *testing.T) {
 			t.Fatalf("%s on a running node's cache: %v", cmd, err)
 		}
 	}
-	n.stop()
+	n.Stop()
 	// Counted once the node has stopped: clients are answered on digest
 	// match, before the store's commit, so a count taken while it runs may
 	// miss the last blob.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/pkgswarm/pkgswarm/proxy/status"
 	"io"
 	"net"
 	"net/http"
@@ -23,7 +24,6 @@ import (
 	"github.com/pkgswarm/pkgswarm/internal/aptenv"
 	"github.com/pkgswarm/pkgswarm/internal/netlab"
 	"github.com/pkgswarm/pkgswarm/internal/testrepo"
-	"github.com/pkgswarm/pkgswarm/proxy"
 )
 
 // Options describes an office. Zero values mean the defaults given at each
@@ -435,7 +435,7 @@ func (n *Node) Get(ctx context.Context, path string) ([]byte, error) {
 
 // Status is a node's /_pkgswarm/status document, with the peer table typed.
 type Status struct {
-	proxy.Status
+	status.Status
 	Peers []discovery.Peer `json:"peers"`
 }
 

@@ -40,6 +40,8 @@ type Options struct {
 	Wrap func(http.Handler) http.Handler
 	// Strict keeps the default egress policy (loopback origins refused).
 	Strict bool
+	// Quiet discards the node's logs (benchmarks).
+	Quiet bool
 }
 
 // Node is a running node.
@@ -76,6 +78,9 @@ func (n *Node) start() {
 	}
 	n.Logs = &SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(n.Logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if n.opts.Quiet {
+		log = slog.New(slog.DiscardHandler)
+	}
 	cfg := node.Config{Store: st, Logger: log, NodeID: "test", Version: "test", Egress: origin.Egress{AllowLoopback: !n.opts.Strict}}
 	for _, u := range n.opts.OriginURLs {
 		pu, err := url.Parse(u)
@@ -213,4 +218,3 @@ func (w testWriter) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
-

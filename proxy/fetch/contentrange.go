@@ -69,4 +69,3 @@ func parseDigits(s string) (int64, error) {
 	}
 	return strconv.ParseInt(s, 10, 64)
 }
-

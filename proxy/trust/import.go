@@ -8,8 +8,6 @@ import (
 	"path"
 	"strings"
 
-	"github.com/ProtonMail/go-crypto/openpgp/clearsign"
-
 	"github.com/pkgswarm/pkgswarm/proxy/store"
 	"github.com/pkgswarm/pkgswarm/proxy/target"
 	"github.com/pkgswarm/pkgswarm/repoindex/apt"
@@ -144,10 +142,7 @@ func heldRelease(st *store.Store, rt store.RootRecord) (*apt.Release, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the root of %s: %w", rt.Repo, err)
 	}
-	if block, _ := clearsign.Decode(data); block != nil {
-		data = block.Plaintext
-	}
-	rel, err := apt.ParseRelease(data)
+	rel, err := apt.ParseRoot(data)
 	if err != nil {
 		return nil, fmt.Errorf("the root of %s (%s): %w", rt.Repo, rt.URL, err)
 	}

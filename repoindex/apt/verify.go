@@ -67,6 +67,16 @@ func VerifyInRelease(data []byte, kr *Keyring, now time.Time) (*Release, error) 
 	return verifyAndParse("InRelease", block.Bytes, block.Plaintext, sig, kr, now)
 }
 
+// ParseRoot parses a Release, or the signed text of an InRelease, without
+// checking any signature: for bytes verified before (a root a pkgswarm node
+// accepted and serves, or holds by its digest).
+func ParseRoot(data []byte) (*Release, error) {
+	if block, _ := clearsign.Decode(data); block != nil {
+		data = block.Plaintext
+	}
+	return ParseRelease(data)
+}
+
 // VerifyRelease verifies a Release file against its detached signature
 // (Release.gpg, armored or binary) as VerifyInRelease does.
 func VerifyRelease(release, detachedSig []byte, kr *Keyring, now time.Time) (*Release, error) {
