@@ -50,14 +50,8 @@ func (s *Server) serveBlobToPeer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
-	if s.st.Shareable(d) {
-		if f, _, err := s.st.OpenBlob(d); err == nil {
-			defer f.Close()
-			w.Header().Set("ETag", etag(d))
-			w.Header().Set("X-Pkgswarm-State", StateComplete)
-			http.ServeContent(w, r, "", time.Time{}, f)
-			return
-		}
+	if s.st.Shareable(d) && s.serveSharedBlob(w, r, d) {
+		return
 	}
 	f := s.fetch.Flight(fetch.DigestKey(d))
 	if f == nil || !f.Peers() {
@@ -68,6 +62,23 @@ func (s *Server) serveBlobToPeer(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) streamFlightToPeer(w http.ResponseWriter, r *http.Request, f *fetch.Flight) {
+	if rg := r.Header.Get("Range"); rg != "" && r.Method != http.MethodHead {
+		if _, open := openRangeStart(rg); !open {
+			// Any other range is served from the blob once it is whole.
+			select {
+			case <-f.Done():
+			case <-r.Context().Done():
+				return
+			}
+		}
+	}
+	select {
+	case <-f.Done():
+		if f.Err() == nil && s.serveSharedBlob(w, r, f.Digest()) {
+			return
+		}
+	default:
+	}
 	state := StatePending
 	if f.Leading() {
 		state = StateStarting
@@ -126,6 +137,20 @@ func (s *Server) streamFlightToPeer(w http.ResponseWriter, r *http.Request, f *f
 	if _, err := io.Copy(w, fo); err != nil && !errors.Is(err, context.Canceled) {
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// serveSharedBlob serves a held blob to a peer (Range supported). It
+// reports false when the store does not hold it.
+func (s *Server) serveSharedBlob(w http.ResponseWriter, r *http.Request, d store.Digest) bool {
+	f, _, err := s.st.OpenBlob(d)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	w.Header().Set("ETag", etag(d))
+	w.Header().Set("X-Pkgswarm-State", StateComplete)
+	http.ServeContent(w, r, "", time.Time{}, f)
+	return true
 }
 
 // openRangeStart parses "bytes=N-", the only range served from a download in

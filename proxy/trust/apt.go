@@ -290,6 +290,9 @@ func (r *Resolver) aptIndex(ctx context.Context, t target.Target) (Plan, error) 
 		if !strings.Contains(t.Path, "/by-hash/") {
 			req.Alternates = []string{t.Dir() + "/by-hash/SHA256/" + exp.SHA256.String()}
 		}
+		if _, err := r.st.GetMeta(aptIndexKey(exp.SHA256)); err == nil {
+			r.teaches(archiveRoot(exp.Root), req)
+		}
 		return Plan{Format: FormatApt, Request: req}, nil
 	case !store.IsNotFound(err):
 		return Plan{}, err
@@ -323,7 +326,7 @@ func byHashDigest(p string) (store.Digest, bool) {
 // files of other archives are cached by URL, as any proxy would.
 func (r *Resolver) aptPackage(ctx context.Context, t target.Target) (Plan, error) {
 	exp, err := r.expect(FormatApt, t.URL)
-	if store.IsNotFound(err) && r.parses.wait(ctx, t.URL, r.cfg.ParseWait) {
+	if store.IsNotFound(err) && r.waitParses(ctx, t.URL) {
 		exp, err = r.expect(FormatApt, t.URL)
 	}
 	switch {

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pkgswarm/pkgswarm/proxy/fetch"
 	"github.com/pkgswarm/pkgswarm/proxy/store"
 )
 
@@ -25,6 +26,10 @@ type parses struct {
 	started map[string]bool          // done key → started or finished this run
 	failed  map[string]time.Time     // done key → when it failed
 	changed map[string]chan struct{} // scope → closed when running[scope] changes
+	// pending are downloads of indices not parsed yet, by flight key: a
+	// client may hold the index (it is answered when the digest matches)
+	// before its Learn starts the parse, and must not miss the parse then.
+	pending map[string]string // flight key → scope
 }
 
 func (p *parses) init() {
@@ -32,6 +37,15 @@ func (p *parses) init() {
 	p.started = map[string]bool{}
 	p.failed = map[string]time.Time{}
 	p.changed = map[string]chan struct{}{}
+	p.pending = map[string]string{}
+}
+
+// pend records that the download under flight key will teach scope (see
+// pending). It is forgotten once that download has ended.
+func (p *parses) pend(scope, key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pending[key] = scope
 }
 
 func (p *parses) begin(scope, done string, now time.Time) bool {
@@ -64,22 +78,39 @@ func (p *parses) end(scope, done string, err error, now time.Time) {
 	}
 }
 
-// wait blocks until no parse runs for a scope holding u, or until max. It
-// reports whether it waited for any.
-func (p *parses) wait(ctx context.Context, u string, max time.Duration) bool {
+// wait blocks until no parse runs, and no download of an index to parse
+// runs, for a scope holding u, or until max. flight looks a download up by
+// key (nil when none runs). It reports whether it waited for any.
+func (p *parses) wait(ctx context.Context, u string, max time.Duration, flight func(key string) <-chan struct{}) bool {
 	deadline := time.NewTimer(max)
 	defer deadline.Stop()
 	waited := false
 	for {
 		p.mu.Lock()
-		var ch chan struct{}
-		for scope, n := range p.running {
-			if n > 0 && strings.HasPrefix(u, scope+"/") {
-				if ch = p.changed[scope]; ch == nil {
-					ch = make(chan struct{})
-					p.changed[scope] = ch
-				}
+		var ch <-chan struct{}
+		for key, scope := range p.pending {
+			if !strings.HasPrefix(u, scope+"/") {
+				continue
+			}
+			if done := flight(key); done != nil {
+				ch = done
 				break
+			}
+			// Ended: its Learn (which starts the parse, counted in
+			// running) ran before, or it failed.
+			delete(p.pending, key)
+		}
+		for scope, n := range p.running {
+			if ch != nil {
+				break
+			}
+			if n > 0 && strings.HasPrefix(u, scope+"/") {
+				c := p.changed[scope]
+				if c == nil {
+					c = make(chan struct{})
+					p.changed[scope] = c
+				}
+				ch = c
 			}
 		}
 		p.mu.Unlock()
@@ -137,4 +168,23 @@ func (r *Resolver) parseOnce(scope string, d store.Digest, what, name string, pa
 		}
 		r.log.Info(what+" parsed", "index", name, "entries", n, "dur", time.Since(start).Round(time.Millisecond))
 	}()
+}
+
+// waitParses waits (up to Config.ParseWait) for the parses, and downloads of
+// indices to parse, that may tell what u is. It reports whether it waited.
+func (r *Resolver) waitParses(ctx context.Context, u string) bool {
+	return r.parses.wait(ctx, u, r.cfg.ParseWait, func(key string) <-chan struct{} {
+		if f := r.fetch.Flight(key); f != nil {
+			return f.Done()
+		}
+		return nil
+	})
+}
+
+// teaches marks a request for an index that will be parsed for scope once
+// held: until its download ends, requests under scope that find no
+// expectation wait for it.
+func (r *Resolver) teaches(scope string, req *fetch.Request) *fetch.Request {
+	r.parses.pend(scope, fetch.KeyOf(req))
+	return req
 }

@@ -187,11 +187,17 @@ func (r *Resolver) rpmmdRepodata(ctx context.Context, t target.Target) (Plan, er
 	case err != nil:
 		return Plan{}, err
 	}
+	var req *fetch.Request
 	if r.signedRepo(e.Root) {
-		return Plan{Format: FormatRPMMD, Request: r.signedRequest(t.URL, &e, r.learnPrimary)}, nil
+		req = r.signedRequest(t.URL, &e, r.learnPrimary)
+	} else {
+		exp := expectation(&e)
+		req = &fetch.Request{URL: t.URL, Expect: &exp, Learn: r.learnPrimary}
 	}
-	exp := expectation(&e)
-	return Plan{Format: FormatRPMMD, Request: &fetch.Request{URL: t.URL, Expect: &exp, Learn: r.learnPrimary}}, nil
+	if _, err := r.st.GetMeta(metaRPMMDPrimary + e.SHA256.String()); err == nil {
+		r.teaches(e.Root, req)
+	}
+	return Plan{Format: FormatRPMMD, Request: req}, nil
 }
 
 // rpmmdRPM is an rpm a primary list gives a digest for. With rpm keys

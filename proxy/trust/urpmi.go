@@ -112,7 +112,7 @@ func (r *Resolver) urpmiMediaInfo(ctx context.Context, t target.Target) (Plan, e
 		}
 		return nil
 	}
-	return Plan{Format: FormatURPMI, Request: &fetch.Request{URL: t.URL, Expect: &exp, Learn: func(d store.Digest) {
+	req := &fetch.Request{URL: t.URL, Expect: &exp, Learn: func(d store.Digest) {
 		if err := r.st.PutMeta(metaURPMIMD5+d.String(), want[:]); err != nil {
 			r.log.Warn("recording the MD5 of a media_info file", "url", t.URL, "err", err)
 		}
@@ -120,7 +120,11 @@ func (r *Resolver) urpmiMediaInfo(ctx context.Context, t target.Target) (Plan, e
 			r.log.Warn("recording a media_info file", "url", t.URL, "err", err)
 		}
 		r.learnMediaInfo(t, medium, d)
-	}}}, nil
+	}}
+	if k == urpmi.KindSynthesis || k == urpmi.KindVersioned && strings.Contains(base, "synthesis.hdlist") {
+		r.teaches(medium, req)
+	}
+	return Plan{Format: FormatURPMI, Request: req}, nil
 }
 
 // recordURL maps u to a held blob.
@@ -318,7 +322,7 @@ func unionIDs(a, b []string) []string {
 func (r *Resolver) rpm(ctx context.Context, t target.Target) (Plan, error) {
 	rec, err := r.expect(FormatURPMI, t.URL)
 	dig, derr := r.expect(FormatRPMMD, t.URL)
-	if store.IsNotFound(err) && store.IsNotFound(derr) && r.parses.wait(ctx, t.URL, r.cfg.ParseWait) {
+	if store.IsNotFound(err) && store.IsNotFound(derr) && r.waitParses(ctx, t.URL) {
 		rec, err = r.expect(FormatURPMI, t.URL)
 		dig, derr = r.expect(FormatRPMMD, t.URL)
 	}
