@@ -104,8 +104,10 @@ func TestLayering(t *testing.T) {
 			},
 		},
 		{
-			name:    "only cmd and the one wiring package (internal/node, and the test rig that configures it) wire tiers together",
-			applies: func(p string) bool { return !under(p, "cmd") && p != module+"/internal/node" && p != module+"/internal/rig" },
+			name: "only cmd and the one wiring package (internal/node, and the test rig that configures it) wire tiers together",
+			applies: func(p string) bool {
+				return !under(p, "cmd") && p != module+"/internal/node" && p != module+"/internal/rig"
+			},
 			forbidden: func(_, imp string) bool {
 				return slices.Contains(tiers, strings.TrimPrefix(imp, module+"/"))
 			},

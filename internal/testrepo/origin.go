@@ -53,6 +53,11 @@ type Fault struct {
 	// CutAfter, when positive, aborts the connection after that many body
 	// bytes, so the client sees a short body (a dying origin).
 	CutAfter int64
+	// HoldEnd, when positive, sends a whole-file GET without Content-Length
+	// (chunked) and holds back the end of the body this long after its last
+	// byte: the client has every byte well before it can tell the body is
+	// complete (a slow or stalling origin at the end of a file).
+	HoldEnd time.Duration
 	// Tamper, when non-nil, is applied to the file's bytes before they are
 	// served; the file on disk is not changed. It may be called
 	// concurrently and must not keep or change its argument.
@@ -328,6 +333,7 @@ func (o *Origin) faultFor(p string) Fault {
 		f.BytesPerSecond = cmp.Or(f.BytesPerSecond, g.BytesPerSecond)
 		f.Status = cmp.Or(f.Status, g.Status)
 		f.CutAfter = cmp.Or(f.CutAfter, g.CutAfter)
+		f.HoldEnd = cmp.Or(f.HoldEnd, g.HoldEnd)
 		if f.Tamper == nil {
 			f.Tamper = g.Tamper
 		}
@@ -402,6 +408,19 @@ func (o *Origin) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		content = bytes.NewReader(b)
 	}
 	rw.Header().Set("ETag", etag)
+	if f.HoldEnd > 0 && r.Method == http.MethodGet && r.Header.Get("Range") == "" {
+		rw.Header().Set("Content-Type", "application/octet-stream")
+		rw.WriteHeader(http.StatusOK)
+		io.Copy(rw, content)
+		rw.Flush()
+		t := time.NewTimer(f.HoldEnd)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+		}
+		return
+	}
 	http.ServeContent(rw, r, path.Base(r.URL.Path), modTime, content)
 }
 
