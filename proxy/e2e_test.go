@@ -505,3 +505,23 @@ func TestStatusReportsSizeBound(t *testing.T) {
 		t.Fatalf("status max_bytes = %d, want %d", got, int64(5<<30))
 	}
 }
+
+// Issue 10, item 2: a cache smaller than the working set still serves apt:
+// roots and indices evicted by a large download are fetched again on a
+// miss while the origin is up, and every client finishes its update and
+// download (bounded in time: install gives each apt-get two minutes).
+func TestCacheSmallerThanTheWorkingSet(t *testing.T) {
+	pkgs := []testrepo.Package{
+		{Name: "one", Version: "1", Size: 3 << 20, Seed: 51},
+		{Name: "two", Version: "1", Size: 3 << 20, Seed: 52},
+		{Name: "three", Version: "1", Size: 2 << 20, Seed: 53},
+		{Name: "four", Version: "1", Size: 40 << 10, Seed: 54},
+	}
+	r := newRig(t, rigOptions{packages: pkgs, maxBytes: 4 << 20, revalidate: time.Hour})
+	for i := range 3 {
+		r.install(r.client(i%2 == 1))
+	}
+	if blobs, bytes := r.Store.Usage(); bytes > 4<<20 {
+		t.Fatalf("the store holds %d bytes in %d blobs, over its 4 MiB bound", bytes, blobs)
+	}
+}

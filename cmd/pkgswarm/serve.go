@@ -238,9 +238,9 @@ func buildServer(c *cli.Context, log *slog.Logger) (*server, error) {
 		dataDir = defaultDataDir()
 		c.Set("data-dir", dataDir)
 	}
-	maxBytes, err := parseSize(c.String("cache-size"))
+	maxBytes, err := parseCacheSize(c.String("cache-size"))
 	if err != nil {
-		return nil, fmt.Errorf("--cache-size: %w", err)
+		return nil, err
 	}
 	ports, err := parsePorts(c.String("allow-ports"))
 	if err != nil {

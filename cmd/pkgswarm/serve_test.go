@@ -116,6 +116,10 @@ func TestServeRefusesBadSettings(t *testing.T) {
 		want string // in the error
 	}{
 		{"cache size", []string{"--cache-size", "lots"}, "--cache-size"},
+		// Issue 10, item 2: a bare number is bytes; 10 bytes cannot hold one
+		// index. Refused, naming the minimum and the unit to write.
+		{"cache size without a unit", []string{"--cache-size", "10"}, "--cache-size 10 is 10 bytes"},
+		{"cache size too small", []string{"--cache-size", "1M"}, "at least 64 MiB"},
 		{"ports", []string{"--allow-ports", "80,http"}, "--allow-ports"},
 		{"clients", []string{"--allow-clients", "10.0.0.0/33"}, "--allow-clients"},
 		{"mirror", []string{"--mirror", "nonsense"}, "PREFIX=ALT"},

@@ -23,3 +23,26 @@ func parseSize(s string) (int64, error) {
 	}
 	return int64(f * mult), nil
 }
+
+// minCacheSize is the smallest --cache-size taken: below it the cache cannot
+// hold a distribution's indices and the packages of one upgrade together,
+// and every request would evict what the next one needs.
+const minCacheSize = 64 << 20
+
+// parseCacheSize parses --cache-size: 0 is unbounded; any other size must be
+// at least minCacheSize (a bare number is bytes, which is almost always a
+// forgotten unit).
+func parseCacheSize(s string) (int64, error) {
+	n, err := parseSize(s)
+	if err != nil {
+		return 0, fmt.Errorf("--cache-size: %w", err)
+	}
+	if n == 0 || n >= minCacheSize {
+		return n, nil
+	}
+	num := strings.TrimSpace(s)
+	if strings.TrimRight(num, "0123456789.") == "" {
+		return 0, fmt.Errorf("--cache-size %s is %d bytes: write a unit (e.g. %sG); the cache must be at least 64 MiB, or 0 for unbounded", num, n, num)
+	}
+	return 0, fmt.Errorf("--cache-size %s: the cache must be at least 64 MiB (or 0 for unbounded): below that it cannot hold the indices and packages of one update", num)
+}
