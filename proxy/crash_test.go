@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,8 +22,10 @@ import (
 	"time"
 
 	"github.com/pkgswarm/pkgswarm/internal/node"
+	noderig "github.com/pkgswarm/pkgswarm/internal/rig"
 	"github.com/pkgswarm/pkgswarm/internal/testrepo"
 	"github.com/pkgswarm/pkgswarm/proxy/fetch/origin"
+	"github.com/pkgswarm/pkgswarm/proxy/status"
 	"github.com/pkgswarm/pkgswarm/proxy/store"
 	"github.com/pkgswarm/pkgswarm/repoindex/apt"
 )
@@ -133,7 +136,21 @@ func TestKill9DuringDownloads(t *testing.T) {
 			t.Fatalf("%s: %s", p, resp.Status)
 		}
 	}
-	time.Sleep(200 * time.Millisecond) // let the index parse land
+	// The index parse lands in the background: wait until the node knows
+	// every package's digest (a HEAD it answers from the expectation).
+	for _, d := range repo.Debs {
+		if !noderig.Eventually(func() bool {
+			req, _ := http.NewRequest(http.MethodHead, origin.URL+"/"+d.Path, nil)
+			resp, err := client(child.addr).Do(req)
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.Header.Get("ETag") == `"sha256-`+d.SHA256+`"`
+		}) {
+			t.Fatalf("the node never learnt the digest of %s", d.Path)
+		}
+	}
 
 	for _, d := range repo.Debs {
 		origin.Throttle(d.Path, 1<<20) // 2 s per file: still in flight at the kill
@@ -150,7 +167,10 @@ func TestKill9DuringDownloads(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(700 * time.Millisecond)
+	// Kill once every download is flowing (bytes in the store).
+	if !noderig.Eventually(func() bool { return flowing(child.addr) >= files }) {
+		t.Fatal("the downloads never all started")
+	}
 	if err := child.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -191,4 +211,25 @@ func TestKill9DuringDownloads(t *testing.T) {
 	if err != nil || len(bad) != 0 {
 		t.Fatalf("after kill -9: %d bad blobs, err %v", len(bad), err)
 	}
+}
+
+// flowing counts the downloads of the node at addr with bytes already
+// written.
+func flowing(addr string) int {
+	resp, err := http.Get("http://" + addr + "/_pkgswarm/status")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var st status.Status
+	if json.NewDecoder(resp.Body).Decode(&st) != nil {
+		return 0
+	}
+	n := 0
+	for _, tr := range st.Transfers {
+		if tr.Bytes > 0 {
+			n++
+		}
+	}
+	return n
 }
