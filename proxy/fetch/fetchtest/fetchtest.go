@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -302,4 +304,45 @@ func (r *Recorder) FetchedFrom(source string) int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.fetched[source]
+}
+
+// Handler serves content over HTTP with fault, as a real server would
+// misbehave: DieAt cuts the connection after half the body (with the full
+// Content-Length announced), Lie serves other bytes, Stall sends half and
+// then nothing until the client goes away, TooMuch sends more bytes than
+// the file has (no Content-Length), Nothing answers 404. HEAD answers
+// X-Pkgswarm-State: complete (the peer protocol's "I have it").
+func Handler(content []byte, fault Fault) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fault == Nothing {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("X-Pkgswarm-State", "complete")
+		if r.Method == http.MethodHead {
+			w.Header().Set("Content-Length", strconv.Itoa(len(content)))
+			return
+		}
+		body := FaultyBytes(r.Context(), content, fault)
+		if fault != TooMuch {
+			w.Header().Set("Content-Length", strconv.Itoa(len(content)))
+		}
+		w.WriteHeader(http.StatusOK)
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := body.Read(buf)
+			if n > 0 {
+				if _, werr := w.Write(buf[:n]); werr != nil {
+					return
+				}
+				w.(http.Flusher).Flush()
+			}
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				panic(http.ErrAbortHandler) // cut the connection mid-body
+			}
+		}
+	})
 }

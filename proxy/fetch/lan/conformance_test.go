@@ -1,0 +1,52 @@
+package lan_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pkgswarm/pkgswarm/proxy/fetch"
+	"github.com/pkgswarm/pkgswarm/proxy/fetch/fetchtest"
+	"github.com/pkgswarm/pkgswarm/proxy/fetch/lan"
+)
+
+// The LAN tier passes the conformance suite: a real peer (the peer
+// protocol over HTTP) misbehaving in each way, with the origin after it.
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	fetchtest.Run(t, func(t *testing.T, content []byte, fault fetchtest.Fault, fallback *fetchtest.Static, cfg *fetch.Config) {
+		h := fetchtest.Handler(content, fault)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !strings.HasPrefix(r.URL.Path, "/_pkgswarm/v1/blob/sha256/") {
+				http.NotFound(w, r)
+				return
+			}
+			h.ServeHTTP(w, r)
+		}))
+		t.Cleanup(srv.Close)
+		cfg.Site = []fetch.Source{&lan.Source{NodeID: "tester", Peers: &peers{list: []lan.Peer{{ID: "peer", URL: srv.URL}}}}}
+		cfg.Origin = fallback
+	})
+}
+
+// peers is a fixed PeerSet that records bans.
+type peers struct {
+	mu   sync.Mutex
+	list []lan.Peer
+	bans []string
+}
+
+func (p *peers) Peers() []lan.Peer {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]lan.Peer(nil), p.list...)
+}
+
+func (p *peers) Ban(id string, until time.Time, reason string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.bans = append(p.bans, id)
+}
