@@ -1,5 +1,3 @@
-// Command pkgswarm is an apt- and urpmi-compatible caching proxy backed by a
-// peer swarm. See the README for the two ways to point apt at it.
 package main
 
 import (
