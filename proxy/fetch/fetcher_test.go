@@ -387,3 +387,18 @@ func TestReaderNeverCompletesABadFile(t *testing.T) {
 		t.Fatalf("the reader got all %d bytes of a file that failed verification", len(got))
 	}
 }
+
+// A file without an expectation whose origin stalls is cut after the stall
+// timeout; nothing is kept.
+func TestByURLStall(t *testing.T) {
+	t.Parallel()
+	content := []byte(strings.Repeat("stall", 10000))
+	p := newPipeline(t, fetch.Config{Origin: &fetchtest.Static{Label: "origin", Content: content, Fault: fetchtest.Stall}})
+	_, err := p.run(t, &fetch.Request{URL: "http://o.test/media.cfg"})
+	if !errors.Is(err, fetch.ErrStalled) {
+		t.Fatalf("err = %v, want ErrStalled", err)
+	}
+	if n, _ := p.st.Usage(); n != 0 {
+		t.Fatalf("the store holds %d blobs", n)
+	}
+}
