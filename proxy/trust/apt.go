@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"slices"
 	"strings"
@@ -14,7 +15,6 @@ import (
 	"github.com/pkgswarm/pkgswarm/proxy/target"
 	"github.com/pkgswarm/pkgswarm/repoindex"
 	"github.com/pkgswarm/pkgswarm/repoindex/apt"
-	"github.com/pkgswarm/pkgswarm/repoindex/decompress"
 )
 
 // maxRootSize bounds a root held in memory for verification. Debian's
@@ -359,37 +359,23 @@ func (r *Resolver) learnAptIndex(d store.Digest) {
 }
 
 func (r *Resolver) parseAptIndex(d store.Digest, indexURL, rel, repo, archive string) (int, error) {
-	f, _, err := r.st.OpenBlob(d)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	rc, err := decompress.NewReaderLimit(path.Base(indexURL), f, maxIndexSize)
-	if err != nil {
-		return 0, fmt.Errorf("decompressing %s: %w", indexURL, err)
-	}
-	defer rc.Close()
-	b := r.newBatch()
-	add := func(p string, sum []byte, size int64) error {
-		if len(sum) != 32 || strings.Contains(p, "..") {
-			return nil
-		}
-		return b.add(expectKey(FormatApt, target.JoinURL(archive, p)), store.Expect{SHA256: store.Digest(sum), Size: size, Root: repo})
-	}
 	kind, _ := apt.IsIndexPath(rel)
-	if kind == apt.IndexSources {
-		err = apt.ParseSources(rc, func(dir string, sf apt.SourceFile) error {
-			return add(path.Join(dir, sf.Name), sf.SHA256, sf.Size)
-		})
-	} else {
-		err = apt.ParsePackages(rc, func(p *apt.Package) error {
+	return r.parseBlob(d, indexURL, false, func(rd io.Reader, b *batch) error {
+		add := func(p string, sum []byte, size int64) error {
+			if len(sum) != 32 || strings.Contains(p, "..") {
+				return nil
+			}
+			return b.add(expectKey(FormatApt, target.JoinURL(archive, p)), store.Expect{SHA256: store.Digest(sum), Size: size, Root: repo})
+		}
+		if kind == apt.IndexSources {
+			return apt.ParseSources(rd, func(dir string, sf apt.SourceFile) error {
+				return add(path.Join(dir, sf.Name), sf.SHA256, sf.Size)
+			})
+		}
+		return apt.ParsePackages(rd, func(p *apt.Package) error {
 			return add(p.Filename, p.SHA256, p.Size)
 		})
-	}
-	if err != nil {
-		return b.n, err
-	}
-	return b.n, b.flush()
+	})
 }
 
 // archiveRoot is the directory holding dists/ and pool/, which Packages

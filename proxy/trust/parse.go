@@ -3,12 +3,15 @@ package trust
 import (
 	"context"
 	"fmt"
+	"io"
+	"path"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/pkgswarm/pkgswarm/proxy/fetch"
 	"github.com/pkgswarm/pkgswarm/proxy/store"
+	"github.com/pkgswarm/pkgswarm/repoindex/decompress"
 )
 
 // parseRetry is how long a failed index parse is remembered: requests in
@@ -187,4 +190,35 @@ func (r *Resolver) waitParses(ctx context.Context, u string) bool {
 func (r *Resolver) teaches(scope string, req *fetch.Request) *fetch.Request {
 	r.parses.pend(scope, fetch.KeyOf(req))
 	return req
+}
+
+// parseBlob reads held blob d into expectations: it opens the blob,
+// decompresses it (by the extension of name; by its magic bytes when name is
+// ""; not at all when raw), and gives the reader and a batch to parse, then
+// flushes the batch. It returns how many expectations were added.
+func (r *Resolver) parseBlob(d store.Digest, name string, raw bool, parse func(io.Reader, *batch) error) (int, error) {
+	f, _, err := r.st.OpenBlob(d)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var rd io.Reader = f
+	if !raw {
+		var rc io.ReadCloser
+		if name != "" {
+			rc, err = decompress.NewReaderLimit(path.Base(name), f, maxIndexSize)
+		} else {
+			rc, err = decompress.SniffLimit(f, maxIndexSize)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("decompressing: %w", err)
+		}
+		defer rc.Close()
+		rd = rc
+	}
+	b := r.newBatch()
+	if err := parse(rd, b); err != nil {
+		return b.n, err
+	}
+	return b.n, b.flush()
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"path"
 	"strconv"
 	"strings"
@@ -13,7 +14,6 @@ import (
 	"github.com/pkgswarm/pkgswarm/proxy/fetch"
 	"github.com/pkgswarm/pkgswarm/proxy/store"
 	"github.com/pkgswarm/pkgswarm/proxy/target"
-	"github.com/pkgswarm/pkgswarm/repoindex/decompress"
 	"github.com/pkgswarm/pkgswarm/repoindex/rpmmd"
 )
 
@@ -226,26 +226,13 @@ func (r *Resolver) learnPrimary(d store.Digest) {
 	}
 	repo := string(v)
 	r.parseOnce(repo, d, "primary.xml", repo, func() (int, error) {
-		f, _, err := r.st.OpenBlob(d)
-		if err != nil {
-			return 0, err
-		}
-		defer f.Close()
-		rc, err := decompress.SniffLimit(f, maxIndexSize)
-		if err != nil {
-			return 0, fmt.Errorf("decompressing primary.xml of %s: %w", repo, err)
-		}
-		defer rc.Close()
-		b := r.newBatch()
-		err = rpmmd.ParsePrimary(rc, func(p rpmmd.Package) error {
-			if p.SHA256 == nil || strings.Contains(p.Location, "..") || path.Ext(p.Location) != ".rpm" {
-				return nil
-			}
-			return b.add(expectKey(FormatRPMMD, target.JoinURL(repo, p.Location)), store.Expect{SHA256: store.Digest(p.SHA256), Size: p.Size, Root: repo})
+		return r.parseBlob(d, "", false, func(rd io.Reader, b *batch) error {
+			return rpmmd.ParsePrimary(rd, func(p rpmmd.Package) error {
+				if p.SHA256 == nil || strings.Contains(p.Location, "..") || path.Ext(p.Location) != ".rpm" {
+					return nil
+				}
+				return b.add(expectKey(FormatRPMMD, target.JoinURL(repo, p.Location)), store.Expect{SHA256: store.Digest(p.SHA256), Size: p.Size, Root: repo})
+			})
 		})
-		if err != nil {
-			return b.n, err
-		}
-		return b.n, b.flush()
 	})
 }

@@ -170,22 +170,14 @@ func (r *Resolver) learnMediaInfo(t target.Target, medium string, d store.Digest
 		return
 	}
 	r.parseOnce(medium, d, "synthesis", t.URL, func() (int, error) {
-		f, _, err := r.st.OpenBlob(d)
-		if err != nil {
-			return 0, err
-		}
-		defer f.Close()
-		b := r.newBatch()
-		err = urpmi.ParseSynthesisCompressed(f, func(e urpmi.SynthEntry) error {
-			if e.FileSize <= 0 {
-				return nil // no exact size: such an rpm is cached by URL only
-			}
-			return b.add(expectKey(FormatURPMI, target.JoinURL(medium, e.NEVRA+".rpm")), store.Expect{Size: e.FileSize, Root: medium})
+		return r.parseBlob(d, "", true, func(rd io.Reader, b *batch) error {
+			return urpmi.ParseSynthesisCompressed(rd, func(e urpmi.SynthEntry) error {
+				if e.FileSize <= 0 {
+					return nil // no exact size: such an rpm is cached by URL only
+				}
+				return b.add(expectKey(FormatURPMI, target.JoinURL(medium, e.NEVRA+".rpm")), store.Expect{Size: e.FileSize, Root: medium})
+			})
 		})
-		if err != nil {
-			return b.n, err
-		}
-		return b.n, b.flush()
 	})
 }
 
