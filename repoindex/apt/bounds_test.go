@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pkgswarm/pkgswarm/repoindex"
+	"github.com/pkgswarm/pkgswarm/repoindex/decompress"
 	"github.com/pkgswarm/pkgswarm/repoindex/internal/limittest"
 )
 
@@ -95,5 +96,53 @@ func TestVerifyInReleaseAtTheBounds(t *testing.T) {
 	m.Check(t, fmt.Sprintf("%d entries, %d bytes", n, len(signed)))
 	if err != nil || len(rel.Files) != n {
 		t.Fatalf("VerifyInRelease: %v", err)
+	}
+}
+
+// TestIndexBombs: Packages and Sources bombs (one line of hundreds of MiB
+// in every compression format; a Sources stanza of a million files; a
+// checksum line of blanks) fail with repoindex.ErrTooLarge while the heap
+// grows by less than indexBudget.
+func TestIndexBombs(t *testing.T) {
+	const indexBudget = 56 << 20 // a line of maxLine (8 MiB) in a doubling buffer, its garbage, the decoder
+	sum := strings.Repeat("ab", 32)
+	type bomb struct {
+		name, ext, prefix, pattern string
+		sources                    bool
+	}
+	var bombs []bomb
+	for _, ext := range limittest.Formats {
+		bombs = append(bombs, bomb{"Packages line " + ext, ext, "Package: a\nDescription: ", "a", false})
+	}
+	bombs = append(bombs,
+		bomb{"Sources files", ".xz", "Package: a\nDirectory: d\nChecksums-Sha256:\n", " " + sum + " 1 n\n", true},
+		bomb{"Sources blanks", ".gz", "Package: a\nDirectory: d\nChecksums-Sha256:\n " + sum, " ", true},
+		bomb{"Sources line", ".zst", "Package: a\nDirectory: d\nBinary: ", "a, ", true},
+	)
+	for _, b := range bombs {
+		t.Run(b.name, func(t *testing.T) {
+			size := int64(512 << 20)
+			if b.ext == ".lzma" {
+				size = 64 << 20
+			}
+			data := limittest.Bomb(t, b.ext, []byte(b.prefix), []byte(b.pattern), size, nil)
+			rc, err := decompress.NewReaderLimit("Index"+b.ext, bytes.NewReader(data), 4<<30) // the proxy's bound
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.Close()
+			m := limittest.Start(indexBudget)
+			r := m.Reader(rc)
+			if b.sources {
+				err = ParseSources(r, func(string, SourceFile) error { return nil })
+			} else {
+				err = ParsePackages(r, func(*Package) error { return nil })
+			}
+			m.Check(t, b.name)
+			if !errors.Is(err, repoindex.ErrTooLarge) {
+				t.Fatalf("%d-byte bomb: %v, want an error wrapping repoindex.ErrTooLarge", len(data), err)
+			}
+			t.Log(err)
+		})
 	}
 }
