@@ -448,7 +448,7 @@ func TestXzHugeDictionaryRefused(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "dictionary") || !strings.Contains(err.Error(), "bomb.xz") {
 		t.Fatalf("got %v, want a dictionary-size error naming the file", err)
 	}
-	if !strings.Contains(err.Error(), "exceeds the 256 MiB accepted") {
+	if !strings.Contains(err.Error(), "exceeds the 64 MiB accepted") {
 		t.Errorf("refused for another reason: %v", err)
 	}
 	if _, err := Sniff(bytes.NewReader(patched)); err == nil {
