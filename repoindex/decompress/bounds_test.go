@@ -192,3 +192,50 @@ func TestZstdWindowBound(t *testing.T) {
 		t.Fatalf("got %v, want ErrTooLarge", err)
 	}
 }
+
+// FuzzXzScan: whatever xz data the xz package writes (any content, check
+// type, block size, one to three streams with stream padding between
+// them), the walk over the container reaches the end of the last stream
+// without refusing anything, and decoding gives the content back.
+func FuzzXzScan(f *testing.F) {
+	f.Add([]byte("Package: a\n"), uint8(0), uint16(0), uint8(1), uint8(0))
+	f.Add(sample(100<<10), uint8(1), uint16(4096), uint8(2), uint8(3))
+	f.Add([]byte{}, uint8(2), uint16(1), uint8(3), uint8(1))
+	f.Fuzz(func(t *testing.T, data []byte, check uint8, block uint16, streams uint8, pad uint8) {
+		cfg := xz.WriterConfig{
+			CheckSum:   []byte{xz.None, xz.CRC32, xz.CRC64, xz.SHA256}[check%4],
+			NoCheckSum: check%4 == 0,
+			BlockSize:  int64(block)*16 + 1024,
+			DictCap:    1 << 16,
+		}
+		var all, want []byte
+		for i := range int(streams%3) + 1 {
+			if i > 0 {
+				all = append(all, make([]byte, 4*int(pad%4))...)
+			}
+			var buf bytes.Buffer
+			w, err := cfg.NewWriter(&buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.Write(data)
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, buf.Bytes()...)
+			want = append(want, data...)
+		}
+		s := newXzScan(bytes.NewReader(all))
+		if _, err := io.Copy(io.Discard, s); err != nil || s.st != xzPadding {
+			t.Fatalf("walk ended in state %d: %v", s.st, err)
+		}
+		rc, err := NewReader("f.xz", bytes.NewReader(all))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(rc)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("decoded %d bytes (%v), want %d", len(got), err, len(want))
+		}
+	})
+}

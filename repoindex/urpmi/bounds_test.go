@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"path"
 	"strings"
 	"testing"
 
@@ -77,4 +78,72 @@ func TestMediaCfgBounds(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzParseSynthesisCompressed: a synthesis.hdlist.cz as served (any
+// compression or none) never makes ParseSynthesisCompressed panic or
+// allocate past a bound (a decoder's window, a line of 8 MiB, buffers),
+// and errors say they are urpmi's.
+func FuzzParseSynthesisCompressed(f *testing.F) {
+	for _, ext := range []string{".gz", ".xz", ".zst", ".lz4"} {
+		f.Add(limittest.Bomb(f, ext, []byte("@filesize@5\n@info@a-1-1.noarch@0@1@G\n"), []byte("@provides@x\n"), 1, nil))
+	}
+	f.Add([]byte("@info@a-1-1.noarch@0\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var err error
+		alloc := limittest.Allocs(func() {
+			err = urpmi.ParseSynthesisCompressed(bytes.NewReader(data), func(e urpmi.SynthEntry) error {
+				if e.NEVRA != e.Name+"-"+e.Version+"-"+e.Release+"."+e.Arch || e.FileSize == 0 || e.FileSize < -1 {
+					t.Fatalf("entry %+v", e)
+				}
+				return nil
+			})
+		})
+		if alloc > 128<<20 {
+			t.Fatalf("allocated %d bytes for %d bytes of input", alloc, len(data))
+		}
+		if err != nil && !strings.HasPrefix(err.Error(), "urpmi: ") {
+			t.Fatalf("error without context: %v", err)
+		}
+	})
+}
+
+// FuzzParseNEVRA: file names come from clients and mirrors; a NEVRA that
+// parses has non-empty parts free of separators, which join back to it.
+func FuzzParseNEVRA(f *testing.F) {
+	f.Add("lib64foo-devel-1.2-4.mga9.x86_64")
+	f.Add("a-1-1.noarch")
+	f.Add("../a-1-1.x")
+	f.Fuzz(func(t *testing.T, s string) {
+		e, err := urpmi.ParseNEVRA(s)
+		if err != nil {
+			return
+		}
+		if e.NEVRA != s || e.Name+"-"+e.Version+"-"+e.Release+"."+e.Arch != s {
+			t.Fatalf("ParseNEVRA(%q) = %+v", s, e)
+		}
+		for _, p := range []string{e.Name, e.Version, e.Release, e.Arch} {
+			if p == "" || strings.ContainsAny(p, "/@\x00 \t\r\n") || strings.Contains(e.Version+e.Release, "-") {
+				t.Fatalf("ParseNEVRA(%q): part %q", s, p)
+			}
+		}
+	})
+}
+
+// FuzzClassify: request paths come from clients; classification never
+// panics, gives a known kind exactly when ok, and MediumDir agrees.
+func FuzzClassify(f *testing.F) {
+	f.Add("distrib/9/x86_64/media/core/release/media_info/synthesis.hdlist.cz")
+	f.Add("media/media_info/media.cfg")
+	f.Add("core/release/foo-1-1.mga9.x86_64.rpm")
+	f.Add("media_info/20240101-120000-synthesis.hdlist.cz")
+	f.Fuzz(func(t *testing.T, p string) {
+		k, ok := urpmi.Classify(p)
+		if ok == (k == urpmi.KindUnknown) || k.String() == "invalid" {
+			t.Fatalf("Classify(%q) = %v, %v", p, k, ok)
+		}
+		if dir, ok := urpmi.MediumDir(p); ok && !strings.HasPrefix(path.Clean(p), path.Clean(dir)) {
+			t.Fatalf("MediumDir(%q) = %q", p, dir)
+		}
+	})
 }

@@ -131,3 +131,12 @@ func (g *guard) Read(p []byte) (int, error) {
 
 // MiB formats a byte count in MiB.
 func MiB(n uint64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// Allocs returns the bytes allocated (by the whole process) while fn ran,
+// for fuzz targets that bound what a parser allocates for its input.
+func Allocs(fn func()) uint64 {
+	_, before := read()
+	fn()
+	_, after := read()
+	return after - before
+}
