@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os/exec"
 	"path"
 	"strings"
 	"testing"
@@ -85,8 +86,12 @@ func TestMediaCfgBounds(t *testing.T) {
 // allocate past a bound (a decoder's window, a line of 8 MiB, buffers),
 // and errors say they are urpmi's.
 func FuzzParseSynthesisCompressed(f *testing.F) {
-	for _, ext := range []string{".gz", ".xz", ".zst", ".lz4"} {
-		f.Add(limittest.Bomb(f, ext, []byte("@filesize@5\n@info@a-1-1.noarch@0@1@G\n"), []byte("@provides@x\n"), 1, nil))
+	for _, tl := range [][]string{{"gzip", "-c"}, {"xz", "-c"}, {"zstd", "-c", "-q"}, {"lz4", "-c", "-q"}, {"bzip2", "-c"}} {
+		cmd := exec.Command(tl[0], tl[1:]...)
+		cmd.Stdin = strings.NewReader("@provides@x\n@filesize@5\n@info@a-1-1.noarch@0@1@G\n")
+		if out, err := cmd.Output(); err == nil {
+			f.Add(out)
+		}
 	}
 	f.Add([]byte("@info@a-1-1.noarch@0\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
