@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pkgswarm/pkgswarm/repoindex"
 	"github.com/pkgswarm/pkgswarm/repoindex/internal/limittest"
 )
 
@@ -81,5 +82,17 @@ func TestHeaderMemoryWaitEndsWithContext(t *testing.T) {
 	}
 	if _, err := VerifyContext(context.Background(), bytes.NewReader(data), "wait.rpm", keys); err != nil {
 		t.Fatalf("after the wait: %v", err)
+	}
+}
+
+// TestHugeSignaturePacket: only signature packets are kept from the
+// signature header, each at most 64 KiB.
+func TestHugeSignaturePacket(t *testing.T) {
+	data, keys := bigHeaderRPM(t, 1)
+	p := splitRPM(t, data)
+	huge := p.join(encodeHeader(p.sig, map[uint32]bool{sigTagRSA: true}, []blob{{sigTagRSA, typeBin, make([]byte, maxSigPacket+1)}}), p.main.raw)
+	_, err := Verify(bytes.NewReader(huge), "hugesig.rpm", keys)
+	if !errors.Is(err, ErrBadSignature) || !errors.Is(err, repoindex.ErrTooLarge) {
+		t.Fatalf("Verify: %v, want ErrBadSignature and repoindex.ErrTooLarge", err)
 	}
 }

@@ -135,7 +135,8 @@ func (v *verifier) readSignatures(ctx context.Context, r io.Reader) ([]sigTag, e
 			blob := sigHdr.bin(tag)
 			switch {
 			case blob != nil && len(blob) > maxSigPacket:
-				return nil, v.fail(ErrBadSignature, "signature tag %d holds %d bytes; no OpenPGP signature is over %d", tag, len(blob), maxSigPacket)
+				return nil, fmt.Errorf("rpm %s: %w: %w: signature tag %d holds %d bytes; no OpenPGP signature is over %d",
+					v.what(), ErrBadSignature, repoindex.ErrTooLarge, tag, len(blob), maxSigPacket)
 			case blob != nil:
 				out = append(out, sigTag{tag: tag, blob: bytes.Clone(blob)})
 			case sigHdr.has(tag):

@@ -14,10 +14,6 @@ import (
 	"github.com/ulikunitz/xz/lzma"
 )
 
-// Formats lists the extensions Bomb can write, as package decompress
-// names them.
-var Formats = []string{".gz", ".xz", ".zst", ".bz2", ".lz4", ".lzma"}
-
 // chunk is the size of the repeated member of a bomb.
 const chunk = 8 << 20
 
@@ -26,7 +22,8 @@ var (
 	cache   = map[string][]byte{} // ext + NUL + pattern → one compressed chunk
 )
 
-// Bomb returns data in the format of ext (one of Formats) that decompresses
+// Bomb returns data in the format of ext (".gz", ".xz", ".zst", ".bz2",
+// ".lz4" or ".lzma") that decompresses
 // to prefix, then pattern repeated over size bytes (rounded up to 8 MiB,
 // or to 1 MiB for lzma), then suffix.
 // Except for lzma-alone, which has no concatenation, it is a series of
