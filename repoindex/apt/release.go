@@ -88,8 +88,9 @@ const (
 // fields are optional. It does not verify anything: use VerifyInRelease or
 // VerifyRelease for data from the network.
 //
-// Its time and memory are linear in the size of plain: one pass, a few
-// allocations per entry. A file over MaxReleaseSize, with more than
+// It makes one pass over one copy of the text and sorts the entries once
+// (no step is quadratic), with a few allocations in all rather than per
+// entry. A file over MaxReleaseSize, with more than
 // MaxReleaseEntries SHA256 entries, more than 1024 distinct fields or 1024
 // architectures or components is refused with an error wrapping
 // repoindex.ErrTooLarge.

@@ -32,7 +32,7 @@
 // names the file, the byte offset and the bound, before the bytes past it
 // are read. ParsePrimary streams: memory does not grow with the number of
 // packages; it stays under a few MiB (a tag of MaxToken bytes costs at most
-// about 13 MiB of transient attributes). Callers decompress
+// 13 MiB of transient attributes in the tests). Callers decompress
 // primary.xml.gz/.xz/.zst themselves (repoindex/decompress) and bound the
 // decompressed size. The package does no I/O beyond the readers it is given.
 package rpmmd
