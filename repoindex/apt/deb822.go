@@ -8,11 +8,16 @@ import (
 	"io"
 	"path"
 	"strings"
+
+	"github.com/pkgswarm/pkgswarm/repoindex"
 )
 
 // maxLine bounds one line of a control file. Debian's longest lines (Binary:
-// of a large source package, Provides: of a few binaries) are tens of KiB.
-const maxLine = 16 << 20
+// of a large source package, Provides: of Rust library packages listing
+// every feature) are some hundred KiB. A line past the 64 KiB buffer is
+// assembled in a buffer that doubles, so the longest costs at most about
+// three times maxLine while it is read.
+const maxLine = 8 << 20
 
 // lineReader reads the lines of a deb822 control file with few
 // allocations: a line is a slice into the bufio buffer, valid until the next
@@ -32,13 +37,17 @@ func newLineReader(r io.Reader) *lineReader {
 func (lr *lineReader) next() ([]byte, error) {
 	line, err := lr.br.ReadSlice('\n')
 	if err == bufio.ErrBufferFull {
+		if cap(lr.long) > 1<<20 {
+			lr.long = nil // do not keep a long line's buffer for ever
+		}
 		lr.long = append(lr.long[:0], line...)
 		for err == bufio.ErrBufferFull {
 			if len(lr.long) > maxLine {
-				return nil, fmt.Errorf("line %d: longer than %d bytes", lr.n+1, maxLine)
+				lr.long = nil
+				return nil, fmt.Errorf("line %d: %w: longer than %d bytes", lr.n+1, repoindex.ErrTooLarge, maxLine)
 			}
 			line, err = lr.br.ReadSlice('\n')
-			lr.long = append(lr.long, line...)
+			lr.long = appendDoubling(lr.long, line)
 		}
 		line = lr.long
 	}
@@ -52,6 +61,19 @@ func (lr *lineReader) next() ([]byte, error) {
 	line = bytes.TrimSuffix(line, []byte{'\n'})
 	line = bytes.TrimSuffix(line, []byte{'\r'})
 	return line, nil
+}
+
+// appendDoubling is append that at least doubles the capacity when it
+// grows, so a long line is copied a few times, not once per 25% of growth
+// (what append does past 256 elements), which left hundreds of MiB of
+// garbage behind a line of 16 MiB.
+func appendDoubling(dst, src []byte) []byte {
+	if n := len(dst) + len(src); n > cap(dst) {
+		grown := make([]byte, len(dst), max(2*cap(dst), n))
+		copy(grown, dst)
+		dst = grown
+	}
+	return append(dst, src...)
 }
 
 // lineKind classifies a control file line.

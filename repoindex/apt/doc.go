@@ -23,4 +23,23 @@
 // ".." segments, so a hostile index cannot point at a path outside the
 // repository. The parsers take uncompressed data (see package decompress)
 // and do no I/O beyond reading what they are given.
+//
+// Memory and work are bounded whatever the input; every bound fails with
+// an error wrapping repoindex.ErrTooLarge that names the file and the
+// bound:
+//
+//   - InRelease/Release: MaxReleaseSize (4 MiB, ten times Debian's largest,
+//     refused before any signature work), MaxReleaseEntries (50,000 SHA256
+//     entries, five times Debian's largest), 1,024 fields, 1,024
+//     architectures or components; a signature at most MaxSignatureSize
+//     (64 KiB) and 16 packets. ParseRelease is one pass over one copy of the
+//     text, linear in its size, with a few allocations per entry; verifying
+//     a Release of MaxReleaseSize peaks at about 40 MiB of heap.
+//   - Packages/Sources: a line at most 8 MiB (the longest real ones,
+//     Provides of Rust library packages, are some hundred KiB), read into a
+//     buffer that doubles, so about three times that at most; a Sources
+//     stanza, held until checked, at most 10,000 files of 255-byte names.
+//     Fields are split without allocating per field, so a line of millions
+//     of blanks costs the line only.
+//   - a keyring file at most 16 MiB.
 package apt

@@ -3,10 +3,15 @@ package apt
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+
+	"github.com/pkgswarm/pkgswarm/repoindex/internal/limittest"
 )
 
 func FuzzParseRelease(f *testing.F) {
@@ -151,6 +156,55 @@ func FuzzIsIndexPath(f *testing.F) {
 					t.Fatalf("IsIndexPath(%q) accepted a .. path", p)
 				}
 			}
+		}
+	})
+}
+
+// FuzzLoadKeyring feeds keyring file contents (binary, armored, anything)
+// to what LoadKeyring does with each file. A file that fails adds no key;
+// one that loads holds only public keys; allocation stays bounded by the
+// input; every loaded key can be asked to check a signature.
+func FuzzLoadKeyring(f *testing.F) {
+	key := newTestKey(f, "Fuzz Key", keyOpts{})
+	rsa := newTestKey(f, "Fuzz RSA Key", keyOpts{rsa: true})
+	var pub, secret bytes.Buffer
+	key.e.Serialize(&pub)
+	rsa.e.Serialize(&pub)
+	key.e.SerializePrivate(&secret, nil)
+	f.Add(pub.Bytes())
+	f.Add(armorBytes(f, openpgp.PublicKeyType, pub.Bytes()))
+	f.Add(secret.Bytes())
+	f.Add([]byte("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n-----END PGP PUBLIC KEY BLOCK-----\n"))
+	f.Add(append(make([]byte, 8), "KBXf"...))
+	now := time.Now()
+	text := releaseText(now.Add(-time.Hour), time.Time{})
+	sig := detachSign(f, text, false, signOpts{}, key)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		kr := &Keyring{}
+		var err error
+		alloc := limittest.Allocs(func() { err = kr.addData("fuzz.gpg", data, map[string]int{}) })
+		if max := uint64(16<<20 + 256*len(data)); alloc > max {
+			t.Fatalf("allocated %d bytes for a %d-byte keyring", alloc, len(data))
+		}
+		if err != nil {
+			if kr.Len() != 0 {
+				t.Fatalf("a failed file added %d keys", kr.Len())
+			}
+			if !strings.Contains(err.Error(), "fuzz.gpg") {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		for i, e := range kr.entities {
+			if e.PrivateKey != nil {
+				t.Fatal("a secret key was loaded")
+			}
+			if kr.keys[i].Fingerprint != fmt.Sprintf("%X", e.PrimaryKey.Fingerprint) {
+				t.Fatalf("key info %+v does not describe key %X", kr.keys[i], e.PrimaryKey.Fingerprint)
+			}
+		}
+		if _, err := verifySignatures(text, sig, kr, now); err != nil && !errors.Is(err, ErrBadSignature) && !errors.Is(err, ErrUnknownKey) {
+			t.Fatalf("verifying with the loaded keys: unclassified error %v", err)
 		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -15,6 +16,8 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+
+	"github.com/pkgswarm/pkgswarm/repoindex"
 )
 
 // DefaultKeyringPaths are where apt looks for trusted keys on Debian and its
@@ -95,12 +98,31 @@ func LoadKeyring(paths ...string) (*Keyring, error) {
 	return kr, nil
 }
 
+// maxKeyringFile bounds a keyring file. Debian's archive keyring is some
+// dozen KiB; a trusted.gpg holding every key a host ever added some
+// hundred KiB.
+const maxKeyringFile = 16 << 20
+
 // addFile reads the keys of one file into kr.
 func (kr *Keyring) addFile(p string, index map[string]int) error {
-	data, err := os.ReadFile(p)
+	f, err := os.Open(p)
 	if err != nil {
 		return fmt.Errorf("keyring %s: %w", p, err)
 	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxKeyringFile+1))
+	if err != nil {
+		return fmt.Errorf("keyring %s: %w", p, err)
+	}
+	if len(data) > maxKeyringFile {
+		return fmt.Errorf("keyring %s: %w: larger than %d bytes (keyrings are some hundred KiB at most)", p, repoindex.ErrTooLarge, maxKeyringFile)
+	}
+	return kr.addData(p, data, index)
+}
+
+// addData adds the keys of data, the content of the keyring file p, to kr.
+// On error kr is unchanged.
+func (kr *Keyring) addData(p string, data []byte, index map[string]int) error {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil // apt ignores empty keyring files, e.g. a fresh trusted.gpg
 	}

@@ -1,10 +1,11 @@
 package apt
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/pkgswarm/pkgswarm/repoindex"
 )
 
 // SourceFile is one file of a source package, from the Checksums-Sha256
@@ -134,23 +135,38 @@ type sourceEntry struct {
 	name string
 }
 
+// Bounds of a Sources stanza, which is held whole until it has been
+// checked. The most files a real source package has is some hundred (many
+// component tarballs and their signatures); a file name is at most 255
+// bytes on every file system a mirror runs on.
+const (
+	maxSourceFiles    = 10_000
+	maxSourceFileName = 255
+)
+
 // appendSourceEntry parses "<sha256> <size> <name>" onto entries.
 func appendSourceEntry(entries []sourceEntry, value []byte) ([]sourceEntry, error) {
-	f := bytes.Fields(value)
-	if len(f) != 3 {
+	f, ok := fields3(string(value))
+	if !ok {
 		return entries, fmt.Errorf("want \"<sha256> <size> <name>\", got %q", clip(value))
 	}
+	if len(entries) == maxSourceFiles {
+		return entries, fmt.Errorf("%w: more than %d files in one stanza", repoindex.ErrTooLarge, maxSourceFiles)
+	}
+	if len(f[2]) > maxSourceFileName {
+		return entries, fmt.Errorf("%w: file name of %d bytes, more than %d", repoindex.ErrTooLarge, len(f[2]), maxSourceFileName)
+	}
 	var e sourceEntry
-	if err := parseHex32(&e.sum, f[0]); err != nil {
+	if err := parseHex32(&e.sum, []byte(f[0])); err != nil {
 		return entries, err
 	}
 	var err error
-	if e.size, err = parseSize(f[1]); err != nil {
+	if e.size, err = parseSize([]byte(f[1])); err != nil {
 		return entries, err
 	}
-	e.name = string(f[2])
+	e.name = strings.Clone(f[2]) // not a substring: the line may be long
 	if strings.Contains(e.name, "/") || e.name == "." || e.name == ".." {
-		return entries, fmt.Errorf("file name %q is not a bare file name", clip(f[2]))
+		return entries, fmt.Errorf("file name %q is not a bare file name", clip([]byte(f[2])))
 	}
 	if _, err := cleanRelPath(e.name); err != nil {
 		return entries, err

@@ -15,6 +15,8 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/clearsign"
 	pgperrors "github.com/ProtonMail/go-crypto/openpgp/errors"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+
+	"github.com/pkgswarm/pkgswarm/repoindex"
 )
 
 // Sentinel errors of VerifyInRelease and VerifyRelease, for errors.Is.
@@ -49,7 +51,13 @@ var (
 // Errors wrap ErrBadSignature (and then maybe ErrKeyExpired or
 // ErrKeyRevoked), ErrUnknownKey or ErrExpired; an error wrapping none of
 // them means the signature is good but the signed Release is malformed.
+// Data over MaxReleaseSize is refused before any signature work, and a
+// signed Release over ParseRelease's bounds after it, with an error
+// wrapping repoindex.ErrTooLarge (only).
 func VerifyInRelease(data []byte, kr *Keyring, now time.Time) (*Release, error) {
+	if len(data) > MaxReleaseSize {
+		return nil, tooLarge("InRelease", len(data))
+	}
 	block, rest := clearsign.Decode(data)
 	if block == nil {
 		return nil, fmt.Errorf("InRelease: %w: not a clearsigned OpenPGP message", ErrBadSignature)
@@ -60,9 +68,9 @@ func VerifyInRelease(data []byte, kr *Keyring, now time.Time) (*Release, error) 
 	if block.ArmoredSignature == nil || block.ArmoredSignature.Type != openpgp.SignatureType {
 		return nil, fmt.Errorf("InRelease: %w: no signature block", ErrBadSignature)
 	}
-	sig, err := io.ReadAll(block.ArmoredSignature.Body)
+	sig, err := readSignature(block.ArmoredSignature.Body)
 	if err != nil {
-		return nil, fmt.Errorf("InRelease: %w: reading the armored signature: %v", ErrBadSignature, err)
+		return nil, fmt.Errorf("InRelease: %w", err)
 	}
 	return verifyAndParse("InRelease", block.Bytes, block.Plaintext, sig, kr, now)
 }
@@ -80,6 +88,13 @@ func ParseRoot(data []byte) (*Release, error) {
 // VerifyRelease verifies a Release file against its detached signature
 // (Release.gpg, armored or binary) as VerifyInRelease does.
 func VerifyRelease(release, detachedSig []byte, kr *Keyring, now time.Time) (*Release, error) {
+	if len(release) > MaxReleaseSize {
+		return nil, tooLarge("Release", len(release))
+	}
+	if len(detachedSig) > MaxSignatureSize {
+		return nil, fmt.Errorf("Release.gpg: %w: %w: %d bytes, more than the %d accepted (a signature takes about 1 KiB)",
+			ErrBadSignature, repoindex.ErrTooLarge, len(detachedSig), MaxSignatureSize)
+	}
 	sig := detachedSig
 	if trimmed := bytes.TrimLeft(detachedSig, " \t\r\n"); bytes.HasPrefix(trimmed, []byte("-----BEGIN PGP")) {
 		block, err := armor.Decode(bytes.NewReader(trimmed))
@@ -89,11 +104,30 @@ func VerifyRelease(release, detachedSig []byte, kr *Keyring, now time.Time) (*Re
 		if block.Type != openpgp.SignatureType {
 			return nil, fmt.Errorf("Release.gpg: %w: armored %q block, want %q", ErrBadSignature, block.Type, openpgp.SignatureType)
 		}
-		if sig, err = io.ReadAll(block.Body); err != nil {
-			return nil, fmt.Errorf("Release.gpg: %w: reading the armored signature: %v", ErrBadSignature, err)
+		if sig, err = readSignature(block.Body); err != nil {
+			return nil, fmt.Errorf("Release.gpg: %w", err)
 		}
 	}
 	return verifyAndParse("Release", release, release, sig, kr, now)
+}
+
+// tooLarge is the error for a root over MaxReleaseSize, given before any
+// signature work.
+func tooLarge(what string, n int) error {
+	return fmt.Errorf("%s: %w: %d bytes, more than the %d accepted (Debian's largest is a few hundred KiB); not checking its signature: the mirror serves a corrupt or hostile file",
+		what, repoindex.ErrTooLarge, n, MaxReleaseSize)
+}
+
+// readSignature reads a dearmored signature, at most MaxSignatureSize bytes.
+func readSignature(r io.Reader) ([]byte, error) {
+	sig, err := io.ReadAll(io.LimitReader(r, MaxSignatureSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading the armored signature: %v", ErrBadSignature, err)
+	}
+	if len(sig) > MaxSignatureSize {
+		return nil, fmt.Errorf("%w: %w: signature longer than %d bytes", ErrBadSignature, repoindex.ErrTooLarge, MaxSignatureSize)
+	}
+	return sig, nil
 }
 
 // verifyAndParse checks sig over signed, then parses plain (the signed text,

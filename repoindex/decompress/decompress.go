@@ -15,11 +15,15 @@ import (
 	"github.com/pierrec/lz4/v4"
 	"github.com/ulikunitz/xz"
 	"github.com/ulikunitz/xz/lzma"
+
+	"github.com/pkgswarm/pkgswarm/repoindex"
 )
 
 // ErrTooLarge is wrapped by the error a limited reader returns once the
-// decompressed data would exceed its limit.
-var ErrTooLarge = errors.New("decompressed data exceeds the size limit")
+// decompressed data would exceed its limit, and by the error refusing a
+// window or dictionary over the decoders' bounds. It is
+// repoindex.ErrTooLarge, which every bound of repoindex wraps.
+var ErrTooLarge = repoindex.ErrTooLarge
 
 // Compression extensions, as apt names them.
 const (
@@ -34,12 +38,16 @@ const (
 // extensions lists every extension Ext recognises.
 var extensions = []string{ExtGzip, ExtXz, ExtBzip2, ExtZstd, ExtLz4, ExtLzma}
 
-// Decoder limits. zstd at its highest ("--ultra -22") level uses a 128 MiB
-// window and xz/lzma at -9 a 64 MiB dictionary; larger requests are refused
-// rather than allocated.
+// Decoder limits: a decoder allocates the window or dictionary a header
+// asks for, and touches as much of it as it writes output, so a header of a
+// few bytes could take GiBs. xz and lzma at their highest preset (-9, -9e)
+// use a 64 MiB dictionary, zstd up to level 19 an 8 MiB window and
+// "--ultra -21" 64 MiB; what asks for more (zstd -22 or --long=27, a
+// custom xz dictionary) is refused with an error wrapping ErrTooLarge, so
+// that one decompression stays well under the 128 MiB a node may use.
 const (
-	maxZstdWindow = 128 << 20
-	maxLzmaDict   = 256 << 20
+	maxZstdWindow = 64 << 20
+	maxLzmaDict   = 64 << 20
 )
 
 // Ext returns the compression extension of name (one of the Ext* constants,
@@ -193,8 +201,10 @@ func open(ext string, r io.Reader) (io.ReadCloser, error) {
 		}
 		return &formatReader{format: "gzip", r: zr, close: zr.Close}, nil
 	case ExtXz:
-		br := bufio.NewReader(r)
-		if err := checkXzDict(br); err != nil {
+		// Every block's dictionary is checked as the decoder reaches it;
+		// the first one here already, so that a bad header fails at open.
+		br := bufio.NewReader(newXzScan(r))
+		if _, err := br.Peek(12 + 1024); err != nil && errors.Is(err, ErrTooLarge) {
 			return nil, fmt.Errorf("xz: %w", err)
 		}
 		zr, err := xz.NewReader(br)
@@ -217,6 +227,10 @@ func open(ext string, r io.Reader) (io.ReadCloser, error) {
 	case ExtLzma:
 		zr, err := lzma.ReaderConfig{DictCap: maxLzmaDict}.NewReader(r)
 		if err != nil {
+			var dict *lzma.ErrDictSize
+			if errors.As(err, &dict) {
+				return nil, fmt.Errorf("lzma: %w: %v", ErrTooLarge, err)
+			}
 			return nil, fmt.Errorf("lzma: %w", eofIsTruncation(err))
 		}
 		return &formatReader{format: "lzma", r: zr}, nil
@@ -244,7 +258,11 @@ func (f *formatReader) Read(p []byte) (int, error) {
 		return 0, fmt.Errorf("%s: read after close", f.format)
 	}
 	n, err := f.r.Read(p)
-	if err != nil && err != io.EOF {
+	switch {
+	case err == nil || err == io.EOF:
+	case errors.Is(err, zstd.ErrWindowSizeExceeded):
+		err = fmt.Errorf("%s: %w: %w (at most %d MiB: zstd -22 and --long=27 are refused)", f.format, ErrTooLarge, err, maxZstdWindow>>20)
+	default:
 		err = fmt.Errorf("%s: %w", f.format, err)
 	}
 	return n, err
@@ -309,62 +327,3 @@ func (l *limitReader) Read(p []byte) (int, error) {
 }
 
 func (l *limitReader) Close() error { return l.rc.Close() }
-
-// checkXzDict refuses an xz stream whose first block asks for an LZMA2
-// dictionary larger than maxLzmaDict: the decoder would allocate it up front,
-// and a few bytes of header could ask for 4 GiB. Blocks after the first (of
-// multi-threaded xz output) are not inspected; xz writes the same filter
-// settings in every block.
-func checkXzDict(br *bufio.Reader) error {
-	const streamHeaderLen = 12
-	head, _ := br.Peek(streamHeaderLen + 1024) // a block header is at most 1024 bytes
-	if len(head) <= streamHeaderLen || !bytes.HasPrefix(head, magicXz) {
-		return nil // the decoder reports what is wrong
-	}
-	blk := head[streamHeaderLen:]
-	if blk[0] == 0 { // an index: the stream has no block
-		return nil
-	}
-	size := (int(blk[0]) + 1) * 4
-	if len(blk) < size || size < 2 {
-		return nil
-	}
-	hdr := blk[1:size]
-	flags := hdr[0]
-	p := hdr[1:]
-	uvarint := func() (uint64, bool) {
-		v, n := binary.Uvarint(p)
-		if n <= 0 {
-			return 0, false
-		}
-		p = p[n:]
-		return v, true
-	}
-	if flags&0x40 != 0 { // compressed size present
-		if _, ok := uvarint(); !ok {
-			return nil
-		}
-	}
-	if flags&0x80 != 0 { // uncompressed size present
-		if _, ok := uvarint(); !ok {
-			return nil
-		}
-	}
-	for range int(flags&3) + 1 {
-		id, ok1 := uvarint()
-		n, ok2 := uvarint()
-		if !ok1 || !ok2 || n > uint64(len(p)) {
-			return nil
-		}
-		props := p[:n]
-		p = p[n:]
-		const filterLZMA2 = 0x21
-		if id == filterLZMA2 && len(props) == 1 {
-			dict, err := lzma.DecodeDictCap(props[0])
-			if err == nil && dict > maxLzmaDict {
-				return fmt.Errorf("LZMA2 dictionary of %d MiB exceeds the %d MiB accepted", dict>>20, maxLzmaDict>>20)
-			}
-		}
-	}
-	return nil
-}

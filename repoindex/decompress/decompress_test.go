@@ -16,6 +16,8 @@ import (
 	"github.com/pierrec/lz4/v4"
 	"github.com/ulikunitz/xz"
 	"github.com/ulikunitz/xz/lzma"
+
+	"github.com/pkgswarm/pkgswarm/repoindex/internal/limittest"
 )
 
 // sample returns a Packages-like text of roughly n bytes.
@@ -362,6 +364,11 @@ func TestEmptyCompressedInput(t *testing.T) {
 	}
 }
 
+// maxFuzzAlloc bounds what decoding any input may allocate: the largest
+// window or dictionary accepted (64 MiB), buffers, and the output limit
+// of the fuzz targets (1 MiB).
+const maxFuzzAlloc = 96 << 20
+
 func FuzzSniff(f *testing.F) {
 	f.Add([]byte("Package: a\n"))
 	for _, tl := range tools {
@@ -372,15 +379,27 @@ func FuzzSniff(f *testing.F) {
 	f.Add([]byte{0x5d, 0, 0, 0x80, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		const max = 1 << 20
-		rc, err := SniffLimit(bytes.NewReader(data), max)
-		if err != nil {
-			if err.Error() == "" {
+		var n int64
+		var err, openErr error
+		alloc := limittest.Allocs(func() {
+			var rc io.ReadCloser
+			if rc, openErr = SniffLimit(bytes.NewReader(data), max); openErr != nil {
+				return
+			}
+			defer rc.Close()
+			n, err = io.Copy(io.Discard, rc)
+		})
+		// A decoder may allocate its window or dictionary (at most 64 MiB)
+		// and its buffers; nothing may grow with what a header claims.
+		if alloc > maxFuzzAlloc {
+			t.Fatalf("allocated %d bytes for %d bytes of input", alloc, len(data))
+		}
+		if openErr != nil {
+			if openErr.Error() == "" {
 				t.Fatal("empty error message")
 			}
 			return
 		}
-		defer rc.Close()
-		n, err := io.Copy(io.Discard, rc)
 		if n > max {
 			t.Fatalf("read %d bytes past the limit %d", n, max)
 		}
@@ -402,15 +421,18 @@ func FuzzNewReader(f *testing.F) {
 	f.Add(uint8(0), []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3})
 	f.Fuzz(func(t *testing.T, which uint8, data []byte) {
 		ext := tools[int(which)%len(tools)].ext
-		rc, err := NewReaderLimit("Packages"+ext, bytes.NewReader(data), 1<<20)
-		if err != nil {
-			if !strings.Contains(err.Error(), "Packages"+ext) {
-				t.Fatalf("error does not name the file: %v", err)
+		var err error
+		alloc := limittest.Allocs(func() {
+			var rc io.ReadCloser
+			if rc, err = NewReaderLimit("Packages"+ext, bytes.NewReader(data), 1<<20); err != nil {
+				return
 			}
-			return
+			defer rc.Close()
+			_, err = io.Copy(io.Discard, rc)
+		})
+		if alloc > maxFuzzAlloc {
+			t.Fatalf("allocated %d bytes for %d bytes of %s input", alloc, len(data), ext)
 		}
-		defer rc.Close()
-		_, err = io.Copy(io.Discard, rc)
 		if err != nil && !strings.Contains(err.Error(), "Packages"+ext) {
 			t.Fatalf("error does not name the file: %v", err)
 		}
@@ -448,7 +470,7 @@ func TestXzHugeDictionaryRefused(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "dictionary") || !strings.Contains(err.Error(), "bomb.xz") {
 		t.Fatalf("got %v, want a dictionary-size error naming the file", err)
 	}
-	if !strings.Contains(err.Error(), "exceeds the 256 MiB accepted") {
+	if !strings.Contains(err.Error(), "exceeds the 64 MiB accepted") {
 		t.Errorf("refused for another reason: %v", err)
 	}
 	if _, err := Sniff(bytes.NewReader(patched)); err == nil {

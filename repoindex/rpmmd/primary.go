@@ -2,6 +2,7 @@ package rpmmd
 
 import (
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -74,17 +75,22 @@ type xmlPackage struct {
 }
 
 // ParsePrimary reads a decompressed primary.xml and calls fn once per
-// <package>, in file order. It decodes one package element at a time. A
-// package without name, arch, version, release or location, a sha256
-// checksum that is not 64 hex digits, a bad size, or a location that leaves
-// the repository (ErrBadLocation) stops parsing with an error naming the
+// <package>, in file order. It reads one token at a time and keeps only the
+// fields it returns, so memory does not grow with the file, a package or a
+// token: a token longer than MaxToken, a package longer than MaxPackageSize,
+// nesting deeper than 64 elements or an element with more than 64
+// attributes stops parsing with an error wrapping repoindex.ErrTooLarge
+// before the excess is read. A package without name, arch, version,
+// release or location, with one of them given twice, a sha256 checksum that
+// is not 64 hex digits, a bad size, or a location that leaves the
+// repository (ErrBadLocation) stops parsing with an error naming the
 // package; an error from fn is returned as is.
 func ParsePrimary(r io.Reader, fn func(Package) error) error {
-	dec := xml.NewDecoder(r)
-	depth, n := 0, 0
+	x := newXMLReader(r)
+	n := 0
 	sawRoot := false
 	for {
-		tok, err := dec.Token()
+		tok, err := x.token()
 		if err == io.EOF {
 			if !sawRoot {
 				return fmt.Errorf("rpmmd: primary.xml: no <metadata> element")
@@ -92,38 +98,133 @@ func ParsePrimary(r io.Reader, fn func(Package) error) error {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("rpmmd: primary.xml after %d packages: %w", n, err)
+			return fmt.Errorf("rpmmd: primary.xml after %d packages: %w%s", n, err, tooLargeHint(err))
+		}
+		t, ok := tok.(xml.StartElement)
+		if !ok {
+			continue
+		}
+		if x.depth == 1 {
+			if t.Name.Local != "metadata" {
+				return fmt.Errorf("rpmmd: primary.xml: root element <%s>, want <metadata>", clip(t.Name.Local))
+			}
+			sawRoot = true
+			continue
+		}
+		if x.depth != 2 || t.Name.Local != "package" {
+			continue
+		}
+		n++
+		x.bound(MaxPackageSize, "a <package> element")
+		var xp xmlPackage
+		err = readPackage(x, &xp)
+		x.unbound()
+		if err != nil {
+			return fmt.Errorf("rpmmd: primary.xml package #%d%s: %w%s", n, nameLabel(xp.Name), err, tooLargeHint(err))
+		}
+		p, err := packageFrom(&xp)
+		if err != nil {
+			return fmt.Errorf("rpmmd: primary.xml package #%d (%s): %w", n, clip(xp.Name), err)
+		}
+		if err := fn(p); err != nil {
+			return err
+		}
+	}
+}
+
+// readPackage reads the children of a <package> whose start tag was just
+// read, up to its end tag, into xp. Only the direct text of a field's
+// element counts, as encoding/xml's Unmarshal does; a field given twice is
+// an error.
+func readPackage(x *xmlReader, xp *xmlPackage) error {
+	const depth = 2 // of <package>
+	var (
+		cur             *[]byte // field whose element is open, nil for others
+		field           string  // its element name
+		seen            = map[string]bool{}
+		name, arch, sum []byte
+	)
+	for {
+		tok, err := x.token()
+		if err == io.EOF {
+			return fmt.Errorf("unexpected end of file: %w", io.ErrUnexpectedEOF)
+		}
+		if err != nil {
+			return err
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
-			depth++
-			if depth == 1 {
-				if t.Name.Local != "metadata" {
-					return fmt.Errorf("rpmmd: primary.xml: root element <%s>, want <metadata>", t.Name.Local)
+			if x.depth != depth+1 {
+				continue
+			}
+			cur, field = nil, t.Name.Local
+			switch field {
+			case "name", "arch", "version", "checksum", "size", "location":
+				if seen[field] {
+					return fmt.Errorf("<%s> given twice", field)
 				}
-				sawRoot = true
-				continue
+				seen[field] = true
 			}
-			if depth != 2 || t.Name.Local != "package" {
-				continue
+			var aerr error
+			get := func(local string) string {
+				v, err := attr(t, local)
+				if aerr == nil {
+					aerr = err
+				}
+				return v
 			}
-			var x xmlPackage
-			if err := dec.DecodeElement(&x, &t); err != nil {
-				return fmt.Errorf("rpmmd: primary.xml package #%d: %w", n+1, err)
+			switch field {
+			case "name":
+				cur = &name
+			case "arch":
+				cur = &arch
+			case "checksum":
+				cur = &sum
+				xp.Checksum.Type = get("type")
+			case "version":
+				xp.Version.Epoch, xp.Version.Ver, xp.Version.Rel = get("epoch"), get("ver"), get("rel")
+			case "size":
+				xp.Size.Package = get("package")
+			case "location":
+				xp.Location.Href, xp.Location.Base = get("href"), get("base")
 			}
-			depth--
-			n++
-			p, err := packageFrom(&x)
-			if err != nil {
-				return fmt.Errorf("rpmmd: primary.xml package #%d (%s): %w", n, clip(x.Name), err)
+			if aerr != nil {
+				return aerr
 			}
-			if err := fn(p); err != nil {
-				return err
+		case xml.CharData:
+			if cur != nil && x.depth == depth+1 {
+				if *cur, err = appendField(*cur, t, field); err != nil {
+					return err
+				}
 			}
 		case xml.EndElement:
-			depth--
+			switch x.depth {
+			case depth:
+				if field == "name" {
+					xp.Name = string(name) // for errors later in the package
+				}
+				cur = nil
+			case depth - 1:
+				xp.Name, xp.Arch, xp.Checksum.Value = string(name), string(arch), string(sum)
+				return nil
+			}
 		}
 	}
+}
+
+func nameLabel(name string) string {
+	if name == "" {
+		return ""
+	}
+	return " (" + clip(name) + ")"
+}
+
+// tooLargeHint tells what to make of a bound error.
+func tooLargeHint(err error) string {
+	if !errors.Is(err, repoindex.ErrTooLarge) {
+		return ""
+	}
+	return "; no real repository metadata comes near this bound, so the file is corrupt or was made to exhaust memory: fix or stop using the mirror"
 }
 
 func packageFrom(x *xmlPackage) (Package, error) {

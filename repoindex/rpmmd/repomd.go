@@ -20,6 +20,10 @@ import (
 // MaxRepomd bounds repomd.xml; real ones are a few KiB.
 const MaxRepomd = 4 << 20
 
+// MaxRepomdSignature bounds repomd.xml.asc; an armored signature takes
+// about 1 KiB, so this leaves room for dozens.
+const MaxRepomdSignature = 64 << 10
+
 var (
 	// ErrUnknownKey: repomd.xml.asc is by no key in the keyring.
 	ErrUnknownKey = errors.New("repomd.xml is signed by no trusted key")
@@ -68,42 +72,36 @@ type xmlChecksum struct {
 	Value string `xml:",chardata"`
 }
 
-type xmlRepomd struct {
-	XMLName  xml.Name `xml:"repomd"`
-	Revision string   `xml:"revision"`
-	Data     []struct {
-		Type         string       `xml:"type,attr"`
-		Checksum     xmlChecksum  `xml:"checksum"`
-		OpenChecksum *xmlChecksum `xml:"open-checksum"`
-		Location     struct {
-			Href string `xml:"href,attr"`
-			Base string `xml:"base,attr"`
-		} `xml:"location"`
-		Timestamp string `xml:"timestamp"`
-		Size      string `xml:"size"`
-		OpenSize  string `xml:"open-size"`
-	} `xml:"data"`
+type xmlData struct {
+	Type         string
+	Checksum     xmlChecksum
+	OpenChecksum *xmlChecksum
+	Location     struct{ Href, Base string }
+	Timestamp    string
+	Size         string
+	OpenSize     string
 }
 
-// ParseRepomd parses repomd.xml (at most MaxRepomd bytes). It does not check
-// any signature: use VerifyRepomd for bytes that came from anyone but a
-// trusted origin over TLS.
+type xmlRepomd struct {
+	Revision string
+	Data     []xmlData
+}
+
+// ParseRepomd parses repomd.xml (at most MaxRepomd bytes, within the token
+// bounds of ParsePrimary and at most 1024 <data> entries; errors of a bound
+// wrap repoindex.ErrTooLarge). It does not check any signature: use
+// VerifyRepomd for bytes that came from anyone but a trusted origin over
+// TLS.
 func ParseRepomd(r io.Reader) (*Repomd, error) {
-	data, err := io.ReadAll(io.LimitReader(r, MaxRepomd+1))
+	x := newXMLReader(r)
+	x.total, x.totalWhy = MaxRepomd, fmt.Sprintf("repomd.xml larger than %d bytes (real ones are a few KiB)", MaxRepomd)
+	xr, err := readRepomd(x)
 	if err != nil {
-		return nil, fmt.Errorf("rpmmd: read repomd.xml: %w", err)
+		return nil, fmt.Errorf("rpmmd: parse repomd.xml: %w%s", err, tooLargeHint(err))
 	}
-	if len(data) > MaxRepomd {
-		return nil, fmt.Errorf("rpmmd: repomd.xml is larger than %d bytes", MaxRepomd)
-	}
-	var x xmlRepomd
-	dec := xml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&x); err != nil {
-		return nil, fmt.Errorf("rpmmd: parse repomd.xml: %w", err)
-	}
-	out := &Repomd{Revision: strings.TrimSpace(x.Revision)}
+	out := &Repomd{Revision: strings.TrimSpace(xr.Revision)}
 	seen := map[string]bool{}
-	for i, d := range x.Data {
+	for i, d := range xr.Data {
 		what := fmt.Sprintf("repomd.xml data #%d (%s)", i+1, d.Type)
 		if d.Type == "" {
 			return nil, fmt.Errorf("rpmmd: %s: no type attribute", what)
@@ -147,6 +145,148 @@ func ParseRepomd(r io.Reader) (*Repomd, error) {
 	return out, nil
 }
 
+// readRepomd reads the document: <repomd> with <revision> and <data>
+// children; other elements are skipped. A field given twice is an error.
+func readRepomd(x *xmlReader) (*xmlRepomd, error) {
+	var (
+		out      xmlRepomd
+		sawRoot  bool
+		revision []byte
+		sawRev   bool
+		inRev    bool
+	)
+	for {
+		tok, err := x.token()
+		if err == io.EOF {
+			if !sawRoot {
+				return nil, errors.New("no <repomd> element")
+			}
+			out.Revision = string(revision)
+			return &out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			switch {
+			case x.depth == 1:
+				if t.Name.Local != "repomd" {
+					return nil, fmt.Errorf("root element <%s>, want <repomd>", clip(t.Name.Local))
+				}
+				sawRoot = true
+			case x.depth == 2 && t.Name.Local == "revision":
+				if sawRev {
+					return nil, errors.New("<revision> given twice")
+				}
+				sawRev, inRev = true, true
+			case x.depth == 2 && t.Name.Local == "data":
+				if len(out.Data) == maxRepomdData {
+					return nil, fmt.Errorf("%w: more than %d <data> entries", repoindex.ErrTooLarge, maxRepomdData)
+				}
+				d, err := readData(x, t)
+				if err != nil {
+					return nil, fmt.Errorf("<data> #%d: %w", len(out.Data)+1, err)
+				}
+				out.Data = append(out.Data, d)
+			}
+		case xml.CharData:
+			if inRev && x.depth == 2 {
+				if revision, err = appendField(revision, t, "revision"); err != nil {
+					return nil, err
+				}
+			}
+		case xml.EndElement:
+			if x.depth == 1 {
+				inRev = false
+			}
+		}
+	}
+}
+
+// readData reads one <data> element whose start tag t was just read.
+func readData(x *xmlReader, t xml.StartElement) (xmlData, error) {
+	const depth = 2 // of <data>
+	var d xmlData
+	var err error
+	if d.Type, err = attr(t, "type"); err != nil {
+		return d, err
+	}
+	var (
+		cur   *[]byte
+		field string
+		seen  = map[string]bool{}
+		texts = map[string]*[]byte{}
+	)
+	for {
+		tok, err := x.token()
+		if err == io.EOF {
+			return d, fmt.Errorf("unexpected end of file: %w", io.ErrUnexpectedEOF)
+		}
+		if err != nil {
+			return d, err
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if x.depth != depth+1 {
+				continue
+			}
+			cur, field = nil, t.Name.Local
+			switch field {
+			case "checksum", "open-checksum", "location", "timestamp", "size", "open-size":
+			default:
+				continue
+			}
+			if seen[field] {
+				return d, fmt.Errorf("<%s> given twice", field)
+			}
+			seen[field] = true
+			switch field {
+			case "checksum":
+				d.Checksum.Type, err = attr(t, "type")
+			case "open-checksum":
+				d.OpenChecksum = &xmlChecksum{}
+				d.OpenChecksum.Type, err = attr(t, "type")
+			case "location":
+				if d.Location.Href, err = attr(t, "href"); err == nil {
+					d.Location.Base, err = attr(t, "base")
+				}
+			}
+			if err != nil {
+				return d, err
+			}
+			if field != "location" {
+				cur = new([]byte)
+				texts[field] = cur
+			}
+		case xml.CharData:
+			if cur != nil && x.depth == depth+1 {
+				if *cur, err = appendField(*cur, t, field); err != nil {
+					return d, err
+				}
+			}
+		case xml.EndElement:
+			switch x.depth {
+			case depth:
+				cur = nil
+			case depth - 1:
+				text := func(f string) string {
+					if b := texts[f]; b != nil {
+						return string(*b)
+					}
+					return ""
+				}
+				d.Checksum.Value = text("checksum")
+				if d.OpenChecksum != nil {
+					d.OpenChecksum.Value = text("open-checksum")
+				}
+				d.Timestamp, d.Size, d.OpenSize = text("timestamp"), text("size"), text("open-size")
+				return d, nil
+			}
+		}
+	}
+}
+
 // Find returns the entry of the given type, or nil.
 func (r *Repomd) Find(typ string) *Data {
 	for i := range r.Data {
@@ -173,10 +313,19 @@ func (r *Repomd) Expect(href string) (e repoindex.Expectation, ok bool) {
 // VerifyRepomd checks that asc (repomd.xml.asc: a detached OpenPGP
 // signature, armored or binary) is a valid signature of xmlData by a key in
 // kr, and only then parses xmlData. Errors wrap ErrUnknownKey or
-// ErrBadSignature; an empty keyring trusts nothing.
+// ErrBadSignature; an empty keyring trusts nothing. xmlData longer than
+// MaxRepomd or asc longer than MaxRepomdSignature are refused before any
+// work, with an error wrapping repoindex.ErrTooLarge (and ErrBadSignature
+// for asc). On error the Repomd is always nil.
 func VerifyRepomd(xmlData, asc []byte, kr openpgp.KeyRing) (*Repomd, error) {
 	if kr == nil {
 		return nil, fmt.Errorf("rpmmd: repomd.xml: %w: no keys configured", ErrUnknownKey)
+	}
+	if len(xmlData) > MaxRepomd {
+		return nil, fmt.Errorf("rpmmd: repomd.xml: %w: %d bytes, more than the %d accepted (real ones are a few KiB); not checking its signature", repoindex.ErrTooLarge, len(xmlData), MaxRepomd)
+	}
+	if len(asc) > MaxRepomdSignature {
+		return nil, fmt.Errorf("rpmmd: repomd.xml.asc: %w: %w: %d bytes, more than the %d accepted (one signature takes about 1 KiB)", ErrBadSignature, repoindex.ErrTooLarge, len(asc), MaxRepomdSignature)
 	}
 	if len(bytes.TrimSpace(asc)) == 0 {
 		return nil, fmt.Errorf("rpmmd: repomd.xml.asc: %w: empty signature file", ErrBadSignature)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pkgswarm/pkgswarm/internal/rpmrepo"
 	"github.com/pkgswarm/pkgswarm/repoindex/decompress"
+	"github.com/pkgswarm/pkgswarm/repoindex/internal/limittest"
 	"github.com/pkgswarm/pkgswarm/repoindex/rpmmd"
 	"github.com/pkgswarm/pkgswarm/repoindex/rpmsig"
 )
@@ -294,8 +295,16 @@ func FuzzParseRepomd(f *testing.F) {
 	f.Add([]byte("<repomd><data type=\"x\"><location href=\"a\"/></data></repomd>"))
 	f.Add([]byte("<repomd>"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r, err := rpmmd.ParseRepomd(bytes.NewReader(data))
+		var r *rpmmd.Repomd
+		var err error
+		alloc := limittest.Allocs(func() { r, err = rpmmd.ParseRepomd(bytes.NewReader(data)) })
+		if max := uint64(16<<20 + 256*len(data)); alloc > max {
+			t.Fatalf("allocated %d bytes for %d bytes", alloc, len(data))
+		}
 		if err != nil {
+			if r != nil {
+				t.Fatal("a Repomd returned with an error")
+			}
 			if !strings.HasPrefix(err.Error(), "rpmmd: ") {
 				t.Fatalf("error without context: %v", err)
 			}
@@ -317,20 +326,30 @@ func FuzzParsePrimary(f *testing.F) {
 	f.Add([]byte("<metadata><package><name>a</name></package></metadata>"))
 	f.Add([]byte("<metadata><x><package/></x></metadata>"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		err := rpmmd.ParsePrimary(bytes.NewReader(data), func(p rpmmd.Package) error {
-			if p.Name == "" || p.Version == "" || p.Release == "" || p.Arch == "" {
-				t.Fatalf("package with empty fields %+v", p)
-			}
-			if p.SHA256 != nil && len(p.SHA256) != 32 {
-				t.Fatalf("SHA256 of %d bytes", len(p.SHA256))
-			}
-			if strings.Contains("/"+p.Location+"/", "/../") || strings.HasPrefix(p.Location, "/") || p.Location == "" {
-				t.Fatalf("accepted location %q", p.Location)
-			}
-			return nil
-		})
+		var err error
+		alloc := limittest.Allocs(func() { err = parsePrimaryChecked(t, data) })
+		if max := uint64(16<<20 + 256*len(data)); alloc > max {
+			t.Fatalf("allocated %d bytes for %d bytes", alloc, len(data))
+		}
 		if err != nil && !strings.HasPrefix(err.Error(), "rpmmd: ") {
 			t.Fatalf("error without context: %v", err)
 		}
+	})
+}
+
+// parsePrimaryChecked parses data, failing t on a package that should
+// have been refused.
+func parsePrimaryChecked(t *testing.T, data []byte) error {
+	return rpmmd.ParsePrimary(bytes.NewReader(data), func(p rpmmd.Package) error {
+		if p.Name == "" || p.Version == "" || p.Release == "" || p.Arch == "" {
+			t.Fatalf("package with empty fields %+v", p)
+		}
+		if p.SHA256 != nil && len(p.SHA256) != 32 {
+			t.Fatalf("SHA256 of %d bytes", len(p.SHA256))
+		}
+		if strings.Contains("/"+p.Location+"/", "/../") || strings.HasPrefix(p.Location, "/") || p.Location == "" {
+			t.Fatalf("accepted location %q", p.Location)
+		}
+		return nil
 	})
 }

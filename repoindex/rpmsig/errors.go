@@ -3,11 +3,13 @@ package rpmsig
 import "errors"
 
 // Sentinel errors; every error VerifyRPM and Verify return wraps exactly one
-// of them (errors.Is), with the file name and, once known, the NEVRA.
+// of them (errors.Is), with the file name and, once known, the NEVRA. (An
+// error of VerifyContext whose context ended while it waited for header
+// memory wraps ctx.Err() instead.)
 var (
 	// ErrMalformed: the bytes are not a well-formed rpm (bad magic, a header
-	// over rpm's limits, a truncated file). Another source may have a good
-	// copy.
+	// over MaxHeaderSize, which also wraps repoindex.ErrTooLarge, a
+	// truncated file). Another source may have a good copy.
 	ErrMalformed = errors.New("malformed rpm")
 	// ErrUnsigned: the rpm carries no OpenPGP signature at all. pkgswarm never
 	// takes such an rpm from a peer; fetch it from the origin or sign it.

@@ -2,9 +2,12 @@ package rpmsig
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
+
+	"github.com/pkgswarm/pkgswarm/repoindex"
 )
 
 // rpm file layout (rpm's doc/manual/format.md): a 96-byte lead, the
@@ -19,13 +22,9 @@ const (
 	leadMagic   = 0xedabeedb
 	headerMagic = 0x8eade801
 
-	// Limits from rpm's lib/header.c (hdrchkTags, hdrchkData): rpm refuses
-	// headers beyond them, so a valid package never needs more.
+	// rpm's own limit on index entries (lib/header.c, hdrchkTags); the
+	// size of a header is bounded by MaxHeaderSize (budget.go).
 	maxIndexEntries = 0xffff
-	maxDataBytes    = 256 << 20
-	// The signature header is small in practice (a few KiB; with file
-	// signatures or fs-verity data it can reach some MiB).
-	maxSigDataBytes = 64 << 20
 )
 
 // rpm tag data types.
@@ -70,36 +69,47 @@ type header struct {
 	raw     []byte
 	data    []byte
 	entries map[uint32]indexEntry
+	scanned uint64 // bytes of string data checkEntry has scanned
 }
 
 // readHeader reads one header from r. pad rounds the data length up to 8
 // bytes (the signature header is padded so the main header is aligned).
-// Memory grows with the bytes actually read, never with what the intro
-// claims, so a lying intro on a short input costs nothing.
-func readHeader(r io.Reader, maxData uint32, pad bool) (*header, error) {
+// A header over MaxHeaderSize is refused (the error wraps
+// repoindex.ErrTooLarge) before anything past its intro is read. When b is
+// not nil, the header's memory is charged to it first (waiting while ctx
+// allows); the caller releases charged once done with the header, also on
+// error. A header up to exactUpTo is read into a buffer of its claimed
+// size; a bigger one grows as bytes arrive, so a lying intro on a short
+// input costs little.
+func readHeader(ctx context.Context, r io.Reader, pad bool, b *budget) (h *header, charged int64, err error) {
 	var intro [16]byte
 	if _, err := io.ReadFull(r, intro[:]); err != nil {
-		return nil, fmt.Errorf("read header intro: %w", unexpectedEOF(err))
+		return nil, 0, fmt.Errorf("read header intro: %w", unexpectedEOF(err))
 	}
 	if m := binary.BigEndian.Uint32(intro[0:]); m != headerMagic {
-		return nil, fmt.Errorf("bad header magic %08x", m)
+		return nil, 0, fmt.Errorf("bad header magic %08x", m)
 	}
 	il := binary.BigEndian.Uint32(intro[8:])
 	dl := binary.BigEndian.Uint32(intro[12:])
 	if il < 1 || il > maxIndexEntries {
-		return nil, fmt.Errorf("header has %d index entries (allowed 1..%d)", il, maxIndexEntries)
+		return nil, 0, fmt.Errorf("header has %d index entries (allowed 1..%d)", il, maxIndexEntries)
 	}
-	if dl > maxData {
-		return nil, fmt.Errorf("header data length %d exceeds the limit of %d bytes", dl, maxData)
+	total := 16 + int64(il)*16 + int64(dl)
+	if total > MaxHeaderSize {
+		return nil, 0, fmt.Errorf("%w: header of %d bytes (%d index entries, %d bytes of data) exceeds pkgswarm's limit of %d bytes (real headers are at most some tens of MiB)",
+			repoindex.ErrTooLarge, total, il, dl, MaxHeaderSize)
 	}
-	n := int64(il)*16 + int64(dl)
-	var buf bytes.Buffer
-	buf.Write(intro[:])
-	if got, err := io.CopyN(&buf, r, n); err != nil {
-		return nil, fmt.Errorf("read header: got %d of %d bytes: %w", got, n, unexpectedEOF(err))
+	if b != nil {
+		charged = charge(total)
+		if err := b.acquire(ctx, charged); err != nil {
+			return nil, 0, err
+		}
 	}
-	raw := buf.Bytes()
-	h := &header{
+	raw, err := readRaw(r, intro[:], total)
+	if err != nil {
+		return nil, charged, err
+	}
+	h = &header{
 		raw:     raw,
 		data:    raw[16+int(il)*16:],
 		entries: make(map[uint32]indexEntry, il),
@@ -108,7 +118,7 @@ func readHeader(r io.Reader, maxData uint32, pad bool) (*header, error) {
 		if p := (8 - dl%8) % 8; p > 0 {
 			var skip [8]byte
 			if _, err := io.ReadFull(r, skip[:p]); err != nil {
-				return nil, fmt.Errorf("read signature header padding: %w", unexpectedEOF(err))
+				return nil, charged, fmt.Errorf("read signature header padding: %w", unexpectedEOF(err))
 			}
 		}
 	}
@@ -121,14 +131,36 @@ func readHeader(r io.Reader, maxData uint32, pad bool) (*header, error) {
 			count:  binary.BigEndian.Uint32(e[12:]),
 		}
 		if _, dup := h.entries[tag]; dup {
-			return nil, fmt.Errorf("tag %d appears twice in one header", tag)
+			return nil, charged, fmt.Errorf("tag %d appears twice in one header", tag)
 		}
 		if err := h.checkEntry(tag, ent); err != nil {
-			return nil, err
+			return nil, charged, err
 		}
 		h.entries[tag] = ent
 	}
-	return h, nil
+	return h, charged, nil
+}
+
+// readRaw reads a header of total bytes whose intro was read already.
+func readRaw(r io.Reader, intro []byte, total int64) ([]byte, error) {
+	capacity := total
+	if capacity > exactUpTo {
+		capacity = exactUpTo
+	}
+	buf := make([]byte, len(intro), capacity)
+	copy(buf, intro)
+	for int64(len(buf)) < total {
+		if len(buf) == cap(buf) {
+			next := min(2*int64(cap(buf)), total)
+			buf = append(make([]byte, 0, next), buf...)
+		}
+		n, err := io.ReadFull(r, buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			return nil, fmt.Errorf("read header: got %d of %d bytes: %w", len(buf)-len(intro), total-int64(len(intro)), unexpectedEOF(err))
+		}
+	}
+	return buf, nil
 }
 
 func unexpectedEOF(err error) error {
@@ -175,6 +207,13 @@ func (h *header) checkEntry(tag uint32, e indexEntry) error {
 				return fmt.Errorf("tag %d: unterminated string", tag)
 			}
 			p = p[j+1:]
+		}
+		// rpm writes each tag's data apart; tags whose strings overlap
+		// could make this scan quadratic (65,535 tags over the same
+		// MiBs), so the bytes scanned are bounded by twice the data.
+		h.scanned += uint64(len(h.data)-int(e.offset)) - uint64(len(p))
+		if h.scanned > 2*dl+4096 {
+			return fmt.Errorf("tag %d: string data of several tags overlaps", tag)
 		}
 		return nil
 	default:

@@ -8,6 +8,8 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+
+	"github.com/pkgswarm/pkgswarm/repoindex"
 )
 
 // KeySet is an immutable set of trusted OpenPGP public keys. The zero value
@@ -20,14 +22,23 @@ type KeySet struct {
 
 const armorBegin = "-----BEGIN PGP PUBLIC KEY BLOCK-----"
 
+// MaxKeyData bounds one argument of LoadKeys. A public key is some KiB
+// (urpmi's pubkey files about 2 KiB); a keyring of every key a
+// distribution ever used some hundred KiB.
+const MaxKeyData = 4 << 20
+
 // LoadKeys reads OpenPGP public keys. Each argument is one file's content:
 // ASCII-armored (one or more PUBLIC KEY BLOCKs, as in urpmi's pubkey files
 // and gpg --armor --export) or binary (a keyring as gpg --export writes it).
 // It fails when an argument holds no usable key, so a misconfigured key file
-// is noticed instead of silently trusting nothing.
+// is noticed instead of silently trusting nothing, or is over MaxKeyData
+// (the error wraps repoindex.ErrTooLarge). On error the KeySet is nil.
 func LoadKeys(data ...[]byte) (*KeySet, error) {
 	ks := &KeySet{byID: map[uint64][]*packet.PublicKey{}}
 	for i, d := range data {
+		if len(d) > MaxKeyData {
+			return nil, fmt.Errorf("rpmsig: key data #%d: %w: %d bytes, more than the %d accepted (a public key is some KiB)", i+1, repoindex.ErrTooLarge, len(d), MaxKeyData)
+		}
 		el, err := readKeys(d)
 		if err != nil {
 			return nil, fmt.Errorf("rpmsig: key data #%d: %w", i+1, err)

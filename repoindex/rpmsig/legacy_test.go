@@ -2,6 +2,7 @@ package rpmsig
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -75,10 +76,10 @@ func splitRPM(t *testing.T, b []byte) rpmParts {
 	p := rpmParts{lead: b[:leadSize]}
 	r.Seek(leadSize, 0)
 	var err error
-	if p.sig, err = readHeader(r, maxSigDataBytes, true); err != nil {
+	if p.sig, _, err = readHeader(context.Background(), r, true, nil); err != nil {
 		t.Fatal(err)
 	}
-	if p.main, err = readHeader(r, maxDataBytes, false); err != nil {
+	if p.main, _, err = readHeader(context.Background(), r, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	p.payload = b[len(b)-r.Len():]

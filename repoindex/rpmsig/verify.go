@@ -2,6 +2,7 @@ package rpmsig
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/sha256"
 	"encoding"
@@ -12,6 +13,8 @@ import (
 	"hash"
 	"io"
 	"strings"
+
+	"github.com/pkgswarm/pkgswarm/repoindex"
 )
 
 // Info is what a verified rpm's signed main header says, plus what was
@@ -36,13 +39,20 @@ type Info struct {
 // VerifyRPM verifies the rpm that r holds from offset 0 to its end against
 // keys (see the package documentation for what is checked). It reads r with
 // ReadAt only, so an *os.File's offset is left alone. The file name in
-// errors comes from r's Name method when it has one.
+// errors comes from r's Name method when it has one. It waits as long as it
+// takes for header memory (see VerifyRPMContext).
 func VerifyRPM(r io.ReaderAt, keys *KeySet) (*Info, error) {
+	return VerifyRPMContext(context.Background(), r, keys)
+}
+
+// VerifyRPMContext is VerifyRPM, waiting for header memory only while ctx
+// allows.
+func VerifyRPMContext(ctx context.Context, r io.ReaderAt, keys *KeySet) (*Info, error) {
 	name := "rpm"
 	if n, ok := r.(interface{ Name() string }); ok {
 		name = n.Name()
 	}
-	return Verify(io.NewSectionReader(r, 0, 1<<63-1), name, keys)
+	return VerifyContext(ctx, io.NewSectionReader(r, 0, 1<<63-1), name, keys)
 }
 
 // Signature tags: header-only ones first, then header+payload ones.
@@ -52,11 +62,20 @@ var (
 )
 
 // Verify reads one rpm from r to EOF and verifies it against keys; name is
-// used in errors only. See VerifyRPM.
+// used in errors only. See VerifyRPM; it waits as long as it takes for
+// header memory.
 func Verify(r io.Reader, name string, keys *KeySet) (*Info, error) {
+	return VerifyContext(context.Background(), r, name, keys)
+}
+
+// VerifyContext is Verify, waiting for header memory (MaxHeaderMemory,
+// shared by all verifications in the process) only while ctx allows: when
+// ctx ends first, the error wraps ctx.Err() and no sentinel of this
+// package.
+func VerifyContext(ctx context.Context, r io.Reader, name string, keys *KeySet) (*Info, error) {
 	cr := &countingReader{r: r}
 	v := &verifier{name: name}
-	info, err := v.run(cr, keys)
+	info, err := v.run(ctx, cr, keys)
 	if err != nil {
 		return nil, err
 	}
@@ -69,15 +88,66 @@ type verifier struct {
 	nevra string
 }
 
-func (v *verifier) fail(kind error, format string, args ...any) error {
-	what := v.name
+func (v *verifier) what() string {
 	if v.nevra != "" {
-		what += " (" + v.nevra + ")"
+		return v.name + " (" + v.nevra + ")"
 	}
-	return fmt.Errorf("rpm %s: %w: %s", what, kind, fmt.Sprintf(format, args...))
+	return v.name
 }
 
-func (v *verifier) run(r io.Reader, keys *KeySet) (*Info, error) {
+func (v *verifier) fail(kind error, format string, args ...any) error {
+	return fmt.Errorf("rpm %s: %w: %s", v.what(), kind, fmt.Sprintf(format, args...))
+}
+
+// failHeader reports an error of readHeader: a wait for header memory that
+// ctx ended, or a malformed (maybe too large) header.
+func (v *verifier) failHeader(ctx context.Context, which string, err error) error {
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return fmt.Errorf("rpm %s: %s: %w", v.what(), which, err)
+	}
+	hint := ""
+	if errors.Is(err, repoindex.ErrTooLarge) {
+		hint = "; the file is corrupt or made to exhaust memory: take it from another source"
+	}
+	return fmt.Errorf("rpm %s: %w: %s: %w%s", v.what(), ErrMalformed, which, err, hint)
+}
+
+// sigTag is what the signature header holds under one signature tag.
+type sigTag struct {
+	tag    uint32
+	blob   []byte // a copy of the OpenPGP packet, nil when absent
+	notBin bool   // present, but not BIN data
+}
+
+// readSignatures reads the signature header within the header budget and
+// keeps only the signature packets, so that the budget is released before
+// the main header is charged: a verification never holds one charge while
+// waiting for another.
+func (v *verifier) readSignatures(ctx context.Context, r io.Reader) ([]sigTag, error) {
+	sigHdr, charged, err := readHeader(ctx, r, true, headerBudget)
+	defer headerBudget.release(charged)
+	if err != nil {
+		return nil, v.failHeader(ctx, "signature header", err)
+	}
+	var out []sigTag
+	for _, tags := range [][]uint32{headerSigTags, payloadSigTags} {
+		for _, tag := range tags {
+			blob := sigHdr.bin(tag)
+			switch {
+			case blob != nil && len(blob) > maxSigPacket:
+				return nil, fmt.Errorf("rpm %s: %w: %w: signature tag %d holds %d bytes; no OpenPGP signature is over %d",
+					v.what(), ErrBadSignature, repoindex.ErrTooLarge, tag, len(blob), maxSigPacket)
+			case blob != nil:
+				out = append(out, sigTag{tag: tag, blob: bytes.Clone(blob)})
+			case sigHdr.has(tag):
+				out = append(out, sigTag{tag: tag, notBin: true})
+			}
+		}
+	}
+	return out, nil
+}
+
+func (v *verifier) run(ctx context.Context, r io.Reader, keys *KeySet) (*Info, error) {
 	var lead [leadSize]byte
 	if _, err := io.ReadFull(r, lead[:]); err != nil {
 		return nil, v.fail(ErrMalformed, "read lead: %v", unexpectedEOF(err))
@@ -85,13 +155,14 @@ func (v *verifier) run(r io.Reader, keys *KeySet) (*Info, error) {
 	if m := binary.BigEndian.Uint32(lead[:]); m != leadMagic {
 		return nil, v.fail(ErrMalformed, "not an rpm file (magic %08x)", m)
 	}
-	sigHdr, err := readHeader(r, maxSigDataBytes, true)
+	sigTags, err := v.readSignatures(ctx, r)
 	if err != nil {
-		return nil, v.fail(ErrMalformed, "signature header: %v", err)
+		return nil, err
 	}
-	main, err := readHeader(r, maxDataBytes, false)
+	main, charged, err := readHeader(ctx, r, false, headerBudget)
+	defer func() { headerBudget.release(charged) }()
 	if err != nil {
-		return nil, v.fail(ErrMalformed, "main header: %v", err)
+		return nil, v.failHeader(ctx, "main header", err)
 	}
 	info, err := infoFrom(main)
 	if err != nil {
@@ -112,35 +183,30 @@ func (v *verifier) run(r io.Reader, keys *KeySet) (*Info, error) {
 		checks   []pending
 		payloadW []io.Writer
 	)
-	for _, tags := range [][]uint32{headerSigTags, payloadSigTags} {
-		for _, tag := range tags {
-			blob := sigHdr.bin(tag)
-			if blob == nil {
-				if sigHdr.has(tag) {
-					return nil, v.fail(ErrBadSignature, "signature tag %d is not binary data", tag)
-				}
-				continue
-			}
-			nsigs++
-			sig, err := parseSig(blob)
-			if err != nil {
-				return nil, v.fail(ErrBadSignature, "signature tag %d: %v", tag, err)
-			}
-			if len(keys.lookup(sig.keyID, sig.fingerprint)) == 0 {
-				unknown = append(unknown, sigIssuer(sig))
-				continue
-			}
-			h, err := sig.prepare()
-			if err != nil {
-				return nil, v.fail(ErrBadSignature, "signature tag %d: %v", tag, err)
-			}
-			h.Write(main.raw)
-			p := pending{tag: tag, sig: sig, h: h, payload: tag == sigTagPGP || tag == sigTagGPG}
-			if p.payload {
-				payloadW = append(payloadW, h)
-			}
-			checks = append(checks, p)
+	for _, st := range sigTags {
+		tag := st.tag
+		if st.notBin {
+			return nil, v.fail(ErrBadSignature, "signature tag %d is not binary data", tag)
 		}
+		nsigs++
+		sig, err := parseSig(st.blob)
+		if err != nil {
+			return nil, v.fail(ErrBadSignature, "signature tag %d: %v", tag, err)
+		}
+		if len(keys.lookup(sig.keyID, sig.fingerprint)) == 0 {
+			unknown = append(unknown, sigIssuer(sig))
+			continue
+		}
+		h, err := sig.prepare()
+		if err != nil {
+			return nil, v.fail(ErrBadSignature, "signature tag %d: %v", tag, err)
+		}
+		h.Write(main.raw)
+		p := pending{tag: tag, sig: sig, h: h, payload: tag == sigTagPGP || tag == sigTagGPG}
+		if p.payload {
+			payloadW = append(payloadW, h)
+		}
+		checks = append(checks, p)
 	}
 	if nsigs == 0 {
 		return nil, v.fail(ErrUnsigned, "no OpenPGP signature in the signature header; take it from the origin or sign it")
@@ -189,10 +255,14 @@ func (v *verifier) run(r io.Reader, keys *KeySet) (*Info, error) {
 	}
 
 	// Stream the payload through its digest and any header+payload
-	// signatures.
+	// signatures, once the main header is released.
 	wantDigest := main.strs(tagPayloadDigest)
+	algoTag := main.int32s(tagPayloadDigestAlgo)
+	main = nil
+	headerBudget.release(charged)
+	charged = 0
 	algo := crypto.SHA256
-	if a := main.int32s(tagPayloadDigestAlgo); len(a) > 0 {
+	if a := algoTag; len(a) > 0 {
 		h, ok := pgpHash(byte(a[0]))
 		if !ok || a[0] > 255 || !h.Available() || h == crypto.MD5 || h == crypto.SHA1 {
 			return nil, v.fail(ErrPayloadDigest, "payload digest algorithm %d not supported", a[0])

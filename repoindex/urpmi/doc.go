@@ -16,7 +16,12 @@
 // binds the medium's signing keys, the NEVRA and the size.
 //
 // The parsers stream, bound the memory any one line or file can take, and
-// return errors that name the line and what was wrong. ParseSynthesis takes
+// return errors that name the line and what was wrong; a bound's error
+// wraps repoindex.ErrTooLarge. A synthesis line is at most 8 MiB (real
+// @provides@ lines are some hundred KiB), read into a doubling buffer and
+// never split into more than the fields used; a decompressed synthesis at
+// most MaxSynthesis (1 GiB); MD5SUM at most 1 MiB; media.cfg at most 4 MiB,
+// 1,024 sections and 16Ki keys in all (real ones: some 50 sections). ParseSynthesis takes
 // decompressed bytes and says so when handed a compressed stream;
 // ParseSynthesisCompressed sniffs and decompresses with repoindex/decompress.
 // ExpectMD5 turns an MD5SUM entry into a repoindex.Expectation that never

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/pkgswarm/pkgswarm/repoindex"
 )
 
 // maxMD5SUM bounds an MD5SUM file (real ones list a dozen files).
@@ -24,7 +26,7 @@ func ParseMD5SUM(r io.Reader) (map[string][16]byte, error) {
 	for ln := 1; sc.Scan(); ln++ {
 		total += len(sc.Bytes()) + 1
 		if total > maxMD5SUM {
-			return nil, fmt.Errorf("urpmi: MD5SUM is larger than %d bytes", maxMD5SUM)
+			return nil, fmt.Errorf("urpmi: MD5SUM: %w: larger than %d bytes (real ones list a dozen files)", repoindex.ErrTooLarge, maxMD5SUM)
 		}
 		line := strings.TrimSuffix(sc.Text(), "\r")
 		if strings.TrimSpace(line) == "" {

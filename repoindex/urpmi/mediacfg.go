@@ -6,10 +6,18 @@ import (
 	"io"
 	"path"
 	"strings"
+
+	"github.com/pkgswarm/pkgswarm/repoindex"
 )
 
-// maxMediaCfg bounds the size of media.cfg (real ones are a few KiB).
-const maxMediaCfg = 4 << 20
+// Bounds of media.cfg: real ones are a few KiB, with some 50 sections of
+// about 10 keys. The size bound alone would let 4 MiB of "[a1]" lines
+// become a million media of some hundred bytes each.
+const (
+	maxMediaCfg      = 4 << 20
+	maxMediaSections = 1024
+	maxMediaKeys     = 16 << 10 // in all sections together
+)
 
 // MediaCfg is a parsed media/media_info/media.cfg.
 type MediaCfg struct {
@@ -71,11 +79,11 @@ func ParseMediaCfg(r io.Reader) (*MediaCfg, error) {
 	sc.Buffer(make([]byte, 0, 4096), maxMediaCfg+1)
 	var cur map[string]string
 	seen := map[string]bool{}
-	total := 0
+	total, keys := 0, 0
 	for ln := 1; sc.Scan(); ln++ {
 		total += len(sc.Bytes()) + 1
 		if total > maxMediaCfg {
-			return nil, fmt.Errorf("urpmi: media.cfg is larger than %d bytes", maxMediaCfg)
+			return nil, fmt.Errorf("urpmi: media.cfg: %w: larger than %d bytes", repoindex.ErrTooLarge, maxMediaCfg)
 		}
 		line := strings.TrimSpace(strings.TrimSuffix(sc.Text(), "\r"))
 		switch {
@@ -90,7 +98,10 @@ func ParseMediaCfg(r io.Reader) (*MediaCfg, error) {
 				return nil, fmt.Errorf("urpmi: media.cfg line %d: empty section name", ln)
 			}
 			if seen[name] {
-				return nil, fmt.Errorf("urpmi: media.cfg line %d: section [%s] appears twice", ln, name)
+				return nil, fmt.Errorf("urpmi: media.cfg line %d: section [%s] appears twice", ln, clip(name))
+			}
+			if len(seen) == maxMediaSections {
+				return nil, fmt.Errorf("urpmi: media.cfg line %d: %w: more than %d sections", ln, repoindex.ErrTooLarge, maxMediaSections)
 			}
 			seen[name] = true
 			if name == "media_info" {
@@ -114,6 +125,9 @@ func ParseMediaCfg(r io.Reader) (*MediaCfg, error) {
 			k = strings.ToLower(strings.TrimSpace(k))
 			if k == "" {
 				return nil, fmt.Errorf("urpmi: media.cfg line %d: empty key in %q", ln, line)
+			}
+			if keys++; keys > maxMediaKeys {
+				return nil, fmt.Errorf("urpmi: media.cfg line %d: %w: more than %d keys", ln, repoindex.ErrTooLarge, maxMediaKeys)
 			}
 			cur[k] = strings.TrimSpace(v)
 		}

@@ -9,12 +9,14 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pkgswarm/pkgswarm/repoindex"
 	"github.com/pkgswarm/pkgswarm/repoindex/decompress"
 )
 
 // maxSynthesisLine bounds one synthesis line. The longest real lines
-// (@provides@ of large packages) are some hundred KiB.
-const maxSynthesisLine = 16 << 20
+// (@provides@ and @files@ of large packages) are some hundred KiB; a line
+// costs at most about three times this while it is read.
+const maxSynthesisLine = 8 << 20
 
 // SynthEntry is one package of a synthesis file.
 type SynthEntry struct {
@@ -73,7 +75,7 @@ func ParseSynthesis(r io.Reader, fn func(e SynthEntry) error) error {
 			}
 			fileSize = n
 		case "info":
-			e, err := parseInfo(string(rest))
+			e, err := parseInfo(string(rest)) // one copy of the line, no more
 			if err != nil {
 				return fmt.Errorf("urpmi: synthesis line %d: %v", ln, err)
 			}
@@ -104,20 +106,22 @@ func ParseSynthesisCompressed(r io.Reader, fn func(e SynthEntry) error) error {
 	return ParseSynthesis(rc, fn)
 }
 
-// parseInfo parses "NEVRA@epoch@size@group[@more]".
+// parseInfo parses "NEVRA@epoch@size@group[@more]". It splits off the two
+// fields it uses only: a line of millions of '@' costs nothing.
 func parseInfo(s string) (SynthEntry, error) {
-	f := strings.Split(s, "@")
-	if len(f) < 2 {
+	nevra, rest, ok := strings.Cut(s, "@")
+	if !ok {
 		return SynthEntry{}, fmt.Errorf("@info@ needs NEVRA and epoch, got %q", clip(s))
 	}
-	e, err := ParseNEVRA(f[0])
+	epoch, _, _ := strings.Cut(rest, "@")
+	e, err := ParseNEVRA(nevra)
 	if err != nil {
 		return SynthEntry{}, err
 	}
-	if f[1] != "" {
-		ep, err := strconv.Atoi(f[1])
+	if epoch != "" {
+		ep, err := strconv.Atoi(epoch)
 		if err != nil || ep < 0 {
-			return SynthEntry{}, fmt.Errorf("@info@ %s: bad epoch %q", e.NEVRA, clip(f[1]))
+			return SynthEntry{}, fmt.Errorf("@info@ %s: bad epoch %q", e.NEVRA, clip(epoch))
 		}
 		e.Epoch = ep
 	}
@@ -170,7 +174,7 @@ func readLine(br *bufio.Reader, max int) ([]byte, error) {
 	for {
 		chunk, err := br.ReadSlice('\n')
 		if len(long)+len(chunk) > max+1 {
-			return nil, fmt.Errorf("line longer than %d bytes", max)
+			return nil, fmt.Errorf("%w: line longer than %d bytes", repoindex.ErrTooLarge, max)
 		}
 		switch err {
 		case nil:
@@ -179,6 +183,13 @@ func readLine(br *bufio.Reader, max int) ([]byte, error) {
 			}
 			return chunk[:len(chunk)-1], nil
 		case bufio.ErrBufferFull:
+			if n := len(long) + len(chunk); n > cap(long) {
+				// Double: append grows by 25% past 256 elements, leaving
+				// many copies of a long line behind.
+				grown := make([]byte, len(long), 2*cap(long)+len(chunk))
+				copy(grown, long)
+				long = grown
+			}
 			long = append(long, chunk...)
 		case io.EOF:
 			long = append(long, chunk...)
