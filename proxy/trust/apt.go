@@ -17,9 +17,10 @@ import (
 	"github.com/pkgswarm/pkgswarm/repoindex/apt"
 )
 
-// maxRootSize bounds a root held in memory for verification. Debian's
-// largest InRelease is a few hundred KiB.
-const maxRootSize = 32 << 20
+// maxRootSize bounds a root read from an origin for verification: the
+// largest Release repoindex accepts, plus its signatures. Debian's largest
+// InRelease is a few hundred KiB.
+const maxRootSize = apt.MaxReleaseSize + 16*apt.MaxSignatureSize
 
 // maxIndexSize bounds a decompressed index (Debian's largest Contents files
 // are a few GB; Packages ~ 100 MB).

@@ -203,7 +203,7 @@ func FuzzLoadKeyring(f *testing.F) {
 				t.Fatalf("key info %+v does not describe key %X", kr.keys[i], e.PrimaryKey.Fingerprint)
 			}
 		}
-		if _, err := verifySignatures(text, sig, kr, now); err != nil && !errors.Is(err, ErrBadSignature) && !errors.Is(err, ErrUnknownKey) {
+		if _, _, err := verifySignatures(text, sig, kr, now); err != nil && !errors.Is(err, ErrBadSignature) && !errors.Is(err, ErrUnknownKey) {
 			t.Fatalf("verifying with the loaded keys: unclassified error %v", err)
 		}
 	})
