@@ -77,14 +77,24 @@ func (d *Discovery) probe(ctx context.Context, base, expectID string) (NodeInfo,
 	if resp.StatusCode != http.StatusOK {
 		return info, fmt.Errorf("health check %s: status %s", base+HealthPath, resp.Status)
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&info); err != nil {
-		return info, fmt.Errorf("health check %s: answer is not node JSON: %w", base+HealthPath, err)
+	return decodeNodeInfo(resp.Body, base+HealthPath, expectID)
+}
+
+// maxNodeInfo bounds a health answer (a node's id and version: some bytes).
+const maxNodeInfo = 64 << 10
+
+// decodeNodeInfo reads a health answer from u: JSON with a non-empty id
+// (equal to expectID when that is set), at most maxNodeInfo bytes.
+func decodeNodeInfo(r io.Reader, u, expectID string) (NodeInfo, error) {
+	var info NodeInfo
+	if err := json.NewDecoder(io.LimitReader(r, maxNodeInfo)).Decode(&info); err != nil {
+		return NodeInfo{}, fmt.Errorf("health check %s: answer is not node JSON: %w", u, err)
 	}
 	if info.ID == "" {
-		return info, fmt.Errorf("health check %s: answer has no id", base+HealthPath)
+		return NodeInfo{}, fmt.Errorf("health check %s: answer has no id", u)
 	}
 	if expectID != "" && info.ID != expectID {
-		return info, fmt.Errorf("health check %s: node id is %q, mDNS announced %q", base+HealthPath, info.ID, expectID)
+		return NodeInfo{}, fmt.Errorf("health check %s: node id is %q, mDNS announced %q", u, info.ID, expectID)
 	}
 	return info, nil
 }

@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"bytes"
 	"net"
 	"slices"
 	"strconv"
@@ -454,4 +455,22 @@ func TestMulticastLimiter(t *testing.T) {
 			t.Fatalf("%s: send=%v extra=%d, want send=%v extra=%d", tc.name, send, len(rep.msg.Extra), tc.wantSend, tc.wantExtra)
 		}
 	}
+}
+
+// FuzzDecodeNodeInfo: a peer's health answer (untrusted) decodes into a node
+// with an id, or fails with an error; it never panics.
+func FuzzDecodeNodeInfo(f *testing.F) {
+	f.Add([]byte(`{"id":"0123456789abcdef","version":"1.0"}`), "")
+	f.Add([]byte(`{"id":"a"}`), "b")
+	f.Add([]byte(`{"id":""}`), "")
+	f.Add([]byte(`[1,2,3]`), "")
+	f.Fuzz(func(t *testing.T, b []byte, expect string) {
+		info, err := decodeNodeInfo(bytes.NewReader(b), "http://10.0.0.2:3142/_pkgswarm/v1/node", expect)
+		if err == nil && (info.ID == "" || expect != "" && info.ID != expect) {
+			t.Fatalf("accepted %+v for expected id %q", info, expect)
+		}
+		if err != nil && info != (NodeInfo{}) {
+			t.Fatalf("error %v with a node %+v", err, info)
+		}
+	})
 }
