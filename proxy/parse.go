@@ -47,12 +47,30 @@ func (p *parseTracker) begin(archive string, d store.Digest) bool {
 func (p *parseTracker) end(archive string, d store.Digest, ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if !ok {
+		delete(p.started, d) // let a later request retry
+	}
+	p.doneLocked(archive)
+}
+
+// hold counts as a parse of archive in flight until release is called
+// (once).
+func (p *parseTracker) hold(archive string) (release func()) {
+	p.mu.Lock()
+	p.running[archive]++
+	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.doneLocked(archive)
+	}
+}
+
+// doneLocked ends one parse (or hold) of archive and wakes its waiters.
+func (p *parseTracker) doneLocked(archive string) {
 	p.running[archive]--
 	if p.running[archive] <= 0 {
 		delete(p.running, archive)
-	}
-	if !ok {
-		delete(p.started, d) // let a later request retry
 	}
 	if ch, found := p.changed[archive]; found {
 		close(ch)
@@ -151,6 +169,29 @@ func (b *expectBatch) flush() error {
 	err := b.st.PutExpects(b.m)
 	clear(b.m)
 	return err
+}
+
+// holdIndexParse makes package requests of d's archive that find no
+// expectation wait (see parseTracker.wait) from now until release is called,
+// when d is a Packages or Sources index maybeParseIndex would parse. A client
+// is answered as soon as an index's digest matched, before the commit and
+// before afterVerified starts the parse; apt asks for packages at once, and
+// without the hold those requests would find neither an expectation nor a
+// parse to wait for, and go to the origin by URL, unverified and unshared.
+// Call release after afterVerified (or on failure).
+func (s *Server) holdIndexParse(d store.Digest) (release func()) {
+	idx, err := s.store.GetMeta(indexKey(d))
+	if err != nil {
+		return func() {}
+	}
+	if v, err := s.store.GetMeta(parsedKey(d)); err == nil && len(v) > 0 {
+		return func() {}
+	}
+	repo, _, ok := aptRepo(string(idx))
+	if !ok {
+		return func() {}
+	}
+	return s.parses.hold(archiveRoot(repo))
 }
 
 // maybeParseIndex parses a verified Packages or Sources index once, in the

@@ -245,6 +245,9 @@ func (s *Server) serveVerified(w http.ResponseWriter, r *http.Request, t Target,
 		candidates = append(candidates, s.cfg.origins(urlDir(t.URL)+"/by-hash/SHA256/"+exp.Hex())...)
 	}
 	f, err := s.join("sha256:"+exp.Hex(), t.URL, exp, exp.Size, func(ctx context.Context, f *flight) error {
+		if t.Kind == KindIndex {
+			defer s.holdIndexParse(d)()
+		}
 		if err := s.runVerified(ctx, f, t, candidates); err != nil {
 			return err
 		}
