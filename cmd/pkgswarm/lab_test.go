@@ -687,3 +687,81 @@ func listeningSockets(t *testing.T, h *netlab.Host, ssPath string) []string {
 	slices.Sort(socks)
 	return socks
 }
+
+// TestLabPackageWhileIndexArrives is `apt-get update && apt-get install`
+// on a fast client (issue 10, item 6). A node answers apt as soon as an
+// index's digest matched, and only then commits the file and starts the
+// parse that gives each package its signed digest; a package asked for in
+// between found no expectation and no parse to wait for, and was fetched by
+// URL: unverified, and never offered to peers, so the next node of the site
+// went to the origin too (TestLabStaticPeers' "origin served 1 more .deb
+// GETs", seen under IO load, where the commit's fsync is slow). Here the
+// package is asked for while the index is still arriving (the origin
+// trickles it), which covers that window; the node must fetch it as the
+// file the index lists.
+func TestLabPackageWhileIndexArrives(t *testing.T) {
+	o := office.New(t, office.Options{Name: "idxdeb", Nodes: 1, Packages: labPackages[:4]})
+	n := o.Node(0)
+	deb := o.Repo.Debs[labPackages[0].Name]
+	idx := o.Repo.PackagesPath("") // the plain index: big enough to trickle
+	client := n.HTTPClient()
+	node := "http://127.0.0.1:" + strconv.Itoa(n.Port)
+	prefix := node + "/" + strings.TrimPrefix(o.Origin.URL, "http://") + "/"
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	do := func(method, url string) (int, error) {
+		req, err := http.NewRequestWithContext(ctx, method, url, nil)
+		if err != nil {
+			return 0, err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+			return 0, fmt.Errorf("%s %s: %w", method, url, err)
+		}
+		return resp.StatusCode, nil
+	}
+	mustGet := func(p string) {
+		t.Helper()
+		if code, err := do(http.MethodGet, prefix+p); err != nil || code != http.StatusOK {
+			t.Fatalf("GET %s through %s: status %d, %v", p, n.Name, code, err)
+		}
+	}
+
+	mustGet(o.Repo.DistPath("InRelease"))
+	// About four seconds for the index, sent in 512-byte chunks: the time
+	// to ask for the package while the node is still fetching it.
+	size := o.Repo.Indexes[strings.TrimPrefix(idx, o.Repo.DistPath("")+"/")].Size
+	if size < 1024 {
+		t.Fatalf("%s is %d bytes; the test needs at least two 512-byte chunks of it", idx, size)
+	}
+	o.Origin.Throttle(idx, size/4)
+	idxDone := make(chan error, 1)
+	go func() {
+		code, err := do(http.MethodGet, prefix+idx)
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("GET %s through %s: status %d", idx, n.Name, code)
+		}
+		idxDone <- err
+	}()
+	waitFor(t, n.Name+" asking the origin for "+idx, 30*time.Second, func() (bool, string) {
+		return o.Origin.Requests(idx) > 0, fmt.Sprintf("origin log: %v", o.Origin.Log())
+	})
+	mustGet(deb.Path)
+	if err := <-idxDone; err != nil {
+		t.Fatal(err)
+	}
+	// What a peer asks: 200 for a verified blob (or a verified download in
+	// flight), 404 for a file fetched by URL.
+	code, err := do(http.MethodHead, node+"/_pkgswarm/v1/blob/sha256/"+deb.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != http.StatusOK {
+		t.Errorf("%s fetched %s while the index listing it arrived, and offers it to no peer (HEAD by digest: %d): it was fetched by URL, unverified",
+			n.Name, deb.Path, code)
+	}
+}
