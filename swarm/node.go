@@ -43,6 +43,17 @@ var (
 	ErrTooSmall = errors.New("blob too small for the swarm")
 )
 
+// ListenAddrError is New's error when Config.ListenAddr is not one of the
+// forms it documents.
+type ListenAddrError struct {
+	Addr   string // Config.ListenAddr as given
+	Reason string // what is wrong with it, e.g. "missing port"
+}
+
+func (e *ListenAddrError) Error() string {
+	return fmt.Sprintf("swarm: listen address %q: %s", e.Addr, e.Reason)
+}
+
 // dhtPacketsPerSecond bounds this node's DHT traffic (queries and replies).
 const dhtPacketsPerSecond = 100
 
@@ -78,9 +89,19 @@ type Config struct {
 	// Fetch is closed) and cached info dicts (DataDir/info) so that a restart
 	// does not rehash seeded blobs. Required unless Mode is "off".
 	DataDir string
-	// ListenAddr is the host:port for BitTorrent (TCP and uTP) and the DHT
-	// (UDP, same port). "" means ":0": every interface, a free port. With a
-	// specific IP, outgoing connections are also made from that IP.
+	// ListenAddr is where the node listens for BitTorrent peers (TCP) and
+	// the DHT (UDP, same port), and nowhere else:
+	//
+	//	":6881"            every address of both families (0.0.0.0 and [::])
+	//	"0.0.0.0:6881"     every IPv4 address, no IPv6 socket
+	//	"[::]:6881"        every IPv6 address (IPV6_V6ONLY), no IPv4 socket
+	//	"192.0.2.7:6881"   that address only; likewise "[2001:db8::7]:6881",
+	//	                   "[fe80::7%eth0]:6881"
+	//
+	// The host must be an IP address, not a name. A node listening on one
+	// family talks to peers of that family only; with one address, outgoing
+	// connections are made from it. Port 0 means a free port; "" means
+	// ":0". Anything else fails New with a *ListenAddrError.
 	ListenAddr string
 	// Mode is "off" (Seed does nothing, Fetch returns ErrNotFound), "lan"
 	// (the DHT is bootstrapped only from Bootstrap and AddBootstrap addresses,
@@ -130,7 +151,8 @@ type Node struct {
 	dht        *dht.Server
 	peers      *peerStore
 	bans       *banList
-	host       netip.Addr   // the IP ListenAddr names; invalid when unspecified
+	listen     listenPlan   // where the node listens, from Config.ListenAddr
+	host       netip.Addr   // listen.host: the IP ListenAddr names; invalid for a wildcard
 	tcpLn      net.Listener // our own BitTorrent TCP listener, when host is valid
 	httpLn     net.Listener // our own metainfo listener, when Config.HTTPPort is 0
 	httpSrv    *http.Server
@@ -216,6 +238,11 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	default:
 		return nil, fmt.Errorf("swarm: mode %q is not one of off, lan, public", cfg.Mode)
 	}
+	plan, err := parseListenAddr(cfg.ListenAddr)
+	if err != nil {
+		return nil, err
+	}
+	n.listen, n.host = plan, plan.host
 	if cfg.Blobs == nil {
 		return nil, errors.New("swarm: Config.Blobs is required unless mode is off")
 	}
@@ -247,28 +274,6 @@ func (n *Node) scratchDir() string { return filepath.Join(n.cfg.DataDir, "scratc
 func (n *Node) infoDir() string    { return filepath.Join(n.cfg.DataDir, "info") }
 
 func (n *Node) startClient() error {
-	listen := n.cfg.ListenAddr
-	if listen == "" {
-		listen = ":0"
-	}
-	hostStr, portStr, err := net.SplitHostPort(listen)
-	if err != nil {
-		return fmt.Errorf("swarm: listen address %q: %w", listen, err)
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil || port < 0 || port > 65535 {
-		return fmt.Errorf("swarm: listen address %q: bad port", listen)
-	}
-	if hostStr != "" {
-		ip, err := netip.ParseAddr(hostStr)
-		if err != nil {
-			return fmt.Errorf("swarm: listen address %q: host must be an IP address: %w", listen, err)
-		}
-		if !ip.IsUnspecified() {
-			n.host = ip.Unmap()
-		}
-	}
-
 	cc := torrent.NewDefaultClientConfig()
 	cc.Seed = true // ClientConfig.Seed is false by default: finished torrents would stop uploading.
 	cc.NoDefaultPortForwarding = true
@@ -306,17 +311,21 @@ func (n *Node) startClient() error {
 	// Peers connect over TCP only. The pure-Go uTP (CGO_ENABLED=0) stalled
 	// transfers for seconds on loopback; the UDP socket still carries the DHT.
 	cc.DisableUTP = true
-	if n.host.IsValid() && n.host.Is4() {
-		cc.DisableIPv6 = true
-	}
+	// The library listens on tcp4, tcp6, udp4 and udp6, each on the one
+	// host ListenHost gives, and fails outright when a host does not fit a
+	// network ("listen tcp6: address 0.0.0.0: no suitable address found"),
+	// or binds "::" as 0.0.0.0 on the IPv4 ones. Only the address's own
+	// family is left on.
+	cc.DisableIPv4 = !n.listen.ipv4
+	cc.DisableIPv6 = !n.listen.ipv6
 
 	var lastErr error
 	for attempt := 0; attempt < 10; attempt++ {
-		lastErr = n.tryStartClient(cc, hostStr, port)
+		lastErr = n.tryStartClient(cc)
 		if lastErr == nil {
 			break
 		}
-		if port != 0 {
+		if n.listen.port != 0 {
 			break
 		}
 	}
@@ -335,18 +344,26 @@ func (n *Node) startClient() error {
 
 	dialer := &net.Dialer{Timeout: 5 * time.Second}
 	if n.host.IsValid() {
-		dialer.LocalAddr = &net.TCPAddr{IP: n.host.AsSlice()}
+		dialer.LocalAddr = n.listen.tcpAddr(0)
 	}
+	tcp := n.listen.tcpNetwork()
 	n.httpClient = &http.Client{
-		Transport: &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second},
-		Timeout:   10 * time.Second,
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+				return dialer.DialContext(ctx, tcp, addr)
+			},
+			MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second,
+		},
+		Timeout: 10 * time.Second,
 	}
 
 	n.httpPort = n.cfg.HTTPPort
 	if n.httpPort == 0 {
-		ln, err := net.Listen("tcp", net.JoinHostPort(hostStr, "0"))
+		// Not net.Listen("tcp", "0.0.0.0:0"): Go makes that a dual-stack
+		// [::] socket.
+		ln, err := net.ListenTCP(tcp, n.listen.tcpAddr(0))
 		if err != nil {
-			return fmt.Errorf("swarm: listening for metainfo requests on %s: %w", hostStr, err)
+			return fmt.Errorf("swarm: listening for metainfo requests on %s: %w", n.listen.tcpAddr(0), err)
 		}
 		n.httpLn = ln
 		n.httpPort = ln.Addr().(*net.TCPAddr).Port
@@ -364,14 +381,19 @@ func (n *Node) startClient() error {
 // tryStartClient starts the torrent client. With a specific host IP it opens
 // the TCP listener itself and dials from that IP, so that peers (and bans)
 // see one address per node even on a multi-address host or loopback.
-func (n *Node) tryStartClient(cc *torrent.ClientConfig, hostStr string, port int) error {
-	if n.host.IsValid() {
-		ln, err := net.Listen("tcp", net.JoinHostPort(hostStr, strconv.Itoa(port)))
+func (n *Node) tryStartClient(cc *torrent.ClientConfig) error {
+	p := n.listen
+	if p.host.IsValid() {
+		ln, err := net.ListenTCP(p.tcpNetwork(), p.tcpAddr(p.port))
 		if err != nil {
-			return fmt.Errorf("swarm: listening on %s: %w", net.JoinHostPort(hostStr, strconv.Itoa(port)), err)
+			return fmt.Errorf("swarm: listening on %s: %w", p.tcpAddr(p.port), err)
 		}
 		cc.DisableTCP = true
-		cc.SetListenAddr(ln.Addr().String())
+		// The library now opens only the UDP socket of host's family, on
+		// the port the TCP listener got.
+		host := p.host.String()
+		cc.ListenHost = func(string) string { return host }
+		cc.ListenPort = ln.Addr().(*net.TCPAddr).Port
 		cl, err := torrent.NewClient(cc)
 		if err != nil {
 			ln.Close()
@@ -380,15 +402,17 @@ func (n *Node) tryStartClient(cc *torrent.ClientConfig, hostStr string, port int
 		n.tcpLn = ln
 		n.cl = cl
 		cl.AddListener(ln)
-		cl.AddDialer(torrent.NetworkDialer{Network: "tcp", Dialer: &net.Dialer{
-			LocalAddr: &net.TCPAddr{IP: n.host.AsSlice()},
-		}})
+		cl.AddDialer(torrent.NetworkDialer{Network: p.tcpNetwork(), Dialer: &net.Dialer{LocalAddr: p.tcpAddr(0)}})
 		return nil
 	}
-	cc.SetListenAddr(net.JoinHostPort(hostStr, strconv.Itoa(port)))
+	// A wildcard: "" is 0.0.0.0 on the IPv4 networks and [::] (IPV6_V6ONLY,
+	// as Go sets it for tcp6 and udp6) on the IPv6 ones; the family left
+	// out is disabled in cc.
+	cc.ListenHost = func(string) string { return "" }
+	cc.ListenPort = p.port
 	cl, err := torrent.NewClient(cc)
 	if err != nil {
-		return fmt.Errorf("swarm: starting BitTorrent client on %s: %w", net.JoinHostPort(hostStr, strconv.Itoa(port)), err)
+		return fmt.Errorf("swarm: starting BitTorrent client on %s: %w", p, err)
 	}
 	n.cl = cl
 	return nil

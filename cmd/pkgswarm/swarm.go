@@ -28,7 +28,7 @@ func swarmFlags() []cli.Flag {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "swarm", EnvVars: env("swarm"), Value: "lan", Usage: "BitTorrent tier: off, lan (DHT bootstrapped only from LAN peers and --swarm-bootstrap) or public (also the public mainline DHT)"}),
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "swarm-bootstrap", EnvVars: env("swarm-bootstrap"), Usage: "DHT nodes host:port,... of a private DHT (e.g. other sites' nodes)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "swarm-namespace", EnvVars: env("swarm-namespace"), Usage: "rendezvous namespace replacing \"" + swarm.DefaultNamespace + "\", for a private fleet"}),
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "swarm-listen", EnvVars: env("swarm-listen"), Value: ":6881", Usage: "BitTorrent and DHT address (TCP and UDP)"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "swarm-listen", EnvVars: env("swarm-listen"), Value: ":6881", Usage: "BitTorrent and DHT address, TCP and UDP: :PORT (every address), 0.0.0.0:PORT (every IPv4 address), [::]:PORT (every IPv6 address), or IP:PORT (that address only)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "swarm-upload-rate", EnvVars: env("swarm-upload-rate"), Value: "0", Usage: "upload limit in bytes/s (e.g. 5M); 0 = unlimited"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "swarm-download-rate", EnvVars: env("swarm-download-rate"), Value: "0", Usage: "download limit in bytes/s; 0 = unlimited"}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "swarm-max-seeded", EnvVars: env("swarm-max-seeded"), Value: 10000, Usage: "cap on blobs seeded (least recently added go first)"}),
@@ -72,11 +72,19 @@ func newSwarm(ctx context.Context, c *cli.Context, log *slog.Logger, dataDir str
 		Bootstrap: boot, Namespace: c.String("swarm-namespace"), UploadRate: up, DownloadRate: down,
 		MaxSeeded: c.Int("swarm-max-seeded"), MinSize: minSize, FindTimeout: c.Duration("swarm-find-timeout"), HTTPPort: httpPort, Blobs: blobs, Logger: log,
 	})
+	var bad *swarm.ListenAddrError
+	if errors.As(err, &bad) {
+		return nil, fmt.Errorf("--swarm-listen %q: %s; want IP:PORT or :PORT, e.g. %s", bad.Addr, bad.Reason, swarmListenExamples)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("starting the swarm on %s: %w (set --swarm-listen, or --swarm off)", c.String("swarm-listen"), err)
 	}
 	return n, nil
 }
+
+// swarmListenExamples are the --swarm-listen forms, for error messages.
+const swarmListenExamples = ":6881 (every address), 0.0.0.0:6881 (every IPv4 address), [::]:6881 (every IPv6 address), " +
+	"192.168.1.10:6881 or [fd00::10]:6881 (that address only)"
 
 // shareableBlobs gives the swarm the blobs a signed chain vouched for, and
 // nothing else.

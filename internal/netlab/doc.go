@@ -20,7 +20,9 @@
 // to the LANs on the far side of a router they share a LAN with (one hop only).
 //
 // It needs root and iproute2 (`ip`, `tc`); Available reports why a lab cannot be
-// built, and tests call t.Skip with that reason. Interface names inside a lab are
+// built, and New skips the test with that reason (or fails it under CI=true,
+// where every lab test must run). Hosts get IPv4 addresses; Host.AddAddr adds
+// more, IPv6 ones included. Interface names inside a lab are
 // short and per namespace (eth0, eth1 … on hosts, br0 and pN on a LAN), so they
 // stay within the kernel's 15-byte limit whatever the test is called.
 package netlab

@@ -71,10 +71,14 @@ type Lab struct {
 // New makes an empty lab for t. name (letters and digits are kept) starts the
 // names of its namespaces; namespaces with the same name left by a test process
 // that no longer runs are deleted first. Cleanup removes everything the lab made.
-// New calls t.Skip when Available reports an error.
+// New calls t.Skip when Available reports an error, or t.Fatal under CI=true,
+// where every lab test must run.
 func New(t testing.TB, name string) *Lab {
 	t.Helper()
 	if err := Available(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("netlab: CI=true, and labs cannot be built here: %v", err)
+		}
 		t.Skipf("netlab: skipping: %v", err)
 	}
 	name = sanitize(name, 12)
@@ -338,6 +342,30 @@ func (h *Host) StartCmd(cmd *exec.Cmd) (*Proc, error) {
 	l.procs = append(l.procs, p)
 	l.mu.Unlock()
 	return p, nil
+}
+
+// AddAddr adds an address with its prefix length ("fd77:1::5/64",
+// "fe80::5/64", "10.77.9.5/24") to the host's interface on lan, besides the
+// one AddHost gave it. An IPv6 address skips duplicate address detection, so
+// it can be bound at once. Nothing routes to it: it is reachable on lan's
+// link only, and IP and IPOn keep returning the first address.
+func (h *Host) AddAddr(lan *LAN, prefix string) error {
+	ifname, ok := h.ifaces[lan]
+	if !ok {
+		return fmt.Errorf("netlab: host %s is not on LAN %s", h.name, lan.name)
+	}
+	p, err := netip.ParsePrefix(prefix)
+	if err != nil {
+		return fmt.Errorf("netlab: host %s: address %q is not an address with its prefix length, like fd77:1::5/64", h.name, prefix)
+	}
+	args := []string{"-n", h.ns, "addr", "add", p.String(), "dev", ifname}
+	if p.Addr().Is6() {
+		args = append(args, "nodad")
+	}
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("netlab: host %s: add %s on %s: %v: %s", h.name, p, ifname, err, bytes.TrimSpace(out))
+	}
+	return nil
 }
 
 // Shape limits the rate of the host's link into lan, in both directions, with

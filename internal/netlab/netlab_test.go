@@ -256,6 +256,40 @@ func TestShape(t *testing.T) {
 	}
 }
 
+func TestAddAddr(t *testing.T) {
+	lab := New(t, "addaddr")
+	lan := lab.AddLAN("lan", "10.77.7.0/24")
+	h := lab.AddHost("h", lan)
+	for _, a := range []string{"fd77:7::1/64", "fe80::77/64", "10.77.8.1/24"} {
+		if err := h.AddAddr(lan, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := h.Command(context.Background(), "ip", "-o", "addr", "show", "dev", "eth0").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip addr in namespace: %s %v", out, err)
+	}
+	for _, want := range []string{"10.77.7.1/24", "fd77:7::1/64", "fe80::77/64", "10.77.8.1/24"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("eth0 has no %s:\n%s", want, out)
+		}
+	}
+	// No duplicate address detection: the IPv6 ones are usable at once.
+	if strings.Contains(string(out), "fd77:7::1/64 scope global tentative") {
+		t.Errorf("fd77:7::1 is tentative (DAD ran):\n%s", out)
+	}
+	if got := h.IP().String(); got != "10.77.7.1" {
+		t.Errorf("IP() = %s after AddAddr; want the first address 10.77.7.1", got)
+	}
+	if err := h.AddAddr(lan, "fd77:7::2"); err == nil {
+		t.Error("AddAddr accepted an address without a prefix length")
+	}
+	other := lab.AddLAN("other", "10.77.9.0/24")
+	if err := h.AddAddr(other, "fd77:9::1/64"); err == nil {
+		t.Error("AddAddr accepted a LAN the host is not on")
+	}
+}
+
 func TestParseRate(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
