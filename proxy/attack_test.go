@@ -163,18 +163,25 @@ func TestStreamedTamperedFileNeverCompletes(t *testing.T) {
 }
 
 // Issue 11, item 2, from a hostile LAN peer: the peer sends every byte of
-// a tampered file, then holds the connection; the client never gets the
-// last byte, the peer is banned, and the origin supplies the file.
+// a tampered 6 MiB .deb (streamed at once) without a Content-Length and holds
+// the end of its body; the client never gets the last byte, the peer is
+// banned, and the next request gets the file from the origin. The peer
+// answers for the .deb only, so that it is really the one serving it.
 func TestStreamedTamperFromPeerNeverCompletes(t *testing.T) {
 	a := newRig(t, rigOptions{packages: []testrepo.Package{{Name: "big", Version: "1", Size: 6 << 20, Seed: 23}}})
 	big := a.repo.Debs["big"]
 	good, _ := os.ReadFile(a.repo.Path(big.Path))
+	var debGets atomic.Int32
 	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, "/"+big.SHA256) {
+			http.NotFound(w, r)
+			return
+		}
 		w.Header().Set("X-Pkgswarm-State", "complete")
 		if r.Method == http.MethodHead {
 			return
 		}
-		w.Header().Set("Content-Length", fmt.Sprint(len(good)))
+		debGets.Add(1)
 		w.Write(flip(good))
 		w.(http.Flusher).Flush()
 		<-r.Context().Done()
@@ -183,14 +190,17 @@ func TestStreamedTamperFromPeerNeverCompletes(t *testing.T) {
 	peers := &staticPeers{peers: []lan.Peer{{ID: "evil", URL: evil.URL}}}
 	b := &rig{t: t, repo: a.repo, origin: a.origin}
 	b.start(rigOptions{cfg: func(c *node.Config) {
+		c.StallTimeout = time.Second
 		c.Site = []fetch.Source{&lan.Source{NodeID: "b", Peers: peers}}
 	}})
 	if out, err := b.client(false).Update(context.Background()); err != nil {
 		t.Fatalf("update: %v\n%s", err, out)
 	}
+	if r := peers.banned("evil"); r != "" {
+		t.Fatalf("the peer was banned before the .deb was asked for: %q", r)
+	}
 	b.expects(big.Path)
 	u := a.origin.URL + "/" + big.Path
-	// 6 MiB: streamed at once, so this client got the peer's bytes.
 	resp, err := b.ProxyClient().Get(u)
 	if err == nil {
 		got, rerr := io.ReadAll(resp.Body)
@@ -199,7 +209,10 @@ func TestStreamedTamperFromPeerNeverCompletes(t *testing.T) {
 			t.Fatal("a client read the peer's tampered file whole")
 		}
 	}
-	if peers.banned("evil") == "" {
+	if debGets.Load() == 0 {
+		t.Fatal("the peer was never asked for the .deb: the test did not exercise a peer stream")
+	}
+	if !noderig.Eventually(func() bool { return peers.banned("evil") != "" }) {
 		t.Fatal("the peer that sent tampered bytes was not banned")
 	}
 	if resp, body, err := b.Get(u, nil); err != nil || resp.StatusCode != 200 || !bytes.Equal(body, good) {
@@ -372,6 +385,23 @@ func TestUnlistedFileIsBounded(t *testing.T) {
 	resp, _, _ := r.Get(r.origin.URL+"/"+p, nil)
 	if resp.StatusCode == http.StatusOK || r.Store.HasBlob(store.Digest(sum)) {
 		t.Fatalf("a 3 MiB file no root lists, bound 1 MiB: %d, cached %v", resp.StatusCode, r.Store.HasBlob(store.Digest(sum)))
+	}
+	// Idle: under the size bound, every byte sent, then the end of the
+	// body held back 5 s; the 300 ms stall bound must cut it.
+	small := bytes.Repeat([]byte("y"), 100<<10)
+	ssum := sha256.Sum256(small)
+	p2 := "dists/stable/main/binary-amd64/by-hash/SHA256/" + hex.EncodeToString(ssum[:])
+	if err := os.WriteFile(r.repo.Path(p2), small, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.origin.SetFault(p2, testrepo.Fault{HoldEnd: 5 * time.Second})
+	start := time.Now()
+	resp, body, err := r.Get(r.origin.URL+"/"+p2, nil)
+	if err == nil && resp.StatusCode == http.StatusOK && bytes.Equal(body, small) {
+		t.Fatalf("an unlisted file from an origin idle for 5 s at its end was served whole after %v", time.Since(start).Round(time.Millisecond))
+	}
+	if r.Store.HasBlob(store.Digest(ssum)) {
+		t.Fatal("the file from the stalled origin is cached")
 	}
 }
 
