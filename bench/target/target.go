@@ -241,6 +241,11 @@ func startPkgswarm(ctx context.Context, o Options) (*Target, error) {
 			// on every interface. The office benchmark measures the tiers.
 			args = append(args, "--swarm", "off")
 		}
+		if hasFlag(o.PkgswarmBin, "--allow-origin-loopback") {
+			// The benchmark's origin is on loopback, which pkgswarm
+			// refuses as an origin by default.
+			args = append(args, "--allow-origin-loopback")
+		}
 		return launch(Pkgswarm, o.WorkDir, nil, append(args, o.PkgswarmArgs...)...)
 	})
 	if err != nil {
