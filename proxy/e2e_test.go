@@ -529,3 +529,50 @@ func hasFailure(st status.Status, path, digest string) bool {
 	}
 	return false
 }
+
+// Issue 13: requests a client pipelines (apt sends up to ten before reading
+// an answer) are started as soon as they arrive, not one after the other:
+// with every origin answer delayed, the node runs the five downloads at
+// once, then answers them in order.
+func TestPipelinedRequestsStartAhead(t *testing.T) {
+	var pkgs []testrepo.Package
+	for i := range 5 {
+		pkgs = append(pkgs, testrepo.Package{Name: fmt.Sprintf("p%d", i), Version: "1", Size: 30 << 10, Seed: int64(60 + i)})
+	}
+	r := newRig(t, rigOptions{packages: pkgs})
+	if out, err := r.client(false).Update(context.Background()); err != nil {
+		t.Fatalf("update: %v\n%s", err, out)
+	}
+	var reqs bytes.Buffer
+	var debs []testrepo.DebInfo
+	for i := range 5 {
+		d := r.repo.Debs[fmt.Sprintf("p%d", i)]
+		r.expects(d.Path)
+		r.origin.SetDelay(d.Path, 2*time.Second)
+		debs = append(debs, d)
+		fmt.Fprintf(&reqs, "GET %s/%s HTTP/1.1\r\nHost: %s\r\n\r\n", r.origin.URL, d.Path, strings.TrimPrefix(r.origin.URL, "http://"))
+	}
+	c, err := net.Dial("tcp", strings.TrimPrefix(r.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write(reqs.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	if !noderig.Eventually(func() bool { return len(r.Fetch.Transfers()) == 5 }) {
+		t.Fatalf("%d downloads ran at once for 5 pipelined requests, want 5", len(r.Fetch.Transfers()))
+	}
+	br := bufio.NewReader(c)
+	for _, d := range debs {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if sum := sha256.Sum256(body); err != nil || resp.StatusCode != 200 || hex.EncodeToString(sum[:]) != d.SHA256 {
+			t.Fatalf("%s: %d, %v, sha256 %x", d.Path, resp.StatusCode, err, sum)
+		}
+	}
+}

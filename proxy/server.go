@@ -104,6 +104,7 @@ func isInternal(p string) bool {
 // the target, ask trust what is expected of it, then answer from the store
 // (sendfile) or from the pipeline's download.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer answered(r.Context())
 	if !s.clientAllowed(r.RemoteAddr) {
 		s.refuse(w, http.StatusForbidden, "clients from "+r.RemoteAddr+" are not allowed (see --allow-clients)")
 		return

@@ -334,9 +334,9 @@ func buildServer(c *cli.Context, log *slog.Logger) (*server, error) {
 		nd.Proxy.Handle(swarm.HandlerPath, sw.Handler())
 		nd.Proxy.Handle("GET /_pkgswarm/v1/magnet/sha256/{hex}", magnetHandler(sw, st))
 	}
-	hs := &http.Server{Handler: nd.Handler, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-	return &server{id: id, log: log, store: st, node: nd, http: hs, ln: ln, peers: peers, swarm: sw, seed: seed}, nil
+	hs := &http.Server{Handler: nd.Handler, ConnContext: nd.Proxy.ConnContext, ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	return &server{id: id, log: log, store: st, node: nd, http: hs, ln: nd.Proxy.Readahead(ln), peers: peers, swarm: sw, seed: seed}, nil
 }
 
 // egressFlags are the serve flags of the origin address policy.

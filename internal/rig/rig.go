@@ -104,7 +104,10 @@ func (n *Node) start() {
 	if n.opts.Wrap != nil {
 		h = n.opts.Wrap(h)
 	}
-	n.HTTP = httptest.NewServer(h)
+	n.HTTP = httptest.NewUnstartedServer(h)
+	n.HTTP.Config.ConnContext = nd.Proxy.ConnContext
+	n.HTTP.Listener = nd.Proxy.Readahead(n.HTTP.Listener)
+	n.HTTP.Start()
 	n.URL = n.HTTP.URL
 }
 

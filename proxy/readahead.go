@@ -1,0 +1,202 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"net/textproto"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pkgswarm/pkgswarm/proxy/target"
+)
+
+// Read-ahead of pipelined requests. apt sends up to ten requests on a
+// connection before it reads the first answer (Acquire::http::Pipeline-Depth,
+// RFC 9112 §9.3.2); net/http answers them one after the other, so each
+// file's origin round trip would start only when the previous answer is
+// done. A connection wrapped by Readahead looks at the request heads as the
+// server reads them off the socket and starts, for each GET the client has
+// already sent, the same resolution and download the handler will join when
+// it gets to it. Only requests the client actually sent are started: nothing
+// is fetched speculatively.
+
+// maxScan bounds the bytes of request heads a connection looks through
+// without finding the end of one (then it stops looking: such a client is
+// not pipelining GETs).
+const maxScan = 64 << 10
+
+// maxAhead bounds the requests of one connection started ahead at once.
+const maxAhead = 16
+
+// Readahead wraps a listener so that the requests each connection
+// pipelines are started as soon as they arrive (see Server.Prefetch). The
+// http.Server serving it must use ConnContext, which tells a connection
+// when the server has answered a request: only requests queued behind one
+// not yet answered are started ahead (a client that does not pipeline costs
+// nothing more).
+func (s *Server) Readahead(ln net.Listener) net.Listener { return &raListener{Listener: ln, s: s} }
+
+type raKey struct{}
+
+// ConnContext is the http.Server.ConnContext of a server whose listener is
+// wrapped by Readahead.
+func (s *Server) ConnContext(ctx context.Context, c net.Conn) context.Context {
+	if rc, ok := c.(*raConn); ok {
+		return context.WithValue(ctx, raKey{}, rc)
+	}
+	return ctx
+}
+
+// answered records that the server finished a request of the connection
+// behind ctx.
+func answered(ctx context.Context) {
+	if rc, ok := ctx.Value(raKey{}).(*raConn); ok {
+		rc.mu.Lock()
+		rc.answered++
+		rc.mu.Unlock()
+	}
+}
+
+type raListener struct {
+	net.Listener
+	s *Server
+}
+
+func (l *raListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &raConn{Conn: c, s: l.s, sem: make(chan struct{}, maxAhead)}, nil
+}
+
+// raConn is a connection whose incoming bytes are scanned for request heads.
+type raConn struct {
+	net.Conn
+	s   *Server
+	sem chan struct{} // bounds the requests started ahead
+	// startFn, if set, replaces start (tests).
+	startFn func(uri string)
+
+	mu       sync.Mutex // protects the fields below
+	buf      []byte     // bytes read but not yet seen to end a head
+	off      bool       // scanning stopped (a body, or no head end in maxScan)
+	seen     int        // request heads seen
+	answered int        // requests the server has finished
+}
+
+func (c *raConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.scan(p[:n])
+	}
+	return n, err
+}
+
+// scan appends b to the unscanned bytes and starts every complete GET head
+// queued behind a request the server has not answered yet (a head with no
+// unanswered request before it is the one the server handles next itself).
+func (c *raConn) scan(b []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.off {
+		return
+	}
+	c.buf = append(c.buf, b...)
+	for {
+		end := bytes.Index(c.buf, []byte("\r\n\r\n"))
+		if end < 0 {
+			if len(c.buf) > maxScan {
+				c.off, c.buf = true, nil
+			}
+			return
+		}
+		head := c.buf[:end+4]
+		method, uri, body := parseHead(head)
+		c.buf = c.buf[end+4:]
+		if body || method == "" {
+			// A request with a body (or no request at all): the bytes that
+			// follow are not heads. Stop looking on this connection.
+			c.off, c.buf = true, nil
+			return
+		}
+		c.seen++
+		if c.seen-c.answered > 1 && method == http.MethodGet {
+			if c.startFn != nil {
+				c.startFn(uri)
+			} else {
+				c.start(uri)
+			}
+		}
+	}
+}
+
+// parseHead reads a request head's method and URI, and whether a body
+// follows it.
+func parseHead(head []byte) (method, uri string, body bool) {
+	tp := textproto.NewReader(bufio.NewReader(bytes.NewReader(head)))
+	line, err := tp.ReadLine()
+	if err != nil {
+		return "", "", false
+	}
+	f := strings.Fields(line)
+	if len(f) != 3 || !strings.HasPrefix(f[2], "HTTP/1.") {
+		return "", "", false
+	}
+	hdr, err := tp.ReadMIMEHeader()
+	if err != nil && len(hdr) == 0 {
+		return "", "", false
+	}
+	if hdr.Get("Transfer-Encoding") != "" || hdr.Get("Content-Length") != "" && hdr.Get("Content-Length") != "0" {
+		body = true
+	}
+	return f[0], f[1], body
+}
+
+// start begins the request uri ahead, bounded per connection; a request
+// beyond the bound is not started ahead (the server will handle it in turn).
+func (c *raConn) start(uri string) {
+	select {
+	case c.sem <- struct{}{}:
+	default:
+		return
+	}
+	remote := c.RemoteAddr().String()
+	go func() {
+		defer func() { <-c.sem }()
+		c.s.Prefetch(remote, uri)
+	}()
+}
+
+// prefetchTimeout bounds the resolution a request started ahead waits for
+// (roots, index parses); the download it starts outlives it.
+const prefetchTimeout = 2 * time.Minute
+
+// Prefetch starts, for a GET of uri from a client at remoteAddr, what
+// ServeHTTP would do before answering: the same checks (allowed client,
+// repository file, allowed port), the trust resolution, and the one
+// download of the file. It answers nothing: when the server gets to the
+// request, it finds the download running or the file held.
+func (s *Server) Prefetch(remoteAddr, uri string) {
+	if !s.clientAllowed(remoteAddr) {
+		return
+	}
+	if !strings.HasPrefix(uri, "http://") && !strings.HasPrefix(uri, "https://") && isInternal(uri) {
+		return
+	}
+	t, err := target.Parse(uri)
+	if err != nil || !s.portAllowed(t.Port) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), prefetchTimeout)
+	defer cancel()
+	plan, err := s.trust.Resolve(ctx, t)
+	if err != nil || plan.Request == nil {
+		return
+	}
+	s.fetch.Get(ctx, plan.Request)
+}
