@@ -40,6 +40,7 @@ type Config struct {
 	Mirrors         map[string][]string
 	Egress          origin.Egress
 	OriginTransport *http.Transport
+	OriginConns     int // connections per origin host; 0: origin.DefaultMaxConnsPerHost
 	Offline         bool
 
 	// Pipeline.
@@ -88,7 +89,7 @@ func New(cfg Config) (*Node, error) {
 	failures := &status.FailureLog{Now: cfg.Now}
 	m := status.NewMetrics(failures)
 	oc, err := origin.New(origin.Config{AllowPorts: cfg.AllowPorts, Mirrors: cfg.Mirrors, Egress: cfg.Egress,
-		Transport: cfg.OriginTransport, Version: cfg.Version, Offline: cfg.Offline, Now: cfg.Now})
+		Transport: cfg.OriginTransport, MaxConnsPerHost: cfg.OriginConns, Version: cfg.Version, Offline: cfg.Offline, Now: cfg.Now})
 	if err != nil {
 		return nil, fmt.Errorf("origin client: %w", err)
 	}

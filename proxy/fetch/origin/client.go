@@ -38,6 +38,11 @@ type Config struct {
 	// dials bounded to 10s and header waits to 30s, keep-alive, HTTP/2
 	// allowed.
 	Transport *http.Transport
+	// MaxConnsPerHost bounds the connections open to one origin host at
+	// once (requests beyond it wait for one), so that a node fetching in
+	// parallel stays polite. Zero means DefaultMaxConnsPerHost; it applies
+	// to a Transport given here too.
+	MaxConnsPerHost int
 	// Resolve returns the addresses of a host name. Nil means the system
 	// resolver (net.DefaultResolver.LookupNetIP). Every address it returns
 	// is checked against Egress before it is dialed.
@@ -117,6 +122,10 @@ func New(cfg Config) (*Client, error) {
 		tr.DisableCompression = true
 	}
 	tr.DialContext = d.DialContext
+	tr.MaxConnsPerHost = cfg.MaxConnsPerHost
+	if tr.MaxConnsPerHost <= 0 {
+		tr.MaxConnsPerHost = DefaultMaxConnsPerHost
+	}
 	version := cfg.Version
 	if version == "" {
 		version = "dev"
@@ -129,6 +138,11 @@ func New(cfg Config) (*Client, error) {
 	slices.SortFunc(c.mirrors, func(a, b mirror) int { return len(b.prefix) - len(a.prefix) })
 	return c, nil
 }
+
+// DefaultMaxConnsPerHost is how many connections a node opens to one origin
+// host at most: a few, as a browser or aria2c would, kept alive and reused
+// (HTTP/2, where the origin offers it, multiplexes them on one).
+const DefaultMaxConnsPerHost = 4
 
 // defaultTransport is the origin transport when none is configured: no proxy
 // from the environment (pkgswarm is the proxy), bounded dials and header
