@@ -3,10 +3,15 @@ package origin_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/pkgswarm/pkgswarm/proxy/fetch"
 	"github.com/pkgswarm/pkgswarm/proxy/fetch/fetchtest"
@@ -48,4 +53,53 @@ func portOf(t *testing.T, u string) int {
 		t.Fatal(err)
 	}
 	return int(ap.Port())
+}
+
+// A node opens at most MaxConnsPerHost connections to one origin however
+// many downloads run at once.
+func TestConnsPerHostBounded(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	open, most := 0, 0
+	release := make(chan struct{})
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		w.Write([]byte("ok"))
+	}))
+	srv.Config.ConnState = func(c net.Conn, st http.ConnState) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch st {
+		case http.StateNew:
+			open++
+			most = max(most, open)
+		case http.StateClosed, http.StateHijacked:
+			open--
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c, err := origin.New(origin.Config{AllowPorts: []int{portOf(t, srv.URL)}, Egress: origin.Egress{AllowLoopback: true}, MaxConnsPerHost: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := &fetch.Request{URL: fmt.Sprintf("%s/pool/%d.deb", srv.URL, i)}
+			b, err := c.Fetch(context.Background(), &fetch.Attempt{Request: req, URL: req.URL})
+			if err == nil {
+				io.Copy(io.Discard, b)
+				b.Close()
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond) // let every request reach the transport
+	close(release)
+	wg.Wait()
+	if most > 3 {
+		t.Fatalf("%d connections were open at once to one origin, want at most 3", most)
+	}
 }
