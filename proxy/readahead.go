@@ -1,12 +1,10 @@
 package proxy
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"net"
 	"net/http"
-	"net/textproto"
 	"strings"
 	"sync"
 	"time"
@@ -136,25 +134,33 @@ func (c *raConn) scan(b []byte) {
 }
 
 // parseHead reads a request head's method and URI, and whether a body
-// follows it.
+// follows it. It allocates only the two strings: it runs on every request.
 func parseHead(head []byte) (method, uri string, body bool) {
-	tp := textproto.NewReader(bufio.NewReader(bytes.NewReader(head)))
-	line, err := tp.ReadLine()
-	if err != nil {
+	line, rest, ok := bytes.Cut(head, []byte("\r\n"))
+	if !ok {
 		return "", "", false
 	}
-	f := strings.Fields(line)
-	if len(f) != 3 || !strings.HasPrefix(f[2], "HTTP/1.") {
+	m, after, ok1 := bytes.Cut(line, []byte(" "))
+	u, proto, ok2 := bytes.Cut(after, []byte(" "))
+	if !ok1 || !ok2 || len(m) == 0 || len(u) == 0 || !bytes.HasPrefix(proto, []byte("HTTP/1.")) || bytes.ContainsAny(proto, " ") {
 		return "", "", false
 	}
-	hdr, err := tp.ReadMIMEHeader()
-	if err != nil && len(hdr) == 0 {
-		return "", "", false
+	for len(rest) > 0 {
+		var h []byte
+		h, rest, _ = bytes.Cut(rest, []byte("\r\n"))
+		name, value, ok := bytes.Cut(h, []byte(":"))
+		if !ok {
+			continue
+		}
+		value = bytes.TrimSpace(value)
+		switch {
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			body = true
+		case bytes.EqualFold(name, []byte("Content-Length")) && !bytes.Equal(value, []byte("0")):
+			body = true
+		}
 	}
-	if hdr.Get("Transfer-Encoding") != "" || hdr.Get("Content-Length") != "" && hdr.Get("Content-Length") != "0" {
-		body = true
-	}
-	return f[0], f[1], body
+	return string(m), string(u), body
 }
 
 // start begins the request uri ahead, bounded per connection; a request

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -42,6 +43,10 @@ type Config struct {
 	// arrive (the final byte is still held back until verification).
 	// Files whose size is 4 MiB or more stream at once. Zero means 1s.
 	Hold time.Duration
+	// MemoryCache bounds the small blobs (64 KiB and less) answered from
+	// memory instead of their files. Zero means 16 MiB; negative turns it
+	// off.
+	MemoryCache int64
 	// NodeID and Version identify this node to peers (/_pkgswarm/v1/node).
 	NodeID, Version string
 	// Logger receives what the front logs itself (CONNECT errors). Nil
@@ -70,6 +75,7 @@ type Server struct {
 	fetch *fetch.Fetcher
 	log   *slog.Logger
 	hold  time.Duration
+	mem   *memCache      // small blobs in memory; nil when off
 	mux   *http.ServeMux // pkgswarm's own endpoints
 }
 
@@ -84,6 +90,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.hold <= 0 {
 		s.hold = time.Second
+	}
+	switch {
+	case cfg.MemoryCache == 0:
+		s.mem = newMemCache(defaultMemCache)
+	case cfg.MemoryCache > 0:
+		s.mem = newMemCache(cfg.MemoryCache)
 	}
 	s.peerRoutes()
 	return s, nil
@@ -259,21 +271,40 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, t target.Target,
 	s.serveBlob(w, r, t, f.Digest(), f.Meta(), f.Source())
 }
 
-// serveBlob answers from a stored blob with sendfile (an *os.File behind
-// http.ServeContent), honouring Range, If-Range and conditionals.
+// serveBlob answers from a stored blob, honouring Range, If-Range and
+// conditionals (http.ServeContent): a small blob from memory, a larger one
+// with sendfile (an *os.File behind ServeContent).
 func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, t target.Target, d store.Digest, meta fetch.Meta, source string) {
-	f, _, err := s.st.OpenBlob(d)
-	if err != nil {
-		s.fail(w, fmt.Errorf("the cached copy of %s (sha256 %s) vanished: %w; retry the request", t.URL, d, errVanished))
-		return
-	}
-	defer f.Close()
 	setMeta(w.Header(), t, meta)
 	w.Header().Set("ETag", etag(d))
 	w.Header().Set("X-Pkgswarm-Source", source)
 	var mod time.Time
 	if meta.LastModified != "" {
 		mod, _ = http.ParseTime(meta.LastModified)
+	}
+	if data, ok := s.mem.get(d); ok {
+		http.ServeContent(w, r, "", mod, bytes.NewReader(data))
+		return
+	}
+	f, size, err := s.st.OpenBlob(d)
+	if err != nil {
+		w.Header().Del("ETag")
+		w.Header().Del("X-Pkgswarm-Source")
+		s.fail(w, fmt.Errorf("the cached copy of %s (sha256 %s) vanished: %w; retry the request", t.URL, d, errVanished))
+		return
+	}
+	defer f.Close()
+	if s.mem != nil && size <= memEntryMax {
+		data := make([]byte, size)
+		if _, err := io.ReadFull(f, data); err == nil {
+			s.mem.put(d, data)
+			http.ServeContent(w, r, "", mod, bytes.NewReader(data))
+			return
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			s.fail(w, fmt.Errorf("reading the cached copy of %s (sha256 %s): %w", t.URL, d, err))
+			return
+		}
 	}
 	http.ServeContent(w, r, "", mod, f)
 }
