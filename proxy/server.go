@@ -143,43 +143,55 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, http.StatusForbidden, fmt.Sprintf("origin port %d is not allowed (see --allow-ports)", t.Port))
 		return
 	}
-	plan, err := s.trust.Resolve(r.Context(), t)
-	if err != nil {
-		s.fail(w, err)
-		return
+	// A held blob can be evicted between the lookup and the open (a cache
+	// smaller than what is in flight): that is a miss, asked once more.
+	for try := 0; ; try++ {
+		plan, err := s.trust.Resolve(r.Context(), t)
+		if err != nil {
+			s.fail(w, err)
+			return
+		}
+		var served bool
+		if plan.Held != nil {
+			served = s.serveBlob(w, r, t, plan.Held.Digest, plan.Held.Meta, plan.Held.Source)
+		} else {
+			served = s.serveFetch(w, r, t, plan.Request)
+		}
+		if served {
+			return
+		}
+		if try > 0 {
+			s.fail(w, fmt.Errorf("the cached copy of %s vanished twice while it was being answered: %w; retry the request", t.URL, errVanished))
+			return
+		}
 	}
-	if plan.Held != nil {
-		s.serveBlob(w, r, t, plan.Held.Digest, plan.Held.Meta, plan.Held.Source)
-		return
-	}
-	s.serveFetch(w, r, t, plan.Request)
 }
 
-// serveFetch answers from the store, or from the pipeline's download.
-func (s *Server) serveFetch(w http.ResponseWriter, r *http.Request, t target.Target, req *fetch.Request) {
+// serveFetch answers from the store, or from the pipeline's download. It
+// reports false, having written nothing, when the blob it was to answer
+// with vanished (evicted meanwhile).
+func (s *Server) serveFetch(w http.ResponseWriter, r *http.Request, t target.Target, req *fetch.Request) bool {
 	if r.Method == http.MethodHead && req.Expect != nil && req.Expect.Size >= 0 {
 		// A HEAD needs no download when the expectation gives the answer.
 		if res, ok := s.fetch.Lookup(req); ok {
-			s.serveBlob(w, r, t, res.Digest, res.Meta, "cache")
-			return
+			return s.serveBlob(w, r, t, res.Digest, res.Meta, "cache")
 		}
 		setMeta(w.Header(), t, fetch.Meta{})
 		w.Header().Set("Content-Length", strconv.FormatInt(req.Expect.Size, 10))
 		if req.Expect.SHA256 != nil {
 			w.Header().Set("ETag", etag(store.Digest(req.Expect.SHA256)))
 		}
-		return
+		return true
 	}
 	res, err := s.fetch.Get(r.Context(), req)
 	if err != nil {
 		s.fail(w, err)
-		return
+		return true
 	}
 	if res.Flight == nil {
-		s.serveBlob(w, r, t, res.Digest, res.Meta, "cache")
-		return
+		return s.serveBlob(w, r, t, res.Digest, res.Meta, "cache")
 	}
-	s.answer(w, r, t, res.Flight)
+	return s.answer(w, r, t, res.Flight)
 }
 
 // streamAtOnce is the size from which a download is streamed to its
@@ -194,7 +206,9 @@ const streamAtOnce = 4 << 20
 // stream's last byte is released only once the file verified (store
 // followers hold it back); if verification fails the response is aborted,
 // so no client can take a bad file for a whole one (invariant 1).
-func (s *Server) answer(w http.ResponseWriter, r *http.Request, t target.Target, f *fetch.Flight) {
+// It reports false, having written nothing, when the finished download's
+// blob vanished before it could be opened.
+func (s *Server) answer(w http.ResponseWriter, r *http.Request, t target.Target, f *fetch.Flight) bool {
 	d := s.hold
 	if f.Size() >= streamAtOnce {
 		d = 0
@@ -206,31 +220,27 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, t target.Target,
 	plain := r.Header.Get("Range") == "" && r.Method != http.MethodHead
 	select {
 	case <-f.Done():
-		s.finish(w, r, t, f)
-		return
+		return s.finish(w, r, t, f)
 	case <-f.Verified():
 		if plain {
 			break // verified, being made durable: answer from the download now
 		}
-		s.finishWhenDone(w, r, t, f)
-		return
+		return s.finishWhenDone(w, r, t, f)
 	case <-r.Context().Done():
-		return
+		return true
 	case <-hold.C:
 	}
 	if !plain {
-		s.finishWhenDone(w, r, t, f)
-		return
+		return s.finishWhenDone(w, r, t, f)
 	}
 	select {
 	case <-f.Ready():
 	case <-r.Context().Done():
-		return
+		return true
 	}
 	select {
 	case <-f.Done():
-		s.finish(w, r, t, f)
-		return
+		return s.finish(w, r, t, f)
 	default:
 	}
 	fo := f.NewReader(r.Context())
@@ -252,61 +262,67 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, t target.Target,
 		s.log.Warn("aborting a streamed response: the download failed", "url", t.URL, "sent", n, "err", err)
 		panic(http.ErrAbortHandler)
 	}
+	return true
 }
 
-func (s *Server) finishWhenDone(w http.ResponseWriter, r *http.Request, t target.Target, f *fetch.Flight) {
+func (s *Server) finishWhenDone(w http.ResponseWriter, r *http.Request, t target.Target, f *fetch.Flight) bool {
 	select {
 	case <-f.Done():
-		s.finish(w, r, t, f)
+		return s.finish(w, r, t, f)
 	case <-r.Context().Done():
+		return true
 	}
 }
 
 // finish answers from a finished download.
-func (s *Server) finish(w http.ResponseWriter, r *http.Request, t target.Target, f *fetch.Flight) {
+func (s *Server) finish(w http.ResponseWriter, r *http.Request, t target.Target, f *fetch.Flight) bool {
 	if err := f.Err(); err != nil {
 		s.fail(w, err)
-		return
+		return true
 	}
-	s.serveBlob(w, r, t, f.Digest(), f.Meta(), f.Source())
+	return s.serveBlob(w, r, t, f.Digest(), f.Meta(), f.Source())
 }
 
 // serveBlob answers from a stored blob, honouring Range, If-Range and
 // conditionals (http.ServeContent): a small blob from memory, a larger one
-// with sendfile (an *os.File behind ServeContent).
-func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, t target.Target, d store.Digest, meta fetch.Meta, source string) {
-	setMeta(w.Header(), t, meta)
-	w.Header().Set("ETag", etag(d))
-	w.Header().Set("X-Pkgswarm-Source", source)
+// with sendfile (an *os.File behind ServeContent). It reports false, having
+// written nothing, when the store no longer holds the blob.
+func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, t target.Target, d store.Digest, meta fetch.Meta, source string) bool {
 	var mod time.Time
 	if meta.LastModified != "" {
 		mod, _ = http.ParseTime(meta.LastModified)
 	}
 	if data, ok := s.mem.get(d); ok {
+		setBlobHeaders(w.Header(), t, d, meta, source)
 		http.ServeContent(w, r, "", mod, bytes.NewReader(data))
-		return
+		return true
 	}
 	f, size, err := s.st.OpenBlob(d)
 	if err != nil {
-		w.Header().Del("ETag")
-		w.Header().Del("X-Pkgswarm-Source")
-		s.fail(w, fmt.Errorf("the cached copy of %s (sha256 %s) vanished: %w; retry the request", t.URL, d, errVanished))
-		return
+		return false
 	}
 	defer f.Close()
+	setBlobHeaders(w.Header(), t, d, meta, source)
 	if s.mem != nil && size <= memEntryMax {
 		data := make([]byte, size)
 		if _, err := io.ReadFull(f, data); err == nil {
 			s.mem.put(d, data)
 			http.ServeContent(w, r, "", mod, bytes.NewReader(data))
-			return
+			return true
 		}
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			s.fail(w, fmt.Errorf("reading the cached copy of %s (sha256 %s): %w", t.URL, d, err))
-			return
+			return true
 		}
 	}
 	http.ServeContent(w, r, "", mod, f)
+	return true
+}
+
+func setBlobHeaders(h http.Header, t target.Target, d store.Digest, meta fetch.Meta, source string) {
+	setMeta(h, t, meta)
+	h.Set("ETag", etag(d))
+	h.Set("X-Pkgswarm-Source", source)
 }
 
 var errVanished = errors.New("blob vanished")
