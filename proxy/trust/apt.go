@@ -274,7 +274,7 @@ func (r *Resolver) registerRelease(repo string, rel *apt.Release, rootFiles []st
 			}
 		}
 	}
-	if err := r.st.PutExpects(batch); err != nil {
+	if err := r.putExpects(batch); err != nil {
 		return fmt.Errorf("recording the files of %s: %w", repo, err)
 	}
 	return r.st.Pin("root:"+repo, pins)

@@ -86,3 +86,32 @@ func TestParseRunsOnce(t *testing.T) {
 		t.Fatalf("a parse that succeeded ran %d times, want 1", n)
 	}
 }
+
+// Expectations read are kept in memory; a newer chain's write replaces
+// them there too (a new root lists a new Packages digest under one URL).
+func TestExpectationsInMemoryFollowWrites(t *testing.T) {
+	t.Parallel()
+	r := newTestResolver(t, nil)
+	u := "http://m.test/debian/dists/stable/main/binary-amd64/Packages.xz"
+	old := store.Expect{SHA256: store.DigestOf([]byte("old")), Size: 3, Root: "r"}
+	if err := r.putExpects(map[string]store.Expect{expectKey(FormatApt, u): old}); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := r.expect(FormatApt, u); err != nil || e != old {
+		t.Fatalf("first read: %+v, %v", e, err)
+	}
+	newer := store.Expect{SHA256: store.DigestOf([]byte("new")), Size: 3, Root: "r"}
+	b := r.newBatch()
+	if err := b.add(expectKey(FormatApt, u), newer); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.flush(); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := r.expect(FormatApt, u); err != nil || e != newer {
+		t.Fatalf("after a newer write: %+v, %v; want the newer expectation", e, err)
+	}
+	if _, err := r.expect(FormatRPMMD, u); !store.IsNotFound(err) {
+		t.Fatalf("another format's namespace: %v, want not found", err)
+	}
+}

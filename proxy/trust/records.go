@@ -1,6 +1,7 @@
 package trust
 
 import (
+	"container/list"
 	"strings"
 	"sync"
 
@@ -18,9 +19,84 @@ import (
 func expectKey(f Format, u string) string { return string(f) + "|" + u }
 
 // expect returns what format f's chain recorded for URL u, or an error
-// wrapping store.ErrNotFound.
+// wrapping store.ErrNotFound. Found records are kept in memory (every hit
+// of a cached package asks): writes go through putExpects, which keeps the
+// memory copy right.
 func (r *Resolver) expect(f Format, u string) (store.Expect, error) {
-	return r.st.GetExpect(expectKey(f, u))
+	k := expectKey(f, u)
+	if e, ok := r.expects.get(k); ok {
+		return e, nil
+	}
+	e, err := r.st.GetExpect(k)
+	if err == nil {
+		r.expects.put(k, e)
+	}
+	return e, err
+}
+
+// putExpects writes expectations and drops the memory copies they replace.
+func (r *Resolver) putExpects(batch map[string]store.Expect) error {
+	for k := range batch {
+		r.expects.drop(k)
+	}
+	return r.st.PutExpects(batch)
+}
+
+// expectCache is a bounded LRU of expectations by key. Safe for concurrent
+// use.
+type expectCache struct {
+	mu  sync.Mutex // protects ll, m
+	max int
+	ll  *list.List // front: most recently used; values are *expectEntry
+	m   map[string]*list.Element
+}
+
+type expectEntry struct {
+	key string
+	e   store.Expect
+}
+
+// expectCacheSize bounds the expectations kept in memory (about 200 bytes
+// each: a few MiB for the packages of a large upgrade and its indices).
+const expectCacheSize = 16384
+
+func (c *expectCache) get(k string) (store.Expect, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.m[k]
+	if !ok {
+		return store.Expect{}, false
+	}
+	c.ll.MoveToFront(el)
+	return el.Value.(*expectEntry).e, true
+}
+
+func (c *expectCache) put(k string, e store.Expect) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m, c.ll = map[string]*list.Element{}, list.New()
+	}
+	if el, ok := c.m[k]; ok {
+		el.Value.(*expectEntry).e = e
+		c.ll.MoveToFront(el)
+		return
+	}
+	c.m[k] = c.ll.PushFront(&expectEntry{key: k, e: e})
+	if c.ll.Len() > c.max {
+		el := c.ll.Back()
+		c.ll.Remove(el)
+		delete(c.m, el.Value.(*expectEntry).key)
+	}
+}
+
+func (c *expectCache) drop(k string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.m[k]; ok {
+		c.ll.Remove(el)
+		delete(c.m, k)
+	}
 }
 
 // expectation turns a stored record into the pipeline's expectation (the
@@ -101,15 +177,15 @@ func (r *Resolver) loadKnown() error {
 
 // batch writes expectations in batches of batchSize.
 type batch struct {
-	st *store.Store
-	m  map[string]store.Expect
-	n  int // entries added
+	r *Resolver
+	m map[string]store.Expect
+	n int // entries added
 }
 
 const batchSize = 4096
 
 func (r *Resolver) newBatch() *batch {
-	return &batch{st: r.st, m: make(map[string]store.Expect, batchSize)}
+	return &batch{r: r, m: make(map[string]store.Expect, batchSize)}
 }
 
 func (b *batch) add(key string, e store.Expect) error {
@@ -125,7 +201,7 @@ func (b *batch) flush() error {
 	if len(b.m) == 0 {
 		return nil
 	}
-	err := b.st.PutExpects(b.m)
+	err := b.r.putExpects(b.m)
 	clear(b.m)
 	return err
 }

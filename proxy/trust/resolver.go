@@ -70,9 +70,10 @@ type Resolver struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	reval  revalidator
-	parses parses
-	known  known // which prefixes a signed chain covers
+	reval   revalidator
+	parses  parses
+	known   known       // which prefixes a signed chain covers
+	expects expectCache // expectations read, kept in memory
 
 	learned sync.Map // store.Digest → struct{}: Learn already ran this process
 
@@ -102,6 +103,7 @@ func New(cfg Config) (*Resolver, error) {
 	if r.now == nil {
 		r.now = time.Now
 	}
+	r.expects.max = expectCacheSize
 	r.reval.init()
 	r.parses.init()
 	if err := r.loadKnown(); err != nil {

@@ -161,7 +161,7 @@ func (r *Resolver) registerRepomd(repo string, md *rpmmd.Repomd) error {
 			}
 		}
 	}
-	if err := r.st.PutExpects(batch); err != nil {
+	if err := r.putExpects(batch); err != nil {
 		return fmt.Errorf("recording the repodata of %s: %w", repo, err)
 	}
 	return r.st.Pin("rpmmd:"+repo, pins)
