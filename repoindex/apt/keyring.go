@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/pkgswarm/pkgswarm/repoindex/internal/pgpkey"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -14,7 +15,6 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
-	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 
 	"github.com/pkgswarm/pkgswarm/repoindex"
@@ -148,40 +148,12 @@ func (kr *Keyring) addData(p string, data []byte, index map[string]int) error {
 // parseKeys reads a binary keyring, or one or more armored public key
 // blocks, and refuses secret keys: a trusted keyring holds public keys.
 func parseKeys(data []byte) (openpgp.EntityList, error) {
-	var ents openpgp.EntityList
-	trimmed := bytes.TrimLeft(data, " \t\r\n")
-	switch {
-	case bytes.HasPrefix(trimmed, []byte("-----BEGIN PGP")):
-		const begin = "-----BEGIN PGP PUBLIC KEY BLOCK-----"
-		rest := trimmed
-		for {
-			i := bytes.Index(rest, []byte(begin))
-			if i < 0 {
-				break
-			}
-			rest = rest[i:]
-			block, err := armor.Decode(bytes.NewReader(rest))
-			if err != nil {
-				return nil, fmt.Errorf("armored key block: %w", err)
-			}
-			el, err := openpgp.ReadKeyRing(block.Body)
-			if err != nil {
-				return nil, fmt.Errorf("armored key block: %w", err)
-			}
-			ents = append(ents, el...)
-			rest = rest[len(begin):]
-		}
-		if len(ents) == 0 {
-			return nil, errors.New("no \"" + begin + "\" in armored file")
-		}
-	case len(data) >= 12 && string(data[8:12]) == "KBXf":
+	if len(data) >= 12 && string(data[8:12]) == "KBXf" {
 		return nil, errors.New("a GnuPG keybox, which apt cannot read either; export the keys with gpg --export into a .gpg file")
-	default:
-		el, err := openpgp.ReadKeyRing(bytes.NewReader(data))
-		if err != nil {
-			return nil, fmt.Errorf("not an OpenPGP binary keyring or armored key: %w", err)
-		}
-		ents = el
+	}
+	ents, err := pgpkey.Read(data)
+	if err != nil {
+		return nil, err
 	}
 	for _, e := range ents {
 		if e.PrivateKey != nil {

@@ -3,10 +3,10 @@ package rpmsig
 import (
 	"bytes"
 	"fmt"
+	"github.com/pkgswarm/pkgswarm/repoindex/internal/pgpkey"
 	"sort"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
-	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 
 	"github.com/pkgswarm/pkgswarm/repoindex"
@@ -50,40 +50,7 @@ func LoadKeys(data ...[]byte) (*KeySet, error) {
 	return ks, nil
 }
 
-func readKeys(d []byte) (openpgp.EntityList, error) {
-	if !bytes.Contains(d, []byte(armorBegin)) {
-		el, err := openpgp.ReadKeyRing(bytes.NewReader(d))
-		if err != nil {
-			return nil, fmt.Errorf("read binary OpenPGP keyring (no %q line found either): %w", armorBegin, err)
-		}
-		if len(el) == 0 {
-			return nil, fmt.Errorf("no OpenPGP public key found")
-		}
-		return el, nil
-	}
-	var all openpgp.EntityList
-	for rest := d; ; {
-		i := bytes.Index(rest, []byte(armorBegin))
-		if i < 0 {
-			break
-		}
-		rest = rest[i:]
-		blk, err := armor.Decode(bytes.NewReader(rest))
-		if err != nil {
-			return nil, fmt.Errorf("decode armored key block: %w", err)
-		}
-		el, err := openpgp.ReadKeyRing(blk.Body)
-		if err != nil {
-			return nil, fmt.Errorf("read armored key block: %w", err)
-		}
-		all = append(all, el...)
-		rest = rest[len(armorBegin):]
-	}
-	if len(all) == 0 {
-		return nil, fmt.Errorf("no OpenPGP public key found in the armored data")
-	}
-	return all, nil
-}
+func readKeys(d []byte) (openpgp.EntityList, error) { return pgpkey.Read(d) }
 
 func (ks *KeySet) add(e *openpgp.Entity) {
 	for _, have := range ks.entities {
