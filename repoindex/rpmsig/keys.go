@@ -20,8 +20,6 @@ type KeySet struct {
 	byID map[uint64][]*packet.PublicKey
 }
 
-const armorBegin = "-----BEGIN PGP PUBLIC KEY BLOCK-----"
-
 // MaxKeyData bounds one argument of LoadKeys. A public key is some KiB
 // (urpmi's pubkey files about 2 KiB); a keyring of every key a
 // distribution ever used some hundred KiB.
