@@ -127,6 +127,11 @@ func TestStatusAndPeers(t *testing.T) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+	// apt is answered when a download's digest matches; the commit (fsync,
+	// rename) ends a moment later: compare figures once nothing is in flight.
+	if !noderig.Eventually(func() bool { return len(n.Fetch.Transfers()) == 0 }) {
+		t.Fatal("downloads still in flight after apt finished")
+	}
 	st := n.State()
 
 	t.Run("status table", func(t *testing.T) {
