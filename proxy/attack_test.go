@@ -569,3 +569,33 @@ func TestDiskFullIs507(t *testing.T) {
 		t.Fatalf("disk full: %d %.300q, want 507 saying so", resp.StatusCode, body)
 	}
 }
+
+// A client whose apt lists are current asks for a .deb without the node
+// ever having seen the Packages index listing it: the node fetches that
+// index itself (the one its accepted root lists), so the file is verified,
+// kept and shareable — a tampered copy is refused — instead of streamed
+// unverified on every request.
+func TestDebWithoutIndexIsVerifiedThroughTheRootsIndex(t *testing.T) {
+	r := newRig(t, rigOptions{packages: defaultPackages[:2]})
+	if resp, _, err := r.Get(r.origin.URL+"/"+r.repo.DistPath("InRelease"), nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("InRelease: %v %v", resp, err)
+	}
+	victim := r.repo.Debs["alpha"]
+	r.origin.Tamper(victim.Path, flip)
+	if resp, _, _ := r.Get(r.origin.URL+"/"+victim.Path, nil); resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("a tampered .deb whose index the client never fetched through the node: %d, want 502 (verified against the root's index)", resp.StatusCode)
+	}
+	r.origin.Untamper(victim.Path)
+	good, _ := os.ReadFile(r.repo.Path(victim.Path))
+	for range 2 {
+		if resp, body, err := r.Get(r.origin.URL+"/"+victim.Path, nil); err != nil || resp.StatusCode != 200 || !bytes.Equal(body, good) {
+			t.Fatalf("after the repair: %v %d", err, resp.StatusCode)
+		}
+	}
+	if n := r.origin.Requests(victim.Path); n != 2 {
+		t.Fatalf("origin served %s %d times (the tampered try and one good copy), want 2: the second request must be a hit", victim.Path, n)
+	}
+	if !noderig.Eventually(func() bool { return r.Store.Shareable(store.DigestOf(good)) }) {
+		t.Fatal("the verified .deb is not offered to peers")
+	}
+}

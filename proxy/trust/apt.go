@@ -322,12 +322,17 @@ func byHashDigest(p string) (store.Digest, bool) {
 
 // aptPackage answers a .deb (or source file): by the digest a parsed
 // Packages (or Sources) index lists, waiting for a parse of its archive that
-// is under way. A file of a trusted archive that no parsed index lists is
+// is under way, or fetching (once per root) the Packages index the root
+// lists for the file's component and architecture when no client did. A
+// file of a trusted archive that no parsed index lists even then is
 // streamed from the origin without being kept (it cannot be verified);
 // files of other archives are cached by URL, as any proxy would.
 func (r *Resolver) aptPackage(ctx context.Context, t target.Target) (Plan, error) {
 	exp, err := r.expect(FormatApt, t.URL)
 	if store.IsNotFound(err) && r.waitParses(ctx, t.URL) {
+		exp, err = r.expect(FormatApt, t.URL)
+	}
+	if store.IsNotFound(err) && r.known.trusted(t.URL) && r.fetchListingIndex(ctx, t) {
 		exp, err = r.expect(FormatApt, t.URL)
 	}
 	switch {

@@ -65,3 +65,23 @@ func FuzzClassify(f *testing.F) {
 		}
 	})
 }
+
+func TestPoolPlace(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		p, component, arch string
+		ok                 bool
+	}{
+		{"/debian/pool/main/h/hello/hello_2.10-3_amd64.deb", "main", "amd64", true},
+		{"/debian/pool/contrib/f/foo/foo_1.0_all.deb", "contrib", "all", true},
+		{"/debian/pool/main/d/d-i/d-i_1_arm64.udeb", "main", "arm64", true},
+		{"/debian/pool/main/h/hello/hello_2.10-3.dsc", "", "", false},
+		{"/flat/hello_1_amd64.deb", "", "", false},
+		{"/debian/pool/hello.deb", "", "", false},
+	} {
+		c, a, ok := poolPlace(tc.p)
+		if c != tc.component || a != tc.arch || ok != tc.ok {
+			t.Errorf("poolPlace(%q) = %q %q %v, want %q %q %v", tc.p, c, a, ok, tc.component, tc.arch, tc.ok)
+		}
+	}
+}

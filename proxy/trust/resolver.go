@@ -75,7 +75,8 @@ type Resolver struct {
 	known   known       // which prefixes a signed chain covers
 	expects expectCache // expectations read, kept in memory
 
-	learned sync.Map // store.Digest → struct{}: Learn already ran this process
+	learned    sync.Map // store.Digest → struct{}: Learn already ran this process
+	indexTried sync.Map // root digest|component|arch → struct{}: fetchListingIndex ran
 
 	ctx    context.Context // cancelled by Close; parents background parses
 	cancel context.CancelFunc
