@@ -97,6 +97,11 @@ func resolveDigest(server, arg string) (string, error) {
 		return "", fmt.Errorf("%v: give a SHA-256, an existing file, or an http(s) URL", err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return "", fmt.Errorf("hashing %s: %w", arg, err)
+	} else if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file (%s): give a SHA-256, a package file, or an http(s) URL", arg, fi.Mode().Type())
+	}
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
 		return "", fmt.Errorf("hashing %s: %w", arg, err)
