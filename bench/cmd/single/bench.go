@@ -223,7 +223,7 @@ func (b *bench) start(ctx context.Context, sp spec) (*target.Target, error) {
 	b.seq++
 	dir := filepath.Join(b.work, fmt.Sprintf("%02d-%s", b.seq, sp.kind))
 	args := append(strings.Fields(b.cfg.pkgswarmArgs), sp.args...)
-	return target.Start(ctx, target.Options{Kind: sp.kind, WorkDir: dir, Origin: b.orig, FixtureDir: b.fx.Dir,
+	return target.Start(ctx, target.Options{Kind: sp.kind, WorkDir: dir, Origin: b.orig.URL, FixtureDir: b.fx.Dir,
 		Keyring: b.fx.KeyringPath, PkgswarmBin: b.cfg.pkgswarm, PkgswarmArgs: args})
 }
 
