@@ -36,8 +36,9 @@ type Server struct {
 	runMu sync.Mutex   // protects srv
 	srv   *http.Server // nil while stopped
 
-	mu       sync.Mutex // protects log, conns, tampers, rates, connRate
+	mu       sync.Mutex // protects log, active, conns, tampers, rates, connRate
 	log      []Entry
+	active   int                            // requests being answered
 	conns    int                            // connections accepted since Start or ResetLog
 	tampers  map[string]func([]byte) []byte // URL path -> tamper
 	rates    map[string]int64               // URL path -> bytes per second
@@ -200,6 +201,28 @@ func (s *Server) ResetLog() {
 	s.log, s.conns = nil, 0
 }
 
+// WaitIdle waits until no request is being answered, for at most
+// timeout, and reports whether the origin is idle. A request enters the
+// log when its handler returns, just after its last byte went out, so a
+// client can hold every byte a moment before the log shows the request:
+// call WaitIdle after the clients are done and before Log, Count or
+// Files, and before ResetLog when a client was just stopped.
+func (s *Server) WaitIdle(timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		s.mu.Lock()
+		idle := s.active == 0
+		s.mu.Unlock()
+		if idle {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // Conns is the number of connections accepted since Start or ResetLog.
 func (s *Server) Conns() int {
 	s.mu.Lock()
@@ -235,9 +258,13 @@ func (s *Server) Count(suffix string) (requests int, bytes int64) {
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	cw := &countingWriter{ResponseWriter: w}
+	s.mu.Lock()
+	s.active++
+	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		s.log = append(s.log, Entry{Method: r.Method, Path: r.URL.Path, Status: cw.status(), Bytes: cw.n})
+		s.active--
 		s.mu.Unlock()
 	}()
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {

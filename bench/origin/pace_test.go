@@ -123,6 +123,39 @@ func TestPaceConnections(t *testing.T) {
 	}
 }
 
+// TestWaitIdle: WaitIdle says no while an answer is going out, and yes
+// once it has ended, when the log has the request.
+func TestWaitIdle(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "f"), bytes.Repeat([]byte("z"), 300_000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Start(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.Throttle("/f", 1e6) // 0.3 s
+	resp, err := http.Get(s.URL + "/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if s.WaitIdle(10 * time.Millisecond) {
+		t.Fatal("WaitIdle: idle while a paced answer is going out")
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	if !s.WaitIdle(10 * time.Second) {
+		t.Fatal("WaitIdle: not idle after the answer ended")
+	}
+	if n, b := s.Count("/f"); n != 1 || b != 300_000 {
+		t.Fatalf("Count = %d, %d after WaitIdle; want 1, 300000", n, b)
+	}
+}
+
 func TestFiles(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
