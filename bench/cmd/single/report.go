@@ -207,7 +207,7 @@ func Markdown(res *Results, imgDir string) string {
 		}
 	}
 
-	p("\n### Origin down after the warm run: a fresh client\n\n")
+	p("\n### Origin down: a fresh client through the loopback scenario's instance, after the hot and small steps\n\n")
 	p("| target | apt-get update | download of the whole set |\n|---|---|---|\n")
 	for _, t := range res.Targets {
 		if o := t.Offline; o != nil {
