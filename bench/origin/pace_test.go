@@ -73,7 +73,7 @@ func getOn(t *testing.T, c *http.Client, url string) int {
 // second connection has a rate of its own.
 func TestPaceConnections(t *testing.T) {
 	t.Parallel()
-	const size, rate = 300_000, 2_000_000 // 0.15 s per file, less the first 64 KiB step
+	const size, rate = 600_000, 2_000_000 // 0.3 s per file, less the first 64 KiB step
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "f"), bytes.Repeat([]byte("x"), size), 0o644); err != nil {
 		t.Fatal(err)

@@ -162,11 +162,6 @@ func (b *bench) all(ctx context.Context, specs []spec) (*Results, error) {
 		b.step(tr, "herd", func() error { return b.herd(ctx, sp, tr) })
 		b.step(tr, "tamper", func() error { return b.tamper(ctx, sp, tr) })
 	}
-	for _, tr := range res.Targets {
-		// The loopback instance's VmHWM was reset before its 16-client
-		// step: its peaks before and during it are in the other two.
-		tr.PeakRSSAll = max(tr.PeakRSSAll, tr.PeakRSS, tr.PeakRSS16)
-	}
 	res.Machine.LoadAfter = loadavg()
 	res.Duration = time.Since(res.Started)
 	return res, ctx.Err()

@@ -184,7 +184,7 @@ func Markdown(res *Results, imgDir string) string {
 		if g := t.cpuPerGB(); g > 0 {
 			perGB = fmt.Sprintf("%.2f", g)
 		}
-		p("| %s | %s | %.1f | %s | %.1f | %.1f | %.1f |\n", t.Kind, apt, t.CPU, perGB, mib(t.PeakRSS), mib(t.PeakRSS16), mib(t.PeakRSSAll))
+		p("| %s | %s | %.1f | %s | %.1f | %.1f | %.1f |\n", t.Kind, apt, t.CPU, perGB, mib(t.PeakRSS), mib(t.PeakRSS16), mib(t.peakAny()))
 	}
 	if imgDir != "" {
 		p("\n![peak RSS](%sbench-rss.png)\n", imgDir)
@@ -477,10 +477,10 @@ func goals(res *Results) []goal {
 		out = append(out, g)
 	}
 	// Resources.
-	if peak := max(ps.PeakRSS, ps.PeakRSS16, ps.PeakRSSAll); peak > 0 {
+	if peak := ps.peakAny(); peak > 0 {
 		m := fmt.Sprintf("%.1f MiB (at 16 clients %.1f MiB)", mib(peak), mib(ps.PeakRSS16))
 		if acng != nil && acng.PeakRSSAll > 0 {
-			m += fmt.Sprintf("; apt-cacher-ng %.1f MiB", mib(max(acng.PeakRSS, acng.PeakRSSAll)))
+			m += fmt.Sprintf("; apt-cacher-ng %.1f MiB", mib(acng.peakAny()))
 		}
 		add("2, 13", "peak RSS <= 64 MiB throughout (every instance, whole life)", m, peak <= 64<<20)
 	}
@@ -641,7 +641,7 @@ func plotData(res *Results) (map[string][]byte, string) {
 			small.WriteString("\n")
 		}
 		if t.PeakRSS > 0 || t.PeakRSSAll > 0 {
-			fmt.Fprintf(&rss, "%q %.2f %.2f %.2f\n", t.Kind, mib(t.PeakRSS), mib(t.PeakRSS16), mib(t.PeakRSSAll))
+			fmt.Fprintf(&rss, "%q %.2f %.2f %.2f\n", t.Kind, mib(t.PeakRSS), mib(t.PeakRSS16), mib(t.peakAny()))
 		}
 	}
 	files := map[string][]byte{"hot.dat": hot.Bytes(), "small.dat": small.Bytes(), "rss.dat": rss.Bytes()}

@@ -114,8 +114,8 @@ type TargetResult struct {
 	HotGB  float64 `json:"hot_gb,omitempty"`
 	// PeakRSS is the largest resident size of the loopback instance over
 	// its life; PeakRSS16 the largest while 16 clients fetched the large
-	// file; PeakRSSAll the largest of any instance of the run, taken
-	// before each is stopped.
+	// file; PeakRSSAll the largest VmHWM of any instance of the run, read
+	// before each is stopped (see peakAny).
 	PeakRSS    int64 `json:"peak_rss,omitempty"`
 	PeakRSS16  int64 `json:"peak_rss_16,omitempty"`
 	PeakRSSAll int64 `json:"peak_rss_all,omitempty"`
@@ -307,6 +307,11 @@ func (t *TargetResult) small(clients int) (Rate, bool) {
 	}
 	return Rate{}, false
 }
+
+// peakAny is the largest resident size of any instance: PeakRSSAll, or
+// the loopback instance's peaks before and during its 16-client step (its
+// VmHWM was reset before that step, so its reading at Stop misses them).
+func (t *TargetResult) peakAny() int64 { return max(t.PeakRSSAll, t.PeakRSS, t.PeakRSS16) }
 
 // cpuPerGB is CPU seconds per GB served hot; 0 when unknown.
 func (t *TargetResult) cpuPerGB() float64 {
