@@ -102,18 +102,17 @@ func TestRelayDelay(t *testing.T) {
 	}
 }
 
-// TestRelayKeepsOrderAndThroughput: 32 MiB cross a relay with 50 ms of
-// delay intact and far faster than a chunk per delay would carry them
-// (64 KiB per 50 ms: 26 s).
+// TestRelayKeepsOrderAndThroughput: 8 MiB cross a relay with 200 ms of
+// delay intact, and in far less time than a relay that held each 64 KiB
+// chunk back 200 ms before reading the next would take (128 × 200 ms,
+// 25.6 s): the delay adds latency, not a limit on throughput.
 func TestRelayKeepsOrderAndThroughput(t *testing.T) {
 	t.Parallel()
-	payload := make([]byte, 32<<20)
-	rng := rand.New(rand.NewPCG(1, 2))
-	for i := range payload {
-		payload[i] = byte(rng.Uint32())
-	}
+	const size, delay = 8 << 20, 200 * time.Millisecond
+	payload := make([]byte, size)
+	rand.NewChaCha8([32]byte{1, 2}).Read(payload)
 	want := sha256.Sum256(payload)
-	r := startRelay(t, tcpServer(t, func(c net.Conn) { c.Write(payload) }), Link{Delay: 50 * time.Millisecond})
+	r := startRelay(t, tcpServer(t, func(c net.Conn) { c.Write(payload) }), Link{Delay: delay})
 	c, err := net.Dial("tcp", r.Addr)
 	if err != nil {
 		t.Fatal(err)
@@ -123,14 +122,15 @@ func TestRelayKeepsOrderAndThroughput(t *testing.T) {
 	h := sha256.New()
 	n, err := io.Copy(h, c)
 	elapsed := time.Since(t0)
-	if err != nil || n != int64(len(payload)) {
-		t.Fatalf("read %d bytes, %v; want %d", n, err, len(payload))
+	if err != nil || n != size {
+		t.Fatalf("read %d bytes, %v; want %d", n, err, size)
 	}
 	if [32]byte(h.Sum(nil)) != want {
 		t.Fatal("the bytes changed or came out of order")
 	}
-	if elapsed > 10*time.Second {
-		t.Fatalf("32 MiB took %v through a 50 ms relay: the delay is limiting throughput", elapsed)
+	stopAndWait := time.Duration(size/(64<<10)) * delay
+	if elapsed > stopAndWait/2 {
+		t.Fatalf("8 MiB took %v through a %v relay, a chunk per delay would take %v: the delay is limiting throughput", elapsed, delay, stopAndWait)
 	}
 }
 
