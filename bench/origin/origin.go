@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -37,10 +36,13 @@ type Server struct {
 	runMu sync.Mutex   // protects srv
 	srv   *http.Server // nil while stopped
 
-	mu      sync.Mutex // protects log, tampers, rates
-	log     []Entry
-	tampers map[string]func([]byte) []byte // URL path -> tamper
-	rates   map[string]int64               // URL path -> bytes per second
+	mu       sync.Mutex // protects log, active, conns, tampers, rates, connRate
+	log      []Entry
+	active   int                            // requests being answered
+	conns    int                            // connections accepted since Start or ResetLog
+	tampers  map[string]func([]byte) []byte // URL path -> tamper
+	rates    map[string]int64               // URL path -> bytes per second
+	connRate int64                          // bytes per second per connection; 0 for none
 }
 
 // Start serves dir on 127.0.0.1 at a free port below 32768.
@@ -64,7 +66,20 @@ func Start(dir string) (*Server, error) {
 }
 
 func (s *Server) serveOn(ln net.Listener) {
-	s.srv = &http.Server{Handler: http.HandlerFunc(s.serve), ReadHeaderTimeout: time.Minute}
+	s.srv = &http.Server{
+		Handler:           http.HandlerFunc(s.serve),
+		ReadHeaderTimeout: time.Minute,
+		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, &connPacer{})
+		},
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				s.mu.Lock()
+				s.conns++
+				s.mu.Unlock()
+			}
+		},
+	}
 	go s.srv.Serve(ln)
 }
 
@@ -146,7 +161,9 @@ func (s *Server) Untamper(urlPath string) {
 
 // Throttle limits each response for urlPath to about bytesPerSecond (0
 // removes the limit). The path "" sets the rate of every path that has
-// none of its own: an origin behind a link of that speed (per connection).
+// none of its own. Each response is paced on its own: a client that opens
+// more connections gets more in all (see PaceConnections for a rate that
+// also spans the responses of one connection).
 func (s *Server) Throttle(urlPath string, bytesPerSecond int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -157,6 +174,18 @@ func (s *Server) Throttle(urlPath string, bytesPerSecond int64) {
 	s.rates[urlPath] = bytesPerSecond
 }
 
+// PaceConnections limits every connection to about bytesPerSecond of
+// response bodies, over all the responses it carries (0 removes the
+// limit): an origin that paces each connection, as many public mirrors
+// and CDNs do, so that a client gets more only by opening more
+// connections. It applies on top of Throttle's per-response rates, to
+// responses that start after the call.
+func (s *Server) PaceConnections(bytesPerSecond int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.connRate = max(bytesPerSecond, 0)
+}
+
 // Log returns a copy of the requests answered since Start or ResetLog.
 func (s *Server) Log() []Entry {
 	s.mu.Lock()
@@ -164,11 +193,55 @@ func (s *Server) Log() []Entry {
 	return append([]Entry(nil), s.log...)
 }
 
-// ResetLog forgets the requests answered so far.
+// ResetLog forgets the requests answered and the connections accepted so
+// far.
 func (s *Server) ResetLog() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.log = nil
+	s.log, s.conns = nil, 0
+}
+
+// WaitIdle waits until no request is being answered, for at most
+// timeout, and reports whether the origin is idle. A request enters the
+// log when its handler returns, just after its last byte went out, so a
+// client can hold every byte a moment before the log shows the request:
+// call WaitIdle after the clients are done and before Log, Count or
+// Files, and before ResetLog when a client was just stopped.
+func (s *Server) WaitIdle(timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		s.mu.Lock()
+		idle := s.active == 0
+		s.mu.Unlock()
+		if idle {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Conns is the number of connections accepted since Start or ResetLog.
+func (s *Server) Conns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns
+}
+
+// Files counts, per URL path, the GET requests answered with a body (200
+// or 206) since Start or ResetLog: how many times the origin served each
+// file. Requests answered with 304, 404 or another status serve nothing
+// and are not counted; a path never served is absent.
+func (s *Server) Files() map[string]int {
+	out := map[string]int{}
+	for _, e := range s.Log() {
+		if e.Method == http.MethodGet && (e.Status == http.StatusOK || e.Status == http.StatusPartialContent) {
+			out[e.Path]++
+		}
+	}
+	return out
 }
 
 // Count sums the GET requests, and their body bytes, whose path ends with
@@ -185,9 +258,13 @@ func (s *Server) Count(suffix string) (requests int, bytes int64) {
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	cw := &countingWriter{ResponseWriter: w}
+	s.mu.Lock()
+	s.active++
+	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		s.log = append(s.log, Entry{Method: r.Method, Path: r.URL.Path, Status: cw.status(), Bytes: cw.n})
+		s.active--
 		s.mu.Unlock()
 	}()
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -208,7 +285,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	tamper, rate := s.tampers[r.URL.Path], s.rates[r.URL.Path]
+	tamper, rate, connRate := s.tampers[r.URL.Path], s.rates[r.URL.Path], s.connRate
 	if rate == 0 {
 		rate = s.rates[""]
 	}
@@ -227,8 +304,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		content, mod = bytes.NewReader(b), time.Time{}
 	}
 	var out http.ResponseWriter = cw
+	var pacers []*pacer
 	if rate > 0 {
-		out = &pacedWriter{ResponseWriter: cw, rate: rate, start: time.Now(), ctx: r.Context()}
+		pacers = append(pacers, &pacer{rate: rate})
+	}
+	if cp, ok := r.Context().Value(connKey{}).(*connPacer); ok && connRate > 0 {
+		cp.p.rate = connRate
+		pacers = append(pacers, &cp.p)
+	}
+	if len(pacers) > 0 {
+		out = &pacedWriter{ResponseWriter: cw, pacers: pacers, ctx: r.Context()}
 	}
 	http.ServeContent(out, r, path.Base(clean), mod, content)
 }
@@ -271,38 +356,4 @@ func (c *countingWriter) status() int {
 		return http.StatusOK
 	}
 	return c.code
-}
-
-// pacedWriter writes at about rate bytes per second, in 64 KiB steps.
-type pacedWriter struct {
-	http.ResponseWriter
-	rate  int64
-	start time.Time
-	sent  int64
-	ctx   context.Context
-}
-
-func (p *pacedWriter) Write(b []byte) (int, error) {
-	written := 0
-	for len(b) > 0 {
-		chunk := min(len(b), 64<<10)
-		due := p.start.Add(time.Duration(float64(p.sent) / float64(p.rate) * float64(time.Second)))
-		if wait := time.Until(due); wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-			case <-p.ctx.Done():
-				t.Stop()
-				return written, errors.New("origin: client went away")
-			}
-		}
-		n, err := p.ResponseWriter.Write(b[:chunk])
-		written += n
-		p.sent += int64(n)
-		if err != nil {
-			return written, err
-		}
-		b = b[chunk:]
-	}
-	return written, nil
 }

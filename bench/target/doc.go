@@ -1,7 +1,7 @@
 // Package target starts and stops the servers the benchmarks compare, each
 // on a loopback port with its own temporary configuration and cache:
 // pkgswarm, apt-cacher-ng and approx as caching proxies in front of the
-// benchmark origin, and nginx serving the fixture straight from disk as the
+// benchmark origin (or of a relay that puts it far away), and nginx serving the fixture straight from disk as the
 // ceiling for hot hits. The origin itself is the "direct" target.
 //
 // Every process is started in its own process group with the parent-death

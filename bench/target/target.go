@@ -61,8 +61,10 @@ type Options struct {
 	// WorkDir is a fresh directory for the target's configuration, cache
 	// and logs.
 	WorkDir string
-	// Origin is the benchmark origin the proxies fetch from.
-	Origin *origin.Server
+	// Origin is the URL ("http://127.0.0.1:PORT", no trailing slash) the
+	// proxies fetch from and the Direct target is: the benchmark origin,
+	// or a relay in front of it.
+	Origin string
 	// FixtureDir is the repository nginx serves.
 	FixtureDir string
 	// Keyring verifies the fixture (pkgswarm's --keyring).
@@ -98,8 +100,14 @@ func Start(ctx context.Context, o Options) (*Target, error) {
 		return nil, fmt.Errorf("start %s: %w", o.Kind, err)
 	}
 	switch o.Kind {
+	case Direct, Pkgswarm, AptCacherNG, Approx:
+		if _, err := originPort(o.Origin); err != nil {
+			return nil, fmt.Errorf("start %s: %w", o.Kind, err)
+		}
+	}
+	switch o.Kind {
 	case Direct:
-		return &Target{Kind: Direct, Base: o.Origin.URL, Version: "Go net/http file server (bench/origin)"}, nil
+		return &Target{Kind: Direct, Base: o.Origin, Version: "Go net/http file server (bench/origin)"}, nil
 	case Pkgswarm:
 		return startPkgswarm(ctx, o)
 	case AptCacherNG:
@@ -110,6 +118,15 @@ func Start(ctx context.Context, o Options) (*Target, error) {
 		return startNginx(ctx, o)
 	}
 	return nil, fmt.Errorf("start target: unknown kind %q (want direct, pkgswarm, apt-cacher-ng, approx or nginx)", o.Kind)
+}
+
+// originPort is the port of an origin URL, which must name one.
+func originPort(origin string) (string, error) {
+	u, err := url.Parse(origin)
+	if err != nil || u.Scheme != "http" || u.Port() == "" || u.Path != "" {
+		return "", fmt.Errorf("origin %q is not http://HOST:PORT", origin)
+	}
+	return u.Port(), nil
 }
 
 // Stop ends the target's process group: SIGTERM, then SIGKILL after five
@@ -232,7 +249,7 @@ func startPkgswarm(ctx context.Context, o Options) (*Target, error) {
 			"--data-dir", data,
 			"--keyring", o.Keyring,
 			"--system-keyrings=false",
-			"--allow-ports", strconv.Itoa(o.Origin.Port),
+			"--allow-ports", originPortOf(o.Origin),
 			"--mdns=false",
 			"--announce-apt-proxy=false",
 			"--log-level", "warn"}
@@ -252,7 +269,7 @@ func startPkgswarm(ctx context.Context, o Options) (*Target, error) {
 		return nil, err
 	}
 	t.Proxy = "http://127.0.0.1:" + strconv.Itoa(port)
-	t.Base = o.Origin.URL
+	t.Base = o.Origin
 	t.CacheDir = data
 	t.Version = commandVersion(o.PkgswarmBin, "--version")
 	return t, nil
@@ -282,14 +299,14 @@ func startAptCacherNG(ctx context.Context, o Options) (*Target, error) {
 			"SupportDir=/usr/lib/apt-cacher-ng",
 			"SocketPath="+filepath.Join(o.WorkDir, "acng.socket"),
 			"PidFile="+filepath.Join(o.WorkDir, "acng.pid"),
-			"AllowUserPorts="+strconv.Itoa(o.Origin.Port),
+			"AllowUserPorts="+originPortOf(o.Origin),
 			"ExThreshold=4")
 	})
 	if err != nil {
 		return nil, err
 	}
 	t.Proxy = "http://127.0.0.1:" + strconv.Itoa(port)
-	t.Base = o.Origin.URL
+	t.Base = o.Origin
 	t.CacheDir = cache
 	t.Version = debianVersion("apt-cacher-ng")
 	return t, nil
@@ -319,7 +336,7 @@ func startApprox(ctx context.Context, o Options) (*Target, error) {
 	}
 	// $user root: approx refuses to run as any user but $user, and the
 	// benchmark runs as root.
-	conf := fmt.Sprintf("bench %s\n$cache %s\n$user root\n$group root\n$verbose false\n", o.Origin.URL, cache)
+	conf := fmt.Sprintf("bench %s\n$cache %s\n$user root\n$group root\n$verbose false\n", o.Origin, cache)
 	if err := os.WriteFile(filepath.Join(o.WorkDir, "approx.conf"), []byte(conf), 0o644); err != nil {
 		return nil, fmt.Errorf("start approx: %w", err)
 	}
@@ -382,6 +399,12 @@ func startNginx(ctx context.Context, o Options) (*Target, error) {
 		t.Version = debianVersion("nginx")
 	}
 	return t, nil
+}
+
+// originPortOf is originPort for a URL Start has checked.
+func originPortOf(origin string) string {
+	p, _ := originPort(origin)
+	return p
 }
 
 // Missing lists the programs a set of targets needs that are not installed,

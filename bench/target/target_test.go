@@ -31,7 +31,7 @@ func TestDirect(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer o.Close()
-	d, err := Start(context.Background(), Options{Kind: Direct, WorkDir: t.TempDir(), Origin: o})
+	d, err := Start(context.Background(), Options{Kind: Direct, WorkDir: t.TempDir(), Origin: o.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,6 +45,15 @@ func TestDirect(t *testing.T) {
 	resp.Body.Close()
 	if err := d.Stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestStartNeedsOriginPort(t *testing.T) {
+	t.Parallel()
+	for _, bad := range []string{"", "http://127.0.0.1", "https://127.0.0.1:1", "http://127.0.0.1:1/x", "::"} {
+		if _, err := Start(context.Background(), Options{Kind: Direct, WorkDir: t.TempDir(), Origin: bad}); err == nil {
+			t.Errorf("Start with origin %q: no error", bad)
+		}
 	}
 }
 

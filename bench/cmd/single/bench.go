@@ -30,27 +30,55 @@ const (
 	hotMaxRequests = 400    // per step; 400 × 72 MB is far more than a step can move in its time
 	smallMaxReqs   = 200000 // per step
 	herdTimeout    = 2 * time.Minute
+	idleTimeout    = 5 * time.Second // for the origin to finish its answers before they are counted
 	tamperVictim   = "hello"
 )
 
 var (
 	hotClients   = []int{1, 4, 16}
-	smallClients = []int{1, 8}
+	smallClients = []int{1, 16}
 )
 
 type bench struct {
 	cfg  config
-	fx   *fixture.Fixture
+	fx   *fixture.Fixture // the main set
+	up   *fixture.Fixture // the many-small-files set
 	work string
 	log  *slog.Logger
-	orig *origin.Server
-	seq  int // numbers work directories
+	orig *origin.Server // serves fx
+	seq  int            // numbers work directories
+}
+
+// site is where a scenario's apt clients and proxies reach a fixture: the
+// origin serving it, straight or through a relay.
+type site struct {
+	fx    *fixture.Fixture
+	orig  *origin.Server
+	relay *origin.Relay // nil: straight to the origin
+}
+
+// url is the origin's URL as the targets and direct apt use it.
+func (s site) url() string {
+	if s.relay != nil {
+		return s.relay.URL
+	}
+	return s.orig.URL
+}
+
+// scenario is one scenario to run.
+type scenario struct {
+	info ScenarioInfo
+	site site
+	// setup makes the origin behave as the scenario says and returns what
+	// undoes it; nil for nothing to do.
+	setup func() (undo func())
 }
 
 func (b *bench) all(ctx context.Context, specs []spec) (*Results, error) {
 	res := &Results{Started: time.Now().UTC(), Machine: machine(), Settings: Settings{
 		Runs: b.cfg.runs, Reps: b.cfg.reps, HotTime: b.cfg.hotTime.Seconds(), SmallTime: b.cfg.smallTime.Seconds(),
 		Herd: b.cfg.herd, HerdRate: b.cfg.herdRate, PacedRate: b.cfg.pacedRate,
+		RTTDelay: float64(b.cfg.rttDelay) / float64(time.Millisecond), UplinkRate: b.cfg.uplinkRate, ConnRate: b.cfg.connRate,
 	}}
 	big, small := b.fx.Largest(), b.fx.SmallFile()
 	res.Fixture = FixtureInfo{ID: b.fx.ID, Synthetic: b.fx.Synthetic, Packages: len(b.fx.Debs), Bytes: b.fx.TotalBytes(),
@@ -61,63 +89,34 @@ func (b *bench) all(ctx context.Context, specs []spec) (*Results, error) {
 	}
 	defer b.orig.Close()
 	b.log.Info("origin serving the fixture", "url", b.orig.URL, "packages", len(b.fx.Debs), "MB", b.fx.TotalBytes()/1e6)
-	// Phase 1: cold runs, in rounds that go round the targets (run 1 of
-	// every target, then run 2...), so that a change in the shared
-	// machine's load falls on all of them alike; a fresh instance each. The
-	// last round's instances stay up for the warm run and phase 2.
-	live := map[*TargetResult]*target.Target{}
-	defer func() {
-		for _, t := range live {
-			t.Stop()
-		}
-	}()
+	scenarios, closeScenarios, err := b.scenarios()
+	if err != nil {
+		return nil, err
+	}
+	defer closeScenarios()
 	specOf := map[*TargetResult]spec{}
 	for _, sp := range specs {
-		tr := &TargetResult{Kind: sp.label}
+		tr := &TargetResult{Kind: sp.label, Apt: map[string]*AptResult{}}
 		res.Targets = append(res.Targets, tr)
 		specOf[tr] = sp
 	}
-	failed := map[*TargetResult]bool{}
-	for i := range b.cfg.runs {
-		for _, tr := range res.Targets {
-			sp := specOf[tr]
-			if sp.kind == target.Nginx || failed[tr] || ctx.Err() != nil {
-				continue
-			}
-			live[tr].Stop()
-			delete(live, tr)
-			t, err := b.start(ctx, sp)
-			if err == nil {
-				live[tr] = t
-				tr.Version = t.Version
-				err = b.cold(ctx, sp, t, tr, i)
-			}
-			if err != nil {
-				b.step(tr, "cold", func() error { return err })
-				failed[tr] = true
-			}
+	// Phase 1: the loopback scenario, whose last instances stay up for
+	// phase 2, with nginx beside them.
+	live := b.scenario(ctx, scenarios[0], res.Targets, specOf, true)
+	defer func() {
+		for tr, t := range live {
+			b.stop(tr, t)
 		}
-	}
+	}()
 	for _, tr := range res.Targets {
-		sp := specOf[tr]
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		switch {
-		case sp.kind == target.Nginx:
+		if sp := specOf[tr]; sp.kind == target.Nginx && ctx.Err() == nil {
 			b.step(tr, "start", func() error {
-				t, err := b.start(ctx, sp)
+				t, err := b.start(ctx, sp, scenarios[0].site)
 				if err == nil {
 					live[tr], tr.Version = t, t.Version
 				}
 				return err
 			})
-		case live[tr] != nil && !failed[tr]:
-			b.step(tr, "warm", func() error { return b.warm(ctx, sp, live[tr], tr) })
-		}
-		if failed[tr] && live[tr] != nil {
-			live[tr].Stop()
-			delete(live, tr)
 		}
 	}
 	// Phase 2, all targets up at once: hot and small steps in rounds that
@@ -140,22 +139,21 @@ func (b *bench) all(ctx context.Context, specs []spec) (*Results, error) {
 		if t.Kind != target.Nginx {
 			tr.Offline = b.offline(ctx, t)
 		}
-		t.Stop()
+		b.stop(tr, t)
 		delete(live, tr)
 	}
-	// Phase 3, fresh instances: paced cold runs (in rounds, as in phase
-	// 1), then per target the herd and the tamper check.
-	if b.cfg.pacedRate > 0 {
-		for i := range b.cfg.runs {
-			for _, tr := range res.Targets {
-				sp := specOf[tr]
-				if sp.kind == target.Nginx || ctx.Err() != nil {
-					continue
-				}
-				b.step(tr, "cold with a paced origin", func() error { return b.coldPaced(ctx, sp, tr, i) })
-			}
+	// Phase 3, fresh instances: the other scenarios, then per target the
+	// herd and the tamper check.
+	for _, sc := range scenarios[1:] {
+		if ctx.Err() != nil {
+			break
 		}
+		b.scenario(ctx, sc, res.Targets, specOf, false)
 	}
+	for _, sc := range scenarios {
+		res.Scenarios = append(res.Scenarios, sc.info)
+	}
+	b.limits(res)
 	for _, tr := range res.Targets {
 		sp := specOf[tr]
 		if sp.kind == target.Nginx || ctx.Err() != nil {
@@ -167,6 +165,191 @@ func (b *bench) all(ctx context.Context, specs []spec) (*Results, error) {
 	res.Machine.LoadAfter = loadavg()
 	res.Duration = time.Since(res.Started)
 	return res, ctx.Err()
+}
+
+// scenarios lays out the scenarios -scenarios asks for, the loopback one
+// first: it starts the many-small-files set's origin and the relay if
+// they are needed, and returns what stops them.
+func (b *bench) scenarios() ([]scenario, func(), error) {
+	var closers []func()
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	main := site{fx: b.fx, orig: b.orig}
+	setInfo := func(id, title, what string, fx *fixture.Fixture) ScenarioInfo {
+		set := string(fixture.Main)
+		if fx == b.up {
+			set = string(fixture.Upgrade)
+		}
+		return ScenarioInfo{ID: id, Title: title, What: what, Set: set, FixtureID: fx.ID, Packages: len(fx.Debs), Bytes: fx.TotalBytes()}
+	}
+	mb := func(r int64) string { return fmt.Sprintf("%g MB/s", float64(r)/1e6) }
+	out := []scenario{{
+		info: setInfo(scLoopback, fmt.Sprintf("%d packages, loopback", len(b.fx.Debs)),
+			fmt.Sprintf("the main set (%d packages, %.1f MB) from an origin on loopback", len(b.fx.Debs), float64(b.fx.TotalBytes())/1e6), b.fx),
+		site: main,
+	}}
+	want := map[string]bool{}
+	for _, id := range b.cfg.scenarios {
+		want[id] = true
+	}
+	if want[scPaced] && b.cfg.pacedRate > 0 {
+		sc := scenario{info: setInfo(scPaced, fmt.Sprintf("%d packages, %s per response", len(b.fx.Debs), mb(b.cfg.pacedRate)),
+			fmt.Sprintf("the main set with every origin response paced to %s (%.0f Mbit/s), as behind a WAN link", mb(b.cfg.pacedRate), float64(b.cfg.pacedRate)*8/1e6), b.fx),
+			site: main, setup: func() func() {
+				b.orig.Throttle("", b.cfg.pacedRate)
+				return func() { b.orig.Throttle("", 0) }
+			}}
+		sc.info.ResponseRate = b.cfg.pacedRate
+		out = append(out, sc)
+	}
+	var up site
+	if want[scUpgrade] || want[scRTT] || want[scConnPaced] {
+		o, err := origin.Start(b.up.Dir)
+		if err != nil {
+			return nil, nil, err
+		}
+		closers = append(closers, func() { o.Close() })
+		up = site{fx: b.up, orig: o}
+		b.log.Info("origin serving the many-small-files set", "url", o.URL, "packages", len(b.up.Debs), "MB", b.up.TotalBytes()/1e6)
+	}
+	if b.up == nil {
+		return out, closeAll, nil
+	}
+	n, size := len(b.up.Debs), float64(b.up.TotalBytes())/1e6
+	if want[scUpgrade] {
+		out = append(out, scenario{info: setInfo(scUpgrade, fmt.Sprintf("%d small packages, loopback", n),
+			fmt.Sprintf("the many-small-files set (%d packages, %.1f MB) from an origin on loopback", n, size), b.up), site: up})
+	}
+	if want[scRTT] && b.cfg.rttDelay > 0 {
+		link := origin.Link{Delay: b.cfg.rttDelay, Rate: b.cfg.uplinkRate}
+		r, err := origin.StartRelay(up.orig.Addr, link)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		closers = append(closers, func() { r.Close() })
+		far := up
+		far.relay = r
+		uplink := "unlimited"
+		if link.Rate > 0 {
+			uplink = fmt.Sprintf("%s (%g Mbit/s)", mb(link.Rate), float64(link.Rate)*8/1e6)
+		}
+		sc := scenario{info: setInfo(scRTT, fmt.Sprintf("%d small packages, %s RTT", n, ms(link.RTT())),
+			fmt.Sprintf("the many-small-files set from an origin %s away one way (%s RTT) through a relay, uplink rate %s", ms(link.Delay), ms(link.RTT()), uplink), b.up), site: far}
+		sc.info.DelayMS, sc.info.UplinkRate = float64(link.Delay)/float64(time.Millisecond), link.Rate
+		out = append(out, sc)
+		b.log.Info("relay in front of the many-small-files origin", "url", r.URL, "delay", link.Delay, "rate", link.Rate)
+	}
+	if want[scConnPaced] && b.cfg.connRate > 0 {
+		o := up.orig
+		sc := scenario{info: setInfo(scConnPaced, fmt.Sprintf("%d small packages, %s per connection", n, mb(b.cfg.connRate)),
+			fmt.Sprintf("the many-small-files set from an origin on loopback that paces each connection to %s, as many public mirrors and CDNs do", mb(b.cfg.connRate)), b.up),
+			site: up, setup: func() func() {
+				o.PaceConnections(b.cfg.connRate)
+				return func() { o.PaceConnections(0) }
+			}}
+		sc.info.ConnRate = b.cfg.connRate
+		out = append(out, sc)
+	}
+	return out, closeAll, nil
+}
+
+// ms writes d in milliseconds, "20 ms".
+func ms(d time.Duration) string { return fmt.Sprintf("%g ms", float64(d)/float64(time.Millisecond)) }
+
+// scenario runs sc for every target but nginx: b.cfg.runs cold runs in
+// rounds that go round the targets (run 1 of every target, then run 2...),
+// so that a change in the shared machine's load falls on all of them
+// alike, a fresh instance each; then a warm run through each target's
+// last instance, and the audit of what the origin served. With keep the
+// last instances stay up and are returned; else they are stopped.
+func (b *bench) scenario(ctx context.Context, sc scenario, trs []*TargetResult, specOf map[*TargetResult]spec, keep bool) map[*TargetResult]*target.Target {
+	id := sc.info.ID
+	if sc.setup != nil {
+		undo := sc.setup()
+		defer undo()
+	}
+	live := map[*TargetResult]*target.Target{}
+	failed := map[*TargetResult]bool{}
+	served := map[*TargetResult][]map[string]int{}
+	for i := range b.cfg.runs {
+		for _, tr := range trs {
+			sp := specOf[tr]
+			if sp.kind == target.Nginx || failed[tr] || ctx.Err() != nil {
+				continue
+			}
+			if tr.Apt[id] == nil {
+				tr.Apt[id] = &AptResult{}
+			}
+			b.stop(tr, live[tr])
+			delete(live, tr)
+			t, err := b.start(ctx, sp, sc.site)
+			if err == nil {
+				live[tr] = t
+				tr.Version = t.Version
+				var files map[string]int
+				files, err = b.cold(ctx, sc, t, tr, i)
+				served[tr] = append(served[tr], files)
+			}
+			if err != nil {
+				b.step(tr, "cold ("+id+")", func() error { return err })
+				failed[tr] = true
+			}
+		}
+	}
+	for _, tr := range trs {
+		t := live[tr]
+		if t != nil && !failed[tr] && ctx.Err() == nil {
+			b.step(tr, "warm ("+id+")", func() error { return b.warm(ctx, sc, t, tr) })
+		}
+		if t != nil && (failed[tr] || !keep) {
+			b.stop(tr, t)
+			delete(live, tr)
+		}
+	}
+	// What clients asked for: what direct apt asked the origin for.
+	var asked map[string]bool
+	for _, tr := range trs {
+		if specOf[tr].kind == target.Direct && len(served[tr]) > 0 {
+			asked = map[string]bool{}
+			for _, files := range served[tr] {
+				for p := range files {
+					asked[p] = true
+				}
+			}
+		}
+	}
+	for _, tr := range trs {
+		if len(served[tr]) > 0 {
+			tr.Apt[id].Audit = audit(served[tr], asked)
+		}
+	}
+	return live
+}
+
+// limits computes each far scenario's uplink limit from the direct
+// target's runs.
+func (b *bench) limits(res *Results) {
+	direct := find(res, string(target.Direct))
+	for i := range res.Scenarios {
+		sc := &res.Scenarios[i]
+		if sc.DelayMS <= 0 {
+			continue
+		}
+		d := direct.apt(sc.ID)
+		if d == nil || d.ColdLinkMB == 0 {
+			continue
+		}
+		rtt := 2 * time.Duration(sc.DelayMS*float64(time.Millisecond))
+		loop := direct.apt(scUpgrade).coldMedian()
+		if sc.UplinkRate == 0 && loop == 0 {
+			continue
+		}
+		sc.LimitS = uplinkLimit(rtt, sc.UplinkRate, int64(d.ColdLinkMB*1e6), loop)
+	}
 }
 
 // step runs one phase, recording its failure instead of ending the run.
@@ -218,23 +401,37 @@ func parseSpecs(list string) ([]spec, error) {
 	return out, nil
 }
 
-// start starts a fresh instance of sp in a new work directory.
-func (b *bench) start(ctx context.Context, sp spec) (*target.Target, error) {
+// start starts a fresh instance of sp in a new work directory, in front
+// of st.
+func (b *bench) start(ctx context.Context, sp spec, st site) (*target.Target, error) {
 	b.seq++
 	dir := filepath.Join(b.work, fmt.Sprintf("%02d-%s", b.seq, sp.kind))
 	args := append(strings.Fields(b.cfg.pkgswarmArgs), sp.args...)
-	return target.Start(ctx, target.Options{Kind: sp.kind, WorkDir: dir, Origin: b.orig, FixtureDir: b.fx.Dir,
-		Keyring: b.fx.KeyringPath, PkgswarmBin: b.cfg.pkgswarm, PkgswarmArgs: args})
+	return target.Start(ctx, target.Options{Kind: sp.kind, WorkDir: dir, Origin: st.url(), FixtureDir: st.fx.Dir,
+		Keyring: st.fx.KeyringPath, PkgswarmBin: b.cfg.pkgswarm, PkgswarmArgs: args})
 }
 
-// aptClient makes a fresh isolated apt client that reaches the fixture
-// through t.
-func (b *bench) aptClient(t *target.Target) (*aptenv.Client, error) {
+// stop stops t (nil does nothing), first taking its process tree's peak
+// resident size into tr.PeakRSSAll.
+func (b *bench) stop(tr *TargetResult, t *target.Target) {
+	if t == nil {
+		return
+	}
+	if t.PID != 0 {
+		if _, hwm, err := procstat.TreeMemory(t.PID); err == nil {
+			tr.PeakRSSAll = max(tr.PeakRSSAll, hwm)
+		}
+	}
+	t.Stop()
+}
+
+// aptClient makes a fresh isolated apt client that reaches fx through t.
+func (b *bench) aptClient(t *target.Target, fx *fixture.Fixture) (*aptenv.Client, error) {
 	b.seq++
 	dir := filepath.Join(b.work, fmt.Sprintf("%02d-apt", b.seq))
 	return aptenv.NewDir(dir, aptenv.Options{
 		Proxy:   t.Proxy,
-		Sources: []aptenv.Source{{URL: t.Base, Suite: b.fx.Suite, Components: []string{b.fx.Component}, Keyring: b.fx.KeyringPath}},
+		Sources: []aptenv.Source{{URL: t.Base, Suite: fx.Suite, Components: []string{fx.Component}, Keyring: fx.KeyringPath}},
 		Config:  []string{`Acquire::http::Timeout "60";`},
 	})
 }
@@ -244,9 +441,9 @@ type aptTime struct{ update, download float64 }
 
 func (a aptTime) total() float64 { return a.update + a.download }
 
-// aptRun updates and downloads every package, checks every .deb's digest,
-// and returns the wall times.
-func (b *bench) aptRun(ctx context.Context, c *aptenv.Client) (aptTime, error) {
+// aptRun updates and downloads every package of fx, checks every .deb's
+// digest, and returns the wall times.
+func (b *bench) aptRun(ctx context.Context, c *aptenv.Client, fx *fixture.Fixture) (aptTime, error) {
 	ctx, cancel := context.WithTimeout(ctx, aptTimeout)
 	defer cancel()
 	var d aptTime
@@ -256,7 +453,7 @@ func (b *bench) aptRun(ctx context.Context, c *aptenv.Client) (aptTime, error) {
 	}
 	t1 := time.Now()
 	d.update = t1.Sub(t0).Seconds()
-	if _, err := c.Download(ctx, b.fx.Names()...); err != nil {
+	if _, err := c.Download(ctx, fx.Names()...); err != nil {
 		return d, err
 	}
 	d.download = time.Since(t1).Seconds()
@@ -265,7 +462,7 @@ func (b *bench) aptRun(ctx context.Context, c *aptenv.Client) (aptTime, error) {
 		return d, err
 	}
 	want := map[string]string{}
-	for _, deb := range b.fx.Debs {
+	for _, deb := range fx.Debs {
 		want[deb.AptFileName()] = deb.SHA256
 	}
 	if len(got) != len(want) {
@@ -279,70 +476,65 @@ func (b *bench) aptRun(ctx context.Context, c *aptenv.Client) (aptTime, error) {
 	return d, nil
 }
 
-// cold measures cold run i on t, a fresh instance.
-func (b *bench) cold(ctx context.Context, sp spec, t *target.Target, tr *TargetResult, i int) error {
-	c, err := b.aptClient(t)
+// cold measures cold run i of sc on t, a fresh instance, and returns
+// what the origin served, file by file.
+func (b *bench) cold(ctx context.Context, sc scenario, t *target.Target, tr *TargetResult, i int) (map[string]int, error) {
+	c, err := b.aptClient(t, sc.site.fx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	b.orig.ResetLog()
-	d, err := b.aptRun(ctx, c)
+	o, r := sc.site.orig, sc.site.relay
+	o.WaitIdle(idleTimeout) // the last instance's requests, cut when it stopped
+	o.ResetLog()
+	if r != nil {
+		r.ResetStats()
+	}
+	d, err := b.aptRun(ctx, c, sc.site.fx)
 	if err != nil {
-		return fmt.Errorf("cold run %d: %w", i+1, err)
+		return nil, fmt.Errorf("cold run %d: %w", i+1, err)
 	}
-	tr.Cold = append(tr.Cold, d.total())
-	tr.ColdUpdate = append(tr.ColdUpdate, d.update)
-	tr.ColdDownload = append(tr.ColdDownload, d.download)
-	n, by := b.orig.Count("")
-	tr.ColdOriginGETs, tr.ColdOriginMB = n, float64(by)/1e6
-	b.log.Info("cold run", "target", sp.label, "run", i+1, "update_s", fmt.Sprintf("%.2f", d.update), "download_s", fmt.Sprintf("%.2f", d.download), "origin_gets", n)
-	return nil
+	o.WaitIdle(idleTimeout)
+	ar := tr.Apt[sc.info.ID]
+	ar.Cold = append(ar.Cold, d.total())
+	ar.ColdUpdate = append(ar.ColdUpdate, d.update)
+	ar.ColdDownload = append(ar.ColdDownload, d.download)
+	n, by := o.Count("")
+	ar.ColdOriginGETs, ar.ColdOriginMB, ar.ColdOriginConns = n, float64(by)/1e6, o.Conns()
+	if r != nil {
+		ar.ColdLinkMB = float64(r.Stats().Down) / 1e6
+	}
+	b.log.Info("cold run", "scenario", sc.info.ID, "target", tr.Kind, "run", i+1, "update_s", fmt.Sprintf("%.2f", d.update),
+		"download_s", fmt.Sprintf("%.2f", d.download), "origin_gets", n, "origin_conns", ar.ColdOriginConns)
+	return o.Files(), nil
 }
 
 // warm measures a second fresh client through t, which holds everything.
-func (b *bench) warm(ctx context.Context, sp spec, t *target.Target, tr *TargetResult) error {
-	c, err := b.aptClient(t)
+// In the loopback scenario it also takes the CPU time of t's tree so far.
+func (b *bench) warm(ctx context.Context, sc scenario, t *target.Target, tr *TargetResult) error {
+	c, err := b.aptClient(t, sc.site.fx)
 	if err != nil {
 		return err
 	}
-	b.orig.ResetLog()
-	d, err := b.aptRun(ctx, c)
+	o := sc.site.orig
+	o.WaitIdle(idleTimeout)
+	o.ResetLog()
+	d, err := b.aptRun(ctx, c, sc.site.fx)
 	if err != nil {
 		return fmt.Errorf("warm run: %w", err)
 	}
-	tr.Warm = d.total()
-	if t.PID != 0 {
+	o.WaitIdle(idleTimeout)
+	ar := tr.Apt[sc.info.ID]
+	ar.Warm = d.total()
+	if t.PID != 0 && sc.info.ID == scLoopback {
 		if cpu, err := procstat.TreeCPU(t.PID); err == nil {
 			tr.CPUApt = cpu.Seconds()
 		}
 	}
-	n, by := b.orig.Count("")
-	tr.WarmOriginGETs, tr.WarmOriginMB = n, float64(by)/1e6
-	tr.WarmOriginDebs, _ = b.orig.Count(".deb")
-	b.log.Info("warm run", "target", sp.label, "update_s", fmt.Sprintf("%.2f", d.update), "download_s", fmt.Sprintf("%.2f", d.download), "origin_gets", n)
-	return nil
-}
-
-// coldPaced is cold run i on a fresh instance with every origin response
-// paced to the paced rate.
-func (b *bench) coldPaced(ctx context.Context, sp spec, tr *TargetResult, i int) error {
-	b.orig.Throttle("", b.cfg.pacedRate)
-	defer b.orig.Throttle("", 0)
-	t, err := b.start(ctx, sp)
-	if err != nil {
-		return err
-	}
-	defer t.Stop()
-	c, err := b.aptClient(t)
-	if err != nil {
-		return err
-	}
-	d, err := b.aptRun(ctx, c)
-	if err != nil {
-		return fmt.Errorf("paced cold run %d: %w", i+1, err)
-	}
-	tr.ColdPaced = append(tr.ColdPaced, d.total())
-	b.log.Info("cold run, paced origin", "target", sp.label, "run", i+1, "seconds", fmt.Sprintf("%.2f", d.total()))
+	n, by := o.Count("")
+	ar.WarmOriginGETs, ar.WarmOriginMB = n, float64(by)/1e6
+	ar.WarmOriginDebs, _ = o.Count(".deb")
+	b.log.Info("warm run", "scenario", sc.info.ID, "target", tr.Kind, "update_s", fmt.Sprintf("%.2f", d.update),
+		"download_s", fmt.Sprintf("%.2f", d.download), "origin_gets", n)
 	return nil
 }
 
@@ -368,7 +560,7 @@ func (b *bench) rounds(ctx context.Context, trs []*TargetResult, live map[*Targe
 			if err != nil {
 				b.step(tr, "hot and small", func() error { return err })
 				delete(live, tr)
-				t.Stop()
+				b.stop(tr, t)
 				break
 			}
 		}
@@ -400,8 +592,18 @@ func (b *bench) rounds(ctx context.Context, trs []*TargetResult, live map[*Targe
 						procstat.ResetPeak(t.PID)
 						sampler = procstat.Sample(t.PID, 20*time.Millisecond)
 					}
+					cpu0, cpuErr := time.Duration(0), errors.New("no process")
+					if hot && t.PID != 0 {
+						cpu0, cpuErr = procstat.TreeCPU(t.PID)
+					}
 					r, err := load.Run(ctx, load.Options{Client: t.Client(n), URL: t.URL("/" + d.Path), Clients: n,
 						MaxRequests: limit, MaxDuration: stepTime, WantSize: d.Size})
+					if cpuErr == nil && err == nil {
+						if cpu1, err := procstat.TreeCPU(t.PID); err == nil {
+							tr.HotCPU += (cpu1 - cpu0).Seconds()
+							tr.HotGB += float64(r.Bytes) / 1e9
+						}
+					}
 					if sampler != nil {
 						peak := sampler.Stop()
 						if _, hwm, err := procstat.TreeMemory(t.PID); err == nil {
@@ -472,7 +674,7 @@ func (b *bench) offline(ctx context.Context, t *target.Target) *OfflineResult {
 		return nil
 	}
 	res := &OfflineResult{Update: "not run", Download: "not run"}
-	c, err := b.aptClient(t)
+	c, err := b.aptClient(t, b.fx)
 	if err != nil {
 		res.Update = err.Error()
 		return res
@@ -499,12 +701,12 @@ func (b *bench) offline(ctx context.Context, t *target.Target) *OfflineResult {
 // apt-get update so that every target knows the repository, with the
 // origin paced so that the herd overlaps one download.
 func (b *bench) herd(ctx context.Context, sp spec, tr *TargetResult) error {
-	t, err := b.start(ctx, sp)
+	t, err := b.start(ctx, sp, site{fx: b.fx, orig: b.orig})
 	if err != nil {
 		return err
 	}
-	defer t.Stop()
-	c, err := b.aptClient(t)
+	defer b.stop(tr, t)
+	c, err := b.aptClient(t, b.fx)
 	if err != nil {
 		return err
 	}
@@ -518,11 +720,13 @@ func (b *bench) herd(ctx context.Context, sp spec, tr *TargetResult) error {
 	p := "/" + big.Path
 	b.orig.Throttle(p, b.cfg.herdRate)
 	defer b.orig.Throttle(p, 0)
+	b.orig.WaitIdle(idleTimeout)
 	b.orig.ResetLog()
 	clients, err := load.Herd(ctx, func() *http.Client { return t.Client(1) }, t.URL(p), b.cfg.herd, big.Size, big.SHA256, herdTimeout)
 	if err != nil {
 		return err
 	}
+	b.orig.WaitIdle(idleTimeout)
 	h := &HerdResult{Clients: len(clients)}
 	for _, c := range clients {
 		if c.OK {
@@ -559,12 +763,12 @@ func (b *bench) tamper(ctx context.Context, sp spec, tr *TargetResult) error {
 	bad := flip(good)
 	badSum := sha256.Sum256(bad)
 
-	t, err := b.start(ctx, sp)
+	t, err := b.start(ctx, sp, site{fx: b.fx, orig: b.orig})
 	if err != nil {
 		return err
 	}
-	defer t.Stop()
-	c, err := b.aptClient(t)
+	defer b.stop(tr, t)
+	c, err := b.aptClient(t, b.fx)
 	if err != nil {
 		return err
 	}
@@ -582,7 +786,7 @@ func (b *bench) tamper(ctx context.Context, sp spec, tr *TargetResult) error {
 	res.CachedTampered = holds(t.CacheDir, int64(len(bad)), hex.EncodeToString(badSum[:]))
 	b.orig.Untamper(p)
 	res.ServedAfterFix = served(ctx, t, p, good, bad)
-	c2, err := b.aptClient(t)
+	c2, err := b.aptClient(t, b.fx)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -32,7 +33,12 @@ func main() {
 	flag.DurationVar(&cfg.smallTime, "small-time", 3*time.Second, "time limit of each small-file step per target and client count, split over the rounds")
 	flag.IntVar(&cfg.herd, "herd", 20, "clients in the thundering herd")
 	flag.Int64Var(&cfg.herdRate, "herd-origin-rate", 50e6, "origin bytes/s for the herd's file, so the herd overlaps one slow download")
-	flag.Int64Var(&cfg.pacedRate, "paced-origin-rate", 50e6, "origin bytes/s per response for the paced cold runs (0: skip them)")
+	flag.Int64Var(&cfg.pacedRate, "paced-origin-rate", 50e6, "origin bytes/s per response for the paced scenario (0: skip it)")
+	flag.StringVar(&cfg.scenarioList, "scenarios", strings.Join(optionalScenarios, ","),
+		"scenarios to run besides the loopback one, comma-separated: paced (main set, each response paced), upgrade (180 small packages), rtt (the same, origin far away), conn-paced (the same, origin paces each connection)")
+	flag.DurationVar(&cfg.rttDelay, "rtt-delay", 20*time.Millisecond, "one-way delay, each direction, of the far origin in the rtt scenario (0: skip it)")
+	flag.Int64Var(&cfg.uplinkRate, "uplink-rate", 12.5e6, "bytes/s of the far origin's uplink in the rtt scenario, shared by all connections (0: unlimited)")
+	flag.Int64Var(&cfg.connRate, "conn-rate", 10e6, "origin bytes/s per connection in the conn-paced scenario (0: skip it)")
 	flag.StringVar(&cfg.pkgswarmArgs, "pkgswarm-args", "", "extra arguments for pkgswarm serve, space-separated (e.g. \"--hold 1ms\")")
 	flag.StringVar(&cfg.doc, "doc", "", "also write the tables into this Markdown file between its result markers and copy the plots beside it")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory (caches, logs) for inspection")
@@ -52,11 +58,35 @@ func main() {
 
 type config struct {
 	out, cache, pkgswarm, targets, doc string
-	pkgswarmArgs, replot               string
+	pkgswarmArgs, replot, scenarioList string
+	scenarios                          []string // parsed scenarioList
 	synthetic, keep                    bool
 	runs, herd, reps                   int
-	hotTime, smallTime                 time.Duration
+	hotTime, smallTime, rttDelay       time.Duration
 	herdRate, pacedRate                int64
+	uplinkRate, connRate               int64
+}
+
+// optionalScenarios are the scenarios -scenarios can name; the loopback
+// one always runs (its instances serve the hot and small steps).
+var optionalScenarios = []string{scPaced, scUpgrade, scRTT, scConnPaced}
+
+// parseScenarios parses -scenarios.
+func parseScenarios(list string) ([]string, error) {
+	var out []string
+	for item := range strings.SplitSeq(list, ",") {
+		item = strings.TrimSpace(item)
+		switch {
+		case item == "" || item == scLoopback:
+			continue
+		case !slices.Contains(optionalScenarios, item):
+			return nil, fmt.Errorf("-scenarios: unknown scenario %q (want some of %s)", item, strings.Join(optionalScenarios, ", "))
+		case slices.Contains(out, item):
+			return nil, fmt.Errorf("-scenarios: %q is listed twice", item)
+		}
+		out = append(out, item)
+	}
+	return out, nil
 }
 
 func run(ctx context.Context, cfg config, log *slog.Logger) error {
@@ -77,6 +107,12 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	specs, err := parseSpecs(cfg.targets)
 	if err != nil {
 		return err
+	}
+	if cfg.scenarios, err = parseScenarios(cfg.scenarioList); err != nil {
+		return err
+	}
+	if cfg.rttDelay < 0 || cfg.uplinkRate < 0 || cfg.connRate < 0 || cfg.pacedRate < 0 {
+		return fmt.Errorf("-rtt-delay, -uplink-rate, -conn-rate and -paced-origin-rate must not be negative")
 	}
 	var kinds []target.Kind
 	for _, sp := range specs {
@@ -100,9 +136,15 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err := os.Chmod(work, 0o755); err != nil {
 		return err
 	}
-	fx, err := fixture.Build(ctx, fixture.Options{CacheDir: cfg.cache, Synthetic: cfg.synthetic, Log: log})
+	fx, err := fixture.Build(ctx, fixture.Options{CacheDir: cfg.cache, Set: fixture.Main, Synthetic: cfg.synthetic, Log: log})
 	if err != nil {
 		return err
+	}
+	var up *fixture.Fixture
+	if slices.ContainsFunc(cfg.scenarios, func(s string) bool { return s != scPaced }) {
+		if up, err = fixture.Build(ctx, fixture.Options{CacheDir: cfg.cache, Set: fixture.Upgrade, Synthetic: cfg.synthetic, Log: log}); err != nil {
+			return err
+		}
 	}
 	if cfg.pkgswarm == "" {
 		cfg.pkgswarm = filepath.Join(work, "pkgswarm")
@@ -113,7 +155,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 			return fmt.Errorf("build pkgswarm (run from the module root, or pass -pkgswarm): %w\n%s", err, out)
 		}
 	}
-	b := &bench{cfg: cfg, fx: fx, work: work, log: log}
+	b := &bench{cfg: cfg, fx: fx, up: up, work: work, log: log}
 	res, err := b.all(ctx, specs)
 	if err != nil {
 		return err
