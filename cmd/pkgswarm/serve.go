@@ -15,6 +15,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -76,24 +77,6 @@ func serveCommand() *cli.Command {
 	}
 }
 
-// loadConfigFile applies a TOML config file under flags and environment.
-func loadConfigFile(flags []cli.Flag) cli.BeforeFunc {
-	return altsrc.InitInputSourceWithContext(flags, func(c *cli.Context) (altsrc.InputSourceContext, error) {
-		path := c.String("config")
-		if path == "" {
-			if _, err := os.Stat(defaultConfigFile); err != nil {
-				return &altsrc.MapInputSource{}, nil
-			}
-			path = defaultConfigFile
-		}
-		src, err := altsrc.NewTomlSourceFromFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("config file %s: %w", path, err)
-		}
-		return src, nil
-	})
-}
-
 func newLogger(c *cli.Context) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
@@ -131,6 +114,27 @@ func defaultDataDir() string {
 		return filepath.Join(d, "pkgswarm")
 	}
 	return filepath.Join(os.TempDir(), "pkgswarm")
+}
+
+// listen opens --listen, with a hint only where one is the likely cause:
+// the address taken (another proxy, or another pkgswarm), a port that
+// needs root; a malformed address says what to write.
+func listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	switch {
+	case err == nil:
+		return ln, nil
+	case errors.Is(err, syscall.EADDRINUSE):
+		return nil, fmt.Errorf("--listen %s: the address is already in use (another proxy, or another pkgswarm, listening there?): stop it, or give this node another --listen", addr)
+	case errors.Is(err, syscall.EACCES):
+		return nil, fmt.Errorf("--listen %s: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE): choose a port from 1024 up, e.g. :3142", addr)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return nil, fmt.Errorf("--listen %s: no interface of this machine has that address: give one of its addresses, or :PORT for all", addr)
+	}
+	if ae := (*net.AddrError)(nil); errors.As(err, &ae) {
+		return nil, fmt.Errorf("--listen %q: %v: want HOST:PORT or :PORT, e.g. :3142 or 127.0.0.1:3142", addr, ae)
+	}
+	return nil, fmt.Errorf("--listen %s: %w", addr, err)
 }
 
 func parsePorts(s string) ([]int, error) {
@@ -274,12 +278,16 @@ func buildServer(c *cli.Context, log *slog.Logger) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
+	swarmSet, err := parseSwarmSettings(c)
+	if err != nil {
+		return nil, err
+	}
 
 	// Listen first: a root started on a privileged port keeps it after it
 	// becomes the data directory's owner.
-	ln, err := net.Listen("tcp", c.String("listen"))
+	ln, err := listen(c.String("listen"))
 	if err != nil {
-		return nil, fmt.Errorf("listening on %s: %w (another proxy on that port? set --listen)", c.String("listen"), err)
+		return nil, err
 	}
 	st, storeDir, err := openDataDir(dataDir, store.Options{MaxBytes: maxBytes, Logger: log}, log,
 		"stop it, or give this one another --data-dir")
@@ -294,7 +302,7 @@ func buildServer(c *cli.Context, log *slog.Logger) (*server, error) {
 		return nil, fmt.Errorf("node id: %w", err)
 	}
 	httpPort := ln.Addr().(*net.TCPAddr).Port
-	sw, err := newSwarm(c.Context, c, log, storeDir, httpPort, shareableBlobs{st})
+	sw, err := newSwarm(c.Context, c, swarmSet, log, storeDir, httpPort, shareableBlobs{st})
 	if err != nil {
 		ln.Close()
 		st.Close()
@@ -343,13 +351,13 @@ func buildServer(c *cli.Context, log *slog.Logger) (*server, error) {
 func egressFlags() []cli.Flag {
 	return []cli.Flag{
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "allow-origin-loopback", EnvVars: env("allow-origin-loopback"),
-			Usage: "allow loopback addresses and this node's own addresses as origins (a mirror on this machine); refused by default so that clients cannot reach local services through pkgswarm"}),
+			Usage: "allow loopback addresses and this node's own addresses as origins (a mirror on this machine); without it they are refused, so that clients cannot reach local services through pkgswarm"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "allow-origin-link-local", EnvVars: env("allow-origin-link-local"),
 			Usage: "allow link-local addresses (169.254.0.0/16, fe80::/10, where cloud metadata services listen) as origins"}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "origin-connections", EnvVars: env("origin-connections"), Value: origin.DefaultMaxConnsPerHost,
 			Usage: "connections open to one origin host at most (requests apt pipelines are fetched in parallel over them)"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "deny-origin-private", EnvVars: env("deny-origin-private"),
-			Usage: "refuse origins in private ranges (10/8, 172.16/12, 192.168/16, fc00::/7); allowed by default for LAN mirrors"}),
+			Usage: "refuse origins in private ranges (10/8, 172.16/12, 192.168/16, fc00::/7); without it they are allowed, for LAN mirrors"}),
 	}
 }
 
