@@ -224,7 +224,9 @@ func magnetHandler(n *swarm.Node, st *store.Store) http.Handler {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{"sha256": d.String(), "size": bi.Size, "magnet": m})
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false) // a magnet's & is a plain &, not \u0026
+		enc.Encode(map[string]any{"sha256": d.String(), "size": bi.Size, "magnet": m})
 	})
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -374,7 +375,7 @@ func swarmStats(t *testing.T, n *office.Node) swarm.Stats {
 	}
 	var doc struct {
 		Extra struct {
-			Swarm *swarm.Stats `json:"swarm"`
+			Swarm any `json:"swarm"`
 		} `json:"extra"`
 	}
 	if err := json.Unmarshal(body, &doc); err != nil {
@@ -383,7 +384,38 @@ func swarmStats(t *testing.T, n *office.Node) swarm.Stats {
 	if doc.Extra.Swarm == nil {
 		t.Fatalf("%s: /_pkgswarm/status has no extra.swarm (is --swarm off?)", n.Name)
 	}
-	return *doc.Extra.Swarm
+	// The document is snake_case (bytes_up); encoding/json matches field
+	// names case-insensitively, so without the underscores it fills
+	// swarm.Stats (BytesUp).
+	b, _ := json.Marshal(unsnake(doc.Extra.Swarm))
+	var st swarm.Stats
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatalf("%s: extra.swarm: %v", n.Name, err)
+	}
+	return st
+}
+
+var snakeKey = regexp.MustCompile(`^[a-z]+(_[a-z]+)+$`)
+
+// unsnake drops the underscores of snake_case keys (not of map keys such
+// as addresses).
+func unsnake(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			if snakeKey.MatchString(k) {
+				k = strings.ReplaceAll(k, "_", "")
+			}
+			out[k] = unsnake(e)
+		}
+		return out
+	case []any:
+		for i := range x {
+			x[i] = unsnake(x[i])
+		}
+	}
+	return v
 }
 
 func findFetch(st swarm.Stats, digest string) (swarm.FetchStats, bool) {

@@ -209,7 +209,7 @@ func buildDashView(st Status, hist []dashSample) dashView {
 			v.Sources[i].Pct = 100 * float64(v.Sources[i].Bytes) / float64(v.ServedTotal)
 		}
 	}
-	v.Peers = peersOf(st.Peers)
+	v.Peers = dashPeers(st.Peers)
 	for _, t := range st.Transfers {
 		pct := -1.0
 		if t.Size > 0 {
@@ -244,56 +244,14 @@ func sourceOrder(served map[string]int64) []string {
 	return append(out, extra...)
 }
 
-// peersOf reads the peer table of the status document. Its element type
-// belongs to whoever fills Config.PeerList (discovery.Peer today, whose
-// fields carry no JSON tags), so it is read through JSON by field name,
-// case-insensitively, the way the page's script reads it.
-func peersOf(peers any) []dashPeer {
-	if peers == nil {
-		return nil
-	}
-	b, err := json.Marshal(peers)
-	if err != nil {
-		return nil
-	}
-	var rows []map[string]any
-	if json.Unmarshal(b, &rows) != nil {
-		return nil
-	}
+// dashPeers are the rows of the peer table.
+func dashPeers(peers []Peer) []dashPeer {
 	var out []dashPeer
-	for _, row := range rows {
-		m := make(map[string]any, len(row))
-		for k, v := range row {
-			m[strings.ToLower(strings.ReplaceAll(k, "_", ""))] = v
-		}
-		p := dashPeer{ID: str(m["id"]), URL: str(m["url"]), Source: str(m["source"])}
-		if addrs, ok := m["addrs"].([]any); ok {
-			var ss []string
-			for _, a := range addrs {
-				ss = append(ss, str(a))
-			}
-			p.Addrs = strings.Join(ss, ", ")
-		}
-		p.Healthy, _ = m["healthy"].(bool)
-		if f, ok := m["failures"].(float64); ok {
-			p.Failures = int64(f)
-		}
-		if t, err := time.Parse(time.RFC3339Nano, str(m["lastseen"])); err == nil {
-			p.LastSeen = t
-		}
-		out = append(out, p)
+	for _, p := range peers {
+		out = append(out, dashPeer{ID: p.ID, URL: p.URL, Addrs: strings.Join(p.Addrs, ", "), Source: p.Source,
+			Healthy: p.Healthy, LastSeen: p.LastSeen, Failures: int64(p.Failures)})
 	}
 	return out
-}
-
-func str(v any) string {
-	if s, ok := v.(string); ok {
-		return s
-	}
-	if v == nil {
-		return ""
-	}
-	return fmt.Sprint(v)
 }
 
 // FormatBytes prints n with a binary unit: "0 B", "1023 B", "1.5 KiB",

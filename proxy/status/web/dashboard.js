@@ -107,7 +107,7 @@
     setStat("requests.hit", hits, String(hits));
     setStat("requests.miss", misses, String(misses));
     setStat("node_id", null, st.node_id);
-    setStat("version", null, st.version);
+    setStat("pkgswarm_version", null, st.pkgswarm_version);
     setStat("time", null, utc(st.time));
     var names = sourceOrder(st.served_bytes), total = 0, saved = 0;
     names.forEach(function (n) { var b = st.served_bytes[n] || 0; total += b; if (n !== "origin") saved += b; });
