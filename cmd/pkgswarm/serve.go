@@ -197,7 +197,13 @@ func runServe(c *cli.Context) error {
 	ctx := c.Context
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		log.Info("pkgswarm serving", "listen", n.ln.Addr().String(), "data-dir", c.String("data-dir"), "version", version)
+		attrs := []any{"listen", n.ln.Addr().String(), "data-dir", c.String("data-dir"), "version", version}
+		if c.Bool("offline") {
+			// Said once here: misses then say "offline" to the client, and
+			// nothing is logged per root served from the cache.
+			attrs = append(attrs, "offline", "origins are never contacted (--offline): only the cache and peers answer")
+		}
+		log.Info("pkgswarm serving", attrs...)
 		if err := n.http.Serve(n.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serving on %s: %w", n.ln.Addr(), err)
 		}
