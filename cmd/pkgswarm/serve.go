@@ -56,6 +56,7 @@ func serveFlags() []cli.Flag {
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "mirror", EnvVars: env("mirror"), Usage: "fallback mirrors: PREFIX=ALT[,ALT...] (repeatable); the first PREFIX keys the cache"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "offline", EnvVars: env("offline"), Usage: "never contact origins; serve from the cache and peers only"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-level", EnvVars: env("log-level"), Value: "info", Usage: "debug (one line per request), info, warn or error"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-internals", EnvVars: env("log-internals"), Value: "info", Usage: "level of the swarm's BitTorrent and DHT library, the badger index and mDNS discovery, which chatter every few seconds: debug to see them too (never below --log-level)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-format", EnvVars: env("log-format"), Value: "auto", Usage: "text, json, or auto (json under systemd, text otherwise)"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "revalidate", EnvVars: env("revalidate"), Value: 27 * time.Second, Usage: "at most one conditional GET per root or volatile file in this window"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "hold", EnvVars: env("hold"), Value: time.Second, Usage: "wait this long for a download to verify before streaming it unverified (aborted if it then fails)"}),
@@ -77,12 +78,21 @@ func serveCommand() *cli.Command {
 	}
 }
 
-func newLogger(c *cli.Context) (*slog.Logger, error) {
-	var level slog.Level
+// newLogger returns the node's logger (--log-level) and the logger of its
+// internals (--log-internals): the BitTorrent and DHT library behind the
+// swarm, the badger index behind the store, and mDNS discovery's chatter.
+// Those say something every few seconds on an idle node (DHT traversals and
+// announces, peer health checks, index flushes), so --log-level debug alone
+// gives one line per request and leaves them out; their warnings and
+// information lines still show.
+func newLogger(c *cli.Context) (log, internals *slog.Logger, err error) {
+	var level, inner slog.Level
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
+		return nil, nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
 	}
-	opts := &slog.HandlerOptions{Level: level}
+	if err := inner.UnmarshalText([]byte(c.String("log-internals"))); err != nil {
+		return nil, nil, fmt.Errorf("--log-internals %q: want debug, info, warn or error", c.String("log-internals"))
+	}
 	format := c.String("log-format")
 	if format == "auto" {
 		format = "text"
@@ -90,13 +100,18 @@ func newLogger(c *cli.Context) (*slog.Logger, error) {
 			format = "json"
 		}
 	}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	handler := func(l slog.Level) slog.Handler {
+		opts := &slog.HandlerOptions{Level: l}
+		if format == "json" {
+			return slog.NewJSONHandler(os.Stderr, opts)
+		}
+		return slog.NewTextHandler(os.Stderr, opts)
 	}
-	return nil, fmt.Errorf("--log-format %q: want text, json or auto", format)
+	if format != "text" && format != "json" {
+		return nil, nil, fmt.Errorf("--log-format %q: want text, json or auto", format)
+	}
+	// Internals never log below the node's own level.
+	return slog.New(handler(level)), slog.New(handler(max(level, inner))), nil
 }
 
 // defaultDataDir is /var/cache/pkgswarm when writable, else the user's
@@ -168,19 +183,20 @@ func nodeID(st *store.Store) (string, error) {
 
 // server is everything serve runs; other commands reuse parts.
 type server struct {
-	id    string
-	log   *slog.Logger
-	store *store.Store
-	node  *node.Node
-	http  *http.Server
-	ln    net.Listener
-	peers *peerSet
-	swarm *swarm.Node // nil with --swarm off
-	seed  *seeder     // nil with --swarm off
+	id        string
+	log       *slog.Logger
+	internals *slog.Logger // see newLogger
+	store     *store.Store
+	node      *node.Node
+	http      *http.Server
+	ln        net.Listener
+	peers     *peerSet
+	swarm     *swarm.Node // nil with --swarm off
+	seed      *seeder     // nil with --swarm off
 }
 
 func runServe(c *cli.Context) error {
-	log, err := newLogger(c)
+	log, internals, err := newLogger(c)
 	if err != nil {
 		return cli.Exit(err, 2)
 	}
@@ -190,7 +206,7 @@ func runServe(c *cli.Context) error {
 		// an index parse; the cache itself lives in files, not memory.
 		debug.SetMemoryLimit(64 << 20)
 	}
-	n, err := buildServer(c, log)
+	n, err := buildServer(c, log, internals)
 	if err != nil {
 		return cli.Exit(err, 1)
 	}
@@ -212,7 +228,7 @@ func runServe(c *cli.Context) error {
 	dcfg := discovery.Config{
 		NodeID: n.id, Port: n.ln.Addr().(*net.TCPAddr).Port,
 		Interfaces: c.StringSlice("mdns-interface"), MDNS: c.Bool("mdns"),
-		AnnounceAptProxy: c.Bool("mdns") && c.Bool("announce-apt-proxy"), Static: c.StringSlice("peer"), Logger: log,
+		AnnounceAptProxy: c.Bool("mdns") && c.Bool("announce-apt-proxy"), Static: c.StringSlice("peer"), Logger: n.internals,
 	}
 	var onPeer func(discovery.Peer, bool)
 	if n.swarm != nil {
@@ -239,10 +255,13 @@ func runServe(c *cli.Context) error {
 	if cerr := n.store.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
+	if err == nil {
+		log.Info("pkgswarm stopped", "listen", n.ln.Addr().String(), "data-dir", c.String("data-dir"))
+	}
 	return err
 }
 
-func buildServer(c *cli.Context, log *slog.Logger) (*server, error) {
+func buildServer(c *cli.Context, log, internals *slog.Logger) (*server, error) {
 	dataDir := c.String("data-dir")
 	if dataDir == "" {
 		dataDir = defaultDataDir()
@@ -295,7 +314,7 @@ func buildServer(c *cli.Context, log *slog.Logger) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, storeDir, err := openDataDir(dataDir, store.Options{MaxBytes: maxBytes, Logger: log}, log,
+	st, storeDir, err := openDataDir(dataDir, store.Options{MaxBytes: maxBytes, Logger: internals}, log,
 		"stop it, or give this one another --data-dir")
 	if err != nil {
 		ln.Close()
@@ -308,7 +327,7 @@ func buildServer(c *cli.Context, log *slog.Logger) (*server, error) {
 		return nil, fmt.Errorf("node id: %w", err)
 	}
 	httpPort := ln.Addr().(*net.TCPAddr).Port
-	sw, err := newSwarm(c.Context, c, swarmSet, log, storeDir, httpPort, shareableBlobs{st})
+	sw, err := newSwarm(c.Context, c, swarmSet, internals, storeDir, httpPort, shareableBlobs{st})
 	if err != nil {
 		ln.Close()
 		st.Close()
@@ -350,7 +369,7 @@ func buildServer(c *cli.Context, log *slog.Logger) (*server, error) {
 	}
 	hs := &http.Server{Handler: nd.Handler, ConnContext: nd.Proxy.ConnContext, ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-	return &server{id: id, log: log, store: st, node: nd, http: hs, ln: nd.Proxy.Readahead(ln), peers: peers, swarm: sw, seed: seed}, nil
+	return &server{id: id, log: log, internals: internals, store: st, node: nd, http: hs, ln: nd.Proxy.Readahead(ln), peers: peers, swarm: sw, seed: seed}, nil
 }
 
 // egressFlags are the serve flags of the origin address policy.
