@@ -482,3 +482,19 @@ func (m *Metrics) clock() time.Time {
 	}
 	return time.Now()
 }
+
+// served reads the served-bytes counters by source (the dashboard reads
+// them every second).
+func (m *Metrics) served() map[string]int64 {
+	out := map[string]int64{}
+	mfs, _ := m.reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != "pkgswarm_served_bytes_total" {
+			continue
+		}
+		for _, x := range mf.GetMetric() {
+			out[label(x, "source")] = int64(counterValue(x))
+		}
+	}
+	return out
+}
