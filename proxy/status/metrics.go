@@ -363,7 +363,10 @@ func (r *recorder) Write(p []byte) (int, error) {
 }
 
 func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
-	if r.held || !r.wrote {
+	if !r.wrote {
+		r.WriteHeader(http.StatusOK)
+	}
+	if r.held {
 		return io.Copy(struct{ io.Writer }{r}, src)
 	}
 	if rf, ok := r.ResponseWriter.(io.ReaderFrom); ok {
