@@ -1,6 +1,7 @@
 package main
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 
@@ -58,4 +59,18 @@ func FuzzParseConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The generated config file, every setting uncommented, passes the strict
+// reading: the packaged /etc/pkgswarm/pkgswarm.toml can be edited in place.
+func TestGeneratedConfigIsStrictlyValid(t *testing.T) {
+	t.Parallel()
+	conf := regexp.MustCompile(`(?m)^#([a-z0-9-]+ = )`).ReplaceAllString(defaultConfigTOML(serveCommand().Flags), "$1")
+	values, err := parseConfig("pkgswarm.toml", []byte(conf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(values) != len(configKeys()) {
+		t.Errorf("%d settings read, serve has %d", len(values), len(configKeys()))
+	}
 }
