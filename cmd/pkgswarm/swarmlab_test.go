@@ -60,7 +60,8 @@ func TestLabSwarm(t *testing.T) {
 	s := office.NewSites(t, office.SitesOptions{
 		Options: office.Options{Name: "swarm", Nodes: 2, Packages: swarmPackages, NoStart: true, LogLevel: "debug",
 			Program: office.Program{Args: func(n *office.Node) []string {
-				return append(n.ServeArgs(), "--swarm-bootstrap", boot)
+				// The swarm says "announced" at debug, among its internals.
+				return append(n.ServeArgs(), "--swarm-bootstrap", boot, "--log-internals", "debug")
 			}}},
 		NodesB: 6,
 	})
