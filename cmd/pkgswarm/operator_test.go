@@ -74,6 +74,8 @@ func TestBadFlagErrorOnce(t *testing.T) {
 		{[]string{"serve", "--cahce-size", "1G"}, []string{"unknown flag --cahce-size", "did you mean --cache-size?"}},
 		{[]string{"--verbose"}, []string{"unknown flag --verbose", "pkgswarm --help"}},
 		{[]string{"prefetch", "--jobs", "many"}, []string{`invalid value "many" for flag -jobs`}},
+		{[]string{"import", os.TempDir(), "--strcit"}, []string{"unknown flag --strcit", "did you mean --strict?"}},
+		{[]string{"setup", "apt", "--roo", "/nonexistent"}, []string{"unknown flag --roo", "did you mean --root?"}},
 	} {
 		out, errOut, code := runPkgswarm(t, safeEnv(t), tc.args...)
 		if code != 2 {

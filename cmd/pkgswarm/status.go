@@ -285,7 +285,7 @@ func withTrailingFlags(c *cli.Context) (*cli.Context, error) {
 		}
 	}
 	if err := fs.Parse(append(append(flags, "--"), pos...)); err != nil {
-		return nil, fmt.Errorf("%s: %w (see pkgswarm %s --help)", c.Command.Name, err, c.Command.Name)
+		return nil, usageError(c, err, true)
 	}
 	var parent *cli.Context
 	if l := c.Lineage(); len(l) > 1 {
