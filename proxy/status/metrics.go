@@ -177,7 +177,8 @@ func (b *countingBody) Read(p []byte) (int, error) {
 // Handler wraps the front: per request it counts the result (hit, miss,
 // denied, refused, or the error status), the bytes served by source (from
 // the X-Pkgswarm-Source header the front sets) and the bytes served to peers,
-// logs one debug line, and a warn line for each failure (status 500 and up),
+// logs one debug line (not for polls: health checks, the dashboard,
+// scrapes), and a warn line for each failure (status 500 and up),
 // denial and refusal, with the X-Pkgswarm-Error reason, at most one line a
 // minute per kind (the next says how many were left out).
 //
@@ -206,7 +207,7 @@ func (m *Metrics) Handler(next http.Handler, log *slog.Logger) http.Handler {
 					log.Warn("request "+kind, args...)
 				}
 			}
-			if log.Enabled(r.Context(), slog.LevelDebug) {
+			if log.Enabled(r.Context(), slog.LevelDebug) && !isPoll(r) {
 				// Only then: building the line's arguments costs on every hit.
 				log.Debug("request", "method", r.Method, "uri", r.RequestURI, "client", r.RemoteAddr,
 					"status", w.status, "bytes", w.n, "source", w.Header().Get("X-Pkgswarm-Source"), "dur", time.Since(start).Round(time.Microsecond))
@@ -214,6 +215,19 @@ func (m *Metrics) Handler(next http.Handler, log *slog.Logger) http.Handler {
 		}()
 		next.ServeHTTP(w, r)
 	})
+}
+
+// isPoll reports whether r is a poll that repeats every few seconds on an
+// idle node (a peer's health check, the dashboard, a Prometheus scrape):
+// not logged at debug, which is one line per proxy request or peer
+// transfer.
+func isPoll(r *http.Request) bool {
+	if r.URL.IsAbs() {
+		return false
+	}
+	p := r.URL.Path
+	return p == "/" || p == "/metrics" || p == "/favicon.ico" || p == "/_pkgswarm/v1/node" ||
+		p == "/_pkgswarm/status" || strings.HasPrefix(p, "/_pkgswarm/ui/")
 }
 
 // logKind is what a status is logged as: "failed" (500 and up), "denied"
