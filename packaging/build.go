@@ -32,7 +32,8 @@ type Options struct {
 	// OutDir receives the packages; created if missing. Required.
 	OutDir string
 	// Version is the package version, e.g. "0.3.1" (a leading "v" is
-	// dropped). "" means "0.0.0~dev".
+	// dropped). "" means the source commit's tag, else "0.0.0~dev+g<commit>"
+	// (see sourceVersion). It is stamped into the binary (-X main.version).
 	Version string
 	// Arch is the Go architecture to build for; "" means runtime.GOARCH.
 	Arch string
@@ -52,7 +53,7 @@ type Options struct {
 
 // DefaultMaintainer is the maintainer of packages built without
 // Options.Maintainer. Builders who publish packages set their own.
-const DefaultMaintainer = "pkgswarm maintainers <maintainers@pkgswarm.example>"
+const DefaultMaintainer = "pkgswarm project <pkgswarm@users.noreply.github.com>"
 
 // Build compiles pkgswarm (CGO_ENABLED=0, -trimpath), generates its man
 // page, default config and shell completions from the binary, and writes
@@ -65,7 +66,7 @@ func Build(ctx context.Context, o Options) ([]string, error) {
 		o.Arch = runtime.GOARCH
 	}
 	if o.Version == "" {
-		o.Version = "0.0.0~dev"
+		o.Version = sourceVersion(ctx, o.SourceDir)
 	}
 	o.Version = strings.TrimPrefix(o.Version, "v")
 	if o.Formats == nil {
@@ -200,7 +201,7 @@ func packageInfo(o Options, work, format string) *nfpm.Info {
 			"nodes on the LAN, from a BitTorrent swarm, and from the origin mirror,\n" +
 			"and verifies every byte against the repository's signed metadata\n" +
 			"before it is cached, shared or completed to a client.",
-		License: "see /usr/share/doc/pkgswarm/copyright",
+		License: "Apache-2.0",
 		MTime:   o.MTime,
 		Overridables: nfpm.Overridables{
 			Contents: contents,
@@ -221,6 +222,30 @@ func packageInfo(o Options, work, format string) *nfpm.Info {
 		info.Deb.Arch = map[string]string{"386": "i386", "arm": "armhf", "ppc64le": "ppc64el"}[o.Arch]
 	}
 	return nfpm.WithDefaults(info)
+}
+
+// sourceVersion is the version of the source in dir when none is given:
+// its tag when the commit is tagged (v0.3.1 → 0.3.1), else
+// 0.0.0~dev+g<commit> (a version that sorts before any release), else
+// 0.0.0~dev outside a git checkout. It is stamped into the binary
+// (pkgswarm --version) and names the packages.
+func sourceVersion(ctx context.Context, dir string) string {
+	git := func(args ...string) string {
+		cmd := exec.CommandContext(ctx, "git", args...)
+		cmd.Dir = dir
+		out, err := cmd.Output()
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if tag := git("describe", "--tags", "--exact-match", "--match", "v[0-9]*"); tag != "" {
+		return strings.TrimPrefix(tag, "v")
+	}
+	if rev := git("rev-parse", "--short=12", "HEAD"); rev != "" {
+		return "0.0.0~dev+g" + rev
+	}
+	return "0.0.0~dev"
 }
 
 // sourceTime is SOURCE_DATE_EPOCH, else the time of dir's last commit,

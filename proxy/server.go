@@ -366,11 +366,28 @@ func contentType(p string) string {
 
 // fail answers with a clear status and a one-line reason (invariant 4).
 func (s *Server) fail(w http.ResponseWriter, err error) {
+	err = s.offlineMiss(err)
 	s.refuse(w, StatusFor(err), err.Error())
 }
 
+// errOfflineMiss is a file that no cache or peer holds, asked of a node in
+// offline mode: the origin, which might have it, was not asked.
+var errOfflineMiss = fmt.Errorf("%w, and neither the cache nor a LAN peer or swarm holder has the file", fetch.ErrOffline)
+
+// offlineMiss says "offline" where it is why a file was not found: in
+// offline mode a miss is the origin not asked, not a file that does not
+// exist, and the last tier's own words ("not found in the swarm") would
+// leave the user guessing. Other errors pass unchanged.
+func (s *Server) offlineMiss(err error) error {
+	if !s.fetch.Offline() || errors.Is(err, fetch.ErrOffline) || !fetch.IsNotFound(err) {
+		return err
+	}
+	return errOfflineMiss
+}
+
 // refuse answers code with a one-line reason, in the body and in the
-// X-Pkgswarm-Error header (the status wrapper logs and counts it).
+// X-Pkgswarm-Error header (the status wrapper logs and counts it, and puts
+// the reason in the status line, where apt shows it).
 func (s *Server) refuse(w http.ResponseWriter, code int, reason string) {
 	msg := strings.ReplaceAll(reason, "\n", " ")
 	w.Header().Set("X-Pkgswarm-Error", msg)

@@ -55,7 +55,9 @@ _pkgswarm() {
     COMPREPLY=(); cur="${COMP_WORDS[COMP_CWORD]}"; words=("${COMP_WORDS[@]}"); cword=$COMP_CWORD
   fi
   local req=("${words[@]:0:$cword}")
-  if [[ "$cur" == -* ]]; then req+=("$cur"); fi
+  # A lone "-" asks for every flag: "--" would end the flags, and pkgswarm
+  # answers nothing after it (it never runs a command to complete one).
+  if [[ "$cur" == "-" || "$cur" == "--" ]]; then req+=("-"); elif [[ "$cur" == -* ]]; then req+=("$cur"); fi
   local opts
   opts=$("${req[@]}" --generate-bash-completion 2>/dev/null)
   COMPREPLY=($(compgen -W "${opts}" -- "${cur}"))
@@ -68,7 +70,9 @@ const zshCompletion = `#compdef pkgswarm
 _pkgswarm() {
   local -a opts
   local cur=${words[-1]}
-  if [[ "$cur" == "-"* ]]; then
+  if [[ "$cur" == "-" || "$cur" == "--" ]]; then
+    opts=("${(@f)$(${words[@]:0:#words[@]-1} - --generate-bash-completion)}")
+  elif [[ "$cur" == "-"* ]]; then
     opts=("${(@f)$(${words[@]:0:#words[@]-1} ${cur} --generate-bash-completion)}")
   else
     opts=("${(@f)$(${words[@]:0:#words[@]-1} --generate-bash-completion)}")

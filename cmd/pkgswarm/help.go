@@ -20,25 +20,125 @@ import (
 // own help when it finds no such subcommand.
 func helpAnywhere(app *cli.App) {
 	wrapHelp(app.Commands)
+	app.OnUsageError = usageError
 	app.CommandNotFound = func(c *cli.Context, name string) {
 		if c.Command != nil && slices.Contains(allCommands(app.Commands), c.Command) {
 			showCommandHelp(c)
 			return
 		}
-		// `pkgswarm help NAME` with no command NAME.
-		fmt.Fprintf(c.App.ErrWriter, "No help topic for '%v'\n\n", name)
-		cli.ShowAppHelp(c)
+		// `pkgswarm help NAME` with no command NAME: the help command
+		// cannot return an error, so this is where it ends.
+		fmt.Fprintf(c.App.ErrWriter, "pkgswarm: %v\n", unknownCommand(app.Commands, name))
+		cli.OsExiter(3)
 	}
 	if app.Action == nil {
 		// Without an action the app would hand an unknown command to the
 		// help machinery above.
 		app.Action = func(c *cli.Context) error {
 			if c.Args().Present() {
-				return exitf(3, "no command %q (see pkgswarm --help)", c.Args().First())
+				return cli.Exit(unknownCommand(app.Commands, c.Args().First()), 3)
 			}
 			return cli.ShowAppHelp(c)
 		}
 	}
+}
+
+// unknownCommand is the error for a command name that is none of cmds,
+// with the nearest visible one as a suggestion when one is near.
+func unknownCommand(cmds []*cli.Command, name string) error {
+	var names []string
+	for _, c := range cmds {
+		if !c.Hidden {
+			names = append(names, c.Name)
+		}
+	}
+	if near := nearest(name, names); near != "" {
+		return fmt.Errorf("unknown command %q: did you mean %q? (see pkgswarm --help)", name, near)
+	}
+	return fmt.Errorf("unknown command %q (see pkgswarm --help for the commands)", name)
+}
+
+// usageError is every command's OnUsageError: the parse error once, with
+// the nearest flag for an unknown one and where the help is, instead of
+// urfave/cli's "Incorrect Usage" around the whole help text and the error
+// again after it.
+func usageError(c *cli.Context, err error, _ bool) error {
+	cmd, prefix := "pkgswarm", ""
+	flags := c.App.Flags
+	if c.Command != nil && c.Command.Name != "" && c.Command.Name != c.App.Name {
+		cmd += " " + c.Command.Name
+		prefix = c.Command.Name + ": "
+		flags = c.Command.Flags
+	}
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
+		name = strings.TrimLeft(name, "-")
+		var names []string
+		for _, f := range flags {
+			names = append(names, f.Names()...)
+		}
+		msg = "unknown flag " + dashes(name)
+		if near := nearest(name, names); near != "" {
+			msg += ": did you mean " + dashes(near) + "?"
+		}
+	}
+	return cli.Exit(fmt.Sprintf("%s%s (see %s --help)", prefix, msg, cmd), 2)
+}
+
+// dashes writes a flag name as it is typed: -h, --listen.
+func dashes(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
+}
+
+// nearest returns the candidate closest to s by edit distance, or "" when
+// none is close enough to be what was meant (at most a third of the
+// longer word's letters differ, or s is a prefix of exactly one).
+func nearest(s string, candidates []string) string {
+	best, bestD := "", -1
+	var prefixed []string
+	for _, c := range candidates {
+		if strings.HasPrefix(c, s) && s != "" {
+			prefixed = append(prefixed, c)
+		}
+		d := editDistance(s, c)
+		if limit := max(1, max(len(s), len(c))/3); d <= limit && (bestD < 0 || d < bestD) {
+			best, bestD = c, d
+		}
+	}
+	if best == "" && len(prefixed) == 1 {
+		return prefixed[0]
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b, with a transposition
+// of two adjacent letters counting as one edit ("stauts").
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	d := make([][]int, len(ra)+1)
+	for i := range d {
+		d[i] = make([]int, len(rb)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(ra)][len(rb)]
 }
 
 // allCommands lists cmds and their subcommands, each once (urfave/cli's
@@ -63,6 +163,12 @@ func allCommands(cmds []*cli.Command) []*cli.Command {
 func wrapHelp(cmds []*cli.Command) {
 	for _, cmd := range cmds {
 		wrapHelp(cmd.Subcommands)
+		// No "help, h" subcommand listed under a command: -h is the way,
+		// and it is listed among the flags.
+		cmd.HideHelpCommand = true
+		if cmd.OnUsageError == nil {
+			cmd.OnUsageError = usageError
+		}
 		before, action := cmd.Before, cmd.Action
 		if before != nil {
 			cmd.Before = func(c *cli.Context) error {

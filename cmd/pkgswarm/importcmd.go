@@ -16,7 +16,7 @@ import (
 
 func importCommand() *cli.Command {
 	flags := append(offlineFlags(),
-		&cli.BoolFlag{Name: "strict", Usage: "exit with status 1 when any file is refused (default: report refusals, exit 0)"})
+		&cli.BoolFlag{Name: "strict", Usage: "exit with status 1 when any file is refused; without it, refusals are listed and the exit status is 0"})
 	return &cli.Command{
 		Name:      "import",
 		Usage:     "add existing .deb files (e.g. /var/cache/apt/archives) to the cache, each only if a verified root lists its digest (serve must be stopped)",

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -48,15 +49,23 @@ func magnetCommand() *cli.Command {
 			if resp.StatusCode != http.StatusOK {
 				return cli.Exit(fmt.Sprintf("magnet: %s: %s", server, strings.TrimSpace(string(body))), 1)
 			}
-			if c.Bool("json") {
-				fmt.Println(strings.TrimSpace(string(body)))
-				return nil
+			var m struct {
+				SHA256 string `json:"sha256"`
+				Size   int64  `json:"size"`
+				Magnet string `json:"magnet"`
 			}
-			var m struct{ Magnet string }
 			if err := json.Unmarshal(body, &m); err != nil {
 				return cli.Exit("magnet: bad answer from "+server+": "+err.Error(), 1)
 			}
-			fmt.Println(m.Magnet)
+			if name := displayName(c.Args().First()); name != "" {
+				m.Magnet = withDisplayName(m.Magnet, name)
+			}
+			if c.Bool("json") {
+				enc := json.NewEncoder(c.App.Writer)
+				enc.SetEscapeHTML(false) // the magnet's & stays &, as a script copies it
+				return enc.Encode(m)
+			}
+			fmt.Fprintln(c.App.Writer, m.Magnet)
 			return nil
 		},
 	}
@@ -107,4 +116,45 @@ func resolveDigest(server, arg string) (string, error) {
 		return "", fmt.Errorf("hashing %s: %w", arg, err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// displayName is the file name a user named the file by (a local file or
+// a URL), for the magnet's dn=; "" for a bare digest.
+func displayName(arg string) string {
+	if hexDigest.MatchString(strings.ToLower(arg)) {
+		return ""
+	}
+	if u, err := url.Parse(arg); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
+		arg = u.Path
+	}
+	name := filepath.Base(arg)
+	if name == "." || name == "/" || name == "" {
+		return ""
+	}
+	if un, err := url.PathUnescape(name); err == nil {
+		name = un
+	}
+	return name
+}
+
+// withDisplayName sets the dn= (display name, BEP 9) of magnet m to name;
+// the torrent itself keeps its canonical name (the digest), so every
+// holder still joins the one swarm.
+func withDisplayName(m, name string) string {
+	base, query, ok := strings.Cut(m, "?")
+	if !ok {
+		return m
+	}
+	var parts []string
+	set := false
+	for _, p := range strings.Split(query, "&") {
+		if strings.HasPrefix(p, "dn=") {
+			p, set = "dn="+url.QueryEscape(name), true
+		}
+		parts = append(parts, p)
+	}
+	if !set {
+		parts = append(parts, "dn="+url.QueryEscape(name))
+	}
+	return base + "?" + strings.Join(parts, "&")
 }

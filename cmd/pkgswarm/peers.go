@@ -4,14 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/pkgswarm/pkgswarm/discovery"
+	"github.com/pkgswarm/pkgswarm/proxy/status"
 )
 
 func peersCommand() *cli.Command {
@@ -25,10 +24,7 @@ func peersCommand() *cli.Command {
 			if err != nil {
 				return cli.Exit(err, 1)
 			}
-			peers, err := decodePeers(st.Peers)
-			if err != nil {
-				return exitf(1, "%s: the peer table: %w", c.String("server"), err)
-			}
+			peers := st.Peers
 			if c.Bool("json") {
 				enc := json.NewEncoder(c.App.Writer)
 				enc.SetIndent("", "  ")
@@ -39,24 +35,7 @@ func peersCommand() *cli.Command {
 	}
 }
 
-// decodePeers reads the status document's peer table, which serve fills
-// with discovery.Peer values.
-func decodePeers(v any) ([]discovery.Peer, error) {
-	peers := []discovery.Peer{}
-	if v == nil {
-		return peers, nil
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	if err := json.Unmarshal(b, &peers); err != nil {
-		return nil, fmt.Errorf("not a list of peers: %w", err)
-	}
-	return peers, nil
-}
-
-func printPeers(w io.Writer, peers []discovery.Peer, now time.Time) error {
+func printPeers(w io.Writer, peers []status.Peer, now time.Time) error {
 	if len(peers) == 0 {
 		_, err := fmt.Fprintln(w, "no LAN peers (none found by mDNS, no --peer given, or all banned)")
 		return err
@@ -68,10 +47,7 @@ func printPeers(w io.Writer, peers []discovery.Peer, now time.Time) error {
 		if !p.Healthy {
 			health = "UNHEALTHY"
 		}
-		addrs := make([]string, 0, len(p.Addrs))
-		for _, a := range p.Addrs {
-			addrs = append(addrs, net.IP(a).String())
-		}
+		addrs := p.Addrs
 		seen := "-"
 		if !p.LastSeen.IsZero() {
 			seen = opAge(now.Sub(p.LastSeen)) + " ago"

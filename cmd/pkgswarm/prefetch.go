@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/pkgswarm/pkgswarm/repoindex/apt"
 	"github.com/pkgswarm/pkgswarm/repoindex/decompress"
@@ -33,7 +36,10 @@ func prefetchCommand() *cli.Command {
 			"they list (or only those named by --package). The node verifies everything as it would for\n" +
 			"apt; prefetch checks each .deb's SHA-256 again as it arrives. With --medium, it fetches a\n" +
 			"urpmi medium's media_info/synthesis.hdlist.cz and the rpms it lists (the node checks their\n" +
-			"signatures; prefetch checks their sizes). Examples:\n\n" +
+			"signatures; prefetch checks their sizes). It first says how many packages and bytes that is;\n" +
+			"when that is more than the node's cache bound (serve's --cache-size), older files would be\n" +
+			"evicted as new ones arrive, so it asks first (or needs --yes when not run on a terminal).\n" +
+			"Ctrl-C stops it; what was fetched stays cached. Examples:\n\n" +
 			"   pkgswarm prefetch --url http://deb.example.org/debian --suite bookworm --package hello\n" +
 			"   pkgswarm prefetch --medium http://mirror.example.org/mageia/distrib/9/x86_64/media/core/release",
 		ArgsUsage: " ",
@@ -46,6 +52,7 @@ func prefetchCommand() *cli.Command {
 			&cli.StringFlag{Name: "arch", Value: debianArch(), Usage: "Debian architecture of the Packages index"},
 			&cli.StringSliceFlag{Name: "package", Usage: "only these packages, by name (repeatable; default every package of the index)"},
 			&cli.IntFlag{Name: "jobs", Value: 4, Usage: "downloads at once"},
+			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "go on without asking when the packages take more than the node's cache bound (--cache-size)"},
 		},
 		Action: runPrefetch,
 	}
@@ -98,6 +105,9 @@ func (p *prefetcher) get(ctx context.Context, u string) (*http.Response, error) 
 	}
 	resp, err := p.client.Do(req)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		return nil, fmt.Errorf("cannot reach pkgswarm at %s: %w (is `pkgswarm serve` running? set --server)", p.server, err)
 	}
 	if resp.StatusCode != http.StatusOK {
@@ -148,6 +158,9 @@ func runPrefetch(c *cli.Context) error {
 		}
 	}
 	slices.Sort(missing)
+	if err := p.confirm(c, items); err != nil {
+		return err
+	}
 	if err := p.fetchAll(c, items); err != nil {
 		return err
 	}
@@ -180,7 +193,7 @@ func (p *prefetcher) urpmiItems(c *cli.Context, want, seen map[string]bool) ([]p
 		if err != nil {
 			return nil, fmt.Errorf("prefetch: %s/media_info/synthesis.hdlist.cz: %w", m, err)
 		}
-		fmt.Fprintf(c.App.Writer, "%s: %d packages listed\n", m, n)
+		fmt.Fprintf(c.App.Writer, "%s: %s listed\n", m, plural(n, "package", "packages"))
 	}
 	return items, nil
 }
@@ -234,48 +247,110 @@ func (p *prefetcher) aptItems(c *cli.Context, want, seen map[string]bool) ([]pre
 		if err != nil {
 			return nil, fmt.Errorf("prefetch: %w", err)
 		}
-		fmt.Fprintf(out, "%s: %d packages listed\n", comp, n)
+		fmt.Fprintf(out, "%s: %s listed\n", comp, plural(n, "package", "packages"))
 	}
 	return items, nil
 }
 
-// fetchAll downloads items through the node, a few at a time, with a
-// progress bar, and reports what failed.
-func (p *prefetcher) fetchAll(c *cli.Context, items []prefetchItem) error {
-	out := c.App.Writer
+// confirm says how much items take and, when that is more than the node's
+// cache bound, asks before going on (or wants --yes off a terminal): the
+// cache would evict what it holds, and then what prefetch just fetched.
+func (p *prefetcher) confirm(c *cli.Context, items []prefetchItem) error {
+	total := itemsSize(items)
+	_, st, err := fetchNodeStatus(c.Context, p.server)
+	bound := int64(0)
+	if err == nil {
+		bound = st.Store.MaxBytes
+	}
+	boundText := "unbounded"
+	if bound > 0 {
+		boundText = "bound " + status.FormatBytes(bound)
+	}
+	fmt.Fprintf(c.App.Writer, "to fetch: %s, %s (the node's cache: %s)\n", plural(len(items), "package", "packages"), status.FormatBytes(total), boundText)
+	if bound <= 0 || total <= bound || c.Bool("yes") {
+		return nil
+	}
+	over := fmt.Sprintf("%s is more than the node's cache holds (%s): as new files arrive the oldest are evicted, "+
+		"these packages among them", status.FormatBytes(total), status.FormatBytes(bound))
+	if !stdinIsTerminal() {
+		return exitf(1, "prefetch: %s; name the packages you need with --package, raise serve's --cache-size, or pass --yes to go on anyway", over)
+	}
+	fmt.Fprintf(c.App.ErrWriter, "%s.\nGo on? [y/N] ", over)
+	answer, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+	if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+		return exitf(1, "prefetch: nothing fetched")
+	}
+	return nil
+}
+
+func itemsSize(items []prefetchItem) int64 {
 	var total int64
 	for _, it := range items {
 		total += max(0, it.size)
 	}
+	return total
+}
+
+// stdinIsTerminal reports whether standard input is a terminal (prefetch
+// asks only there).
+func stdinIsTerminal() bool {
+	// A character device is not enough: /dev/null is one.
+	_, err := unix.IoctlGetTermios(int(os.Stdin.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// fetchAll downloads items through the node, a few at a time, with a
+// progress bar, and reports what failed. Interrupted (Ctrl-C), it stops
+// starting downloads and says so on one line: the packages it did not get
+// to are not failures.
+func (p *prefetcher) fetchAll(c *cli.Context, items []prefetchItem) error {
+	out := c.App.Writer
+	total := itemsSize(items)
 	bar := newProgressBar(c.App.ErrWriter, "prefetch", total, stderrIsTerminal())
-	var mu sync.Mutex // protects failures, cached
+	var mu sync.Mutex // protects failures, cached, done, doneBytes
 	var failures []string
-	cached := 0
-	g, gctx := errgroup.WithContext(c.Context)
+	var cached, done int
+	var doneBytes int64
+	ctx := c.Context
+	g := new(errgroup.Group)
 	g.SetLimit(max(1, c.Int("jobs")))
 	for _, it := range items {
+		if ctx.Err() != nil {
+			break
+		}
 		g.Go(func() error {
-			src, err := p.fetchPackage(gctx, it, bar)
+			if ctx.Err() != nil {
+				return nil
+			}
+			src, n, err := p.fetchPackage(ctx, it, bar)
 			mu.Lock()
 			defer mu.Unlock()
-			if err != nil {
+			switch {
+			case err != nil && ctx.Err() != nil:
+				// Cut by the interruption: not a failure of this package.
+			case err != nil:
 				failures = append(failures, err.Error())
-			} else if src == "cache" {
-				cached++
+			default:
+				done++
+				doneBytes += n
+				if src == "cache" {
+					cached++
+				}
 			}
-			return gctx.Err()
+			return nil
 		})
 	}
-	err := g.Wait()
+	g.Wait()
 	bar.Finish()
+	if ctx.Err() != nil {
+		return exitf(130, "prefetch interrupted: %d of %s fetched (%s), %d failed; run it again to go on (what is cached is not fetched again)",
+			done, plural(len(items), "package", "packages"), status.FormatBytes(doneBytes), len(failures))
+	}
 	for _, f := range failures {
 		fmt.Fprintln(out, "failed:", f)
 	}
-	fmt.Fprintf(out, "prefetched %d packages (%s): %d were already cached, %d failed\n",
-		len(items)-len(failures), status.FormatBytes(total), cached, len(failures))
-	if err != nil {
-		return exitf(1, "prefetch interrupted: %w", err)
-	}
+	fmt.Fprintf(out, "prefetched %s (%s): %d were already cached, %d failed\n",
+		plural(done, "package", "packages"), status.FormatBytes(doneBytes), cached, len(failures))
 	if len(failures) > 0 {
 		return exitf(1, "prefetch: %d of %d packages failed (listed above); run it again to retry them", len(failures), len(items))
 	}
@@ -327,25 +402,27 @@ func (p *prefetcher) packages(ctx context.Context, distURL string, rel *apt.Rele
 }
 
 // fetchPackage downloads one package through the node, checks its digest
-// and returns the source the node named (cache, lan, swarm, origin).
-func (p *prefetcher) fetchPackage(ctx context.Context, it prefetchItem, bar *progressBar) (string, error) {
+// and returns the source the node named (cache, lan, swarm, origin) and
+// the bytes received.
+func (p *prefetcher) fetchPackage(ctx context.Context, it prefetchItem, bar *progressBar) (string, int64, error) {
 	resp, err := p.get(ctx, it.url)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	defer resp.Body.Close()
 	h := sha256.New()
 	n, err := io.Copy(io.MultiWriter(h, progressWriter{bar}), resp.Body)
 	if err != nil {
-		return "", fmt.Errorf("%s: after %d bytes: %w", it.url, n, err)
+		return "", n, fmt.Errorf("%s: after %d bytes: %w", it.url, n, err)
 	}
 	if got := h.Sum(nil); it.sha256 != nil && !bytes.Equal(got, it.sha256) {
-		return "", fmt.Errorf("%s: got sha256 %x, the index lists %x", it.url, got, it.sha256)
+		return "", n, fmt.Errorf("%s: got sha256 %x, the index lists %x", it.url, got, it.sha256)
 	}
 	if it.size >= 0 && n != it.size {
-		return "", fmt.Errorf("%s: got %d bytes, the index lists %d", it.url, n, it.size)
+		return "", n, fmt.Errorf("%s: got %d bytes, the index lists %d", it.url, n, it.size)
 	}
-	return resp.Header.Get("X-Pkgswarm-Source"), nil
+	src, _, _ := strings.Cut(resp.Header.Get("X-Pkgswarm-Source"), ";")
+	return strings.TrimSpace(src), n, nil
 }
 
 // escapeSegments escapes each segment of a relative path for a URL, as apt

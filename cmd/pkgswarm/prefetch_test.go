@@ -39,7 +39,7 @@ func TestPrefetchWarmsTheCache(t *testing.T) {
 
 	t.Run("named packages", func(t *testing.T) {
 		out, _, err := runCLI(t, append(args, "--package", "alpha", "--package", "zulu")...)
-		if err == nil || !strings.Contains(err.Error(), "no package named zulu") || !strings.Contains(out, "prefetched 1 packages") {
+		if err == nil || !strings.Contains(err.Error(), "no package named zulu") || !strings.Contains(out, "prefetched 1 package ") {
 			t.Fatalf("prefetch of alpha and a missing zulu: %v\n%s", err, out)
 		}
 	})

@@ -18,7 +18,7 @@ func rpmFlags() []cli.Flag {
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "rpm-key", EnvVars: env("rpm-key"),
 			Usage: "OpenPGP public key file (armored or binary) or directory of them (e.g. /etc/pki/rpm-gpg) whose signatures make an rpm trusted; also verifies rpm-md repomd.xml.asc (repeatable)"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "rpm-configured-keys-only", EnvVars: env("rpm-configured-keys-only"),
-			Usage: "never trust a urpmi medium's own pubkey (by default it is fetched on first use and pinned, as urpmi does): only --rpm-key keys"}),
+			Usage: "never trust a urpmi medium's own pubkey, only --rpm-key keys (without it, the pubkey is fetched on first use and pinned, as urpmi does)"}),
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -55,6 +56,7 @@ func serveFlags() []cli.Flag {
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "mirror", EnvVars: env("mirror"), Usage: "fallback mirrors: PREFIX=ALT[,ALT...] (repeatable); the first PREFIX keys the cache"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "offline", EnvVars: env("offline"), Usage: "never contact origins; serve from the cache and peers only"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-level", EnvVars: env("log-level"), Value: "info", Usage: "debug (one line per request), info, warn or error"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-internals", EnvVars: env("log-internals"), Value: "info", Usage: "level of the swarm's BitTorrent and DHT library, the badger index and mDNS discovery, which chatter every few seconds: debug to see them too (never below --log-level)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-format", EnvVars: env("log-format"), Value: "auto", Usage: "text, json, or auto (json under systemd, text otherwise)"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "revalidate", EnvVars: env("revalidate"), Value: 27 * time.Second, Usage: "at most one conditional GET per root or volatile file in this window"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "hold", EnvVars: env("hold"), Value: time.Second, Usage: "wait this long for a download to verify before streaming it unverified (aborted if it then fails)"}),
@@ -76,30 +78,21 @@ func serveCommand() *cli.Command {
 	}
 }
 
-// loadConfigFile applies a TOML config file under flags and environment.
-func loadConfigFile(flags []cli.Flag) cli.BeforeFunc {
-	return altsrc.InitInputSourceWithContext(flags, func(c *cli.Context) (altsrc.InputSourceContext, error) {
-		path := c.String("config")
-		if path == "" {
-			if _, err := os.Stat(defaultConfigFile); err != nil {
-				return &altsrc.MapInputSource{}, nil
-			}
-			path = defaultConfigFile
-		}
-		src, err := altsrc.NewTomlSourceFromFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("config file %s: %w", path, err)
-		}
-		return src, nil
-	})
-}
-
-func newLogger(c *cli.Context) (*slog.Logger, error) {
-	var level slog.Level
+// newLogger returns the node's logger (--log-level) and the logger of its
+// internals (--log-internals): the BitTorrent and DHT library behind the
+// swarm, the badger index behind the store, and mDNS discovery's chatter.
+// Those say something every few seconds on an idle node (DHT traversals and
+// announces, peer health checks, index flushes), so --log-level debug alone
+// gives one line per request and leaves them out; their warnings and
+// information lines still show.
+func newLogger(c *cli.Context) (log, internals *slog.Logger, err error) {
+	var level, inner slog.Level
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
+		return nil, nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
 	}
-	opts := &slog.HandlerOptions{Level: level}
+	if err := inner.UnmarshalText([]byte(c.String("log-internals"))); err != nil {
+		return nil, nil, fmt.Errorf("--log-internals %q: want debug, info, warn or error", c.String("log-internals"))
+	}
 	format := c.String("log-format")
 	if format == "auto" {
 		format = "text"
@@ -107,13 +100,18 @@ func newLogger(c *cli.Context) (*slog.Logger, error) {
 			format = "json"
 		}
 	}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	handler := func(l slog.Level) slog.Handler {
+		opts := &slog.HandlerOptions{Level: l}
+		if format == "json" {
+			return slog.NewJSONHandler(os.Stderr, opts)
+		}
+		return slog.NewTextHandler(os.Stderr, opts)
 	}
-	return nil, fmt.Errorf("--log-format %q: want text, json or auto", format)
+	if format != "text" && format != "json" {
+		return nil, nil, fmt.Errorf("--log-format %q: want text, json or auto", format)
+	}
+	// Internals never log below the node's own level.
+	return slog.New(handler(level)), slog.New(handler(max(level, inner))), nil
 }
 
 // defaultDataDir is /var/cache/pkgswarm when writable, else the user's
@@ -131,6 +129,27 @@ func defaultDataDir() string {
 		return filepath.Join(d, "pkgswarm")
 	}
 	return filepath.Join(os.TempDir(), "pkgswarm")
+}
+
+// listen opens --listen, with a hint only where one is the likely cause:
+// the address taken (another proxy, or another pkgswarm), a port that
+// needs root; a malformed address says what to write.
+func listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	switch {
+	case err == nil:
+		return ln, nil
+	case errors.Is(err, syscall.EADDRINUSE):
+		return nil, fmt.Errorf("--listen %s: the address is already in use (another proxy, or another pkgswarm, listening there?): stop it, or give this node another --listen", addr)
+	case errors.Is(err, syscall.EACCES):
+		return nil, fmt.Errorf("--listen %s: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE): choose a port from 1024 up, e.g. :3142", addr)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return nil, fmt.Errorf("--listen %s: no interface of this machine has that address: give one of its addresses, or :PORT for all", addr)
+	}
+	if ae := (*net.AddrError)(nil); errors.As(err, &ae) {
+		return nil, fmt.Errorf("--listen %q: %v: want HOST:PORT or :PORT, e.g. :3142 or 127.0.0.1:3142", addr, ae)
+	}
+	return nil, fmt.Errorf("--listen %s: %w", addr, err)
 }
 
 func parsePorts(s string) ([]int, error) {
@@ -164,19 +183,20 @@ func nodeID(st *store.Store) (string, error) {
 
 // server is everything serve runs; other commands reuse parts.
 type server struct {
-	id    string
-	log   *slog.Logger
-	store *store.Store
-	node  *node.Node
-	http  *http.Server
-	ln    net.Listener
-	peers *peerSet
-	swarm *swarm.Node // nil with --swarm off
-	seed  *seeder     // nil with --swarm off
+	id        string
+	log       *slog.Logger
+	internals *slog.Logger // see newLogger
+	store     *store.Store
+	node      *node.Node
+	http      *http.Server
+	ln        net.Listener
+	peers     *peerSet
+	swarm     *swarm.Node // nil with --swarm off
+	seed      *seeder     // nil with --swarm off
 }
 
 func runServe(c *cli.Context) error {
-	log, err := newLogger(c)
+	log, internals, err := newLogger(c)
 	if err != nil {
 		return cli.Exit(err, 2)
 	}
@@ -186,14 +206,20 @@ func runServe(c *cli.Context) error {
 		// an index parse; the cache itself lives in files, not memory.
 		debug.SetMemoryLimit(64 << 20)
 	}
-	n, err := buildServer(c, log)
+	n, err := buildServer(c, log, internals)
 	if err != nil {
 		return cli.Exit(err, 1)
 	}
 	ctx := c.Context
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		log.Info("pkgswarm serving", "listen", n.ln.Addr().String(), "data-dir", c.String("data-dir"), "version", version)
+		attrs := []any{"listen", n.ln.Addr().String(), "data-dir", c.String("data-dir"), "version", version}
+		if c.Bool("offline") {
+			// Said once here: misses then say "offline" to the client, and
+			// nothing is logged per root served from the cache.
+			attrs = append(attrs, "offline", "origins are never contacted (--offline): only the cache and peers answer")
+		}
+		log.Info("pkgswarm serving", attrs...)
 		if err := n.http.Serve(n.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serving on %s: %w", n.ln.Addr(), err)
 		}
@@ -202,7 +228,7 @@ func runServe(c *cli.Context) error {
 	dcfg := discovery.Config{
 		NodeID: n.id, Port: n.ln.Addr().(*net.TCPAddr).Port,
 		Interfaces: c.StringSlice("mdns-interface"), MDNS: c.Bool("mdns"),
-		AnnounceAptProxy: c.Bool("mdns") && c.Bool("announce-apt-proxy"), Static: c.StringSlice("peer"), Logger: log,
+		AnnounceAptProxy: c.Bool("mdns") && c.Bool("announce-apt-proxy"), Static: c.StringSlice("peer"), Logger: n.internals,
 	}
 	var onPeer func(discovery.Peer, bool)
 	if n.swarm != nil {
@@ -229,10 +255,13 @@ func runServe(c *cli.Context) error {
 	if cerr := n.store.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
+	if err == nil {
+		log.Info("pkgswarm stopped", "listen", n.ln.Addr().String(), "data-dir", c.String("data-dir"))
+	}
 	return err
 }
 
-func buildServer(c *cli.Context, log *slog.Logger) (*server, error) {
+func buildServer(c *cli.Context, log, internals *slog.Logger) (*server, error) {
 	dataDir := c.String("data-dir")
 	if dataDir == "" {
 		dataDir = defaultDataDir()
@@ -274,14 +303,18 @@ func buildServer(c *cli.Context, log *slog.Logger) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
+	swarmSet, err := parseSwarmSettings(c)
+	if err != nil {
+		return nil, err
+	}
 
 	// Listen first: a root started on a privileged port keeps it after it
 	// becomes the data directory's owner.
-	ln, err := net.Listen("tcp", c.String("listen"))
+	ln, err := listen(c.String("listen"))
 	if err != nil {
-		return nil, fmt.Errorf("listening on %s: %w (another proxy on that port? set --listen)", c.String("listen"), err)
+		return nil, err
 	}
-	st, storeDir, err := openDataDir(dataDir, store.Options{MaxBytes: maxBytes, Logger: log}, log,
+	st, storeDir, err := openDataDir(dataDir, store.Options{MaxBytes: maxBytes, Logger: internals}, log,
 		"stop it, or give this one another --data-dir")
 	if err != nil {
 		ln.Close()
@@ -294,7 +327,7 @@ func buildServer(c *cli.Context, log *slog.Logger) (*server, error) {
 		return nil, fmt.Errorf("node id: %w", err)
 	}
 	httpPort := ln.Addr().(*net.TCPAddr).Port
-	sw, err := newSwarm(c.Context, c, log, storeDir, httpPort, shareableBlobs{st})
+	sw, err := newSwarm(c.Context, c, swarmSet, internals, storeDir, httpPort, shareableBlobs{st})
 	if err != nil {
 		ln.Close()
 		st.Close()
@@ -336,20 +369,20 @@ func buildServer(c *cli.Context, log *slog.Logger) (*server, error) {
 	}
 	hs := &http.Server{Handler: nd.Handler, ConnContext: nd.Proxy.ConnContext, ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-	return &server{id: id, log: log, store: st, node: nd, http: hs, ln: nd.Proxy.Readahead(ln), peers: peers, swarm: sw, seed: seed}, nil
+	return &server{id: id, log: log, internals: internals, store: st, node: nd, http: hs, ln: nd.Proxy.Readahead(ln), peers: peers, swarm: sw, seed: seed}, nil
 }
 
 // egressFlags are the serve flags of the origin address policy.
 func egressFlags() []cli.Flag {
 	return []cli.Flag{
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "allow-origin-loopback", EnvVars: env("allow-origin-loopback"),
-			Usage: "allow loopback addresses and this node's own addresses as origins (a mirror on this machine); refused by default so that clients cannot reach local services through pkgswarm"}),
+			Usage: "allow loopback addresses and this node's own addresses as origins (a mirror on this machine); without it they are refused, so that clients cannot reach local services through pkgswarm"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "allow-origin-link-local", EnvVars: env("allow-origin-link-local"),
 			Usage: "allow link-local addresses (169.254.0.0/16, fe80::/10, where cloud metadata services listen) as origins"}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "origin-connections", EnvVars: env("origin-connections"), Value: origin.DefaultMaxConnsPerHost,
 			Usage: "connections open to one origin host at most (requests apt pipelines are fetched in parallel over them)"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "deny-origin-private", EnvVars: env("deny-origin-private"),
-			Usage: "refuse origins in private ranges (10/8, 172.16/12, 192.168/16, fc00::/7); allowed by default for LAN mirrors"}),
+			Usage: "refuse origins in private ranges (10/8, 172.16/12, 192.168/16, fc00::/7); without it they are allowed, for LAN mirrors"}),
 	}
 }
 

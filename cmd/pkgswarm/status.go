@@ -96,11 +96,21 @@ func fetchNodeStatus(ctx context.Context, server string) ([]byte, status.Status,
 	if resp.StatusCode != http.StatusOK {
 		return nil, st, fmt.Errorf("%s answered %s: %s (is --server a pkgswarm node, and is this machine in its --allow-clients?)", u, resp.Status, firstLine(raw))
 	}
+	var head struct {
+		Version json.RawMessage `json:"version"`
+		NodeID  string          `json:"node_id"`
+	}
+	if json.Unmarshal(raw, &head) == nil && head.NodeID != "" && bytes.HasPrefix(head.Version, []byte(`"`)) {
+		return nil, st, fmt.Errorf("%s: the node runs an older pkgswarm (%s) whose status document has no schema version: upgrade it, or use the same version here", u, head.Version)
+	}
 	if err := json.Unmarshal(raw, &st); err != nil || st.NodeID == "" {
 		if err == nil {
 			err = errors.New("no node_id")
 		}
 		return nil, st, fmt.Errorf("%s: not a pkgswarm status document: %w (is --server a pkgswarm node?)", u, err)
+	}
+	if st.Version > status.SchemaVersion {
+		return nil, st, fmt.Errorf("%s: status document version %d; this pkgswarm (%s) reads version %d: use the node's version of pkgswarm", u, st.Version, version, status.SchemaVersion)
 	}
 	return raw, st, nil
 }
@@ -135,7 +145,7 @@ func printStatus(w io.Writer, st status.Status) error {
 	if st.Offline {
 		mode = "  (offline: origins are never contacted)"
 	}
-	fmt.Fprintf(tw, "node\t%s  version %s%s\n", st.NodeID, st.Version, mode)
+	fmt.Fprintf(tw, "node\t%s  version %s%s\n", st.NodeID, st.PkgswarmVersion, mode)
 	fmt.Fprintf(tw, "hit ratio\t%.1f %%  (%d hits, %d misses)\n", 100*st.HitRatio, st.Requests["hit"], st.Requests["miss"])
 	var total, saved int64
 	var parts []string
@@ -275,7 +285,7 @@ func withTrailingFlags(c *cli.Context) (*cli.Context, error) {
 		}
 	}
 	if err := fs.Parse(append(append(flags, "--"), pos...)); err != nil {
-		return nil, fmt.Errorf("%s: %w (see pkgswarm %s --help)", c.Command.Name, err, c.Command.Name)
+		return nil, usageError(c, err, true)
 	}
 	var parent *cli.Context
 	if l := c.Lineage(); len(l) > 1 {

@@ -37,40 +37,60 @@ func swarmFlags() []cli.Flag {
 	}
 }
 
-// newSwarm starts the BitTorrent tier, or returns nil with --swarm off.
-func newSwarm(ctx context.Context, c *cli.Context, log *slog.Logger, dataDir string, httpPort int, blobs swarm.Blobs) (*swarm.Node, error) {
-	mode := c.String("swarm")
-	switch mode {
+// swarmSettings are the swarm flags, checked before anything starts.
+type swarmSettings struct {
+	mode              string // off, lan or public
+	up, down, minSize int64
+	boot              []string
+}
+
+// parseSwarmSettings checks the swarm flags: serve calls it before it
+// listens or opens the cache, so a mistyped flag changes nothing.
+func parseSwarmSettings(c *cli.Context) (swarmSettings, error) {
+	var s swarmSettings
+	s.mode = c.String("swarm")
+	switch s.mode {
 	case "off":
-		return nil, nil
+		return s, nil
 	case "lan", "public":
 	default:
-		return nil, fmt.Errorf("--swarm %q: want off, lan or public", mode)
+		return s, fmt.Errorf("--swarm %q: want off, lan or public", s.mode)
 	}
-	up, err := parseSize(c.String("swarm-upload-rate"))
-	if err != nil {
-		return nil, fmt.Errorf("--swarm-upload-rate: %w", err)
+	var err error
+	if s.up, err = parseSize(c.String("swarm-upload-rate")); err != nil {
+		return s, fmt.Errorf("--swarm-upload-rate: %w", err)
 	}
-	down, err := parseSize(c.String("swarm-download-rate"))
-	if err != nil {
-		return nil, fmt.Errorf("--swarm-download-rate: %w", err)
+	if s.down, err = parseSize(c.String("swarm-download-rate")); err != nil {
+		return s, fmt.Errorf("--swarm-download-rate: %w", err)
 	}
-	minSize, err := parseSize(c.String("swarm-min-size"))
-	if err != nil {
-		return nil, fmt.Errorf("--swarm-min-size: %w", err)
+	if s.minSize, err = parseSize(c.String("swarm-min-size")); err != nil {
+		return s, fmt.Errorf("--swarm-min-size: %w", err)
 	}
-	var boot []string
+	addr := c.String("swarm-listen")
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+		return s, fmt.Errorf("--swarm-listen %q: want IP:PORT or :PORT, e.g. %s", addr, swarmListenExamples)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return s, fmt.Errorf("--swarm-listen %q: %q is not a port number; want IP:PORT or :PORT, e.g. %s", addr, port, swarmListenExamples)
+	}
 	for _, b := range c.StringSlice("swarm-bootstrap") {
 		for _, a := range strings.Split(b, ",") {
 			if a = strings.TrimSpace(a); a != "" {
-				boot = append(boot, a)
+				s.boot = append(s.boot, a)
 			}
 		}
 	}
+	return s, nil
+}
+
+// newSwarm starts the BitTorrent tier, or returns nil with --swarm off.
+func newSwarm(ctx context.Context, c *cli.Context, set swarmSettings, log *slog.Logger, dataDir string, httpPort int, blobs swarm.Blobs) (*swarm.Node, error) {
+	if set.mode == "off" {
+		return nil, nil
+	}
 	n, err := swarm.New(ctx, swarm.Config{
-		DataDir: filepath.Join(dataDir, "swarm"), ListenAddr: c.String("swarm-listen"), Mode: mode,
-		Bootstrap: boot, Namespace: c.String("swarm-namespace"), UploadRate: up, DownloadRate: down,
-		MaxSeeded: c.Int("swarm-max-seeded"), MinSize: minSize, FindTimeout: c.Duration("swarm-find-timeout"), HTTPPort: httpPort, Blobs: blobs, Logger: log,
+		DataDir: filepath.Join(dataDir, "swarm"), ListenAddr: c.String("swarm-listen"), Mode: set.mode,
+		Bootstrap: set.boot, Namespace: c.String("swarm-namespace"), UploadRate: set.up, DownloadRate: set.down,
+		MaxSeeded: c.Int("swarm-max-seeded"), MinSize: set.minSize, FindTimeout: c.Duration("swarm-find-timeout"), HTTPPort: httpPort, Blobs: blobs, Logger: log,
 	})
 	var bad *swarm.ListenAddrError
 	if errors.As(err, &bad) {
@@ -204,7 +224,9 @@ func magnetHandler(n *swarm.Node, st *store.Store) http.Handler {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{"sha256": d.String(), "size": bi.Size, "magnet": m})
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false) // a magnet's & is a plain &, not \u0026
+		enc.Encode(map[string]any{"sha256": d.String(), "size": bi.Size, "magnet": m})
 	})
 }
 

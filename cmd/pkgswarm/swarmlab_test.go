@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -59,7 +60,8 @@ func TestLabSwarm(t *testing.T) {
 	s := office.NewSites(t, office.SitesOptions{
 		Options: office.Options{Name: "swarm", Nodes: 2, Packages: swarmPackages, NoStart: true, LogLevel: "debug",
 			Program: office.Program{Args: func(n *office.Node) []string {
-				return append(n.ServeArgs(), "--swarm-bootstrap", boot)
+				// The swarm says "announced" at debug, among its internals.
+				return append(n.ServeArgs(), "--swarm-bootstrap", boot, "--log-internals", "debug")
 			}}},
 		NodesB: 6,
 	})
@@ -374,7 +376,7 @@ func swarmStats(t *testing.T, n *office.Node) swarm.Stats {
 	}
 	var doc struct {
 		Extra struct {
-			Swarm *swarm.Stats `json:"swarm"`
+			Swarm any `json:"swarm"`
 		} `json:"extra"`
 	}
 	if err := json.Unmarshal(body, &doc); err != nil {
@@ -383,7 +385,38 @@ func swarmStats(t *testing.T, n *office.Node) swarm.Stats {
 	if doc.Extra.Swarm == nil {
 		t.Fatalf("%s: /_pkgswarm/status has no extra.swarm (is --swarm off?)", n.Name)
 	}
-	return *doc.Extra.Swarm
+	// The document is snake_case (bytes_up); encoding/json matches field
+	// names case-insensitively, so without the underscores it fills
+	// swarm.Stats (BytesUp).
+	b, _ := json.Marshal(unsnake(doc.Extra.Swarm))
+	var st swarm.Stats
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatalf("%s: extra.swarm: %v", n.Name, err)
+	}
+	return st
+}
+
+var snakeKey = regexp.MustCompile(`^[a-z]+(_[a-z]+)+$`)
+
+// unsnake drops the underscores of snake_case keys (not of map keys such
+// as addresses).
+func unsnake(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			if snakeKey.MatchString(k) {
+				k = strings.ReplaceAll(k, "_", "")
+			}
+			out[k] = unsnake(e)
+		}
+		return out
+	case []any:
+		for i := range x {
+			x[i] = unsnake(x[i])
+		}
+	}
+	return v
 }
 
 func findFetch(st swarm.Stats, digest string) (swarm.FetchStats, bool) {

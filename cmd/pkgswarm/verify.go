@@ -82,8 +82,25 @@ func verifyCommand() *cli.Command {
 			if err != nil {
 				return exitf(1, "verify stopped: %w (nothing was changed beyond the files listed above)", err)
 			}
-			fmt.Fprintf(c.App.Writer, "verified %d files (%s): %d bad, dropped\n", blobs, status.FormatBytes(total), len(bad))
+			fmt.Fprintf(c.App.Writer, "verified %s (%s): %s\n", plural(blobs, "file", "files"), status.FormatBytes(total), verdict(len(bad)))
 			return nil
 		},
 	}
+}
+
+// verdict sums up what verify found.
+func verdict(bad int) string {
+	if bad == 0 {
+		return "every file matches its digest"
+	}
+	return fmt.Sprintf("%s did not match and %s dropped (listed above); each is fetched again when next asked for",
+		plural(bad, "file", "files"), map[bool]string{true: "was", false: "were"}[bad == 1])
+}
+
+// plural is "1 file", "2 files", "0 files".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

@@ -50,14 +50,14 @@ func TestVerifyAndGC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out, "dropped "+victim) || !strings.Contains(out, "verified "+strconv.Itoa(blobs)+" files") || !strings.Contains(out, ": 1 bad, dropped") {
+	if !strings.Contains(out, "dropped "+victim) || !strings.Contains(out, "verified "+strconv.Itoa(blobs)+" files") || !strings.Contains(out, ": 1 file did not match and was dropped") {
 		t.Fatalf("verify output:\n%s", out)
 	}
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Fatalf("the corrupt blob is still on disk: %v", err)
 	}
 	out, _, err = runCLI(t, "verify", "--data-dir", n.dir)
-	if err != nil || !strings.Contains(out, ": 0 bad") {
+	if err != nil || !strings.Contains(out, ": every file matches its digest") {
 		t.Fatalf("second verify: %v\n%s", err, out)
 	}
 

@@ -433,10 +433,9 @@ func (n *Node) Get(ctx context.Context, path string) ([]byte, error) {
 	return body, nil
 }
 
-// Status is a node's /_pkgswarm/status document, with the peer table typed.
+// Status is a node's /_pkgswarm/status document (docs/status-json.md).
 type Status struct {
 	status.Status
-	Peers []discovery.Peer `json:"peers"`
 }
 
 // PeerIDs returns the node ids in the peer table, sorted.

@@ -55,24 +55,70 @@ func (l *FailureLog) List() []Failure {
 	return append([]Failure{}, l.ring...)
 }
 
-// Status is the document behind GET /_pkgswarm/status.
+// SchemaVersion is the "version" of the status document: it changes only
+// when a field changes meaning or goes away (new fields may appear at any
+// time). docs/status-json.md describes version 1.
+const SchemaVersion = 1
+
+// Status is the document behind GET /_pkgswarm/status (docs/status-json.md).
+// Its keys are snake_case throughout, absent dates are left out, and lists
+// are [] when empty, never null.
 type Status struct {
-	NodeID    string                `json:"node_id"`
-	Version   string                `json:"version"`
-	Time      time.Time             `json:"time"`
-	Offline   bool                  `json:"offline"`
-	Store     StoreStatus           `json:"store"`
-	Served    map[string]int64      `json:"served_bytes"`
-	Origin    OriginStatus          `json:"origin"`
-	Requests  map[string]int64      `json:"requests"`
-	HitRatio  float64               `json:"hit_ratio"`
-	Failures  []Failure             `json:"verification_failures"`
-	Repos     []trust.RepoStatus    `json:"repositories"`
-	RPMRepos  []trust.RPMRepoStatus `json:"rpm_repositories"`
-	Transfers []fetch.Transfer      `json:"transfers"`
-	Peers     any                   `json:"peers,omitempty"`
-	Extra     map[string]any        `json:"extra,omitempty"`
-	Keys      []string              `json:"trusted_keys"`
+	Version         int                   `json:"version"` // SchemaVersion
+	PkgswarmVersion string                `json:"pkgswarm_version"`
+	NodeID          string                `json:"node_id"`
+	Time            time.Time             `json:"time"`
+	Offline         bool                  `json:"offline"`
+	Store           StoreStatus           `json:"store"`
+	Served          map[string]int64      `json:"served_bytes"`
+	Origin          OriginStatus          `json:"origin"`
+	Requests        map[string]int64      `json:"requests"`
+	HitRatio        float64               `json:"hit_ratio"`
+	Failures        []Failure             `json:"verification_failures"`
+	Repos           []trust.RepoStatus    `json:"repositories"`
+	RPMRepos        []trust.RPMRepoStatus `json:"rpm_repositories"`
+	Transfers       []fetch.Transfer      `json:"transfers"`
+	Peers           []Peer                `json:"peers"`
+	Extra           map[string]any        `json:"extra,omitempty"`
+	Keys            []string              `json:"trusted_keys"`
+}
+
+// Peer is one row of the peer table: a LAN peer as discovery reports it.
+type Peer struct {
+	ID          string            `json:"id"`
+	URL         string            `json:"url"`
+	Addrs       []string          `json:"addrs"`
+	Port        int               `json:"port,omitempty"`
+	TXT         map[string]string `json:"txt,omitempty"`
+	Source      string            `json:"source"` // "mdns" or "static"
+	FirstSeen   time.Time         `json:"first_seen,omitzero"`
+	LastSeen    time.Time         `json:"last_seen,omitzero"`
+	Healthy     bool              `json:"healthy"`
+	Failures    int               `json:"failures"`
+	BannedUntil time.Time         `json:"banned_until,omitzero"`
+}
+
+// peersOf reads the peer table Node.Peers gives (discovery.Peer values
+// today, or anything with those field names) into Peers, by field name in
+// snake_case.
+func peersOf(v any) []Peer {
+	peers := []Peer{}
+	if v == nil {
+		return peers
+	}
+	b, err := json.Marshal(snakeValue(v))
+	if err != nil {
+		return peers
+	}
+	if json.Unmarshal(b, &peers) != nil || peers == nil {
+		return []Peer{}
+	}
+	for i := range peers {
+		if peers[i].Addrs == nil {
+			peers[i].Addrs = []string{}
+		}
+	}
+	return peers
 }
 
 // StoreStatus describes the content store.
@@ -92,15 +138,17 @@ type OriginStatus struct {
 // Node is what the status page, the dashboard and /metrics read. Store,
 // Trust, Fetch and Metrics are required.
 type Node struct {
-	NodeID, Version string
+	NodeID, Version string // Version is pkgswarm's (Status.PkgswarmVersion)
 	Offline         bool
 	Store           *store.Store
 	Trust           *trust.Resolver
 	Fetch           *fetch.Fetcher
 	Metrics         *Metrics
-	// Peers, if set, lists peers for the status page and dashboard.
+	// Peers, if set, lists peers for the status page and dashboard: a
+	// slice of structs with Peer's field names (discovery.Peer).
 	Peers func() any
-	// Extra, if set, adds sections to the status document.
+	// Extra, if set, adds sections to the status document. Each value is
+	// written in snake_case, whatever its type's field names.
 	Extra func() map[string]any
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
@@ -115,8 +163,8 @@ func (n *Node) now() time.Time {
 
 // Status gathers the current status.
 func (n *Node) Status() Status {
-	st := Status{NodeID: n.NodeID, Version: n.Version, Time: n.now(), Offline: n.Offline,
-		Served: map[string]int64{}, Requests: map[string]int64{}}
+	st := Status{Version: SchemaVersion, PkgswarmVersion: n.Version, NodeID: n.NodeID, Time: n.now(), Offline: n.Offline,
+		Served: map[string]int64{}, Requests: map[string]int64{}, Peers: []Peer{}}
 	st.Store.Blobs, st.Store.Bytes = n.Store.Usage()
 	st.Store.MaxBytes = n.Store.MaxBytes()
 	mfs, _ := n.Metrics.reg.Gather()
@@ -141,16 +189,27 @@ func (n *Node) Status() Status {
 		st.HitRatio = float64(st.Requests["hit"]) / float64(total)
 	}
 	st.Failures = n.Metrics.failures.List()
-	st.Repos = n.Trust.Repos()
-	st.RPMRepos = n.Trust.RPMRepos()
-	st.Transfers = n.Fetch.Transfers()
+	st.Repos = nonNil(n.Trust.Repos())
+	for i := range st.Repos {
+		st.Repos[i].Keys = nonNil(st.Repos[i].Keys)
+	}
+	st.RPMRepos = nonNil(n.Trust.RPMRepos())
+	for i := range st.RPMRepos {
+		st.RPMRepos[i].Keys = nonNil(st.RPMRepos[i].Keys)
+	}
+	st.Transfers = nonNil(n.Fetch.Transfers())
 	if n.Peers != nil {
-		st.Peers = n.Peers()
+		st.Peers = peersOf(n.Peers())
 	}
 	if n.Extra != nil {
-		st.Extra = n.Extra()
+		if extra := n.Extra(); len(extra) > 0 {
+			st.Extra = make(map[string]any, len(extra))
+			for k, v := range extra {
+				st.Extra[k] = snakeValue(v)
+			}
+		}
 	}
-	st.Keys = n.Trust.TrustedKeys()
+	st.Keys = nonNil(n.Trust.TrustedKeys())
 	return st
 }
 
@@ -193,4 +252,12 @@ func (n *Node) Routes(ctx context.Context, mux Mux) {
 	d := n.Dashboard(ctx)
 	mux.Handle("GET /{$}", d)
 	mux.Handle("GET "+dashboardUIPrefix, d)
+}
+
+// nonNil makes a nil slice an empty one: [] in JSON, not null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }

@@ -44,6 +44,21 @@ func Parse(requestURI string) (Target, error) {
 	switch {
 	case strings.HasPrefix(requestURI, "/"):
 		rest := strings.TrimPrefix(requestURI, "/")
+		for _, sch := range []string{"https", "http"} {
+			if after, ok := strings.CutPrefix(rest, sch+":/"); ok {
+				// "/https://host/path": the URL pasted whole after the
+				// node's address. Say how the prefix is written.
+				host, _, _ := strings.Cut(strings.TrimPrefix(after, "/"), "/")
+				if host == "" {
+					host = "HOST"
+				}
+				form := "/" + host + "/..."
+				if sch == "https" {
+					form = "/https/" + host + "/..."
+				}
+				return Target{}, fmt.Errorf("%w: %q: write the prefix as %s, not /%s://%s/...", ErrBadTarget, requestURI, form, sch, host)
+			}
+		}
 		scheme = "http"
 		if r, ok := strings.CutPrefix(rest, "https/"); ok {
 			scheme, rest = "https", r

@@ -105,3 +105,19 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// Issue 15 item 2: a prefix written with the scheme's "://" is refused with
+// the form to write instead.
+func TestParseSchemeInPrefixHint(t *testing.T) {
+	t.Parallel()
+	for uri, want := range map[string]string{
+		"/https://deb.example.org/debian/dists/bookworm/InRelease": "write the prefix as /https/deb.example.org/...",
+		"/https:/deb.example.org/debian/dists/bookworm/InRelease":  "write the prefix as /https/deb.example.org/...",
+		"/http://deb.example.org/debian/pool/main/h/hello/h.deb":   "write the prefix as /deb.example.org/...",
+	} {
+		_, err := Parse(uri)
+		if !errors.Is(err, ErrBadTarget) || !strings.Contains(err.Error(), want) {
+			t.Errorf("Parse(%q) = %v, want ErrBadTarget saying %q", uri, err, want)
+		}
+	}
+}

@@ -44,7 +44,7 @@ func (r *Resolver) aptRoot(ctx context.Context, t target.Target) (Plan, error) {
 		return r.refreshReleasePair(ctx, repo)
 	})
 	if e, _ = r.held(t.URL); e != nil && (err == nil || e.Verified || fetch.IsUnavailable(err)) {
-		if err != nil {
+		if err != nil && !errors.Is(err, fetch.ErrOffline) { // offline is said once, at start
 			r.log.Warn("serving the held root", "url", t.URL, "reason", err)
 		}
 		return Plan{Format: FormatApt, Held: &Held{Digest: e.Digest, Meta: metaOf(*e), Source: "cache"}}, nil

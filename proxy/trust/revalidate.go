@@ -203,7 +203,9 @@ func (r *Resolver) refreshSmall(ctx context.Context, u string, window time.Durat
 	case err == nil:
 		return store.URLEntry{}, false, fmt.Errorf("no copy of %s is held: %w", u, fetch.ErrNotFound)
 	case cur != nil && fetch.IsUnavailable(err):
-		r.log.Warn("origins unreachable, serving the held copy", "url", u, "err", err)
+		if !errors.Is(err, fetch.ErrOffline) { // offline is said once, at start
+			r.log.Warn("origins unreachable, serving the held copy", "url", u, "err", err)
+		}
 		return *cur, false, nil
 	}
 	return store.URLEntry{}, false, err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"path"
@@ -62,7 +63,7 @@ func (r *Resolver) rpmmdRepomd(ctx context.Context, t target.Target) (Plan, erro
 		return r.refreshRepomd(ctx, repo)
 	})
 	if p, ok := r.heldPlan(FormatRPMMD, t.URL, "cache"); ok {
-		if err != nil {
+		if err != nil && !errors.Is(err, fetch.ErrOffline) { // offline is said once, at start
 			r.log.Warn("serving the held repomd", "url", t.URL, "reason", err)
 		}
 		return p, nil

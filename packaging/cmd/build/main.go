@@ -20,7 +20,7 @@ func main() {
 	formats := flag.String("formats", "deb,rpm", "packages to build, comma-separated: deb, rpm")
 	flag.StringVar(&o.SourceDir, "src", "..", "root of the pkgswarm main module")
 	flag.StringVar(&o.OutDir, "out", "dist", "directory for the packages")
-	flag.StringVar(&o.Version, "version", "", "package version (default 0.0.0~dev)")
+	flag.StringVar(&o.Version, "version", "", "package version (default: the commit's tag, else 0.0.0~dev+g<commit>)")
 	flag.StringVar(&o.Arch, "arch", "", "Go architecture (default this machine's)")
 	flag.StringVar(&o.Maintainer, "maintainer", "", "package maintainer, \"Name <address>\" (default "+packaging.DefaultMaintainer+")")
 	flag.StringVar(&o.Overlay, "overlay", "", "go build -overlay file")

@@ -15,6 +15,9 @@
   try {
     history = JSON.parse(document.getElementById("history").textContent) || [];
   } catch (e) { history = []; }
+  // The server keeps 720 points (an hour); until then the chart spans the
+  // node's uptime, and says so.
+  var trimmed = history.length >= 720;
 
   // fixed1 formats like Go's %.1f: exact decimal rounding, ties to even.
   // A double is exactly halfway between two one-decimal values only when
@@ -107,7 +110,7 @@
     setStat("requests.hit", hits, String(hits));
     setStat("requests.miss", misses, String(misses));
     setStat("node_id", null, st.node_id);
-    setStat("version", null, st.version);
+    setStat("pkgswarm_version", null, st.pkgswarm_version);
     setStat("time", null, utc(st.time));
     var names = sourceOrder(st.served_bytes), total = 0, saved = 0;
     names.forEach(function (n) { var b = st.served_bytes[n] || 0; total += b; if (n !== "origin") saved += b; });
@@ -162,6 +165,16 @@
       return tr;
     }), "No LAN peer found (mDNS or --peer).", 7);
 
+    // freshness matches rootFreshness in dashboard.go: a root signed long
+    // ago is no alarm unless its Valid-Until has passed.
+    function freshness(r) {
+      if (isZeroTime(r.date)) return { text: "", expired: false };
+      var date = new Date(r.date).getTime() / 1000;
+      if (isZeroTime(r.valid_until)) return { text: "signed " + formatAge(now - date) + " ago, no expiry", expired: false };
+      var until = new Date(r.valid_until).getTime() / 1000;
+      if (now > until) return { text: "expired " + formatAge(now - until) + " ago", expired: true };
+      return { text: "valid " + formatAge(until - now) + " more", expired: false };
+    }
     var repos = st.repositories || [];
     setCount("repositories", repos.length);
     fillTable("repositories", repos.map(function (r) {
@@ -169,7 +182,9 @@
       var b = el("td"); b.appendChild(r.trusted ? badge("ok", "verified") : badge("warn", "untrusted", r.note)); tr.appendChild(b);
       tr.appendChild(el("td", { "class": "url", title: r.url }, r.repo));
       tr.appendChild(el("td", {}, isZeroTime(r.date) ? "" : utc(r.date)));
-      tr.appendChild(el("td", { "data-age": "" }, isZeroTime(r.date) ? "" : formatAge(now - new Date(r.date).getTime() / 1000)));
+      var f = freshness(r), age = el("td", { "data-age": "" });
+      age.appendChild(f.expired ? badge("warn", f.text) : el("span", { "class": "muted" }, f.text));
+      tr.appendChild(age);
       tr.appendChild(el("td", { "class": "signer" }, r.signer || ""));
       return tr;
     }), "No repository root seen yet: point apt, urpmi or dnf at this node.", 5);
@@ -187,7 +202,7 @@
 
     history.push({ t: st.time, served: st.served_bytes, origin: st.origin.bytes, hits: hits, misses: misses });
     var cutoff = new Date(st.time).getTime() - KEEP_MS;
-    while (history.length > 2 && new Date(history[0].t).getTime() < cutoff) history.shift();
+    while (history.length > 2 && new Date(history[0].t).getTime() < cutoff) { history.shift(); trimmed = true; }
     drawChart();
   }
 
@@ -212,6 +227,8 @@
       if (dt <= 0) continue;
       names.forEach(function (n) {
         var rate = Math.max(0, ((b.served[n] || 0) - (a.served[n] || 0)) / dt);
+        // The server's points carry the fastest second of their interval.
+        if (b.peak && b.peak[n] !== undefined) rate = Math.max(rate, b.peak[n]);
         maxRate = Math.max(maxRate, rate);
         (series[n] = series[n] || []).push([new Date(b.t).getTime() / 1000 - t0, rate]);
       });
@@ -235,6 +252,9 @@
     });
     box.textContent = "";
     box.appendChild(root);
+    var label = document.getElementById("chart-span");
+    var kept = t1 - new Date(history[0].t).getTime() / 1000;
+    if (label) label.textContent = (trimmed ? "last " : "since the node started ") + formatAge(kept) + (trimmed ? "" : " ago");
   }
 
   function poll() {
