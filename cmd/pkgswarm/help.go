@@ -19,6 +19,7 @@ import (
 // among the arguments first (up to a "--"), and the app shows a command's
 // own help when it finds no such subcommand.
 func helpAnywhere(app *cli.App) {
+	refuseArguments(app.Commands) // inside wrapHelp's check: help anywhere wins
 	wrapHelp(app.Commands)
 	app.OnUsageError = usageError
 	app.CommandNotFound = func(c *cli.Context, name string) {
@@ -39,6 +40,35 @@ func helpAnywhere(app *cli.App) {
 				return cli.Exit(unknownCommand(app.Commands, c.Args().First()), 3)
 			}
 			return cli.ShowAppHelp(c)
+		}
+	}
+}
+
+// refuseArguments makes every command that takes no arguments (no
+// ArgsUsage, no subcommands) refuse them with a usage error. urfave/cli v2
+// stops reading flags at the first argument, so without this
+// `pkgswarm serve cache --listen 127.0.0.1:3142` would drop the flags after
+// "cache" without a word and serve on the defaults.
+func refuseArguments(cmds []*cli.Command) {
+	for _, cmd := range cmds {
+		if len(cmd.Subcommands) > 0 {
+			refuseArguments(cmd.Subcommands)
+			continue
+		}
+		if strings.TrimSpace(cmd.ArgsUsage) != "" || cmd.Action == nil {
+			continue
+		}
+		action := cmd.Action
+		cmd.Action = func(c *cli.Context) error {
+			if c.Args().Present() {
+				var got []string
+				for _, a := range c.Args().Slice() {
+					got = append(got, strconv.Quote(a))
+				}
+				return cli.Exit(fmt.Sprintf("%s takes no arguments, got %s; flags after the first argument are not read (see pkgswarm %s --help)",
+					c.Command.Name, strings.Join(got, " "), c.Command.Name), 2)
+			}
+			return action(c)
 		}
 	}
 }

@@ -92,6 +92,37 @@ func TestBadFlagErrorOnce(t *testing.T) {
 	}
 }
 
+// A command that takes no arguments refuses them: urfave/cli stops reading
+// flags at the first argument, so `pkgswarm serve cache --listen
+// 127.0.0.1:3142` would otherwise serve on the default address, with mDNS,
+// having silently dropped every flag after "cache".
+func TestCommandWithoutArgumentsRefusesThem(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"serve", "cache", "--listen", "127.0.0.1:1"}, `serve takes no arguments, got "cache"`},
+		{[]string{"status", "now"}, `status takes no arguments, got "now"`},
+		{[]string{"gc", "--size", "1G", "all"}, `gc takes no arguments, got "all"`},
+		{[]string{"verify", "a", "b"}, `verify takes no arguments, got "a" "b"`},
+		{[]string{"peers", "x"}, `peers takes no arguments, got "x"`},
+		{[]string{"prefetch", "hello"}, `prefetch takes no arguments, got "hello"`},
+	} {
+		opts := safeEnv(t)
+		opts.timeout = 10 * time.Second
+		out, errOut, code := runPkgswarm(t, opts, tc.args...)
+		if code != 2 {
+			t.Errorf("pkgswarm %q: exit %d, want 2 (a usage error)\n%s%s", tc.args, code, out, errOut)
+		}
+		if strings.Count(errOut, tc.want) != 1 {
+			t.Errorf("pkgswarm %q: stderr lacks %q once:\n%s", tc.args, tc.want, errOut)
+		}
+		if strings.Contains(out+errOut, "pkgswarm serving") {
+			t.Errorf("pkgswarm %q started serving:\n%s%s", tc.args, out, errOut)
+		}
+	}
+}
+
 // Item 6: a command's help lists no "help, h" subcommand, and a flag shows
 // one default.
 func TestCommandHelpTidy(t *testing.T) {
