@@ -73,6 +73,11 @@ func (l *raListener) Accept() (net.Conn, error) {
 }
 
 // raConn is a connection whose incoming bytes are scanned for request heads.
+// It has no ReadFrom, so net/http copies a blob to it through a 32 KiB
+// buffer rather than with sendfile; that is measured, not forgotten: on
+// loopback BenchmarkHotHit/large ran at 1.3 GB/s with 21 s of system time
+// per 20 GB when ReadFrom was forwarded to the TCP connection, and at
+// 2.2 GB/s with 12.7 s without.
 type raConn struct {
 	net.Conn
 	s   *Server

@@ -114,7 +114,7 @@ func isInternal(p string) bool {
 
 // ServeHTTP answers one request, in one straight line: access check, parse
 // the target, ask trust what is expected of it, then answer from the store
-// (sendfile) or from the pipeline's download.
+// or from the pipeline's download.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer answered(r.Context())
 	if !s.clientAllowed(r.RemoteAddr) {
@@ -285,7 +285,7 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, t target.Target,
 
 // serveBlob answers from a stored blob, honouring Range, If-Range and
 // conditionals (http.ServeContent): a small blob from memory, a larger one
-// with sendfile (an *os.File behind ServeContent). It reports false, having
+// from the blob file (an *os.File behind ServeContent). It reports false, having
 // written nothing, when the store no longer holds the blob.
 func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, t target.Target, d store.Digest, meta fetch.Meta, source string) bool {
 	var mod time.Time
