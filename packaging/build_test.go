@@ -50,11 +50,17 @@ func runWithPackages(m *testing.M) int {
 	return m.Run()
 }
 
+// need skips the test when a program it drives is missing, or fails it
+// under CI=true, where scripts/test installs every one (this module cannot
+// use the main module's internal/testtool).
 func need(t *testing.T, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed", tool)
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s is not installed, and under CI=true a missing tool fails the test: scripts/test installs it", tool)
+			}
+			t.Skipf("%s is not installed; install it to run this test", tool)
 		}
 	}
 }

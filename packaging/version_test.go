@@ -11,9 +11,7 @@ import (
 // Issue 15 item 10: packages built without -version carry the commit's tag,
 // or the commit, not a bare "dev"; the maintainer is no placeholder.
 func TestSourceVersion(t *testing.T) {
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git not installed")
-	}
+	need(t, "git")
 	ctx := context.Background()
 	if v := sourceVersion(ctx, t.TempDir()); v != "0.0.0~dev" {
 		t.Errorf("outside a checkout: %q", v)

@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"context"
 	"fmt"
+	"github.com/pkgswarm/pkgswarm/internal/testtool"
 	"html"
 	"io"
 	"net/http"
@@ -107,10 +108,7 @@ func checkFigures(t *testing.T, who, page string, st status.Status) {
 // chromium runs headless Chromium on url with args and returns its stdout.
 func chromium(t *testing.T, url string, args ...string) string {
 	t.Helper()
-	bin, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Skip("chromium is not installed (Debian package chromium); the dashboard browser test needs it")
-	}
+	bin := testtool.Need(t, "chromium", "chromium")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -146,9 +144,7 @@ func get(t *testing.T, url string) string {
 // has polled the status, equals /_pkgswarm/status. With
 // PKGSWARM_UPDATE_SCREENSHOT=1 it also writes docs/dashboard.png.
 func TestDashboardInChromium(t *testing.T) {
-	if _, err := exec.LookPath("chromium"); err != nil {
-		t.Skip("chromium is not installed (Debian package chromium); the dashboard browser test needs it")
-	}
+	testtool.Need(t, "chromium", "chromium")
 	pkgs := append(append([]testrepo.Package(nil), defaultPackages...),
 		testrepo.Package{Name: "echo", Version: "3.2-1", Size: 64 << 10, Seed: 5},
 		testrepo.Package{Name: "foxtrot", Version: "0.4", Size: 6 << 20, Seed: 6},
@@ -289,9 +285,7 @@ func TestDashboardInChromium(t *testing.T) {
 // TestDashboardEscapes: strings a LAN peer controls (its id, URL and
 // addresses) are shown as text, by the server and by the script.
 func TestDashboardEscapes(t *testing.T) {
-	if _, err := exec.LookPath("chromium"); err != nil {
-		t.Skip("chromium is not installed (Debian package chromium); the dashboard browser test needs it")
-	}
+	testtool.Need(t, "chromium", "chromium")
 	const evil = `<img src=x onerror="document.title='pwned'">`
 	n := noderig.Start(t, noderig.Options{Quiet: true, Config: func(c *node.Config) {
 		c.Peers = func() any {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/pkgswarm/pkgswarm/internal/testtool"
 	"github.com/pkgswarm/pkgswarm/proxy/status"
 	"io"
 	"io/fs"
@@ -36,18 +37,17 @@ func needRoot(t *testing.T, why string) {
 	}
 }
 
+// debianPackage names the Debian package of each tool needTools is asked for.
+var debianPackage = map[string]string{"unshare": "util-linux", "mount": "mount", "sh": "dash", "bash": "bash",
+	"apt-get": "apt", "gpg": "gpg", "gpgconf": "gpgconf", "dpkg-deb": "dpkg"}
+
 // needTools skips the test when a program it drives is missing, and fails
 // it instead under CI=true, where every test must run.
+
 func needTools(t *testing.T, names ...string) {
 	t.Helper()
 	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			msg := fmt.Sprintf("%s not found in PATH", n)
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s (CI=true: a missing tool fails the test; install it)", msg)
-			}
-			t.Skip(msg)
-		}
+		testtool.Need(t, n, debianPackage[n])
 	}
 }
 

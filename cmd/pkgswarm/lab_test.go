@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/pkgswarm/pkgswarm/internal/testtool"
 	"io"
 	"net/http"
 	"os"
@@ -494,7 +495,7 @@ func waitFile(t *testing.T, path string) {
 // Forms that are not addresses must stop serve with an error naming the
 // flag and giving an example.
 func TestLabSwarmListen(t *testing.T) {
-	ssPath := needTool(t, "ss", "iproute2")
+	ssPath := testtool.Need(t, "ss", "iproute2")
 	lab := netlab.New(t, "swlisten")
 	lan := lab.AddLAN("lan", "10.77.41.0/24")
 	const port = "6881"
@@ -579,21 +580,6 @@ func TestLabSwarmListen(t *testing.T) {
 			t.Logf("serve --swarm-listen %s: %s", flag, lines[len(lines)-1])
 		}
 	})
-}
-
-// needTool returns the path of a command the test needs; without it the test
-// is skipped, or fails under CI=true, where every test must run.
-func needTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is not installed (Debian package %s), and CI=true", name, pkg)
-	}
-	t.Skipf("%s is not installed (Debian package %s)", name, pkg)
-	return ""
 }
 
 // serveArgs returns the arguments of a `pkgswarm serve` on its own: a fresh

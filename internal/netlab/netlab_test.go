@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pkgswarm/pkgswarm/internal/testtool"
 	"net"
 	"net/http"
 	"os"
@@ -68,9 +69,7 @@ func curl(h *Host, url string) (string, error) {
 }
 
 func TestLabTopology(t *testing.T) {
-	if _, err := exec.LookPath("curl"); err != nil {
-		t.Skip("curl is not installed")
-	}
+	testtool.Need(t, "curl", "curl")
 	lab := New(t, "topo")
 	lanA := lab.AddLAN("a", "10.77.1.0/24")
 	lanB := lab.AddLAN("b", "10.77.2.0/24")

@@ -7,6 +7,7 @@ import (
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
+	"github.com/pkgswarm/pkgswarm/internal/testtool"
 	"io"
 	"os"
 	"os/exec"
@@ -390,9 +391,7 @@ func TestBuildDirOwnsItsKey(t *testing.T) {
 // runs where dpkg-dev is installed (testrepo itself does not need it).
 func TestPackagesMatchDpkgScanpackages(t *testing.T) {
 	t.Parallel()
-	if _, err := exec.LookPath("dpkg-scanpackages"); err != nil {
-		t.Skip("dpkg-scanpackages not found (Debian package dpkg-dev); comparison skipped")
-	}
+	testtool.Need(t, "dpkg-scanpackages", "dpkg-dev")
 	r := testrepo.Build(t, testrepo.Options{Packages: pkgs})
 	cmd := exec.Command("dpkg-scanpackages", "--arch", r.Arch, "pool")
 	cmd.Dir = r.Dir

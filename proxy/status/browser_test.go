@@ -2,6 +2,7 @@ package status_test
 
 import (
 	"context"
+	"github.com/pkgswarm/pkgswarm/internal/testtool"
 	"io"
 	"net/http/httptest"
 	"os/exec"
@@ -18,10 +19,7 @@ import (
 // and returns the DOM once the page's script has run.
 func chromium(t *testing.T, url string) string {
 	t.Helper()
-	bin, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Skip("chromium is not installed (Debian package chromium); the dashboard browser test needs it")
-	}
+	bin := testtool.Need(t, "chromium", "chromium")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	args := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -3,6 +3,7 @@ package apt
 import (
 	"bytes"
 	"errors"
+	"github.com/pkgswarm/pkgswarm/internal/testtool"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,10 +21,7 @@ type gnupg struct {
 
 func newGnuPG(t *testing.T) *gnupg {
 	t.Helper()
-	bin, err := exec.LookPath("gpg")
-	if err != nil {
-		t.Skipf("gpg not installed (Debian package gpg): %v", err)
-	}
+	bin := testtool.Need(t, "gpg", "gpg")
 	// A short home: gpg-agent's socket path must fit in sun_path.
 	home, err := os.MkdirTemp("", "gpg")
 	if err != nil {

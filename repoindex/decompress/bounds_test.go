@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"github.com/pkgswarm/pkgswarm/internal/testtool"
 	"hash/crc32"
 	"io"
-	"os/exec"
 	"testing"
 
 	"github.com/ulikunitz/xz"
@@ -146,9 +146,7 @@ func TestXzEveryDictionaryChecked(t *testing.T) {
 // padding between concatenated streams, incompressible data (uncompressed
 // LZMA2 chunks), empty input.
 func TestXzScanRealFiles(t *testing.T) {
-	if _, err := exec.LookPath("xz"); err != nil {
-		t.Skipf("xz not installed (install xz-utils to run this test): %v", err)
-	}
+	testtool.Need(t, "xz", "xz-utils")
 	random := make([]byte, 600<<10)
 	var x uint32 = 1
 	for i := range random {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/pkgswarm/pkgswarm/internal/testtool"
 	"hash/crc32"
 	"io"
 	"os/exec"
@@ -38,6 +39,9 @@ type tool struct {
 	argv []string // reads stdin, writes stdout
 }
 
+// debianPackage names the Debian package of each compressor.
+var debianPackage = map[string]string{"gzip": "gzip", "xz": "xz-utils", "bzip2": "bzip2", "zstd": "zstd", "lz4": "lz4"}
+
 var tools = []tool{
 	{ExtGzip, []string{"gzip", "-c", "-n"}},
 	{ExtXz, []string{"xz", "-c"}},
@@ -51,10 +55,7 @@ var tools = []tool{
 // missing (CI installs gzip, xz-utils, bzip2, zstd and lz4).
 func compressWith(t testing.TB, tl tool, data []byte) []byte {
 	t.Helper()
-	path, err := exec.LookPath(tl.argv[0])
-	if err != nil {
-		t.Skipf("%s not installed (install the Debian package providing it to run this test): %v", tl.argv[0], err)
-	}
+	path := testtool.Need(t, tl.argv[0], debianPackage[tl.argv[0]])
 	cmd := exec.Command(path, tl.argv[1:]...)
 	cmd.Stdin = bytes.NewReader(data)
 	var out, stderr bytes.Buffer

@@ -2,9 +2,9 @@ package main
 
 import (
 	"errors"
+	"github.com/pkgswarm/pkgswarm/internal/testtool"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -232,9 +232,7 @@ func TestPlotData(t *testing.T) {
 // TestPlot runs gnuplot on the sample, when it is installed.
 func TestPlot(t *testing.T) {
 	t.Parallel()
-	if _, err := exec.LookPath("gnuplot"); err != nil {
-		t.Skip("gnuplot not installed")
-	}
+	testtool.Need(t, "gnuplot", "gnuplot-nox")
 	dir := t.TempDir()
 	if err := plot(sample(), dir); err != nil {
 		t.Fatal(err)
