@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -103,25 +102,6 @@ func checkFigures(t *testing.T, who, page string, st status.Status) {
 			t.Errorf("%s: verification failure of %s (%q) not shown", who, f.URL, f.Reason)
 		}
 	}
-}
-
-// chromium runs headless Chromium on url with args and returns its stdout.
-func chromium(t *testing.T, url string, args ...string) string {
-	t.Helper()
-	bin := testtool.Need(t, "chromium", "chromium")
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-extensions",
-		"--disable-default-apps", "--no-proxy-server", "--hide-scrollbars", "--user-data-dir=" + t.TempDir()}
-	cmd := exec.CommandContext(ctx, bin, append(append(base, args...), url)...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("chromium %v: %v\n%s", args, err, stderr.String())
-	}
-	return string(out)
 }
 
 func get(t *testing.T, url string) string {
@@ -221,7 +201,7 @@ func TestDashboardInChromium(t *testing.T) {
 		}
 	})
 	t.Run("after the script polled", func(t *testing.T) {
-		dom := chromium(t, ui.URL+"/", "--dump-dom", "--virtual-time-budget=5000")
+		dom := testtool.Chromium(t, ui.URL+"/", "--dump-dom", "--virtual-time-budget=5000")
 		if m := bodyRE.FindStringSubmatch(dom); m == nil || m[1] != "ok" {
 			t.Fatalf("the dashboard script did not load the status (body data-live = %v):\n%.2000s", m, dom)
 		}
@@ -271,7 +251,7 @@ func TestDashboardInChromium(t *testing.T) {
 		}
 	}
 	shot := filepath.Join(t.TempDir(), "dashboard.png")
-	chromium(t, ui.URL+"/", "--screenshot="+shot, "--window-size=1280,1180", "--virtual-time-budget=3000")
+	testtool.Chromium(t, ui.URL+"/", "--screenshot="+shot, "--window-size=1280,1180", "--virtual-time-budget=3000")
 	png, err := os.ReadFile(shot)
 	if err != nil || len(png) < 8 || string(png[1:4]) != "PNG" {
 		t.Fatalf("chromium wrote no PNG screenshot: %v", err)
@@ -294,7 +274,7 @@ func TestDashboardEscapes(t *testing.T) {
 	}})
 	ui := n.HTTP
 	page := get(t, ui.URL+"/")
-	dom := chromium(t, ui.URL+"/", "--dump-dom", "--virtual-time-budget=3000")
+	dom := testtool.Chromium(t, ui.URL+"/", "--dump-dom", "--virtual-time-budget=3000")
 	for who, html := range map[string]string{"server-rendered page": page, "page in Chromium": dom} {
 		if strings.Contains(html, "<img") || strings.Contains(html, "<script>document") || strings.Contains(html, "<title>pwned") {
 			t.Errorf("%s: a peer's strings became markup:\n%s", who, html)

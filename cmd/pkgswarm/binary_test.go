@@ -29,6 +29,21 @@ import (
 // process, so a command that changes its user (or serves) cannot touch the
 // test's own process.
 
+// pkgswarmDir returns a directory holding this test binary as "pkgswarm",
+// for a shell that runs the lines pkgswarm prints with PATH=DIR:….
+func pkgswarmDir(t *testing.T) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	if err := os.Symlink(exe, filepath.Join(bin, "pkgswarm")); err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
 // needRoot skips a test that needs root when the tests do not run as root.
 func needRoot(t *testing.T, why string) {
 	t.Helper()

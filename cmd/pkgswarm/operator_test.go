@@ -146,14 +146,7 @@ func TestCommandHelpTidy(t *testing.T) {
 // runs no serve), and the fish script lists each command once.
 func TestCompletionOffersFlags(t *testing.T) {
 	needTools(t, "bash")
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := t.TempDir()
-	if err := os.Symlink(exe, filepath.Join(bin, "pkgswarm")); err != nil {
-		t.Fatal(err)
-	}
+	bin := pkgswarmDir(t)
 	script, _, code := runPkgswarm(t, safeEnv(t), "completion", "bash")
 	if code != 0 {
 		t.Fatal("completion bash failed")

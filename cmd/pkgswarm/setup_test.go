@@ -280,14 +280,7 @@ func TestSetupHelpChangesNothing(t *testing.T) {
 // undoes it under DIR.
 func TestSetupUndoHintNamesRoot(t *testing.T) {
 	needTools(t, "sh")
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := t.TempDir()
-	if err := os.Symlink(exe, filepath.Join(bin, "pkgswarm")); err != nil {
-		t.Fatal(err)
-	}
+	bin := pkgswarmDir(t)
 	for _, name := range []string{"plain", "it's a root"} {
 		root := filepath.Join(t.TempDir(), name)
 		for _, d := range []string{"etc/apt/apt.conf.d", "etc/dnf"} {

@@ -6,9 +6,12 @@
 package testtool
 
 import (
+	"context"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
+	"time"
 )
 
 // Need returns the path of the program name, from Debian package pkg. When
@@ -24,4 +27,26 @@ func Need(tb testing.TB, name, pkg string) string {
 	}
 	tb.Skipf("%s is not installed (Debian package %s); install it to run this test", name, pkg)
 	return ""
+}
+
+// Chromium runs headless Chromium (Debian package chromium) on url with
+// args added to a profile of its own that reaches nothing but url (no
+// proxy, no background or update traffic), and returns its stdout: with
+// --dump-dom the DOM once the page's script has run.
+func Chromium(tb testing.TB, url string, args ...string) string {
+	tb.Helper()
+	bin := Need(tb, "chromium", "chromium")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-extensions",
+		"--disable-default-apps", "--no-proxy-server", "--hide-scrollbars", "--user-data-dir=" + tb.TempDir()}
+	cmd := exec.CommandContext(ctx, bin, append(append(base, args...), url)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		tb.Fatalf("chromium %v %s: %v\n%s", args, url, err, stderr.String())
+	}
+	return string(out)
 }

@@ -1,11 +1,9 @@
 package status_test
 
 import (
-	"context"
 	"github.com/pkgswarm/pkgswarm/internal/testtool"
 	"io"
 	"net/http/httptest"
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -14,24 +12,6 @@ import (
 	"github.com/pkgswarm/pkgswarm/proxy/status"
 	"github.com/pkgswarm/pkgswarm/proxy/trust"
 )
-
-// chromium runs headless Chromium on url, as proxy/dashboard_test.go does,
-// and returns the DOM once the page's script has run.
-func chromium(t *testing.T, url string) string {
-	t.Helper()
-	bin := testtool.Need(t, "chromium", "chromium")
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	args := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-extensions",
-		"--disable-default-apps", "--no-proxy-server", "--hide-scrollbars", "--user-data-dir=" + t.TempDir(),
-		"--dump-dom", "--virtual-time-budget=5000", url}
-	out, err := exec.CommandContext(ctx, bin, args...).Output()
-	if err != nil {
-		t.Fatalf("chromium: %v", err)
-	}
-	return string(out)
-}
 
 // Issue 15 item 11, in the browser: the chart says what it spans (the
 // uptime, not "last hour"), its scale is the burst's rate, and a root
@@ -89,7 +69,7 @@ func TestDashboardNitsInChromium(t *testing.T) {
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	check("server-rendered page", string(page))
-	dom := chromium(t, srv.URL+"/")
+	dom := testtool.Chromium(t, srv.URL+"/", "--dump-dom", "--virtual-time-budget=5000")
 	if !strings.Contains(dom, `data-live="ok"`) {
 		t.Fatalf("the script did not poll the status:\n%.2000s", dom)
 	}
