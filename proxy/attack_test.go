@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -217,6 +218,64 @@ func TestStreamedTamperFromPeerNeverCompletes(t *testing.T) {
 	}
 	if resp, body, err := b.Get(u, nil); err != nil || resp.StatusCode != 200 || !bytes.Equal(body, good) {
 		t.Fatalf("the next request: %v, %d bytes, good %v", err, len(body), bytes.Equal(body, good))
+	}
+}
+
+// A small file whose peer turns out bad after the hold time reaches the
+// client whole from the next tier: the bytes of a peer are not streamed
+// before their verdict when the file is small enough to hold (4 MiB), so a
+// hostile peer costs time, not the client's transfer. (The swarm lab's
+// poisoned-metainfo case failed apt this way when the machine was slow.)
+func TestSlowBadPeerDoesNotFailTheClient(t *testing.T) {
+	a := newRig(t, rigOptions{packages: []testrepo.Package{{Name: "mid", Version: "1", Size: 1 << 20, Seed: 29}}})
+	mid := a.repo.Debs["mid"]
+	good, _ := os.ReadFile(a.repo.Path(mid.Path))
+	var debGets atomic.Int32
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, "/"+mid.SHA256) {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("X-Pkgswarm-State", "complete")
+		w.Header().Set("Content-Length", strconv.Itoa(len(good)))
+		if r.Method == http.MethodHead {
+			return
+		}
+		debGets.Add(1)
+		bad := flip(good)
+		w.Write(bad[:len(bad)/2])
+		w.(http.Flusher).Flush()
+		select { // past the hold time, then the rest
+		case <-time.After(600 * time.Millisecond):
+		case <-r.Context().Done():
+			return
+		}
+		w.Write(bad[len(bad)/2:])
+	}))
+	t.Cleanup(evil.Close)
+	peers := &staticPeers{peers: []lan.Peer{{ID: "evil", URL: evil.URL}}}
+	b := &rig{t: t, repo: a.repo, origin: a.origin}
+	b.start(rigOptions{cfg: func(c *node.Config) {
+		c.Hold = 100 * time.Millisecond
+		c.Site = []fetch.Source{&lan.Source{NodeID: "b", Peers: peers}}
+	}})
+	if out, err := b.client(false).Update(context.Background()); err != nil {
+		t.Fatalf("update: %v\n%s", err, out)
+	}
+	b.expects(mid.Path)
+	resp, body, err := b.Get(a.origin.URL+"/"+mid.Path, nil)
+	if debGets.Load() == 0 {
+		t.Fatal("the peer was never asked for the file: the test did not exercise a peer")
+	}
+	if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(body, good) {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		t.Fatalf("after a slow bad peer the client got %d, %d bytes (good: %v), %v; want the origin's good copy", status, len(body), bytes.Equal(body, good), err)
+	}
+	if r := peers.banned("evil"); r == "" {
+		t.Error("the peer that sent tampered bytes was not banned")
 	}
 }
 

@@ -243,6 +243,13 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, t target.Target,
 		return s.finish(w, r, t, f)
 	default:
 	}
+	if f.Size() < streamAtOnce && f.FromPeer() {
+		// A peer's bytes of a file small enough to hold wait for their
+		// verdict: a bad peer then costs time, and the pipeline's next
+		// tier still answers this client whole. Only the origin's bytes,
+		// or a file too large to hold, stream before they are verified.
+		return s.finishWhenDone(w, r, t, f)
+	}
 	fo := f.NewReader(r.Context())
 	defer fo.Close()
 	setMeta(w.Header(), t, f.Meta())

@@ -347,7 +347,7 @@ func (f *Fetcher) runVerified(ctx context.Context, fl *Flight) error {
 				fl.size.Store(body.Size)
 			}
 		}
-		fl.answered(at.src.Name(), meta)
+		fl.answered(at.src.Name(), at.role != roleOrigin, meta)
 		n, err := f.copyInto(fl, body, at.a.Offset, limit)
 		err = cut.finish(body, err)
 		f.obs.Fetched(at.src.Name(), n)
@@ -527,7 +527,7 @@ func (f *Fetcher) runByURL(ctx context.Context, fl *Flight, held *store.URLEntry
 		if body.Size >= 0 {
 			fl.size.Store(body.Size)
 		}
-		fl.answered(at.src.Name(), &body.Meta)
+		fl.answered(at.src.Name(), false, &body.Meta)
 		n, err := f.copyInto(fl, body, 0, limit)
 		err = cut.finish(body, err)
 		f.obs.Fetched(at.src.Name(), n)
@@ -560,7 +560,7 @@ func (f *Fetcher) runByURL(ctx context.Context, fl *Flight, held *store.URLEntry
 	if held != nil && notFound < len(cands) {
 		f.log.Warn("origins unreachable, serving the held copy", "url", req.URL, "err", lastErr)
 		fl.digest = held.Digest
-		fl.answered("cache", &Meta{held.ContentType, held.LastModified, held.ETag})
+		fl.answered("cache", false, &Meta{held.ContentType, held.LastModified, held.ETag})
 		return nil
 	}
 	if lastErr == nil {
@@ -577,7 +577,7 @@ func (f *Fetcher) confirmHeld(fl *Flight, held *store.URLEntry) error {
 		return fmt.Errorf("recording the revalidation of %s: %w", fl.req.URL, err)
 	}
 	fl.digest = e.Digest
-	fl.answered("cache", &Meta{e.ContentType, e.LastModified, e.ETag})
+	fl.answered("cache", false, &Meta{e.ContentType, e.LastModified, e.ETag})
 	return nil
 }
 

@@ -24,8 +24,9 @@ type Flight struct {
 	readyOnce sync.Once
 	leading   atomic.Bool // past the site tier: this node fetches for the site
 
-	mu     sync.Mutex // protects source and meta
+	mu     sync.Mutex // protects source, peer and meta
 	source string     // tier serving (then, having served) the bytes
+	peer   bool       // source is a peer tier (site or wide), not the origin
 	meta   Meta
 
 	err    error
@@ -98,9 +99,18 @@ func (f *Flight) Meta() Meta {
 // download fails. The caller closes it.
 func (f *Flight) NewReader(ctx context.Context) *store.Follower { return f.w.NewFollower(ctx) }
 
-func (f *Flight) answered(source string, meta *Meta) {
+// FromPeer reports whether the bytes now arriving come from a peer tier (a
+// LAN or swarm member) rather than the origin or the cache: the front holds
+// a peer's bytes of a small file until their verdict.
+func (f *Flight) FromPeer() bool {
 	f.mu.Lock()
-	f.source = source
+	defer f.mu.Unlock()
+	return f.peer
+}
+
+func (f *Flight) answered(source string, peer bool, meta *Meta) {
+	f.mu.Lock()
+	f.source, f.peer = source, peer
 	if meta != nil {
 		f.meta = *meta
 	}
