@@ -576,3 +576,57 @@ func TestPipelinedRequestsStartAhead(t *testing.T) {
 		}
 	}
 }
+
+// A file fetched ahead for a pipelined request is reported as the origin's
+// when its turn comes, not as a cache hit: it finished while the request
+// before it was still waiting, but this client caused the origin transfer
+// (X-Pkgswarm-Source, and the served-bytes count by source, say so).
+func TestFetchedAheadIsNotACacheHit(t *testing.T) {
+	var pkgs []testrepo.Package
+	for i := range 3 {
+		pkgs = append(pkgs, testrepo.Package{Name: fmt.Sprintf("q%d", i), Version: "1", Size: 20 << 10, Seed: int64(70 + i)})
+	}
+	r := newRig(t, rigOptions{packages: pkgs})
+	if out, err := r.client(false).Update(context.Background()); err != nil {
+		t.Fatalf("update: %v\n%s", err, out)
+	}
+	var reqs bytes.Buffer
+	var debs []testrepo.DebInfo
+	for i := range 3 {
+		d := r.repo.Debs[fmt.Sprintf("q%d", i)]
+		r.expects(d.Path)
+		debs = append(debs, d)
+		fmt.Fprintf(&reqs, "GET %s/%s HTTP/1.1\r\nHost: %s\r\n\r\n", r.origin.URL, d.Path, strings.TrimPrefix(r.origin.URL, "http://"))
+	}
+	// The first answer is slow, so the two behind it finish first.
+	r.origin.SetDelay(debs[0].Path, time.Second)
+	served := r.State().Served["origin"]
+	c, err := net.Dial("tcp", strings.TrimPrefix(r.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write(reqs.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	var total int64
+	for _, d := range debs {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || int64(len(body)) != d.Size {
+			t.Fatalf("%s: %d, %d bytes, %v", d.Path, resp.StatusCode, len(body), err)
+		}
+		total += d.Size
+		if src := resp.Header.Get("X-Pkgswarm-Source"); !strings.HasPrefix(src, "origin") {
+			t.Errorf("%s, fetched from the origin for this client: X-Pkgswarm-Source %q, want origin", d.Path, src)
+		}
+	}
+	if got := r.State().Served["origin"] - served; got != total {
+		t.Errorf("served from the origin: %d bytes, want %d (the three files)", got, total)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pkgswarm/pkgswarm/proxy/fetch"
 	"github.com/pkgswarm/pkgswarm/proxy/target"
 )
 
@@ -85,11 +86,12 @@ type raConn struct {
 	// startFn, if set, replaces start (tests).
 	startFn func(uri string)
 
-	mu       sync.Mutex // protects the fields below
-	buf      []byte     // bytes read but not yet seen to end a head
-	off      bool       // scanning stopped (a body, or no head end in maxScan)
-	seen     int        // request heads seen
-	answered int        // requests the server has finished
+	mu       sync.Mutex               // protects the fields below
+	ahead    map[string]*fetch.Flight // downloads started ahead, by request URI, until their turn
+	buf      []byte                   // bytes read but not yet seen to end a head
+	off      bool                     // scanning stopped (a body, or no head end in maxScan)
+	seen     int                      // request heads seen
+	answered int                      // requests the server has finished
 }
 
 func (c *raConn) Read(p []byte) (int, error) {
@@ -179,8 +181,32 @@ func (c *raConn) start(uri string) {
 	remote := c.RemoteAddr().String()
 	go func() {
 		defer func() { <-c.sem }()
-		c.s.Prefetch(remote, uri)
+		if fl := c.s.Prefetch(remote, uri); fl != nil {
+			c.mu.Lock()
+			if c.ahead == nil {
+				c.ahead = map[string]*fetch.Flight{}
+			}
+			c.ahead[uri] = fl
+			c.mu.Unlock()
+		}
 	}()
+}
+
+// takeAhead returns the download started ahead for the request uri of the
+// connection behind ctx, if one was, and forgets it: when the request's
+// turn comes the server answers from that download, finished or not, so
+// the answer names the tier that served it (not "cache" because the file
+// arrived while the request before it was being answered).
+func takeAhead(ctx context.Context, uri string) *fetch.Flight {
+	rc, ok := ctx.Value(raKey{}).(*raConn)
+	if !ok {
+		return nil
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	fl := rc.ahead[uri]
+	delete(rc.ahead, uri)
+	return fl
 }
 
 // prefetchTimeout bounds the resolution a request started ahead waits for
@@ -191,23 +217,28 @@ const prefetchTimeout = 2 * time.Minute
 // ServeHTTP would do before answering: the same checks (allowed client,
 // repository file, allowed port), the trust resolution, and the one
 // download of the file. It answers nothing: when the server gets to the
-// request, it finds the download running or the file held.
-func (s *Server) Prefetch(remoteAddr, uri string) {
+// request, it finds the download it returns (nil when the file is held or
+// the request is refused) or the file held.
+func (s *Server) Prefetch(remoteAddr, uri string) *fetch.Flight {
 	if !s.clientAllowed(remoteAddr) {
-		return
+		return nil
 	}
 	if !strings.HasPrefix(uri, "http://") && !strings.HasPrefix(uri, "https://") && isInternal(uri) {
-		return
+		return nil
 	}
 	t, err := target.Parse(uri)
 	if err != nil || !s.portAllowed(t.Port) {
-		return
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), prefetchTimeout)
 	defer cancel()
 	plan, err := s.trust.Resolve(ctx, t)
 	if err != nil || plan.Request == nil {
-		return
+		return nil
 	}
-	s.fetch.Get(ctx, plan.Request)
+	res, err := s.fetch.Get(ctx, plan.Request)
+	if err != nil {
+		return nil
+	}
+	return res.Flight
 }

@@ -183,6 +183,11 @@ func (s *Server) serveFetch(w http.ResponseWriter, r *http.Request, t target.Tar
 		}
 		return true
 	}
+	if fl := takeAhead(r.Context(), r.RequestURI); fl != nil && fl.Key() == fetch.KeyOf(req) && !failed(fl) {
+		// Started ahead for this request: answer from that download, so
+		// the answer says which tier served it.
+		return s.answer(w, r, t, fl)
+	}
 	res, err := s.fetch.Get(r.Context(), req)
 	if err != nil {
 		s.fail(w, err)
@@ -192,6 +197,17 @@ func (s *Server) serveFetch(w http.ResponseWriter, r *http.Request, t target.Tar
 		return s.serveBlob(w, r, t, res.Digest, res.Meta, "cache")
 	}
 	return s.answer(w, r, t, res.Flight)
+}
+
+// failed reports whether the download f ended in an error (a request then
+// starts its own instead of reporting the failure of one started ahead).
+func failed(f *fetch.Flight) bool {
+	select {
+	case <-f.Done():
+		return f.Err() != nil
+	default:
+		return false
+	}
 }
 
 // streamAtOnce is the size from which a download is streamed to its
