@@ -232,9 +232,14 @@ func (pc *pconn) readLoop() {
 			if c.pipelined {
 				pc.h.noPipeline = time.Now().Add(pipelineBackoff)
 			}
-			if errors.Is(err, io.ErrUnexpectedEOF) {
+			switch {
+			case errors.Is(err, io.ErrUnexpectedEOF):
 				pc.endedLocked(err)
-			} else {
+			case c.pipelined:
+				// Out of spec behind another answer: perhaps that answer's
+				// framing, not this one. Asked again, unpipelined.
+				pc.dieLocked(err)
+			default:
 				pc.failHeadLocked(err)
 			}
 			t.mu.Unlock()
@@ -312,6 +317,14 @@ func (pc *pconn) release(c *call, kind endKind, endErr error, keepAlive bool) bo
 	pc.inflight = slices.DeleteFunc(pc.inflight, func(x *call) bool { return x == c })
 	if kind == endBroken || !keepAlive {
 		pc.dieLocked(endErr)
+		return false
+	}
+	if len(pc.inflight) == 0 && pc.br.Buffered() > 0 {
+		// Bytes after the last answer asked for, already here: caught
+		// before another request is given the connection and takes them
+		// for its answer.
+		pc.h.noPipeline = time.Now().Add(pipelineBackoff)
+		pc.dieLocked(fmt.Errorf("%s sent %w", pc.h.addr, errUnsolicited))
 		return false
 	}
 	pc.armHeaderTimerLocked()
