@@ -24,7 +24,7 @@ import (
 // out: net/http's server reads one request at a time and would hide a
 // pipeline. serve runs once per accepted connection (n counts them from 1).
 type rawOrigin struct {
-	t     *testing.T
+	t     testing.TB
 	ln    net.Listener
 	port  int
 	files map[string][]byte
@@ -50,12 +50,17 @@ type rawConn struct {
 	mu       sync.Mutex // protects got, answered, maxAhead; cond waits on it
 	cond     *sync.Cond
 	got      []*http.Request // requests read so far, in order
+	at       []time.Time     // when each arrived
 	readErr  error
 	answered int
 	maxAhead int // most requests read and unanswered when an answer was written
 }
 
 func newRawOrigin(t *testing.T, files map[string][]byte, serve func(n int, rc *rawConn)) *rawOrigin {
+	return newRawOriginB(t, files, serve)
+}
+
+func newRawOriginB(t testing.TB, files map[string][]byte, serve func(n int, rc *rawConn)) *rawOrigin {
 	t.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
@@ -109,6 +114,7 @@ func (rc *rawConn) readAll() {
 			return
 		}
 		rc.got = append(rc.got, req)
+		rc.at = append(rc.at, time.Now())
 		rc.cond.Broadcast()
 		rc.mu.Unlock()
 	}
@@ -541,5 +547,57 @@ func TestPipelineDepthOne(t *testing.T) {
 	cfg.PipelineDepth = -1
 	if _, err := New(cfg); err == nil {
 		t.Error("a negative depth was accepted")
+	}
+}
+
+// BenchmarkPipeliningFarOrigin fetches 40 small files from an origin that
+// answers each request rtt after it arrived (a far origin, emulated at the
+// server), over 4 connections, without and with pipelining.
+func BenchmarkPipeliningFarOrigin(b *testing.B) {
+	const rtt = 5 * time.Millisecond
+	files := rawFiles(40, 20<<10)
+	for _, depth := range []int{1, DefaultPipelineDepth} {
+		b.Run("depth="+strconv.Itoa(depth), func(b *testing.B) {
+			o := newRawOriginB(b, files, func(_ int, rc *rawConn) {
+				for i := 0; ; i++ {
+					req := rc.wait(i)
+					if req == nil {
+						return
+					}
+					rc.mu.Lock()
+					at := rc.at[i]
+					rc.mu.Unlock()
+					time.Sleep(time.Until(at.Add(rtt)))
+					rc.write(rc.o.answer(req, "HTTP/1.1"))
+				}
+			})
+			cfg := loopback(o.port)
+			cfg.PipelineDepth = depth
+			c, err := New(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.CloseIdleConnections()
+			ps := paths(0, 40)
+			b.SetBytes(int64(40 * (20<<10 + 20*7)))
+			b.ResetTimer()
+			for range b.N {
+				var wg sync.WaitGroup
+				for _, p := range ps {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						body, err := c.Fetch(context.Background(), checked(o.url(p), files[p]))
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						io.Copy(io.Discard, body)
+						body.Close()
+					}()
+				}
+				wg.Wait()
+			}
+		})
 	}
 }
