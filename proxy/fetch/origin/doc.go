@@ -53,11 +53,11 @@
 // What it never does: verify bytes (the pipeline does), cache or store
 // anything, retry a request that was answered or failed (the pipeline moves
 // to the next candidate; only requests a dropped connection left unanswered
-// are sent again), follow a
-// redirect to a disallowed scheme, port or address, connect to an address
-// the policy refuses, use a proxy from the environment, or count anything
-// (metrics are a wrapper around fetch.Source). Offline mode contacts
-// nothing: every Fetch fails with fetch.ErrOffline.
+// are sent again), follow a redirect to a disallowed scheme, port or
+// address, connect to an address the policy refuses, use a proxy from the
+// environment, or count anything (metrics are a wrapper around
+// fetch.Source). Offline mode contacts nothing: every Fetch fails with
+// fetch.ErrOffline.
 //
 // Concurrency: a Client is safe for concurrent use; Fetch is called once per
 // attempt, from the download's goroutine. The pipelining pool's state is
