@@ -62,7 +62,8 @@
 // Concurrency: a Client is safe for concurrent use; Fetch is called once per
 // attempt, from the download's goroutine. The pipelining pool's state is
 // behind one mutex (pipeTransport.mu); each connection has one writer and
-// one reader goroutine, and a body's reads run on the caller's goroutine. The list of own addresses is read
-// by New, again at a dial when it is older than Egress.LocalAddrsEvery, and
-// on RefreshLocalAddrs; on a failed reading the previous list stays.
+// one reader goroutine, and a body's reads run on the caller's goroutine.
+// The list of own addresses is read by New, again at a dial when it is older
+// than Egress.LocalAddrsEvery, and on RefreshLocalAddrs; on a failed reading
+// the previous list stays.
 package origin
