@@ -601,3 +601,34 @@ func BenchmarkPipeliningFarOrigin(b *testing.B) {
 		})
 	}
 }
+
+// A server's keep-alive limit (Connection: close after several answers, as
+// Apache's MaxKeepAliveRequests) ends a connection, not pipelining: the
+// requests behind the last answer are sent again on a new connection.
+func TestPipelineKeepAliveLimit(t *testing.T) {
+	t.Parallel()
+	o := newRawOrigin(t, rawFiles(8, 1500), func(n int, rc *rawConn) {
+		if n > 1 {
+			rc.serveInOrder(0)
+			return
+		}
+		rc.write(rc.o.answer(rc.wait(0), "HTTP/1.1"))
+		rc.wait(4)
+		for i := 1; i < minAnswers+1; i++ {
+			extra := []string{}
+			if i == minAnswers {
+				extra = append(extra, "Connection: close")
+			}
+			rc.write(rc.o.answer(rc.wait(i), "HTTP/1.1", extra...))
+		}
+	})
+	c := pipeClient(t, o, nil)
+	proven(t, c, o)
+	fetchAll(t, c, o, paths(1, 8))
+	if k := o.connections(); k < 2 {
+		t.Errorf("%d connection: the closed one was reused", k)
+	}
+	if offPipelining(c, o) {
+		t.Error("a keep-alive limit put the host off pipelining")
+	}
+}
