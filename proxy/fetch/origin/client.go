@@ -43,11 +43,12 @@ type Config struct {
 	// parallel stays polite. Zero means DefaultMaxConnsPerHost; it applies
 	// to a Transport given here too.
 	MaxConnsPerHost int
-	// PipelineDepth bounds the requests one connection to an HTTP/1.1
-	// origin carries at once (pipelining, RFC 9112 9.3.2): a GET for a file
-	// of known digest and size may be sent before the answers ahead of it
-	// arrived, so that a far origin costs a round trip per connection, not
-	// per file. Zero means DefaultPipelineDepth; 1 turns pipelining off (one
+	// PipelineDepth bounds the requests one connection to an http://
+	// origin carries at once (HTTP/1.1 pipelining, RFC 9112 9.3.2): a GET
+	// for a file of known digest and size may be sent before the answers
+	// ahead of it arrived, so that a far origin costs a round trip per
+	// connection, not per file. https:// origins are not pipelined (net/http's
+	// transport, HTTP/2 where offered). Zero means DefaultPipelineDepth; 1 turns pipelining off (one
 	// request per connection at a time, net/http's transport alone).
 	// Pipelining is off as well for a Transport with DisableKeepAlives.
 	PipelineDepth int
