@@ -347,7 +347,7 @@ func buildServer(c *cli.Context, log, internals *slog.Logger) (*server, error) {
 	nd, err := node.New(node.Config{
 		Store: st, AptKeyring: kr, RPMKeys: rpmCfg.Keys, RPMConfiguredKeysOnly: rpmCfg.ConfiguredKeysOnly,
 		Revalidate: c.Duration("revalidate"), OnShareable: onShareable,
-		AllowPorts: ports, Mirrors: mirrors, Egress: egress, OriginConns: c.Int("origin-connections"), Offline: c.Bool("offline"),
+		AllowPorts: ports, Mirrors: mirrors, Egress: egress, OriginConns: c.Int("origin-connections"), OriginPipeline: c.Int("origin-pipeline-depth"), Offline: c.Bool("offline"),
 		Site: site, Wide: wide,
 		AllowClients: clients, ConnectAllow: connectAllow(c.StringSlice("connect-allow")), Hold: c.Duration("hold"),
 		NodeID: id, Version: version, Peers: peers.list, Logger: log,
@@ -381,6 +381,8 @@ func egressFlags() []cli.Flag {
 			Usage: "allow link-local addresses (169.254.0.0/16, fe80::/10, where cloud metadata services listen) as origins"}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "origin-connections", EnvVars: env("origin-connections"), Value: origin.DefaultMaxConnsPerHost,
 			Usage: "connections open to one origin host at most (requests apt pipelines are fetched in parallel over them)"}),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "origin-pipeline-depth", EnvVars: env("origin-pipeline-depth"), Value: origin.DefaultPipelineDepth,
+			Usage: "requests in flight at once on one connection to an http:// origin (HTTP/1.1 pipelining, as apt's Acquire::http::Pipeline-Depth); 1 turns pipelining off"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "deny-origin-private", EnvVars: env("deny-origin-private"),
 			Usage: "refuse origins in private ranges (10/8, 172.16/12, 192.168/16, fc00::/7); without it they are allowed, for LAN mirrors"}),
 	}

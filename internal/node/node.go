@@ -41,6 +41,7 @@ type Config struct {
 	Egress          origin.Egress
 	OriginTransport *http.Transport
 	OriginConns     int // connections per origin host; 0: origin.DefaultMaxConnsPerHost
+	OriginPipeline  int // requests in flight per http:// origin connection; 0: origin.DefaultPipelineDepth, 1: no pipelining
 	Offline         bool
 
 	// Pipeline.
@@ -89,7 +90,7 @@ func New(cfg Config) (*Node, error) {
 	failures := &status.FailureLog{Now: cfg.Now}
 	m := status.NewMetrics(failures)
 	oc, err := origin.New(origin.Config{AllowPorts: cfg.AllowPorts, Mirrors: cfg.Mirrors, Egress: cfg.Egress,
-		Transport: cfg.OriginTransport, MaxConnsPerHost: cfg.OriginConns, Version: cfg.Version, Offline: cfg.Offline, Now: cfg.Now})
+		Transport: cfg.OriginTransport, MaxConnsPerHost: cfg.OriginConns, PipelineDepth: cfg.OriginPipeline, Version: cfg.Version, Offline: cfg.Offline, Now: cfg.Now})
 	if err != nil {
 		return nil, fmt.Errorf("origin client: %w", err)
 	}

@@ -43,6 +43,15 @@ type Config struct {
 	// parallel stays polite. Zero means DefaultMaxConnsPerHost; it applies
 	// to a Transport given here too.
 	MaxConnsPerHost int
+	// PipelineDepth bounds the requests one connection to an http://
+	// origin carries at once (HTTP/1.1 pipelining, RFC 9112 9.3.2): a GET
+	// for a file of known digest and size may be sent before the answers
+	// ahead of it arrived, so that a far origin costs a round trip per
+	// connection, not per file. https:// origins are not pipelined (net/http's
+	// transport, HTTP/2 where offered). Zero means DefaultPipelineDepth; 1 turns pipelining off (one
+	// request per connection at a time, net/http's transport alone).
+	// Pipelining is off as well for a Transport with DisableKeepAlives.
+	PipelineDepth int
 	// Resolve returns the addresses of a host name. Nil means the system
 	// resolver (net.DefaultResolver.LookupNetIP). Every address it returns
 	// is checked against Egress before it is dialed.
@@ -65,6 +74,7 @@ type Client struct {
 	pol     *policy
 	dialer  *guardedDialer
 	tr      *http.Transport
+	pipe    *pipeTransport // nil when pipelining is off
 	hc      *http.Client
 	ua      string
 	mirrors []mirror // longest prefix first
@@ -87,6 +97,13 @@ func New(cfg Config) (*Client, error) {
 		if p < 1 || p > 65535 {
 			return nil, fmt.Errorf("origin: allowed port %d is not from 1 to 65535", p)
 		}
+	}
+	depth := cfg.PipelineDepth
+	switch {
+	case depth < 0:
+		return nil, fmt.Errorf("origin: pipeline depth %d is negative (1 turns pipelining off)", depth)
+	case depth == 0:
+		depth = DefaultPipelineDepth
 	}
 	now := cfg.Now
 	if now == nil {
@@ -131,7 +148,12 @@ func New(cfg Config) (*Client, error) {
 		version = "dev"
 	}
 	c := &Client{cfg: cfg, pol: pol, dialer: d, tr: tr, ua: "pkgswarm/" + version}
-	c.hc = &http.Client{Transport: tr, CheckRedirect: pol.checkRedirect}
+	var rt http.RoundTripper = tr
+	if depth > 1 && !tr.DisableKeepAlives {
+		c.pipe = newPipeTransport(d.DialContext, tr, tr.MaxConnsPerHost, depth)
+		rt = c.pipe
+	}
+	c.hc = &http.Client{Transport: rt, CheckRedirect: pol.checkRedirect}
 	for prefix, alts := range cfg.Mirrors {
 		c.mirrors = append(c.mirrors, mirror{prefix: prefix, alts: slices.Clone(alts)})
 	}
@@ -158,6 +180,9 @@ func defaultTransport() *http.Transport {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 30 * time.Second,
 		ExpectContinueTimeout: time.Second,
+		// net/http's client allows 10 MiB of answer headers; its server
+		// allows 1 MiB of request headers, more than any origin sends.
+		MaxResponseHeaderBytes: defaultMaxHeaderBytes,
 		// Bytes are verified and stored as the origin sent them; asking for
 		// gzip would make Go decode transparently and break digests.
 		DisableCompression: true,
@@ -197,7 +222,13 @@ func (c *Client) DialContext(ctx context.Context, network, address string) (net.
 func (c *Client) RefreshLocalAddrs() error { return c.pol.refreshOwn() }
 
 // CloseIdleConnections closes the idle connections to origins.
-func (c *Client) CloseIdleConnections() { c.tr.CloseIdleConnections() }
+func (c *Client) CloseIdleConnections() {
+	if c.pipe != nil {
+		c.pipe.CloseIdleConnections()
+		return
+	}
+	c.tr.CloseIdleConnections()
+}
 
 // Fetch GETs a.URL: from a.Offset with "Range: bytes=OFFSET-" when it is
 // positive, conditionally on a.Conditional (If-None-Match, If-Modified-Since)
@@ -218,6 +249,11 @@ func (c *Client) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, erro
 	}
 	if err := c.pol.checkURL(u); err != nil {
 		return nil, fmt.Errorf("origin %s: %w", a.URL, err)
+	}
+	if r := a.Request; r != nil && r.Expect != nil && r.Expect.SHA256 != nil && r.Expect.Size >= 0 {
+		// The pool may pipeline this request: its answer can be told
+		// from another by its size (and the pipeline checks its digest).
+		ctx = context.WithValue(ctx, expectKey{}, r.Expect.Size)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.URL, nil)
 	if err != nil {

@@ -32,19 +32,38 @@
 //     ErrForbiddenAddress, ErrForbiddenPort or ErrForbiddenRedirect (see
 //     IsForbidden), whose text says what the user can change; the front
 //     answers it with 403.
+//   - Connections: at most Config.MaxConnsPerHost per origin host. Plain
+//     http:// GETs of files of known SHA-256 and size are pipelined (RFC
+//     9112 9.3.2; pipelining.go, pipeconn.go): up to Config.PipelineDepth
+//     (10, apt's default) on one connection once its first answer proved
+//     HTTP/1.1 keep-alive, each sent only when a caller asked for it.
+//     Answers are read in order by http.ReadResponse with a header bound. A
+//     connection that ends or stalls with requests unanswered has them sent
+//     again on another (a GET is idempotent; none of their bytes was handed
+//     out); an HTTP/1.0 answer, an early close or "Connection: close", an
+//     answer that cannot be the one asked, or bytes nobody asked for puts
+//     the host off pipelining for a while. A body closed early is drained
+//     within a bound, else its connection is dropped; a caller that goes
+//     away does not break the requests beside it. https:// origins and any
+//     other request use net/http's transport (HTTP/2 where offered).
 //   - Mirrors: Client.Mirrors lists a URL's candidates (the URL, then its
 //     longest configured prefix's alternatives), for fetch.Config.Mirrors.
 //   - Every error names the URL.
 //
 // What it never does: verify bytes (the pipeline does), cache or store
-// anything, retry (the pipeline moves to the next candidate), follow a
-// redirect to a disallowed scheme, port or address, connect to an address
-// the policy refuses, use a proxy from the environment, or count anything
-// (metrics are a wrapper around fetch.Source). Offline mode contacts
-// nothing: every Fetch fails with fetch.ErrOffline.
+// anything, retry a request that was answered or failed (the pipeline moves
+// to the next candidate; only requests a dropped connection left unanswered
+// are sent again), follow a redirect to a disallowed scheme, port or
+// address, connect to an address the policy refuses, use a proxy from the
+// environment, or count anything (metrics are a wrapper around
+// fetch.Source). Offline mode contacts nothing: every Fetch fails with
+// fetch.ErrOffline.
 //
 // Concurrency: a Client is safe for concurrent use; Fetch is called once per
-// attempt, from the download's goroutine. The list of own addresses is read
-// by New, again at a dial when it is older than Egress.LocalAddrsEvery, and
-// on RefreshLocalAddrs; on a failed reading the previous list stays.
+// attempt, from the download's goroutine. The pipelining pool's state is
+// behind one mutex (pipeTransport.mu); each connection has one writer and
+// one reader goroutine, and a body's reads run on the caller's goroutine.
+// The list of own addresses is read by New, again at a dial when it is older
+// than Egress.LocalAddrsEvery, and on RefreshLocalAddrs; on a failed reading
+// the previous list stays.
 package origin
