@@ -62,16 +62,6 @@ func (s *Server) serveBlobToPeer(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) streamFlightToPeer(w http.ResponseWriter, r *http.Request, f *fetch.Flight) {
-	if rg := r.Header.Get("Range"); rg != "" && r.Method != http.MethodHead {
-		if _, open := openRangeStart(rg); !open {
-			// Any other range is served from the blob once it is whole.
-			select {
-			case <-f.Done():
-			case <-r.Context().Done():
-				return
-			}
-		}
-	}
 	select {
 	case <-f.Done():
 		if f.Err() == nil && s.serveSharedBlob(w, r, f.Digest()) {
@@ -97,44 +87,64 @@ func (s *Server) streamFlightToPeer(w http.ResponseWriter, r *http.Request, f *f
 		state = StateFetching // committed: the reader reads the blob
 	default:
 	}
-	w.Header().Set("X-Pkgswarm-State", state)
+	h := w.Header()
+	h.Set("X-Pkgswarm-State", state)
+	// What a multi-source downloader needs to pick this node for a range:
+	// how much of the file it holds (a download is a growing prefix), where
+	// its bytes come from (a node reading from the origin or the swarm
+	// brings new bytes; one reading from LAN peers relays them), which tier
+	// it is trying, and how many peer transfers it serves now.
+	h.Set("X-Pkgswarm-Have", strconv.FormatInt(f.Written(), 10))
+	h.Set("X-Pkgswarm-Source", f.Source())
+	h.Set("X-Pkgswarm-Stage", f.Stage())
+	h.Set("X-Pkgswarm-Uploads", strconv.FormatInt(s.peerUploads.Load(), 10))
 	size := f.Size()
 	if r.Method == http.MethodHead {
 		if size >= 0 {
-			w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+			h.Set("Content-Length", strconv.FormatInt(size, 10))
 		}
 		return
 	}
+	first, last := int64(0), size-1
+	if rg := r.Header.Get("Range"); rg != "" {
+		a, b, ok := parseOneRange(rg)
+		if !ok || size < 0 || a >= size {
+			http.Error(w, "pkgswarm: only one range (bytes=N- or bytes=N-M) is served from a download in flight", http.StatusRequestedRangeNotSatisfiable)
+			return
+		}
+		first = a
+		if b >= 0 && b < last {
+			last = b
+		}
+	}
+	s.peerUploads.Add(1)
+	defer s.peerUploads.Add(-1)
 	select {
 	case <-f.Ready():
 	case <-r.Context().Done():
 		return
 	}
-	var offset int64
-	if rg := r.Header.Get("Range"); rg != "" {
-		n, ok := openRangeStart(rg)
-		if !ok || size < 0 || n >= size {
-			http.Error(w, "pkgswarm: only one open range (bytes=N-) is served from a download in flight", http.StatusRequestedRangeNotSatisfiable)
-			return
-		}
-		offset = n
-	}
 	fo := f.NewReader(r.Context())
 	defer fo.Close()
-	if offset > 0 {
-		if _, err := fo.Seek(offset, io.SeekStart); err != nil {
+	if first > 0 {
+		if _, err := fo.Seek(first, io.SeekStart); err != nil {
 			http.Error(w, "pkgswarm: "+err.Error(), http.StatusInternalServerError)
 			return
 		}
 	}
+	var body io.Reader = fo
 	if size >= 0 {
-		w.Header().Set("Content-Length", strconv.FormatInt(size-offset, 10))
+		h.Set("Content-Length", strconv.FormatInt(last-first+1, 10))
+		// Bytes are sent as they arrive; a range that ends at the file's
+		// last byte waits for the digest to match (store.Follower holds
+		// the final byte back).
+		body = io.LimitReader(fo, last-first+1)
 	}
-	if offset > 0 {
-		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", offset, size-1, size))
+	if first > 0 || (size >= 0 && last < size-1) {
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, last, size))
 		w.WriteHeader(http.StatusPartialContent)
 	}
-	if _, err := io.Copy(w, fo); err != nil && !errors.Is(err, context.Canceled) {
+	if _, err := io.Copy(w, body); err != nil && !errors.Is(err, context.Canceled) {
 		panic(http.ErrAbortHandler)
 	}
 }
@@ -149,19 +159,38 @@ func (s *Server) serveSharedBlob(w http.ResponseWriter, r *http.Request, d store
 	defer f.Close()
 	w.Header().Set("ETag", etag(d))
 	w.Header().Set("X-Pkgswarm-State", StateComplete)
+	w.Header().Set("X-Pkgswarm-Uploads", strconv.FormatInt(s.peerUploads.Load(), 10))
+	if r.Method != http.MethodHead {
+		s.peerUploads.Add(1)
+		defer s.peerUploads.Add(-1)
+	}
 	http.ServeContent(w, r, "", time.Time{}, f)
 	return true
 }
 
-// openRangeStart parses "bytes=N-", the only range served from a download in
-// flight.
-func openRangeStart(rg string) (int64, bool) {
+// parseOneRange parses "bytes=N-" (last = -1) and "bytes=N-M", the ranges
+// served from a download in flight.
+func parseOneRange(rg string) (first, last int64, ok bool) {
 	rest, ok := strings.CutPrefix(rg, "bytes=")
-	if !ok || !strings.HasSuffix(rest, "-") || strings.Contains(rest, ",") {
-		return 0, false
+	if !ok || strings.Contains(rest, ",") {
+		return 0, 0, false
 	}
-	n, err := strconv.ParseInt(strings.TrimSuffix(rest, "-"), 10, 64)
-	return n, err == nil && n >= 0
+	a, b, ok := strings.Cut(rest, "-")
+	if !ok {
+		return 0, 0, false
+	}
+	first, err := strconv.ParseInt(a, 10, 64)
+	if err != nil || first < 0 {
+		return 0, 0, false
+	}
+	if b == "" {
+		return first, -1, true
+	}
+	last, err = strconv.ParseInt(b, 10, 64)
+	if err != nil || last < first {
+		return 0, 0, false
+	}
+	return first, last, true
 }
 
 // serveNameToPeer answers GET/HEAD /_pkgswarm/v1/rpm/<name key>: the

@@ -13,6 +13,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkgswarm/pkgswarm/proxy/fetch"
@@ -77,6 +78,8 @@ type Server struct {
 	hold  time.Duration
 	mem   *memCache      // small blobs in memory; nil when off
 	mux   *http.ServeMux // pkgswarm's own endpoints
+
+	peerUploads atomic.Int64 // blob transfers to peers being served now
 }
 
 // New returns a Server.
