@@ -22,7 +22,7 @@ type Flight struct {
 	verified  chan struct{} // closed when the bytes passed verification, before the durable commit
 	done      chan struct{} // closed when finished; err, digest, meta are then final
 	readyOnce sync.Once
-	leading   atomic.Bool // past the site tier: this node fetches for the site
+	leading   atomic.Bool  // past the site tier: this node fetches for the site
 	stage     atomic.Int32 // the role of the attempt running now (role)
 
 	mu     sync.Mutex // protects source and meta
