@@ -20,8 +20,8 @@ func tables(res Results) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Run %s to %s on %s. Uplink %s with %s one-way delay; every LAN link %s; pkgswarm discovery: %s.\n",
 		res.Started.Format("2006-01-02 15:04Z"), res.Finished.Format("15:04Z"), res.Machine, res.Uplink, res.Delay, res.LAN, res.Discovery)
-	fmt.Fprintf(&b, "%s, apt-cacher-ng %s, apt %s. Fixture %s: %d real Debian packages, %.1f MB of .deb files (large: %s).\n\n",
-		res.Pkgswarm, res.ACNG, res.Apt, res.Fixture.ID, res.Fixture.Packages, float64(res.Fixture.Bytes)/1e6, strings.Join(res.Fixture.Large, ", "))
+	fmt.Fprintf(&b, "%s, apt-cacher-ng %s, apt %s. Fixture %s: %d %s packages, %.1f MB of .deb files (large: %s).\n\n",
+		res.Pkgswarm, res.ACNG, res.Apt, res.Fixture.ID, res.Fixture.Packages, map[bool]string{true: "synthetic", false: "real Debian"}[strings.HasPrefix(res.Fixture.ID, "fleet")], float64(res.Fixture.Bytes)/1e6, strings.Join(res.Fixture.Large, ", "))
 
 	b.WriteString("| N | set-up | last node done (s) | first node done (s) | origin MB | origin / one copy | .deb GETs at origin | node upload mean / max (MB) | cache box upload (MB) | every apt-get OK |\n")
 	b.WriteString("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
@@ -89,7 +89,11 @@ func tables(res Results) string {
 			b.WriteString("- " + strings.ReplaceAll(n, "\n", " ") + "\n")
 		}
 	}
-	b.WriteString("\n![finish time vs N](office-finish.png)\n\n![origin bytes vs N](office-origin.png)\n\n![upload per node vs N](office-upload.png)\n")
+	name := res.Name
+	if name == "" {
+		name = "office"
+	}
+	fmt.Fprintf(&b, "\n![finish time vs N](%[1]s-finish.png)\n\n![origin bytes vs N](%[1]s-origin.png)\n\n![upload per node vs N](%[1]s-upload.png)\n", name)
 	return b.String()
 }
 

@@ -15,6 +15,7 @@ import (
 
 // Results is everything one invocation measured (office-results.json).
 type Results struct {
+	Name      string       `json:"name,omitempty"`
 	Started   time.Time    `json:"started"`
 	Finished  time.Time    `json:"finished"`
 	Machine   string       `json:"machine"`

@@ -27,9 +27,13 @@ import (
 // returns.
 func runOffice(ctx context.Context, cfg config, log *slog.Logger, fx *fixture.Fixture, repo *testrepo.Repo, setup string, n int) Run {
 	r := Run{Setup: setup, Nodes: n}
-	name := map[string]string{setupDirect: "od", setupACNG: "oa", setupPkgswarm: "op"}[setup] + strconv.Itoa(n)
+	name := map[string]string{setupDirect: "od", setupACNG: "oa", setupPkgswarm: "op", setupBT: "ob"}[setup] + strconv.Itoa(n)
 	err := office.Run(name, os.Stderr, func(tb testing.TB) {
 		o := newOffice(tb, cfg, repo, setup, n, false)
+		if setup == setupBT {
+			runBitTorrent(ctx, tb, cfg, o, fx, &r)
+			return
+		}
 		var cache *netlab.Host
 		var acngLogs string
 		switch setup {
@@ -108,7 +112,7 @@ func runOffice(ctx context.Context, cfg config, log *slog.Logger, fx *fixture.Fi
 // in the pkgswarm set-up (and not at all with noStart).
 func newOffice(tb testing.TB, cfg config, repo *testrepo.Repo, setup string, n int, noStart bool) *office.Office {
 	opts := office.Options{
-		Name:         "ob" + setup[:1] + strconv.Itoa(n),
+		Name:         "ob" + setup[:2] + strconv.Itoa(n),
 		Nodes:        n,
 		Repo:         repo,
 		NodeRate:     cfg.lanRate,
