@@ -106,8 +106,10 @@ func (s *Server) streamFlightToPeer(w http.ResponseWriter, r *http.Request, f *f
 		return
 	}
 	first, last := int64(0), size-1
+	closed := false // a closed range: a multi-source reader asks for a chunk
 	if rg := r.Header.Get("Range"); rg != "" {
 		a, b, ok := parseOneRange(rg)
+		closed = ok && b >= 0
 		if !ok || size < 0 || a >= size {
 			http.Error(w, "pkgswarm: only one range (bytes=N- or bytes=N-M) is served from a download in flight", http.StatusRequestedRangeNotSatisfiable)
 			return
@@ -116,6 +118,19 @@ func (s *Server) streamFlightToPeer(w http.ResponseWriter, r *http.Request, f *f
 		if b >= 0 && b < last {
 			last = b
 		}
+	}
+	// A request for bytes this node does not hold yet waits here for its
+	// own download. Only one such request per download is taken: the
+	// others ask a peer that already has those bytes, or one that is
+	// itself waiting, so that the newest bytes flow down a chain of nodes
+	// instead of out of this one to every peer (lan's multi-source reader).
+	waits := closed && last >= f.Written()
+	if waits && !s.takeFrontier(f.Key()) {
+		h.Set("X-Pkgswarm-Busy", "frontier")
+		http.Error(w, "pkgswarm: already serving the newest bytes of this download to a peer", http.StatusServiceUnavailable)
+		return
+	} else if waits {
+		defer s.releaseFrontier(f.Key())
 	}
 	s.peerUploads.Add(1)
 	defer s.peerUploads.Add(-1)
@@ -166,6 +181,31 @@ func (s *Server) serveSharedBlob(w http.ResponseWriter, r *http.Request, d store
 	}
 	http.ServeContent(w, r, "", time.Time{}, f)
 	return true
+}
+
+// maxFrontier is how many peer requests per download may wait for bytes
+// this node does not hold yet.
+const maxFrontier = 1
+
+func (s *Server) takeFrontier(key string) bool {
+	s.frontierMu.Lock()
+	defer s.frontierMu.Unlock()
+	if s.frontier == nil {
+		s.frontier = map[string]int{}
+	}
+	if s.frontier[key] >= maxFrontier {
+		return false
+	}
+	s.frontier[key]++
+	return true
+}
+
+func (s *Server) releaseFrontier(key string) {
+	s.frontierMu.Lock()
+	defer s.frontierMu.Unlock()
+	if s.frontier[key]--; s.frontier[key] <= 0 {
+		delete(s.frontier, key)
+	}
 }
 
 // parseOneRange parses "bytes=N-" (last = -1) and "bytes=N-M", the ranges

@@ -13,6 +13,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -80,6 +81,9 @@ type Server struct {
 	mux   *http.ServeMux // pkgswarm's own endpoints
 
 	peerUploads atomic.Int64 // blob transfers to peers being served now
+
+	frontierMu sync.Mutex     // protects frontier
+	frontier   map[string]int // flight key → peer requests waiting for its next bytes
 }
 
 // New returns a Server.

@@ -55,6 +55,8 @@ const (
 	// reprobeEvery is how often a running reader asks every peer again
 	// (new holders, progress of those it knows).
 	reprobeEvery = time.Second
+	// busyBackoff is how long a peer that said it was busy is not asked.
+	busyBackoff = 150 * time.Millisecond
 	// maxFails drops a holder after this many failed requests in a row.
 	maxFails = 3
 	// extraTail is how many bytes past the end of the file the reader
@@ -80,8 +82,8 @@ type holder struct {
 
 // brings reports whether the holder's download brings new bytes into the
 // site (as opposed to relaying its peers').
-func (h *holder) brings() bool {
-	return !h.complete && h.source != "" && h.source != "lan"
+func (h *holder) brings(tier string) bool {
+	return !h.complete && h.source != "" && h.source != tier
 }
 
 type chunk struct {
@@ -148,6 +150,7 @@ func (m *multi) merge(results []probeResult) {
 		}
 		h.source = r.source
 		h.uploads = r.uploads
+		h.fails = 0 // it answered: ask it again
 	}
 }
 
@@ -244,12 +247,14 @@ func (m *multi) stuck() bool {
 // itself: no peer holds more of the file than it does, and none that holds
 // as much ranks above it. m.mu is held.
 func (m *multi) leads() bool {
-	now := m.l.Now()
+	if m.l.Now().Sub(m.lastProbe) > 2*reprobeEvery || m.probing {
+		return false // decide on a fresh look at the peers
+	}
 	for _, h := range m.holders {
-		if h.fails >= maxFails || now.Before(h.until) {
+		if h.fails >= maxFails {
 			continue
 		}
-		if h.have > m.pos || (h.have == m.pos && h.rank > m.myRank) {
+		if h.have > m.pos || m.upstream(h) || (h.have == m.pos && h.rank > m.myRank) {
 			return false
 		}
 	}
@@ -293,7 +298,15 @@ func (m *multi) schedule() {
 // started (noWait). m.mu is held.
 func (m *multi) pick(a, b int64, noWait bool) (best *holder, end int64, wait bool) {
 	now := m.l.Now()
-	score := func(h *holder) int64 { return h.uploads + int64(h.inflight)*2 }
+	// The node that brings new bytes (from the origin or the swarm) is
+	// asked last among equals: its link is busy bringing them.
+	score := func(h *holder) int64 {
+		s := h.uploads + int64(h.inflight)*2
+		if h.brings(m.l.Name()) {
+			s += 2
+		}
+		return s
+	}
 	better := func(h *holder) bool { return best == nil || score(h) < score(best) }
 	usable := func(h *holder) bool {
 		return h.fails < maxFails && !now.Before(h.until) && h.inflight < 2
@@ -306,26 +319,36 @@ func (m *multi) pick(a, b int64, noWait bool) (best *holder, end int64, wait boo
 	if best != nil {
 		return best, b, false
 	}
-	for _, h := range m.holders { // rule 2
-		if usable(h) && h.have > a && better(h) {
+	// Rules 2 and 3 together: at the frontier, the bringer holds a little
+	// more than everyone else, and asking it for that little each time
+	// would make it serve the whole site. Relays ranked above this node
+	// are as good a source: they will have the bytes as soon as it does.
+	for _, h := range m.holders {
+		if !usable(h) || h.inflight > 0 {
+			continue
+		}
+		upstream := m.upstream(h)
+		if upstream && noWait && h.have < b {
+			continue // a second request waiting at a peer would take a place the first needs
+		}
+		if (upstream || h.have > a) && better(h) {
 			best = h
 		}
 	}
-	if best != nil {
-		return best, min(b, best.have), false
-	}
-	if noWait {
+	if best == nil {
 		return nil, 0, false
 	}
-	for _, h := range m.holders { // rule 3
-		if usable(h) && h.inflight == 0 && (h.brings() || (!h.complete && h.source == "lan" && h.rank > m.myRank)) && better(h) {
-			best = h
-		}
+	if !m.upstream(best) {
+		return best, min(b, best.have), false
 	}
-	if best != nil {
-		return best, b, true
-	}
-	return nil, 0, false
+	return best, b, best.have < b
+}
+
+// upstream reports whether this reader may wait at h for bytes h does not
+// hold yet: h brings new bytes, or relays them and ranks above this node
+// (which keeps the waits acyclic). m.mu is held.
+func (m *multi) upstream(h *holder) bool {
+	return h.brings(m.l.Name()) || (!h.complete && h.source == m.l.Name() && h.rank > m.myRank)
 }
 
 // get fills c with bytes [a, end) from h.
@@ -365,6 +388,10 @@ func (m *multi) get(c *chunk, h *holder, a, end int64, wait bool) {
 	if m.ctx.Err() != nil {
 		return
 	}
+	if errors.Is(err, errBusy) {
+		h.until = m.l.Now().Add(busyBackoff)
+		return
+	}
 	h.fails++
 	h.until = m.l.Now().Add(time.Duration(h.fails) * 500 * time.Millisecond)
 	if errors.Is(err, errGone) && h.complete {
@@ -374,6 +401,10 @@ func (m *multi) get(c *chunk, h *holder, a, end int64, wait bool) {
 	}
 	m.l.logDebug("range request failed", "peer", h.peer.URL, "what", m.what, "from", a, "to", end, "err", err)
 }
+
+// errBusy: the peer already serves its newest bytes to another peer; ask
+// someone else (not a failure).
+var errBusy = errors.New("peer busy")
 
 // errGone: the peer answered that it has not (or no longer) the file.
 var errGone = errors.New("peer does not have the file")
@@ -429,6 +460,11 @@ func (m *multi) fetchRange(c *chunk, h *holder, a, end int64) (int64, []byte, ht
 		// The whole file (a peer that ignores Range): skip to a.
 	case http.StatusNotFound, http.StatusRequestedRangeNotSatisfiable:
 		return 0, nil, resp.Header, fmt.Errorf("%s: %w", resp.Status, errGone)
+	case http.StatusServiceUnavailable:
+		if resp.Header.Get("X-Pkgswarm-Busy") != "" {
+			return 0, nil, resp.Header, errBusy
+		}
+		return 0, nil, resp.Header, fmt.Errorf("%s", resp.Status)
 	default:
 		return 0, nil, resp.Header, fmt.Errorf("%s", resp.Status)
 	}
