@@ -44,12 +44,13 @@ type config struct {
 	replot      bool
 	keepRunning bool
 	// Fleet runs (issue 14).
-	name    string        // results prefix: NAME-results.json, NAME-*.png
-	big     int           // MB of the large synthetic package; 0: the real fixture
-	mirrors []int         // mirror counts of the mirror run (-mirrors)
-	suite   [2]int        // mirror suite: packages × MB
-	cutAt   time.Duration // churn: when the origin's link goes down
-	cutFor  time.Duration // churn: for how long (0: never)
+	name     string        // results prefix: NAME-results.json, NAME-*.png
+	big      int           // MB of the large synthetic package; 0: the real fixture
+	mirrors  []int         // mirror counts of the mirror run (-mirrors)
+	suite    [2]int        // mirror suite: packages × MB
+	cutAt    time.Duration // churn: when the origin's link goes down
+	cutFor   time.Duration // churn: for how long (0: never)
+	noOffice bool          // only the mirror run
 }
 
 // The set-ups, as named on the command line and in the results.
@@ -88,6 +89,7 @@ func main() {
 	var mirrors, suite string
 	flag.StringVar(&mirrors, "mirrors", "", "mirror run: mirror counts K, comma-separated; each mirror runs pkgswarm prefetch of the whole suite (-suite) from the master")
 	flag.StringVar(&suite, "suite", "64x8", "mirror suite: COUNTxMB packages, plus the small set")
+	flag.BoolVar(&cfg.noOffice, "no-office", false, "skip the office and churn runs (e.g. only -mirrors)")
 	flag.DurationVar(&cfg.cutAt, "cut-at", 10*time.Second, "churn run: when the origin's link is cut (see -cut-for)")
 	flag.DurationVar(&cfg.cutFor, "cut-for", 0, "churn run: how long the origin's link stays down (0: never cut)")
 	flag.Parse()
@@ -285,6 +287,9 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		return os.WriteFile(filepath.Join(cfg.out, cfg.name+"-results.json"), append(b, '\n'), 0o644)
 	}
 	var failed []string
+	if cfg.noOffice {
+		cfg.ns, cfg.churnN = nil, 0
+	}
 	for _, n := range cfg.ns {
 		for _, s := range cfg.setups {
 			if ctx.Err() != nil {
@@ -310,6 +315,27 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		log.Info("churn run done", "finish", c.FinishSeconds, "origin_ratio", c.OriginRatio, "ok", c.OK, "errors", len(c.Errors))
 		if !c.OK {
 			failed = append(failed, "churn: "+strings.Join(c.Errors, "; "))
+		}
+	}
+	if len(cfg.mirrors) > 0 && ctx.Err() == nil {
+		sfx, err := syntheticFixture(ctx, cfg.cache, fmt.Sprintf("fleet-suite%dx%d", cfg.suite[0], cfg.suite[1]), suitePackages(cfg.suite[0], cfg.suite[1]), log)
+		if err != nil {
+			return err
+		}
+		srepo := &testrepo.Repo{Dir: sfx.Dir, Suite: sfx.Suite, Component: sfx.Component, Arch: "amd64",
+			Key: &testrepo.Key{KeyringPath: sfx.KeyringPath}}
+		for _, k := range cfg.mirrors {
+			if ctx.Err() != nil {
+				break
+			}
+			mr := runMirrors(ctx, cfg, log, sfx, srepo, k)
+			res.Mirrors = append(res.Mirrors, mr)
+			if !mr.OK {
+				failed = append(failed, fmt.Sprintf("mirrors K=%d: %s", k, strings.Join(mr.Errors, "; ")))
+			}
+			if err := save(); err != nil {
+				return err
+			}
 		}
 	}
 	res.Finished = time.Now().UTC().Truncate(time.Second)

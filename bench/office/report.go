@@ -89,6 +89,15 @@ func tables(res Results) string {
 			b.WriteString("- " + strings.ReplaceAll(n, "\n", " ") + "\n")
 		}
 	}
+	if len(res.Mirrors) > 0 {
+		b.WriteString("\nMirror runs: K mirrors each run `pkgswarm prefetch` of the whole suite from one master at once:\n\n")
+		b.WriteString("| K | suite MB | last mirror done (s) | each mirror (s) | master MB | master / one copy | mirror upload mean / max (MB) | every prefetch OK |\n")
+		b.WriteString("|---:|---:|---:|---|---:|---:|---:|---|\n")
+		for _, m := range res.Mirrors {
+			fmt.Fprintf(&b, "| %d | %s | %.1f | %v | %s | %.2f | %s / %s | %s |\n", m.Mirrors, mb(m.SuiteBytes), m.Seconds, m.MirrorSeconds,
+				mb(m.OriginBytes), m.OriginRatio, mb(m.UploadMean), mb(m.UploadMax), okText(m.OK, len(m.Errors)))
+		}
+	}
 	name := res.Name
 	if name == "" {
 		name = "office"

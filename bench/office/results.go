@@ -29,6 +29,7 @@ type Results struct {
 	Fixture   FixtureInfo  `json:"fixture"`
 	Runs      []Run        `json:"runs"`
 	Churn     *ChurnResult `json:"churn,omitempty"`
+	Mirrors   []MirrorRun  `json:"mirrors,omitempty"`
 }
 
 // FixtureInfo describes the package set every node downloads.
