@@ -141,3 +141,27 @@ func TestFetchNotFound(t *testing.T) {
 		t.Errorf("fetch record %+v should carry the error", fs)
 	}
 }
+
+// The DHT's traffic and the announces of seeded blobs are counted (Stats),
+// for the per-node figures docs/scale.md starts from.
+func TestDHTTrafficCounted(t *testing.T) {
+	blobsA := newDirBlobs(t)
+	data := randomBytes(2<<20, 3)
+	digest := blobsA.put(t, data, "")
+	a := newNode(t, blobsA)
+	b := newNode(t, newDirBlobs(t), withBootstrap(a.DHTAddr()))
+	if err := a.Seed(digest, int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		sa, sb := a.Stats(), b.Stats()
+		if sa.Announces >= 1 && sa.DHTPacketsIn > 0 && sa.DHTPacketsOut > 0 && sb.DHTPacketsIn > 0 && sb.DHTBytesOut > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30 s: A %+v, B %+v", sa, sb)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
