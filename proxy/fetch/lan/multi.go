@@ -531,7 +531,7 @@ func (p *progressReader) Read(b []byte) (int, error) {
 // reprobe asks every live peer again and merges what they hold.
 func (m *multi) reprobe() {
 	defer m.wg.Done()
-	results := m.l.probe(m.ctx, m.l.live(), m.what)
+	results := m.l.probe(m.ctx, m.l.live(m.ctx, m.what), m.what)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.merge(results)
