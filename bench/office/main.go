@@ -44,13 +44,17 @@ type config struct {
 	replot      bool
 	keepRunning bool
 	// Fleet runs (issue 14).
-	name     string        // results prefix: NAME-results.json, NAME-*.png
-	big      int           // MB of the large synthetic package; 0: the real fixture
-	mirrors  []int         // mirror counts of the mirror run (-mirrors)
-	suite    [2]int        // mirror suite: packages × MB
-	cutAt    time.Duration // churn: when the origin's link goes down
-	cutFor   time.Duration // churn: for how long (0: never)
-	noOffice bool          // only the mirror run
+	name        string        // results prefix: NAME-results.json, NAME-*.png
+	big         int           // MB of the large synthetic package; 0: the real fixture
+	mirrors     []int         // mirror counts of the mirror run (-mirrors)
+	suite       [2]int        // mirror suite: packages × MB
+	cutAt       time.Duration // churn: when the origin's link goes down
+	cutFor      time.Duration // churn: for how long (0: never)
+	noOffice    bool          // only the mirror run
+	sites       int           // many-sites run: this many sites (0: none)
+	perSite     int           // nodes per site
+	siteRate    string        // each site's uplink
+	sitesSetups []string      // set-ups of the many-sites run
 }
 
 // The set-ups, as named on the command line and in the results.
@@ -89,10 +93,21 @@ func main() {
 	var mirrors, suite string
 	flag.StringVar(&mirrors, "mirrors", "", "mirror run: mirror counts K, comma-separated; each mirror runs pkgswarm prefetch of the whole suite (-suite) from the master")
 	flag.StringVar(&suite, "suite", "64x8", "mirror suite: COUNTxMB packages, plus the small set")
+	flag.IntVar(&cfg.sites, "sites", 0, "many-sites run: this many sites (0: none), each behind its own uplink (-site-rate)")
+	flag.IntVar(&cfg.perSite, "per-site", 5, "nodes per site in the many-sites run")
+	flag.StringVar(&cfg.siteRate, "site-rate", "20mbit", "each site's uplink in the many-sites run (tc tbf), both directions")
+	var sitesSetups string
+	flag.StringVar(&sitesSetups, "sites-setups", "apt-cacher-ng,bittorrent,pkgswarm", "set-ups of the many-sites run")
 	flag.BoolVar(&cfg.noOffice, "no-office", false, "skip the office and churn runs (e.g. only -mirrors)")
 	flag.DurationVar(&cfg.cutAt, "cut-at", 10*time.Second, "churn run: when the origin's link is cut (see -cut-for)")
 	flag.DurationVar(&cfg.cutFor, "cut-for", 0, "churn run: how long the origin's link stays down (0: never cut)")
 	flag.Parse()
+	if cfg.sites > 0 {
+		var err error
+		if cfg.sitesSetups, err = parseSetups(sitesSetups); err != nil {
+			fatal(err)
+		}
+	}
 	if mirrors != "" {
 		var err error
 		if cfg.mirrors, err = parseSizes(mirrors); err != nil {
@@ -315,6 +330,21 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		log.Info("churn run done", "finish", c.FinishSeconds, "origin_ratio", c.OriginRatio, "ok", c.OK, "errors", len(c.Errors))
 		if !c.OK {
 			failed = append(failed, "churn: "+strings.Join(c.Errors, "; "))
+		}
+	}
+	if cfg.sites > 0 {
+		for _, s := range cfg.sitesSetups {
+			if ctx.Err() != nil {
+				break
+			}
+			sr := runSites(ctx, cfg, log, fx, repo, s)
+			res.Sites = append(res.Sites, sr)
+			if !sr.OK {
+				failed = append(failed, fmt.Sprintf("sites %s: %s", s, strings.Join(sr.Errors, "; ")))
+			}
+			if err := save(); err != nil {
+				return err
+			}
 		}
 	}
 	if len(cfg.mirrors) > 0 && ctx.Err() == nil {

@@ -89,6 +89,26 @@ func tables(res Results) string {
 			b.WriteString("- " + strings.ReplaceAll(n, "\n", " ") + "\n")
 		}
 	}
+	if len(res.Sites) > 0 {
+		sr := res.Sites[0]
+		fmt.Fprintf(&b, "\nMany-sites runs: %d sites of %d nodes, each site behind its own uplink, every node downloading the fixture at once:\n\n", sr.Sites, sr.PerSite)
+		b.WriteString("| set-up | last node done (s) | last node per site (s) | origin MB | origin / one copy | origin link MB | node upload mean / max (MB) | swarm share of what entered each site | every apt-get OK |\n")
+		b.WriteString("|---|---:|---|---:|---:|---:|---:|---|---|\n")
+		for _, r := range res.Sites {
+			share := "–"
+			if len(r.SwarmShare) > 0 {
+				share = fmt.Sprint(r.SwarmShare)
+			}
+			fmt.Fprintf(&b, "| %s | %.1f | %v | %s | %.2f | %s | %s / %s | %s | %s |\n", r.Setup, r.FinishSeconds, r.SiteFinish,
+				mb(r.OriginBytes), r.OriginRatio, mb(r.OriginLinkTx), mb(r.UploadMean), mb(r.UploadMax), share, okText(r.OK, len(r.Errors)))
+		}
+		for _, r := range res.Sites {
+			for _, n := range r.Notes {
+				fmt.Fprintf(&b, "\n- sites %s: %s", r.Setup, clip(n, 600))
+			}
+		}
+		b.WriteString("\n")
+	}
 	if len(res.Mirrors) > 0 {
 		b.WriteString("\nMirror runs: K mirrors each run `pkgswarm prefetch` of the whole suite from one master at once:\n\n")
 		b.WriteString("| K | suite MB | last mirror done (s) | each mirror (s) | master MB | master / one copy | mirror upload mean / max (MB) | every prefetch OK |\n")

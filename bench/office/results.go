@@ -30,6 +30,7 @@ type Results struct {
 	Runs      []Run        `json:"runs"`
 	Churn     *ChurnResult `json:"churn,omitempty"`
 	Mirrors   []MirrorRun  `json:"mirrors,omitempty"`
+	Sites     []SitesRun   `json:"sites,omitempty"`
 }
 
 // FixtureInfo describes the package set every node downloads.
