@@ -125,12 +125,15 @@ func (s *Server) streamFlightToPeer(w http.ResponseWriter, r *http.Request, f *f
 	// itself waiting, so that the newest bytes flow down a chain of nodes
 	// instead of out of this one to every peer (lan's multi-source reader).
 	waits := closed && last >= f.Written()
-	if waits && !s.takeFrontier(f.Key()) {
+	// One waiting request per tier of the asker: a site leader relays the
+	// newest bytes to one peer of its own site and one of another site.
+	slot := f.Key() + "|" + r.Header.Get("X-Pkgswarm-Tier")
+	if waits && !s.takeFrontier(slot) {
 		h.Set("X-Pkgswarm-Busy", "frontier")
 		http.Error(w, "pkgswarm: already serving the newest bytes of this download to a peer", http.StatusServiceUnavailable)
 		return
 	} else if waits {
-		defer s.releaseFrontier(f.Key())
+		defer s.releaseFrontier(slot)
 	}
 	s.peerUploads.Add(1)
 	defer s.peerUploads.Add(-1)
@@ -183,8 +186,9 @@ func (s *Server) serveSharedBlob(w http.ResponseWriter, r *http.Request, d store
 	return true
 }
 
-// maxFrontier is how many peer requests per download may wait for bytes
-// this node does not hold yet.
+// maxFrontier is how many peer requests per download and tier of the
+// asker (X-Pkgswarm-Tier: lan, swarm) may wait for bytes this node does
+// not hold yet.
 const maxFrontier = 1
 
 func (s *Server) takeFrontier(key string) bool {

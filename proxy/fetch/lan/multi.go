@@ -420,6 +420,7 @@ func (m *multi) fetchRange(c *chunk, h *holder, a, end int64) (int64, []byte, ht
 		return 0, nil, nil, err
 	}
 	req.Header.Set("Range", "bytes="+strconv.FormatInt(a, 10)+"-"+strconv.FormatInt(end-1, 10))
+	req.Header.Set("X-Pkgswarm-Tier", m.l.Name())
 	// The stall timer runs from the request on: a peer that waits for its
 	// own upstream longer than stall is given up for this chunk.
 	progress := make(chan struct{}, 1)
