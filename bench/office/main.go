@@ -55,6 +55,7 @@ type config struct {
 	perSite     int           // nodes per site
 	siteRate    string        // each site's uplink
 	sitesSetups []string      // set-ups of the many-sites run
+	dhtIdle     time.Duration // many-sites run: idle window measured after the downloads
 }
 
 // The set-ups, as named on the command line and in the results.
@@ -96,6 +97,7 @@ func main() {
 	flag.IntVar(&cfg.sites, "sites", 0, "many-sites run: this many sites (0: none), each behind its own uplink (-site-rate)")
 	flag.IntVar(&cfg.perSite, "per-site", 5, "nodes per site in the many-sites run")
 	flag.StringVar(&cfg.siteRate, "site-rate", "20mbit", "each site's uplink in the many-sites run (tc tbf), both directions")
+	flag.DurationVar(&cfg.dhtIdle, "dht-idle", 0, "many-sites run: after the downloads, measure the DHT's traffic for this long while the nodes only seed")
 	var sitesSetups string
 	flag.StringVar(&sitesSetups, "sites-setups", "apt-cacher-ng,bittorrent,pkgswarm", "set-ups of the many-sites run")
 	flag.BoolVar(&cfg.noOffice, "no-office", false, "skip the office and churn runs (e.g. only -mirrors)")

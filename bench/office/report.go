@@ -103,6 +103,13 @@ func tables(res Results) string {
 				mb(r.OriginBytes), r.OriginRatio, mb(r.OriginLinkTx), mb(r.UploadMean), mb(r.UploadMax), share, okText(r.OK, len(r.Errors)))
 		}
 		for _, r := range res.Sites {
+			for _, w := range r.DHT {
+				p, by := w.PerNodeMinute()
+				fmt.Fprintf(&b, "\n- sites %s, DHT while %s (%.0f s, %d nodes, %d blobs seeded in all at the end): %.0f packets and %.1f KB per node per minute; %d announces of seeded blobs in all",
+					r.Setup, map[string]string{"download": "downloading", "idle": "idle (seeding only)"}[w.Name], w.Seconds, w.Nodes, w.Seeded, p, by/1e3, w.Announces)
+			}
+		}
+		for _, r := range res.Sites {
 			for _, n := range r.Notes {
 				fmt.Fprintf(&b, "\n- sites %s: %s", r.Setup, clip(n, 600))
 			}

@@ -15,6 +15,7 @@ import (
 	"github.com/pkgswarm/pkgswarm/bench/fixture"
 	"github.com/pkgswarm/pkgswarm/internal/office"
 	"github.com/pkgswarm/pkgswarm/internal/testrepo"
+	"github.com/pkgswarm/pkgswarm/swarm"
 )
 
 // SitesRun is one many-sites run (-sites): S sites of P nodes, each site
@@ -31,6 +32,9 @@ type SitesRun struct {
 	SwarmShare []float64 `json:"site_swarm_share,omitempty"`
 	// SiteFinish is the last node's time per site.
 	SiteFinish []float64 `json:"site_finish_s,omitempty"`
+	// DHT is what the nodes' DHT servers did while they downloaded and in
+	// an idle window after (-dht-idle), pkgswarm only.
+	DHT []DHTWindow `json:"dht,omitempty"`
 }
 
 // runSites runs one set-up on a fleet of sites. pkgswarm nodes find their
@@ -108,6 +112,10 @@ func runSites(ctx context.Context, cfg config, log *slog.Logger, fx *fixture.Fix
 			time.Sleep(3 * time.Second)
 		}
 		m := newMeter(ctx, tb, o, nil)
+		var snap0 map[string]swarm.Stats
+		if setup == setupPkgswarm {
+			snap0 = swarmSnapshot(ctx, o.Nodes())
+		}
 		var wg sync.WaitGroup
 		start := time.Now()
 		n := len(o.Nodes())
@@ -134,6 +142,16 @@ func runSites(ctx context.Context, cfg config, log *slog.Logger, fx *fixture.Fix
 		r.FinishSeconds, r.FirstSeconds = maxMin(r.NodeSeconds)
 		r.SiteFinish = siteFinish(fl, r.NodeSeconds)
 		if setup == setupPkgswarm {
+			snap1 := swarmSnapshot(ctx, o.Nodes())
+			r.DHT = append(r.DHT, dhtWindow("download", time.Since(start), snap0, snap1))
+			if cfg.dhtIdle > 0 {
+				t1 := time.Now()
+				select {
+				case <-time.After(cfg.dhtIdle):
+				case <-ctx.Done():
+				}
+				r.DHT = append(r.DHT, dhtWindow("idle", time.Since(t1), snap1, swarmSnapshot(ctx, o.Nodes())))
+			}
 			saveLogs(tb, cfg, name, o.Nodes())
 			r.Served = servedTotals(ctx, o.Nodes())
 			for _, site := range fl.Site {
