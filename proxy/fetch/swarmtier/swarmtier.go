@@ -128,8 +128,19 @@ type dhtPeers struct {
 
 type lookup struct {
 	found   swarm.Found
-	at      time.Time
+	first   time.Time // the first lookup
+	at      time.Time // the last one ended
 	running bool
+}
+
+// refreshAfter is how old a file's last lookup may be: a second while an
+// election among sites is likely (the first 15 s), then 15 s, so that a
+// long download does not walk the DHT every second (docs/scale.md).
+func (l *lookup) refreshAfter() time.Duration {
+	if time.Since(l.first) < 15*time.Second {
+		return time.Second
+	}
+	return 15 * time.Second
 }
 
 // Ban keeps a peer of another site (by its address, "ip:port") out of
@@ -143,7 +154,7 @@ func (s *Source) Ban(addr string, until time.Time) {
 // PeersFor returns the pkgswarm HTTP addresses ("ip:port") of the other
 // sites' nodes fetching or holding the file the peer protocol path what
 // names, from what the DHT said last; it looks again in the background when
-// that is older than a second. LAN peers (Local) and Self are left out.
+// that is old (lookup.refreshAfter). LAN peers (Local) and Self are left out.
 func (s *Source) PeersFor(ctx context.Context, what string) []string {
 	s.init()
 	hex := what[strings.LastIndexByte(what, '/')+1:]
@@ -176,9 +187,12 @@ func (d *dhtPeers) refresh(ctx context.Context, hex string, wait bool) swarm.Fou
 		l = &lookup{}
 		d.files[hex] = l
 	}
-	stale := time.Since(l.at) > time.Second && !l.running
+	stale := time.Since(l.at) > l.refreshAfter() && !l.running
 	if stale {
 		l.running = true
+		if l.first.IsZero() {
+			l.first = time.Now()
+		}
 	}
 	first := l.at.IsZero()
 	d.mu.Unlock()
