@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -128,12 +129,13 @@ func (s *Server) streamFlightToPeer(w http.ResponseWriter, r *http.Request, f *f
 	// One waiting request per tier of the asker: a site leader relays the
 	// newest bytes to one peer of its own site and one of another site.
 	slot := f.Key() + "|" + r.Header.Get("X-Pkgswarm-Tier")
-	if waits && !s.takeFrontier(slot) {
+	asker, _, _ := net.SplitHostPort(r.RemoteAddr)
+	if waits && !s.takeFrontier(slot, asker) {
 		h.Set("X-Pkgswarm-Busy", "frontier")
 		http.Error(w, "pkgswarm: already serving the newest bytes of this download to a peer", http.StatusServiceUnavailable)
 		return
 	} else if waits {
-		defer s.releaseFrontier(slot)
+		defer s.releaseFrontier(slot, asker)
 	}
 	s.peerUploads.Add(1)
 	defer s.peerUploads.Add(-1)
@@ -191,25 +193,46 @@ func (s *Server) serveSharedBlob(w http.ResponseWriter, r *http.Request, d store
 // not hold yet.
 const maxFrontier = 1
 
-func (s *Server) takeFrontier(key string) bool {
+// frontierGrace keeps a freed frontier place for the peer that just held
+// it: it asks for the next chunk at once, and a chain of nodes stays a
+// chain instead of reshuffling at every chunk.
+const frontierGrace = 300 * time.Millisecond
+
+// frontierSlot is the frontier places of one download and tier.
+type frontierSlot struct {
+	n        int       // requests waiting now
+	reserved string    // the peer (IP) the next place is kept for
+	until    time.Time // … until then
+}
+
+func (s *Server) takeFrontier(key, peer string) bool {
 	s.frontierMu.Lock()
 	defer s.frontierMu.Unlock()
-	if s.frontier == nil {
-		s.frontier = map[string]int{}
+	if s.frontier == nil || len(s.frontier) > 10000 {
+		s.frontier = map[string]*frontierSlot{}
 	}
-	if s.frontier[key] >= maxFrontier {
+	fs := s.frontier[key]
+	if fs == nil {
+		fs = &frontierSlot{}
+		s.frontier[key] = fs
+	}
+	if fs.n >= maxFrontier || (fs.reserved != "" && fs.reserved != peer && time.Now().Before(fs.until)) {
 		return false
 	}
-	s.frontier[key]++
+	fs.n++
+	fs.reserved = ""
 	return true
 }
 
-func (s *Server) releaseFrontier(key string) {
+func (s *Server) releaseFrontier(key, peer string) {
 	s.frontierMu.Lock()
 	defer s.frontierMu.Unlock()
-	if s.frontier[key]--; s.frontier[key] <= 0 {
-		delete(s.frontier, key)
+	fs := s.frontier[key]
+	if fs == nil {
+		return
 	}
+	fs.n--
+	fs.reserved, fs.until = peer, time.Now().Add(frontierGrace)
 }
 
 // parseOneRange parses "bytes=N-" (last = -1) and "bytes=N-M", the ranges

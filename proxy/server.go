@@ -82,8 +82,8 @@ type Server struct {
 
 	peerUploads atomic.Int64 // blob transfers to peers being served now
 
-	frontierMu sync.Mutex     // protects frontier
-	frontier   map[string]int // flight key → peer requests waiting for its next bytes
+	frontierMu sync.Mutex               // protects frontier
+	frontier   map[string]*frontierSlot // flight key and tier → peer requests waiting for its next bytes
 }
 
 // New returns a Server.

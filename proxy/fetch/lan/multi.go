@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -116,6 +117,7 @@ type multi struct {
 	next      int64 // start of the first chunk not yet in chunks
 	chunks    []*chunk
 	holders   map[string]*holder // by peer id
+	parent    *holder            // the upstream whose newest bytes this reader got last
 	probing   bool
 	lastProbe time.Time
 	closed    bool
@@ -307,7 +309,21 @@ func (m *multi) pick(a, b int64, noWait bool) (best *holder, end int64, wait boo
 		}
 		return s
 	}
-	better := func(h *holder) bool { return best == nil || score(h) < score(best) }
+	// Among equals, a uniform random one (reservoir sampling): load
+	// figures are a second old at best, and a fixed tie-break would send
+	// every reader to the same peer.
+	ties := 0
+	better := func(h *holder) bool {
+		switch {
+		case best == nil || score(h) < score(best):
+			ties = 1
+			return true
+		case score(h) == score(best):
+			ties++
+			return rand.IntN(ties) == 0
+		}
+		return false
+	}
 	usable := func(h *holder) bool {
 		return h.fails < maxFails && !now.Before(h.until) && h.inflight < 2
 	}
@@ -318,6 +334,13 @@ func (m *multi) pick(a, b int64, noWait bool) (best *holder, end int64, wait boo
 	}
 	if best != nil {
 		return best, b, false
+	}
+	best, ties = nil, 0
+	// At the frontier, stay with the upstream that served the last chunk
+	// there: it keeps its place for this node a moment (proxy's
+	// frontierGrace), so a chain of nodes stays a chain.
+	if p := m.parent; p != nil && !noWait && usable(p) && p.inflight == 0 && m.upstream(p) && p.have < b {
+		return p, b, true
 	}
 	// Rules 2 and 3 together: at the frontier, the bringer holds a little
 	// more than everyone else, and asking it for that little each time
@@ -383,7 +406,13 @@ func (m *multi) get(c *chunk, h *holder, a, end int64, wait bool) {
 	h.have = max(h.have, a+n)
 	if err == nil {
 		h.fails = 0
+		if wait {
+			m.parent = h
+		}
 		return
+	}
+	if m.parent == h {
+		m.parent = nil
 	}
 	if m.ctx.Err() != nil {
 		return
