@@ -290,7 +290,7 @@ func (m *multi) schedule() {
 		h.inflight++
 		h.uploads++ // what the peer will say once this request runs
 		m.wg.Add(1)
-		go m.get(c, h, a, end, wait)
+		go m.get(c, h, h.peer, a, end, wait)
 	}
 }
 
@@ -374,10 +374,11 @@ func (m *multi) upstream(h *holder) bool {
 	return h.brings(m.l.Name()) || (!h.complete && h.source == m.l.Name() && h.rank > m.myRank)
 }
 
-// get fills c with bytes [a, end) from h.
-func (m *multi) get(c *chunk, h *holder, a, end int64, wait bool) {
+// get fills c with bytes [a, end) from h, whose peer p the scheduler read
+// under m.mu (a probe round may replace h.peer meanwhile).
+func (m *multi) get(c *chunk, h *holder, p Peer, a, end int64, wait bool) {
 	defer m.wg.Done()
-	n, extra, hdr, err := m.fetchRange(c, h, a, end)
+	n, extra, hdr, err := m.fetchRange(c, p, a, end)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	defer m.broadcast()
@@ -438,13 +439,13 @@ var errBusy = errors.New("peer busy")
 // errGone: the peer answered that it has not (or no longer) the file.
 var errGone = errors.New("peer does not have the file")
 
-// fetchRange asks h for [a, end) and copies what arrives into c as it
+// fetchRange asks p for [a, end) and copies what arrives into c as it
 // arrives. It returns the bytes added, bytes past the file's end the peer
 // sent (at most extraTail), and the response header.
-func (m *multi) fetchRange(c *chunk, h *holder, a, end int64) (int64, []byte, http.Header, error) {
+func (m *multi) fetchRange(c *chunk, p Peer, a, end int64) (int64, []byte, http.Header, error) {
 	ctx, cancel := context.WithCancelCause(m.ctx)
 	defer cancel(nil)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, peerURL(h.peer, m.what), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, peerURL(p, m.what), nil)
 	if err != nil {
 		return 0, nil, nil, err
 	}
