@@ -300,7 +300,7 @@ func (n *Node) startClient() error {
 		// limiter and queue replies instead.
 		sc.SendLimiter = rate.NewLimiter(dhtPacketsPerSecond, dhtPacketsPerSecond)
 		sc.WaitToReply = true
-		// Count what the DHT costs (Stats; docs/scale.md).
+		// Count what the DHT costs (Stats; the fleet benchmark reads it).
 		if sc.Conn != nil {
 			sc.Conn = &countingConn{PacketConn: sc.Conn, c: &n.dhtCount}
 		}

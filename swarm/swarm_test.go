@@ -144,7 +144,7 @@ func TestFetchNotFound(t *testing.T) {
 }
 
 // The DHT's traffic and the announces of seeded blobs are counted (Stats),
-// for the per-node figures docs/scale.md starts from.
+// for the per-node DHT figures a scale estimate starts from.
 func TestDHTTrafficCounted(t *testing.T) {
 	blobsA := newDirBlobs(t)
 	data := randomBytes(2<<20, 3)

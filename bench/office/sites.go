@@ -61,7 +61,7 @@ func runSites(ctx context.Context, cfg config, log *slog.Logger, fx *fixture.Fix
 							boot = append(boot, net.JoinHostPort(site[0].IP().String(), "6881"))
 						}
 					}
-					args := []string{"--swarm-listen", net.JoinHostPort(n.IP().String(), "6881"), "--swarm-read-flights"}
+					args := []string{"--swarm-listen", net.JoinHostPort(n.IP().String(), "6881")}
 					if len(boot) > 0 {
 						args = append(args, "--swarm-bootstrap", strings.Join(boot, ","))
 					}

@@ -340,16 +340,7 @@ func buildServer(c *cli.Context, log, internals *slog.Logger) (*server, error) {
 	var onShareable func(store.Digest)
 	if sw != nil {
 		peers.banIP = sw.Ban
-		stier := &swarmtier.Source{Node: sw, Self: sw.HTTPAddr(), FindTimeout: c.Duration("swarm-find-timeout"),
-			Local: swarmtier.LocalFromURLs(peers.urls)}
-		if c.Bool("swarm-read-flights") {
-			// The peer protocol across sites: other sites' downloads in
-			// flight, found on the DHT (one origin copy per fleet, not per
-			// site). Off by default until the stall near the end of a large
-			// file seen in the many-sites benchmark is understood.
-			stier.Wide = &lan.Source{Peers: widePeers{stier}, NodeID: sw.HTTPAddr(), Label: "swarm", Wide: true, Budget: time.Second}
-		}
-		wide = append(wide, stier)
+		wide = append(wide, swarmtier.Source{Node: sw})
 		seed = newSeeder(sw, st, log)
 		onShareable = seed.offer
 	}

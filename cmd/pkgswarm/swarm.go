@@ -32,7 +32,6 @@ func swarmFlags() []cli.Flag {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "swarm-upload-rate", EnvVars: env("swarm-upload-rate"), Value: "0", Usage: "upload limit in bytes/s (e.g. 5M); 0 = unlimited"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "swarm-download-rate", EnvVars: env("swarm-download-rate"), Value: "0", Usage: "download limit in bytes/s; 0 = unlimited"}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "swarm-max-seeded", EnvVars: env("swarm-max-seeded"), Value: 10000, Usage: "cap on blobs seeded (least recently added go first)"}),
-		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "swarm-read-flights", EnvVars: env("swarm-read-flights"), Usage: "also read other sites' downloads in flight, found on the DHT, by the peer protocol (one origin copy per fleet rather than per site); experimental: a benchmark of 4 sites stalled near the end of a large file"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "swarm-find-timeout", EnvVars: env("swarm-find-timeout"), Value: 3 * time.Second, Usage: "how long a fetch looks for holders in the swarm before the origin is tried"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "swarm-min-size", EnvVars: env("swarm-min-size"), Value: "1M", Usage: "files smaller than this skip the swarm (one HTTP request is faster; measured, see docs/benchmarks.md)"}),
 	}
