@@ -86,6 +86,10 @@ type raConn struct {
 	// startFn, if set, replaces start (tests).
 	startFn func(uri string)
 
+	rmu     sync.Mutex // serializes reads; protects rbuf and pending
+	rbuf    []byte     // a small read's buffer, allocated on first use
+	pending []byte     // bytes of rbuf read from the connection, not yet handed out
+
 	mu       sync.Mutex               // protects the fields below
 	ahead    map[string]*fetch.Flight // downloads started ahead, by request URI, until their turn
 	buf      []byte                   // bytes read but not yet seen to end a head
@@ -94,12 +98,41 @@ type raConn struct {
 	answered int                      // requests the server has finished
 }
 
+// readSize is what one read from the connection takes in at least. net/http
+// reads a request through a 4 KiB buffer and, while a handler runs, one
+// byte in the background; a read of that size would leave the heads behind
+// it in the kernel (unseen by the read-ahead) until the server's buffer
+// drained down to them.
+const readSize = 4 << 10
+
 func (c *raConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.scan(p[:n])
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
 	}
-	return n, err
+	if len(p) >= readSize {
+		n, err := c.Conn.Read(p)
+		if n > 0 {
+			c.scan(p[:n])
+		}
+		return n, err
+	}
+	if c.rbuf == nil {
+		c.rbuf = make([]byte, readSize)
+	}
+	n, err := c.Conn.Read(c.rbuf)
+	if n > 0 {
+		c.scan(c.rbuf[:n])
+	}
+	k := copy(p, c.rbuf[:n])
+	c.pending = c.rbuf[k:n]
+	if len(c.pending) > 0 {
+		err = nil // the error comes again with the next read from the connection
+	}
+	return k, err
 }
 
 // scan appends b to the unscanned bytes and starts every complete GET head

@@ -1,8 +1,12 @@
 package proxy
 
 import (
+	"bytes"
+	"fmt"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -66,4 +70,44 @@ func FuzzParseHead(f *testing.F) {
 		}
 		_ = http.MethodGet
 	})
+}
+
+// A small read (net/http's one-byte background read while a handler runs)
+// still takes in, and scans, every request head the client has sent: the
+// read-ahead must see a request when it arrives, not when the server's
+// buffer has drained down to it. The bytes are then handed out in order,
+// none lost or repeated.
+func TestSmallReadScansWhatArrived(t *testing.T) {
+	t.Parallel()
+	client, server := net.Pipe()
+	defer client.Close()
+	var mu sync.Mutex
+	var started []string
+	c := &raConn{Conn: server, sem: make(chan struct{}, maxAhead)}
+	c.startFn = func(uri string) { mu.Lock(); started = append(started, uri); mu.Unlock() }
+	var sent []byte
+	for i := 1; i <= 3; i++ {
+		sent = append(sent, fmt.Sprintf("GET /h/%d.deb HTTP/1.1\r\nHost: h\r\n\r\n", i)...)
+	}
+	go client.Write(sent)
+	var got []byte
+	one := make([]byte, 1)
+	for len(got) < len(sent) {
+		n, err := c.Read(one)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, one[:n]...)
+		if len(got) == 1 {
+			mu.Lock()
+			s := strings.Join(started, " ")
+			mu.Unlock()
+			if s != "/h/2.deb /h/3.deb" {
+				t.Fatalf("after a one-byte read, started %q; want the two requests queued behind the first", s)
+			}
+		}
+	}
+	if !bytes.Equal(got, sent) {
+		t.Fatalf("read %q, want %q", got, sent)
+	}
 }
