@@ -294,3 +294,66 @@ func TestLANStalledPeerIsCut(t *testing.T) {
 		t.Fatalf("the stalled peer: ban reason %q, want one saying it stalled", reason)
 	}
 }
+
+// Three nodes missing a large file at once: one origin GET, and the
+// others read it by ranges from the downloads in flight (the newest bytes
+// are served to one waiting peer per download, so the third reads from a
+// relay or waits its turn); every node gets the right bytes.
+func TestLANThreeNodesMultiSource(t *testing.T) {
+	a := newRig(t, rigOptions{packages: []testrepo.Package{{Name: "big", Version: "1", Size: 24 << 20, Seed: 6}}})
+	ps := []*staticPeers{{}, {}, {}}
+	ids := []string{"a", "b", "c"}
+	var nodes []*rig
+	for i, id := range ids {
+		nodes = append(nodes, a.node(id, ps[i]))
+	}
+	for i := range nodes {
+		var others []lan.Peer
+		for j, n := range nodes {
+			if j != i {
+				others = append(others, lan.Peer{ID: ids[j], URL: n.URL})
+			}
+		}
+		ps[i].set(others...)
+	}
+	for _, n := range nodes {
+		for _, p := range []string{a.repo.DistPath("InRelease"), a.repo.DistPath("main/binary-amd64/Packages.xz")} {
+			resp, _, err := n.Get(a.origin.URL+"/"+p, nil)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("%s: %v", p, err)
+			}
+		}
+	}
+	big := a.repo.Debs["big"]
+	for _, n := range nodes {
+		n.expects(big.Path)
+	}
+	a.origin.Throttle(".deb", 16<<20) // 1.5 s for the file: the reads overlap
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Go(func() {
+			resp, err := n.ProxyClient().Get(a.origin.URL + "/" + big.Path)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			h := sha256.New()
+			io.Copy(h, resp.Body)
+			if hex.EncodeToString(h.Sum(nil)) != big.SHA256 {
+				t.Errorf("node got sha256 %x, want %s", h.Sum(nil), big.SHA256)
+			}
+		})
+	}
+	wg.Wait()
+	if n := a.origin.Requests(big.Path); n != 1 {
+		t.Fatalf("three nodes missing at once made %d origin GETs, want 1", n)
+	}
+	for i, p := range ps {
+		for _, id := range ids {
+			if why := p.banned(id); why != "" {
+				t.Errorf("node %s banned %s: %s", ids[i], id, why)
+			}
+		}
+	}
+}

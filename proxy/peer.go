@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -62,16 +63,6 @@ func (s *Server) serveBlobToPeer(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) streamFlightToPeer(w http.ResponseWriter, r *http.Request, f *fetch.Flight) {
-	if rg := r.Header.Get("Range"); rg != "" && r.Method != http.MethodHead {
-		if _, open := openRangeStart(rg); !open {
-			// Any other range is served from the blob once it is whole.
-			select {
-			case <-f.Done():
-			case <-r.Context().Done():
-				return
-			}
-		}
-	}
 	select {
 	case <-f.Done():
 		if f.Err() == nil && s.serveSharedBlob(w, r, f.Digest()) {
@@ -97,44 +88,83 @@ func (s *Server) streamFlightToPeer(w http.ResponseWriter, r *http.Request, f *f
 		state = StateFetching // committed: the reader reads the blob
 	default:
 	}
-	w.Header().Set("X-Pkgswarm-State", state)
+	h := w.Header()
+	h.Set("X-Pkgswarm-State", state)
+	// What a multi-source downloader needs to pick this node for a range:
+	// how much of the file it holds (a download is a growing prefix), where
+	// its bytes come from (a node reading from the origin or the swarm
+	// brings new bytes; one reading from LAN peers relays them), which tier
+	// it is trying, and how many peer transfers it serves now.
+	h.Set("X-Pkgswarm-Have", strconv.FormatInt(f.Written(), 10))
+	h.Set("X-Pkgswarm-Source", f.Source())
+	h.Set("X-Pkgswarm-Stage", f.Stage())
+	h.Set("X-Pkgswarm-Uploads", strconv.FormatInt(s.peerUploads.Load(), 10))
 	size := f.Size()
 	if r.Method == http.MethodHead {
 		if size >= 0 {
-			w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+			h.Set("Content-Length", strconv.FormatInt(size, 10))
 		}
 		return
 	}
+	first, last := int64(0), size-1
+	closed := false // a closed range: a multi-source reader asks for a chunk
+	if rg := r.Header.Get("Range"); rg != "" {
+		a, b, ok := parseOneRange(rg)
+		closed = ok && b >= 0
+		if !ok || size < 0 || a >= size {
+			http.Error(w, "pkgswarm: only one range (bytes=N- or bytes=N-M) is served from a download in flight", http.StatusRequestedRangeNotSatisfiable)
+			return
+		}
+		first = a
+		if b >= 0 && b < last {
+			last = b
+		}
+	}
+	// A request for bytes this node does not hold yet waits here for its
+	// own download. Only one such request per download is taken: the
+	// others ask a peer that already has those bytes, or one that is
+	// itself waiting, so that the newest bytes flow down a chain of nodes
+	// instead of out of this one to every peer (lan's multi-source reader).
+	waits := closed && last >= f.Written()
+	// One waiting request per tier of the asker: a site leader relays the
+	// newest bytes to one peer of its own site and one of another site.
+	slot := f.Key() + "|" + r.Header.Get("X-Pkgswarm-Tier")
+	asker, _, _ := net.SplitHostPort(r.RemoteAddr)
+	if waits && !s.takeFrontier(slot, asker) {
+		h.Set("X-Pkgswarm-Busy", "frontier")
+		http.Error(w, "pkgswarm: already serving the newest bytes of this download to a peer", http.StatusServiceUnavailable)
+		return
+	} else if waits {
+		defer s.releaseFrontier(slot, asker)
+	}
+	s.peerUploads.Add(1)
+	defer s.peerUploads.Add(-1)
 	select {
 	case <-f.Ready():
 	case <-r.Context().Done():
 		return
 	}
-	var offset int64
-	if rg := r.Header.Get("Range"); rg != "" {
-		n, ok := openRangeStart(rg)
-		if !ok || size < 0 || n >= size {
-			http.Error(w, "pkgswarm: only one open range (bytes=N-) is served from a download in flight", http.StatusRequestedRangeNotSatisfiable)
-			return
-		}
-		offset = n
-	}
 	fo := f.NewReader(r.Context())
 	defer fo.Close()
-	if offset > 0 {
-		if _, err := fo.Seek(offset, io.SeekStart); err != nil {
+	if first > 0 {
+		if _, err := fo.Seek(first, io.SeekStart); err != nil {
 			http.Error(w, "pkgswarm: "+err.Error(), http.StatusInternalServerError)
 			return
 		}
 	}
+	var body io.Reader = fo
 	if size >= 0 {
-		w.Header().Set("Content-Length", strconv.FormatInt(size-offset, 10))
+		h.Set("Content-Length", strconv.FormatInt(last-first+1, 10))
+		// Bytes are sent as they arrive; a range that ends at the file's
+		// last byte waits for the digest to match (store.Follower holds
+		// the final byte back).
+		body = io.LimitReader(fo, last-first+1)
 	}
-	if offset > 0 {
-		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", offset, size-1, size))
+	if first > 0 || (size >= 0 && last < size-1) {
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, last, size))
 		w.WriteHeader(http.StatusPartialContent)
 	}
-	if _, err := io.Copy(w, fo); err != nil && !errors.Is(err, context.Canceled) {
+	if _, err := io.Copy(w, body); err != nil && !errors.Is(err, context.Canceled) {
 		panic(http.ErrAbortHandler)
 	}
 }
@@ -149,19 +179,85 @@ func (s *Server) serveSharedBlob(w http.ResponseWriter, r *http.Request, d store
 	defer f.Close()
 	w.Header().Set("ETag", etag(d))
 	w.Header().Set("X-Pkgswarm-State", StateComplete)
+	w.Header().Set("X-Pkgswarm-Uploads", strconv.FormatInt(s.peerUploads.Load(), 10))
+	if r.Method != http.MethodHead {
+		s.peerUploads.Add(1)
+		defer s.peerUploads.Add(-1)
+	}
 	http.ServeContent(w, r, "", time.Time{}, f)
 	return true
 }
 
-// openRangeStart parses "bytes=N-", the only range served from a download in
-// flight.
-func openRangeStart(rg string) (int64, bool) {
-	rest, ok := strings.CutPrefix(rg, "bytes=")
-	if !ok || !strings.HasSuffix(rest, "-") || strings.Contains(rest, ",") {
-		return 0, false
+// maxFrontier is how many peer requests per download and tier of the
+// asker (X-Pkgswarm-Tier: lan, swarm) may wait for bytes this node does
+// not hold yet.
+const maxFrontier = 1
+
+// frontierGrace keeps a freed frontier place for the peer that just held
+// it: it asks for the next chunk at once, and a chain of nodes stays a
+// chain instead of reshuffling at every chunk.
+const frontierGrace = 300 * time.Millisecond
+
+// frontierSlot is the frontier places of one download and tier.
+type frontierSlot struct {
+	n        int       // requests waiting now
+	reserved string    // the peer (IP) the next place is kept for
+	until    time.Time // … until then
+}
+
+func (s *Server) takeFrontier(key, peer string) bool {
+	s.frontierMu.Lock()
+	defer s.frontierMu.Unlock()
+	if s.frontier == nil || len(s.frontier) > 10000 {
+		s.frontier = map[string]*frontierSlot{}
 	}
-	n, err := strconv.ParseInt(strings.TrimSuffix(rest, "-"), 10, 64)
-	return n, err == nil && n >= 0
+	fs := s.frontier[key]
+	if fs == nil {
+		fs = &frontierSlot{}
+		s.frontier[key] = fs
+	}
+	if fs.n >= maxFrontier || (fs.reserved != "" && fs.reserved != peer && time.Now().Before(fs.until)) {
+		return false
+	}
+	fs.n++
+	fs.reserved = ""
+	return true
+}
+
+func (s *Server) releaseFrontier(key, peer string) {
+	s.frontierMu.Lock()
+	defer s.frontierMu.Unlock()
+	fs := s.frontier[key]
+	if fs == nil {
+		return
+	}
+	fs.n--
+	fs.reserved, fs.until = peer, time.Now().Add(frontierGrace)
+}
+
+// parseOneRange parses "bytes=N-" (last = -1) and "bytes=N-M", the ranges
+// served from a download in flight.
+func parseOneRange(rg string) (first, last int64, ok bool) {
+	rest, ok := strings.CutPrefix(rg, "bytes=")
+	if !ok || strings.Contains(rest, ",") {
+		return 0, 0, false
+	}
+	a, b, ok := strings.Cut(rest, "-")
+	if !ok {
+		return 0, 0, false
+	}
+	first, err := strconv.ParseInt(a, 10, 64)
+	if err != nil || first < 0 {
+		return 0, 0, false
+	}
+	if b == "" {
+		return first, -1, true
+	}
+	last, err = strconv.ParseInt(b, 10, 64)
+	if err != nil || last < first {
+		return 0, 0, false
+	}
+	return first, last, true
 }
 
 // serveNameToPeer answers GET/HEAD /_pkgswarm/v1/rpm/<name key>: the

@@ -13,6 +13,8 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkgswarm/pkgswarm/proxy/fetch"
@@ -77,6 +79,11 @@ type Server struct {
 	hold  time.Duration
 	mem   *memCache      // small blobs in memory; nil when off
 	mux   *http.ServeMux // pkgswarm's own endpoints
+
+	peerUploads atomic.Int64 // blob transfers to peers being served now
+
+	frontierMu sync.Mutex               // protects frontier
+	frontier   map[string]*frontierSlot // flight key and tier → peer requests waiting for its next bytes
 }
 
 // New returns a Server.

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/anacrolix/dht/v2"
@@ -174,6 +175,12 @@ type Node struct {
 	recent    []*fetchRecord    // last maxRecent fetches, oldest first
 	libBans   map[string]string // IP → why the library banned it (see libLogHandler)
 	closed    bool
+
+	flightMu sync.Mutex           // protects flights
+	flights  map[string]time.Time // blobs whose flight was announced, when
+
+	dhtCount  dhtCounters
+	announces atomic.Int64 // DHT announce traversals run for seeded blobs
 }
 
 type seedEntry struct {
@@ -293,6 +300,10 @@ func (n *Node) startClient() error {
 		// limiter and queue replies instead.
 		sc.SendLimiter = rate.NewLimiter(dhtPacketsPerSecond, dhtPacketsPerSecond)
 		sc.WaitToReply = true
+		// Count what the DHT costs (Stats; the fleet benchmark reads it).
+		if sc.Conn != nil {
+			sc.Conn = &countingConn{PacketConn: sc.Conn, c: &n.dhtCount}
+		}
 	}
 	cc.IPBlocklist = n.bans
 	cc.Slogger = slog.New(&libLogHandler{n: n, inner: n.log.Handler()})
@@ -620,9 +631,16 @@ func parseHostIP(addr string) (netip.Addr, error) {
 
 // Stats is a snapshot of a node's activity.
 type Stats struct {
-	Seeded    int   // blobs seeded
-	BytesUp   int64 // payload bytes uploaded to peers
-	BytesDown int64 // useful payload bytes downloaded from peers and web seeds
+	Seeded int // blobs seeded
+	// DHT traffic of the node since it started: UDP packets and bytes
+	// received and sent by its DHT server, and the announce traversals it
+	// ran for seeded blobs (each is a get_peers walk plus announce_peer to
+	// the closest nodes, under the rendezvous key and the infohash).
+	DHTPacketsIn, DHTPacketsOut int64
+	DHTBytesIn, DHTBytesOut     int64
+	Announces                   int64
+	BytesUp                     int64 // payload bytes uploaded to peers
+	BytesDown                   int64 // useful payload bytes downloaded from peers and web seeds
 	// Fetches lists recent fetches, oldest first (at most 32).
 	Fetches []FetchStats
 	// Banned lists bans in force: the node's own (Ban, poisoned metainfo,
@@ -654,6 +672,9 @@ type Banned struct {
 // Stats returns a snapshot of the node's activity.
 func (n *Node) Stats() Stats {
 	var s Stats
+	s.DHTPacketsIn, s.DHTPacketsOut = n.dhtCount.pin.Load(), n.dhtCount.pout.Load()
+	s.DHTBytesIn, s.DHTBytesOut = n.dhtCount.bin.Load(), n.dhtCount.bout.Load()
+	s.Announces = n.announces.Load()
 	n.mu.Lock()
 	s.Seeded = len(n.seeded)
 	for _, r := range n.recent {
@@ -683,6 +704,35 @@ func (n *Node) Stats() Stats {
 		}
 	}
 	return s
+}
+
+// dhtCounters count a DHT server's UDP traffic.
+type dhtCounters struct {
+	pin, pout, bin, bout atomic.Int64
+}
+
+// countingConn is the DHT server's socket, counting packets and bytes.
+type countingConn struct {
+	net.PacketConn
+	c *dhtCounters
+}
+
+func (c *countingConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, a, err := c.PacketConn.ReadFrom(b)
+	if n > 0 {
+		c.c.pin.Add(1)
+		c.c.bin.Add(int64(n))
+	}
+	return n, a, err
+}
+
+func (c *countingConn) WriteTo(b []byte, a net.Addr) (int, error) {
+	n, err := c.PacketConn.WriteTo(b, a)
+	if err == nil {
+		c.c.pout.Add(1)
+		c.c.bout.Add(int64(n))
+	}
+	return n, err
 }
 
 // refuseStorage is the client's default storage: every torrent we add names

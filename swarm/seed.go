@@ -315,6 +315,7 @@ func (n *Node) announceDue() {
 			defer func() { <-sem }()
 			ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
 			defer cancel()
+			n.announces.Add(1)
 			okK := n.announce(ctx, RendezvousKey(n.namespace, e.hex), n.httpPort, nil)
 			okIH := n.announce(ctx, e.ih, n.cl.LocalPort(), nil)
 			n.mu.Lock()

@@ -3,6 +3,7 @@ package swarm
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -139,5 +140,63 @@ func TestFetchNotFound(t *testing.T) {
 	}
 	if fs := b.Stats().Fetches; len(fs) != 1 || fs[0].Err == "" {
 		t.Errorf("fetch record %+v should carry the error", fs)
+	}
+}
+
+// The DHT's traffic and the announces of seeded blobs are counted (Stats),
+// for the per-node DHT figures a scale estimate starts from.
+func TestDHTTrafficCounted(t *testing.T) {
+	blobsA := newDirBlobs(t)
+	data := randomBytes(2<<20, 3)
+	digest := blobsA.put(t, data, "")
+	a := newNode(t, blobsA)
+	b := newNode(t, newDirBlobs(t), withBootstrap(a.DHTAddr()))
+	if err := a.Seed(digest, int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		sa, sb := a.Stats(), b.Stats()
+		if sa.Announces >= 1 && sa.DHTPacketsIn > 0 && sa.DHTPacketsOut > 0 && sb.DHTPacketsIn > 0 && sb.DHTBytesOut > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30 s: A %+v, B %+v", sa, sb)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A download announced under the flight key is found by another node's
+// Lookup, apart from the holders seeding the blob.
+func TestFlightAnnounceAndLookup(t *testing.T) {
+	blobsA := newDirBlobs(t)
+	data := randomBytes(2<<20, 4)
+	digest := blobsA.put(t, data, "")
+	a := newNode(t, blobsA)                                     // seeds the blob
+	b := newNode(t, newDirBlobs(t), withBootstrap(a.DHTAddr())) // downloads it
+	c := newNode(t, newDirBlobs(t), withBootstrap(a.DHTAddr())) // looks
+	if err := a.Seed(digest, int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	b.AnnounceFlight(digest)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		f, err := c.Lookup(ctx, digest)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(f.Flights, b.HTTPAddr()) && slices.Contains(f.Holders, a.HTTPAddr()) {
+			if slices.Contains(f.Flights, a.HTTPAddr()) || slices.Contains(f.Holders, b.HTTPAddr()) {
+				t.Fatalf("flights and holders mixed up: %+v", f)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30 s Lookup found %+v; want flight %s and holder %s", f, b.HTTPAddr(), a.HTTPAddr())
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

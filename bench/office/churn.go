@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"strconv"
 	"sync"
 	"testing"
@@ -69,6 +70,26 @@ func runChurn(ctx context.Context, cfg config, log *slog.Logger, fx *fixture.Fix
 		}
 		m := newMeter(ctx, tb, o, nil)
 		start = time.Now()
+		if cfg.cutFor > 0 {
+			// The uplink goes down for a while: the origin's link is set
+			// down and up again in its namespace.
+			dev := o.Origin.Host.Iface(o.LAN())
+			go func() {
+				select {
+				case <-time.After(cfg.cutAt):
+				case <-ctx.Done():
+					return
+				}
+				ev("the uplink is cut (origin link down for %v)", cfg.cutFor)
+				exec.Command("ip", "-n", o.Origin.Host.Namespace(), "link", "set", "dev", dev, "down").Run()
+				select {
+				case <-time.After(cfg.cutFor):
+				case <-ctx.Done():
+				}
+				exec.Command("ip", "-n", o.Origin.Host.Namespace(), "link", "set", "dev", dev, "up").Run()
+				ev("the uplink is back")
+			}()
+		}
 		done := make([]chan struct{}, n)
 		for i := range done {
 			done[i] = make(chan struct{})

@@ -43,6 +43,19 @@ type config struct {
 	logLevel    string
 	replot      bool
 	keepRunning bool
+	// Fleet runs (issue 14).
+	name        string        // results prefix: NAME-results.json, NAME-*.png
+	big         int           // MB of the large synthetic package; 0: the real fixture
+	mirrors     []int         // mirror counts of the mirror run (-mirrors)
+	suite       [2]int        // mirror suite: packages × MB
+	cutAt       time.Duration // churn: when the origin's link goes down
+	cutFor      time.Duration // churn: for how long (0: never)
+	noOffice    bool          // only the mirror run
+	sites       int           // many-sites run: this many sites (0: none)
+	perSite     int           // nodes per site
+	siteRate    string        // each site's uplink
+	sitesSetups []string      // set-ups of the many-sites run
+	dhtIdle     time.Duration // many-sites run: idle window measured after the downloads
 }
 
 // The set-ups, as named on the command line and in the results.
@@ -50,9 +63,10 @@ const (
 	setupDirect   = "direct"
 	setupACNG     = "apt-cacher-ng"
 	setupPkgswarm = "pkgswarm"
+	setupBT       = "bittorrent"
 )
 
-var allSetups = []string{setupDirect, setupACNG, setupPkgswarm}
+var allSetups = []string{setupDirect, setupACNG, setupBT, setupPkgswarm}
 
 func main() {
 	var cfg config
@@ -74,8 +88,37 @@ func main() {
 	flag.IntVar(&cfg.logLines, "log-lines", 40, "lines of each failing node's log to print")
 	flag.StringVar(&cfg.logDir, "logs", "", "copy every pkgswarm node's log into this directory after each run")
 	flag.StringVar(&cfg.logLevel, "log-level", "info", "the pkgswarm nodes' --log-level (debug logs every request)")
-	flag.BoolVar(&cfg.replot, "replot", false, "run nothing: redraw the plots and rewrite -doc from OUT/office-results.json")
+	flag.BoolVar(&cfg.replot, "replot", false, "run nothing: redraw the plots and rewrite -doc from OUT/NAME-results.json")
+	flag.StringVar(&cfg.name, "name", "office", "name of the results: OUT/NAME-results.json and OUT/NAME-*.png")
+	flag.IntVar(&cfg.big, "big", 0, "MB of one large synthetic package; with it the fixture is synthetic: that package plus a small set of 32 (0: the real fixture)")
+	var mirrors, suite string
+	flag.StringVar(&mirrors, "mirrors", "", "mirror run: mirror counts K, comma-separated; each mirror runs pkgswarm prefetch of the whole suite (-suite) from the master")
+	flag.StringVar(&suite, "suite", "64x8", "mirror suite: COUNTxMB packages, plus the small set")
+	flag.IntVar(&cfg.sites, "sites", 0, "many-sites run: this many sites (0: none), each behind its own uplink (-site-rate)")
+	flag.IntVar(&cfg.perSite, "per-site", 5, "nodes per site in the many-sites run")
+	flag.StringVar(&cfg.siteRate, "site-rate", "20mbit", "each site's uplink in the many-sites run (tc tbf), both directions")
+	flag.DurationVar(&cfg.dhtIdle, "dht-idle", 0, "many-sites run: after the downloads, measure the DHT's traffic for this long while the nodes only seed")
+	var sitesSetups string
+	flag.StringVar(&sitesSetups, "sites-setups", "apt-cacher-ng,bittorrent,pkgswarm", "set-ups of the many-sites run")
+	flag.BoolVar(&cfg.noOffice, "no-office", false, "skip the office and churn runs (e.g. only -mirrors)")
+	flag.DurationVar(&cfg.cutAt, "cut-at", 10*time.Second, "churn run: when the origin's link is cut (see -cut-for)")
+	flag.DurationVar(&cfg.cutFor, "cut-for", 0, "churn run: how long the origin's link stays down (0: never cut)")
 	flag.Parse()
+	if cfg.sites > 0 {
+		var err error
+		if cfg.sitesSetups, err = parseSetups(sitesSetups); err != nil {
+			fatal(err)
+		}
+	}
+	if mirrors != "" {
+		var err error
+		if cfg.mirrors, err = parseSizes(mirrors); err != nil {
+			fatal(fmt.Errorf("-mirrors: %w", err))
+		}
+	}
+	if _, err := fmt.Sscanf(suite, "%dx%d", &cfg.suite[0], &cfg.suite[1]); err != nil || cfg.suite[0] < 1 || cfg.suite[1] < 1 {
+		fatal(fmt.Errorf("-suite %q: want COUNTxMB, e.g. 64x8", suite))
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	slog.SetDefault(log)
 
@@ -197,6 +240,12 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	if slices.Contains(cfg.setups, setupACNG) {
 		need = append(need, "apt-cacher-ng")
 	}
+	if slices.Contains(cfg.setups, setupBT) {
+		if cfg.big == 0 {
+			return errors.New("the bittorrent set-up moves the large file of -big: give -big")
+		}
+		need = append(need, "aria2c")
+	}
 	for _, bin := range need {
 		if _, err := exec.LookPath(bin); err != nil {
 			return fmt.Errorf("%s not found in PATH (Debian packages: iproute2, apt, gpg, dpkg, apt-cacher-ng, gnuplot-nox): %w", bin, err)
@@ -205,11 +254,17 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.out, 0o755); err != nil {
 		return err
 	}
-	list, err := fixtureList(cfg.large)
-	if err != nil {
-		return err
+	var fx *fixture.Fixture
+	var err error
+	if cfg.big > 0 {
+		fx, err = syntheticFixture(ctx, cfg.cache, fmt.Sprintf("fleet-big%d", cfg.big), fleetPackages(cfg.big), log)
+	} else {
+		var list []fixture.Spec
+		if list, err = fixtureList(cfg.large); err != nil {
+			return err
+		}
+		fx, err = fixture.Build(ctx, fixture.Options{CacheDir: cfg.cache, List: list, Log: log})
 	}
-	fx, err := fixture.Build(ctx, fixture.Options{CacheDir: cfg.cache, List: list, Log: log})
 	if err != nil {
 		return err
 	}
@@ -229,6 +284,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	version, _ := exec.Command(cfg.pkgswarm, "--version").Output()
 	res := Results{
+		Name:     cfg.name,
 		Started:  time.Now().UTC().Truncate(time.Second),
 		Machine:  machine(),
 		Pkgswarm: strings.TrimSpace(string(version)),
@@ -245,9 +301,12 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		return os.WriteFile(filepath.Join(cfg.out, "office-results.json"), append(b, '\n'), 0o644)
+		return os.WriteFile(filepath.Join(cfg.out, cfg.name+"-results.json"), append(b, '\n'), 0o644)
 	}
 	var failed []string
+	if cfg.noOffice {
+		cfg.ns, cfg.churnN = nil, 0
+	}
 	for _, n := range cfg.ns {
 		for _, s := range cfg.setups {
 			if ctx.Err() != nil {
@@ -275,11 +334,47 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 			failed = append(failed, "churn: "+strings.Join(c.Errors, "; "))
 		}
 	}
+	if cfg.sites > 0 {
+		for _, s := range cfg.sitesSetups {
+			if ctx.Err() != nil {
+				break
+			}
+			sr := runSites(ctx, cfg, log, fx, repo, s)
+			res.Sites = append(res.Sites, sr)
+			if !sr.OK {
+				failed = append(failed, fmt.Sprintf("sites %s: %s", s, strings.Join(sr.Errors, "; ")))
+			}
+			if err := save(); err != nil {
+				return err
+			}
+		}
+	}
+	if len(cfg.mirrors) > 0 && ctx.Err() == nil {
+		sfx, err := syntheticFixture(ctx, cfg.cache, fmt.Sprintf("fleet-suite%dx%d", cfg.suite[0], cfg.suite[1]), suitePackages(cfg.suite[0], cfg.suite[1]), log)
+		if err != nil {
+			return err
+		}
+		srepo := &testrepo.Repo{Dir: sfx.Dir, Suite: sfx.Suite, Component: sfx.Component, Arch: "amd64",
+			Key: &testrepo.Key{KeyringPath: sfx.KeyringPath}}
+		for _, k := range cfg.mirrors {
+			if ctx.Err() != nil {
+				break
+			}
+			mr := runMirrors(ctx, cfg, log, sfx, srepo, k)
+			res.Mirrors = append(res.Mirrors, mr)
+			if !mr.OK {
+				failed = append(failed, fmt.Sprintf("mirrors K=%d: %s", k, strings.Join(mr.Errors, "; ")))
+			}
+			if err := save(); err != nil {
+				return err
+			}
+		}
+	}
 	res.Finished = time.Now().UTC().Truncate(time.Second)
 	if err := save(); err != nil {
 		return err
 	}
-	if err := plot(ctx, cfg.out, res); err != nil {
+	if err := plot(ctx, cfg.out, cfg.name, res); err != nil {
 		return err
 	}
 	if cfg.doc != "" {
@@ -296,15 +391,15 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 
 // replot redraws the plots and the -doc tables from a saved results file.
 func replot(ctx context.Context, cfg config) error {
-	b, err := os.ReadFile(filepath.Join(cfg.out, "office-results.json"))
+	b, err := os.ReadFile(filepath.Join(cfg.out, cfg.name+"-results.json"))
 	if err != nil {
 		return err
 	}
 	var res Results
 	if err := json.Unmarshal(b, &res); err != nil {
-		return fmt.Errorf("%s: %w", filepath.Join(cfg.out, "office-results.json"), err)
+		return fmt.Errorf("%s: %w", filepath.Join(cfg.out, cfg.name+"-results.json"), err)
 	}
-	if err := plot(ctx, cfg.out, res); err != nil {
+	if err := plot(ctx, cfg.out, cfg.name, res); err != nil {
 		return err
 	}
 	if cfg.doc != "" {

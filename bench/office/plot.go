@@ -12,7 +12,7 @@ import (
 // plot draws finish time, origin ratio and upload per node against N, one
 // line per set-up, with gnuplot (office-finish.png, office-origin.png,
 // office-upload.png in dir).
-func plot(ctx context.Context, dir string, res Results) error {
+func plot(ctx context.Context, dir, name string, res Results) error {
 	tmp, err := os.MkdirTemp("", "office-plot-")
 	if err != nil {
 		return err
@@ -27,9 +27,9 @@ func plot(ctx context.Context, dir string, res Results) error {
 		series              []series
 		limit               string // an extra reference line, gnuplot syntax
 	}{
-		{"office-finish.png", "Time until the last node has every package", "seconds", nil, ""},
-		{"office-origin.png", "Origin bytes over one copy of what was fetched", "origin bytes / one copy", nil, "1 title 'physical limit (one copy)' dt 2 lc rgb 'gray40'"},
-		{"office-upload.png", "Bytes sent on the LAN per box (mean)", "MB", nil, ""},
+		{name + "-finish.png", "Time until the last node has every package", "seconds", nil, ""},
+		{name + "-origin.png", "Origin bytes over one copy of what was fetched", "origin bytes / one copy", nil, "1 title 'physical limit (one copy)' dt 2 lc rgb 'gray40'"},
+		{name + "-upload.png", "Bytes sent on the LAN per box (mean)", "MB", nil, ""},
 	}
 	for _, s := range allSetups {
 		charts[0].series = append(charts[0].series, series{s, func(r Run) (float64, bool) { return r.FinishSeconds, r.Setup == s && r.OK }})

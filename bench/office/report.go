@@ -20,8 +20,8 @@ func tables(res Results) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Run %s to %s on %s. Uplink %s with %s one-way delay; every LAN link %s; pkgswarm discovery: %s.\n",
 		res.Started.Format("2006-01-02 15:04Z"), res.Finished.Format("15:04Z"), res.Machine, res.Uplink, res.Delay, res.LAN, res.Discovery)
-	fmt.Fprintf(&b, "%s, apt-cacher-ng %s, apt %s. Fixture %s: %d real Debian packages, %.1f MB of .deb files (large: %s).\n\n",
-		res.Pkgswarm, res.ACNG, res.Apt, res.Fixture.ID, res.Fixture.Packages, float64(res.Fixture.Bytes)/1e6, strings.Join(res.Fixture.Large, ", "))
+	fmt.Fprintf(&b, "%s, apt-cacher-ng %s, apt %s. Fixture %s: %d %s packages, %.1f MB of .deb files (large: %s).\n\n",
+		res.Pkgswarm, res.ACNG, res.Apt, res.Fixture.ID, res.Fixture.Packages, map[bool]string{true: "synthetic", false: "real Debian"}[strings.HasPrefix(res.Fixture.ID, "fleet")], float64(res.Fixture.Bytes)/1e6, strings.Join(res.Fixture.Large, ", "))
 
 	b.WriteString("| N | set-up | last node done (s) | first node done (s) | origin MB | origin / one copy | .deb GETs at origin | node upload mean / max (MB) | cache box upload (MB) | every apt-get OK |\n")
 	b.WriteString("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
@@ -89,7 +89,47 @@ func tables(res Results) string {
 			b.WriteString("- " + strings.ReplaceAll(n, "\n", " ") + "\n")
 		}
 	}
-	b.WriteString("\n![finish time vs N](office-finish.png)\n\n![origin bytes vs N](office-origin.png)\n\n![upload per node vs N](office-upload.png)\n")
+	if len(res.Sites) > 0 {
+		sr := res.Sites[0]
+		fmt.Fprintf(&b, "\nMany-sites runs: %d sites of %d nodes, each site behind its own uplink, every node downloading the fixture at once:\n\n", sr.Sites, sr.PerSite)
+		b.WriteString("| set-up | last node done (s) | last node per site (s) | origin MB | origin / one copy | origin link MB | node upload mean / max (MB) | swarm share of what entered each site | every apt-get OK |\n")
+		b.WriteString("|---|---:|---|---:|---:|---:|---:|---|---|\n")
+		for _, r := range res.Sites {
+			share := "–"
+			if len(r.SwarmShare) > 0 {
+				share = fmt.Sprint(r.SwarmShare)
+			}
+			fmt.Fprintf(&b, "| %s | %.1f | %v | %s | %.2f | %s | %s / %s | %s | %s |\n", r.Setup, r.FinishSeconds, r.SiteFinish,
+				mb(r.OriginBytes), r.OriginRatio, mb(r.OriginLinkTx), mb(r.UploadMean), mb(r.UploadMax), share, okText(r.OK, len(r.Errors)))
+		}
+		for _, r := range res.Sites {
+			for _, w := range r.DHT {
+				p, by := w.PerNodeMinute()
+				fmt.Fprintf(&b, "\n- sites %s, DHT while %s (%.0f s, %d nodes, %d blobs seeded in all at the end): %.0f packets and %.1f KB per node per minute; %d announces of seeded blobs in all",
+					r.Setup, map[string]string{"download": "downloading", "idle": "idle (seeding only)"}[w.Name], w.Seconds, w.Nodes, w.Seeded, p, by/1e3, w.Announces)
+			}
+		}
+		for _, r := range res.Sites {
+			for _, n := range r.Notes {
+				fmt.Fprintf(&b, "\n- sites %s: %s", r.Setup, clip(n, 600))
+			}
+		}
+		b.WriteString("\n")
+	}
+	if len(res.Mirrors) > 0 {
+		b.WriteString("\nMirror runs: K mirrors each run `pkgswarm prefetch` of the whole suite from one master at once:\n\n")
+		b.WriteString("| K | suite MB | last mirror done (s) | each mirror (s) | master MB | master / one copy | mirror upload mean / max (MB) | every prefetch OK |\n")
+		b.WriteString("|---:|---:|---:|---|---:|---:|---:|---|\n")
+		for _, m := range res.Mirrors {
+			fmt.Fprintf(&b, "| %d | %s | %.1f | %v | %s | %.2f | %s / %s | %s |\n", m.Mirrors, mb(m.SuiteBytes), m.Seconds, m.MirrorSeconds,
+				mb(m.OriginBytes), m.OriginRatio, mb(m.UploadMean), mb(m.UploadMax), okText(m.OK, len(m.Errors)))
+		}
+	}
+	name := res.Name
+	if name == "" {
+		name = "office"
+	}
+	fmt.Fprintf(&b, "\n![finish time vs N](%[1]s-finish.png)\n\n![origin bytes vs N](%[1]s-origin.png)\n\n![upload per node vs N](%[1]s-upload.png)\n", name)
 	return b.String()
 }
 

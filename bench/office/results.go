@@ -15,6 +15,7 @@ import (
 
 // Results is everything one invocation measured (office-results.json).
 type Results struct {
+	Name      string       `json:"name,omitempty"`
 	Started   time.Time    `json:"started"`
 	Finished  time.Time    `json:"finished"`
 	Machine   string       `json:"machine"`
@@ -28,6 +29,8 @@ type Results struct {
 	Fixture   FixtureInfo  `json:"fixture"`
 	Runs      []Run        `json:"runs"`
 	Churn     *ChurnResult `json:"churn,omitempty"`
+	Mirrors   []MirrorRun  `json:"mirrors,omitempty"`
+	Sites     []SitesRun   `json:"sites,omitempty"`
 }
 
 // FixtureInfo describes the package set every node downloads.

@@ -27,9 +27,13 @@ import (
 // returns.
 func runOffice(ctx context.Context, cfg config, log *slog.Logger, fx *fixture.Fixture, repo *testrepo.Repo, setup string, n int) Run {
 	r := Run{Setup: setup, Nodes: n}
-	name := map[string]string{setupDirect: "od", setupACNG: "oa", setupPkgswarm: "op"}[setup] + strconv.Itoa(n)
+	name := map[string]string{setupDirect: "od", setupACNG: "oa", setupPkgswarm: "op", setupBT: "ob"}[setup] + strconv.Itoa(n)
 	err := office.Run(name, os.Stderr, func(tb testing.TB) {
 		o := newOffice(tb, cfg, repo, setup, n, false)
+		if setup == setupBT {
+			runBitTorrent(ctx, tb, cfg, o, fx, &r)
+			return
+		}
 		var cache *netlab.Host
 		var acngLogs string
 		switch setup {
@@ -108,7 +112,7 @@ func runOffice(ctx context.Context, cfg config, log *slog.Logger, fx *fixture.Fi
 // in the pkgswarm set-up (and not at all with noStart).
 func newOffice(tb testing.TB, cfg config, repo *testrepo.Repo, setup string, n int, noStart bool) *office.Office {
 	opts := office.Options{
-		Name:         "ob" + setup[:1] + strconv.Itoa(n),
+		Name:         "ob" + setup[:2] + strconv.Itoa(n),
 		Nodes:        n,
 		Repo:         repo,
 		NodeRate:     cfg.lanRate,
@@ -141,8 +145,13 @@ func reproxy(tb testing.TB, o *office.Office, a *office.Apt, proxy string) {
 // startACNG starts apt-cacher-ng on a host of its own on the office's LAN,
 // its link shaped like a node's, and returns the host and its proxy URL.
 func startACNG(ctx context.Context, tb testing.TB, o *office.Office, cfg config) (h *netlab.Host, url, logDir string) {
-	h = o.Lab().AddHost("acng", o.LAN())
-	if err := h.Shape(o.LAN(), cfg.lanRate); err != nil {
+	return startACNGOn(ctx, tb, o, cfg, "acng", o.LAN())
+}
+
+// startACNGOn starts apt-cacher-ng on a new host name on lan.
+func startACNGOn(ctx context.Context, tb testing.TB, o *office.Office, cfg config, name string, lan *netlab.LAN) (h *netlab.Host, url, logDir string) {
+	h = o.Lab().AddHost(name, lan)
+	if err := h.Shape(lan, cfg.lanRate); err != nil {
 		tb.Fatalf("shape the cache box: %v", err)
 	}
 	dir := tb.TempDir()
@@ -246,14 +255,27 @@ func waitPeers(ctx context.Context, nodes []*office.Node, limit time.Duration) (
 type meter struct {
 	o      *office.Office
 	cache  *netlab.Host
+	lans   map[*netlab.Host]*netlab.LAN // the link counted for each host
 	before map[*netlab.Host]office.LinkCounters
 	tb     testing.TB
 }
 
 func newMeter(ctx context.Context, tb testing.TB, o *office.Office, cache *netlab.Host) *meter {
-	m := &meter{o: o, cache: cache, before: map[*netlab.Host]office.LinkCounters{}, tb: tb}
-	for _, h := range m.hosts() {
-		c, err := office.Counters(ctx, h, o.LAN())
+	lans := map[*netlab.Host]*netlab.LAN{o.Origin.Host: o.Origin.LAN}
+	for _, nd := range o.Nodes() {
+		lans[nd.Host] = nd.LAN()
+	}
+	if cache != nil {
+		lans[cache] = o.LAN()
+	}
+	return newMeterOn(ctx, tb, o, cache, lans)
+}
+
+// newMeterOn is newMeter with the link to count for each host given.
+func newMeterOn(ctx context.Context, tb testing.TB, o *office.Office, cache *netlab.Host, lans map[*netlab.Host]*netlab.LAN) *meter {
+	m := &meter{o: o, cache: cache, lans: lans, before: map[*netlab.Host]office.LinkCounters{}, tb: tb}
+	for h, lan := range lans {
+		c, err := office.Counters(ctx, h, lan)
 		if err != nil {
 			tb.Fatalf("%v", err)
 		}
@@ -263,20 +285,9 @@ func newMeter(ctx context.Context, tb testing.TB, o *office.Office, cache *netla
 	return m
 }
 
-func (m *meter) hosts() []*netlab.Host {
-	hs := []*netlab.Host{m.o.Origin.Host}
-	for _, nd := range m.o.Nodes() {
-		hs = append(hs, nd.Host)
-	}
-	if m.cache != nil {
-		hs = append(hs, m.cache)
-	}
-	return hs
-}
-
 // tx returns what h sent since the meter started.
 func (m *meter) tx(ctx context.Context, h *netlab.Host) int64 {
-	c, err := office.Counters(ctx, h, m.o.LAN())
+	c, err := office.Counters(ctx, h, m.lans[h])
 	if err != nil {
 		m.tb.Errorf("%v", err)
 		return 0

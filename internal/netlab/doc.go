@@ -17,7 +17,8 @@
 // Every host gets `lo` up with multicast on and a 224.0.0.0/4 route on its
 // first LAN interface, which is what mDNS stacks need. Routers forward unicast
 // between the LANs they join; multicast is never forwarded. Hosts learn routes
-// to the LANs on the far side of a router they share a LAN with (one hop only).
+// to every LAN they can reach through routers, via the first router of the
+// shortest path (so sites behind gateways on a shared WAN reach each other).
 //
 // It needs root and iproute2 (`ip`, `tc`); Available reports why a lab cannot be
 // built, and New skips the test with that reason (or fails it under CI=true,

@@ -222,36 +222,59 @@ func (l *Lab) addHost(name string, router bool, lans []*LAN) *Host {
 	return h
 }
 
-// wireRoutes gives every host a route to each LAN on the far side of a router
-// it shares a LAN with.
+// wireRoutes gives every host a route to each LAN it can reach through
+// routers, via the first router on the shortest path (fewest routers):
+// sites behind gateways on a shared WAN reach each other.
 func (l *Lab) wireRoutes() {
 	l.t.Helper()
 	l.mu.Lock()
 	hosts := append([]*Host(nil), l.hosts...)
 	l.mu.Unlock()
-	for _, r := range hosts {
-		if !r.router {
-			continue
+	routersOn := func(lan *LAN, not *Host) []*Host {
+		var out []*Host
+		for _, r := range hosts {
+			if _, on := r.ifaces[lan]; on && r.router && r != not {
+				out = append(out, r)
+			}
 		}
-		for _, via := range r.lans {
-			for _, h := range hosts {
-				if h == r {
-					continue
-				}
-				if _, on := h.ifaces[via]; !on {
-					continue
-				}
+		return out
+	}
+	type hop struct {
+		lan *LAN
+		via netip.Addr // first router's address on one of h's LANs
+	}
+	for _, h := range hosts {
+		seen := map[*LAN]bool{}
+		for _, lan := range h.lans {
+			seen[lan] = true
+		}
+		var queue []hop
+		for _, lan := range h.lans {
+			for _, r := range routersOn(lan, h) {
 				for _, far := range r.lans {
-					if _, on := h.ifaces[far]; on {
-						continue
+					if !seen[far] {
+						seen[far] = true
+						queue = append(queue, hop{far, r.addrs[lan]})
 					}
-					key := h.ns + "|" + far.prefix.String()
-					l.mu.Lock()
-					done := l.routes[key]
-					l.routes[key] = true
-					l.mu.Unlock()
-					if !done {
-						l.mustIP(h.ns, "route", "replace", far.prefix.String(), "via", r.addrs[via].String())
+				}
+			}
+		}
+		for len(queue) > 0 {
+			it := queue[0]
+			queue = queue[1:]
+			key := h.ns + "|" + it.lan.prefix.String()
+			l.mu.Lock()
+			done := l.routes[key]
+			l.routes[key] = true
+			l.mu.Unlock()
+			if !done {
+				l.mustIP(h.ns, "route", "replace", it.lan.prefix.String(), "via", it.via.String())
+			}
+			for _, r := range routersOn(it.lan, h) {
+				for _, far := range r.lans {
+					if !seen[far] {
+						seen[far] = true
+						queue = append(queue, hop{far, it.via})
 					}
 				}
 			}

@@ -141,6 +141,30 @@ func TestLabTopology(t *testing.T) {
 	})
 }
 
+// Sites behind gateways on a shared WAN reach each other: routes of two
+// router hops.
+func TestLabTwoHops(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl is not installed")
+	}
+	lab := New(t, "hops")
+	wan := lab.AddLAN("wan", "10.78.0.0/24")
+	siteA := lab.AddLAN("sa", "10.78.1.0/24")
+	siteB := lab.AddLAN("sb", "10.78.2.0/24")
+	a := lab.AddHost("a", siteA)
+	lab.AddRouter("gwa", siteA, wan)
+	lab.AddRouter("gwb", siteB, wan)
+	b := lab.AddHost("b", siteB)
+	startHTTPHelper(t, b, 8080)
+	startHTTPHelper(t, a, 8080)
+	if out, err := curl(a, "http://"+b.IP().String()+":8080/"); err != nil || out != "hello from b" {
+		t.Fatalf("a → b through two gateways: %q, %v", out, err)
+	}
+	if out, err := curl(b, "http://"+a.IP().String()+":8080/"); err != nil || out != "hello from a" {
+		t.Fatalf("b → a through two gateways: %q, %v", out, err)
+	}
+}
+
 func TestLabCleanupRemovesEverything(t *testing.T) {
 	var prefix string
 	t.Run("lab", func(t *testing.T) {

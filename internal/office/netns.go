@@ -9,6 +9,8 @@ import (
 	"runtime"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pkgswarm/pkgswarm/internal/netlab"
 )
 
 // netnsDir is where `ip netns add` keeps its named namespaces.
@@ -87,4 +89,10 @@ func listenIn(ns, network, addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("listen on %s %s in namespace %s: %w", network, addr, ns, err)
 	}
 	return ln, nil
+}
+
+// ListenIn listens on addr inside host's network namespace, for a server of
+// the caller's own in a lab host (a benchmark's tracker, say).
+func ListenIn(host *netlab.Host, network, addr string) (net.Listener, error) {
+	return listenIn(host.Namespace(), network, addr)
 }

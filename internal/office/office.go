@@ -46,6 +46,9 @@ type Options struct {
 	StaticPeers bool
 	// ExtraArgs are appended to each node's `pkgswarm serve` arguments.
 	ExtraArgs []string
+	// NodeArgs, if set, returns more arguments for one node, appended
+	// after ExtraArgs (e.g. its own --swarm-listen address).
+	NodeArgs func(n *Node) []string
 	// Program is what each node runs; the zero Program re-executes the
 	// current binary as the pkgswarm CLI (see Child).
 	Program Program
@@ -144,6 +147,7 @@ func New(tb testing.TB, opts Options) *Office {
 		tb.Fatalf("%v", err)
 	}
 	o.Origin = origin
+	origin.LAN = o.lan
 	tb.Cleanup(origin.close) // runs before the lab's cleanup
 	for i := range opts.Nodes {
 		o.nodes = append(o.nodes, o.newNode(i, "node"+strconv.Itoa(i), o.lan))
@@ -227,7 +231,8 @@ func (o *Office) Node(i int) *Node {
 // Node is one machine of the office.
 type Node struct {
 	Index   int
-	Name    string       // "node<Index>" (in Sites: "a<i>", "b<i>")
+	Name    string       // "node<Index>" (in Sites: "a<i>", "b<i>"; in a Fleet: "s<site>n<i>")
+	Site    int          // the node's site in a Fleet (0 elsewhere)
 	Host    *netlab.Host // its namespace
 	Port    int          // the program's port
 	DataDir string       // its --data-dir; kept across Restart
@@ -291,7 +296,11 @@ func (n *Node) ServeArgs() []string {
 			}
 		}
 	}
-	return append(args, o.opts.ExtraArgs...)
+	args = append(args, o.opts.ExtraArgs...)
+	if o.opts.NodeArgs != nil {
+		args = append(args, o.opts.NodeArgs(n)...)
+	}
+	return args
 }
 
 // Proc returns the node's running (or last) process, nil before the first

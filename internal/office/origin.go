@@ -31,8 +31,9 @@ type Origin struct {
 	URL string
 	// Port is the port the origin listens on in its namespace.
 	Port int
-	// Host is the origin's lab host.
+	// Host is the origin's lab host, and LAN the network its link is on.
 	Host *netlab.Host
+	LAN  *netlab.LAN
 
 	ln    net.Listener
 	delay time.Duration         // one-way delay in each direction; 0 for none

@@ -84,6 +84,7 @@ func NewSites(tb testing.TB, opts SitesOptions) *Sites {
 		tb.Fatalf("%v", err)
 	}
 	o.Origin = origin
+	origin.LAN = s.WAN
 	tb.Cleanup(origin.close) // runs before the lab's cleanup
 	for i := range opts.Nodes {
 		n := o.newNode(len(o.nodes), "a"+strconv.Itoa(i), s.LANA)

@@ -333,6 +333,7 @@ func (f *Fetcher) runVerified(ctx context.Context, fl *Flight) error {
 		if at.role != roleSite {
 			fl.leading.Store(true)
 		}
+		fl.stage.Store(int32(at.role))
 		at.a.Offset = fl.w.Size()
 		body, cut, err := f.open(ctx, at)
 		if err != nil {

@@ -22,7 +22,8 @@ type Flight struct {
 	verified  chan struct{} // closed when the bytes passed verification, before the durable commit
 	done      chan struct{} // closed when finished; err, digest, meta are then final
 	readyOnce sync.Once
-	leading   atomic.Bool // past the site tier: this node fetches for the site
+	leading   atomic.Bool  // past the site tier: this node fetches for the site
+	stage     atomic.Int32 // the role of the attempt running now (role)
 
 	mu     sync.Mutex // protects source, peer and meta
 	source string     // tier serving (then, having served) the bytes
@@ -75,6 +76,20 @@ func (f *Flight) Digest() store.Digest {
 // Leading reports whether the download went past the site tier: it is on its
 // way to the wide tier or the origin, fetching for the whole site.
 func (f *Flight) Leading() bool { return f.leading.Load() }
+
+// Stage names the tier the download is trying now: "site" (asking its LAN
+// peers), "wide" (the swarm, beyond the site) or "origin". Peers use it to
+// elect one node per site, and one per fleet, to fetch a file from the
+// origin.
+func (f *Flight) Stage() string {
+	switch role(f.stage.Load()) {
+	case roleWide:
+		return "wide"
+	case roleOrigin:
+		return "origin"
+	}
+	return "site"
+}
 
 // Peers reports whether the download's expectation comes from a signed
 // chain (Request.Peers): only such downloads may be streamed to peers.

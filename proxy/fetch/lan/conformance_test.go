@@ -32,6 +32,26 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// The multi-source reader (files from MultiMinSize on) passes it too: it
+// reads the file by ranges, here from one misbehaving peer.
+func TestConformanceMulti(t *testing.T) {
+	t.Parallel()
+	fetchtest.Run(t, func(t *testing.T, content []byte, fault fetchtest.Fault, fallback *fetchtest.Static, cfg *fetch.Config) {
+		h := fetchtest.Handler(content, fault)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !strings.HasPrefix(r.URL.Path, "/_pkgswarm/v1/blob/sha256/") {
+				http.NotFound(w, r)
+				return
+			}
+			h.ServeHTTP(w, r)
+		}))
+		t.Cleanup(srv.Close)
+		cfg.Site = []fetch.Source{&lan.Source{NodeID: "tester", Peers: &peers{list: []lan.Peer{{ID: "peer", URL: srv.URL}}},
+			MultiMinSize: 1, ChunkSize: 32 << 10, ChunkStall: time.Second}}
+		cfg.Origin = fallback
+	})
+}
+
 // peers is a fixed PeerSet that records bans.
 type peers struct {
 	mu   sync.Mutex

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -31,6 +33,15 @@ type PeerSet interface {
 	Ban(id string, until time.Time, reason string)
 }
 
+// FilePeerSet is implemented by peer sets that depend on the file: the
+// swarm tier's peers are the nodes the DHT names for it. When Peers
+// implements it, PeersFor is called instead of Peers, once per lookup round
+// (every 100 ms while a node waits, every second while it reads), so it
+// must answer from what it knows and look further in the background.
+type FilePeerSet interface {
+	PeersFor(ctx context.Context, what string) []Peer
+}
+
 // Peer protocol states, in the X-Pkgswarm-State header of a HEAD on
 // /_pkgswarm/v1/blob/sha256/<hex> (the server side is in package proxy).
 const (
@@ -55,12 +66,39 @@ type Source struct {
 	// BanFor is how long a misbehaving peer is banned. Zero means 10
 	// minutes.
 	BanFor time.Duration
+	// MultiMinSize is the size from which a file is read from several
+	// peers at once, by ranges (see multi.go). Zero means 4 MiB; negative
+	// means never.
+	MultiMinSize int64
+	// ChunkSize is the size of one range request of a multi-source read.
+	// Zero means 1 MiB.
+	ChunkSize int64
+	// Window is how many chunks a multi-source read keeps in flight. Zero
+	// means 4.
+	Window int
+	// ChunkStall gives up one range request that delivers nothing for this
+	// long (another peer is asked). Zero means 4s.
+	ChunkStall time.Duration
+	// Label is the tier's name (Name); "" means "lan". The swarm tier runs
+	// the same protocol with peers beyond the site.
+	Label string
+	// Wide is set for peers beyond the site (the swarm tier): there every
+	// peer is its site's leader, past its own LAN round, so a peer in its
+	// wide stage is a contender ranked like a pending one, not one to
+	// wait for.
+	Wide bool
 	// Now returns the current time. Nil means time.Now.
 	Now func() time.Time
+	// Logger receives debug lines about failed range requests. Nil means
+	// slog.Default().
+	Logger *slog.Logger
 
 	once   sync.Once
-	mu     sync.Mutex           // protects banned
+	mu     sync.Mutex           // protects banned, multis
 	banned map[string]time.Time // peer host (address) → end of ban
+	multis map[string]*multi    // multi-source bodies by token, for Penalize
+	order  []string             // tokens in multis, oldest first
+	seq    int
 }
 
 var (
@@ -92,16 +130,43 @@ func (l *Source) init() {
 		if l.Now == nil {
 			l.Now = time.Now
 		}
+		if l.MultiMinSize == 0 {
+			l.MultiMinSize = defaultMultiMinSize
+		}
+		if l.ChunkSize <= 0 {
+			l.ChunkSize = defaultChunkSize
+		}
+		if l.Window <= 0 {
+			l.Window = defaultWindow
+		}
+		if l.ChunkStall <= 0 {
+			l.ChunkStall = defaultChunkStall
+		}
+		if l.Logger == nil {
+			l.Logger = slog.Default()
+		}
 		l.banned = map[string]time.Time{}
+		l.multis = map[string]*multi{}
 	})
 }
 
 // Name implements fetch.Source.
-func (l *Source) Name() string { return "lan" }
+func (l *Source) Name() string {
+	if l.Label != "" {
+		return l.Label
+	}
+	return "lan"
+}
+
+func (l *Source) logDebug(msg string, args ...any) { l.Logger.Debug(msg, args...) }
 
 type probeResult struct {
-	peer  Peer
-	state string
+	peer    Peer
+	state   string
+	have    int64  // X-Pkgswarm-Have (a complete blob: its size)
+	source  string // X-Pkgswarm-Source
+	stage   string // X-Pkgswarm-Stage
+	uploads int64  // X-Pkgswarm-Uploads
 }
 
 // Fetch implements fetch.Source. One node of the site fetches a file the
@@ -122,7 +187,7 @@ func (l *Source) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, erro
 	confirmed := false
 	starting := map[string]Peer{} // peers that said they fetch it for the site, by id
 	for {
-		peers := l.live()
+		peers := l.live(ctx, what)
 		if len(peers) == 0 {
 			return nil, fmt.Errorf("lan: no peers: %w", fetch.ErrNotFound)
 		}
@@ -131,7 +196,11 @@ func (l *Source) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, erro
 		waitFor, contended := false, false
 		myRank := rendezvous(l.NodeID, what)
 		for _, r := range results {
-			switch r.state {
+			state := r.state
+			if l.Wide && state == stateStarting && r.stage == "wide" {
+				state = statePending
+			}
+			switch state {
 			case stateComplete:
 				complete = append(complete, r.peer)
 			case stateFetching:
@@ -146,6 +215,9 @@ func (l *Source) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, erro
 					contended = true
 				}
 			}
+		}
+		if size := a.Request.Expect.Size; l.MultiMinSize > 0 && size >= l.MultiMinSize && len(complete)+len(fetching) > 0 {
+			return l.multiBody(ctx, what, size, a.Offset, results), nil
 		}
 		// Spread the load: any holder will do, not always the fastest to
 		// answer (which would serve the whole site).
@@ -200,9 +272,14 @@ func lookupPath(req *fetch.Request) (string, error) {
 	return "", fmt.Errorf("lan: %s has no lookup key: %w", req.URL, fetch.ErrNotFound)
 }
 
-// live is the peer set without peers banned here by address.
-func (l *Source) live() []Peer {
-	peers := l.Peers.Peers()
+// live is the peer set for what, without peers banned here by address.
+func (l *Source) live(ctx context.Context, what string) []Peer {
+	var peers []Peer
+	if fp, ok := l.Peers.(FilePeerSet); ok {
+		peers = fp.PeersFor(ctx, what)
+	} else {
+		peers = l.Peers.Peers()
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.Now()
@@ -251,14 +328,21 @@ func (l *Source) probe(ctx context.Context, peers []Peer, what string) []probeRe
 				return
 			}
 			resp.Body.Close()
-			state := ""
+			r := probeResult{peer: p}
 			if resp.StatusCode == http.StatusOK {
-				state = resp.Header.Get("X-Pkgswarm-State")
-				if state == "" {
-					state = stateComplete
+				h := resp.Header
+				r.state = h.Get("X-Pkgswarm-State")
+				if r.state == "" {
+					r.state = stateComplete
 				}
+				r.source, r.stage = h.Get("X-Pkgswarm-Source"), h.Get("X-Pkgswarm-Stage")
+				r.have, _ = strconv.ParseInt(h.Get("X-Pkgswarm-Have"), 10, 64)
+				if r.state == stateComplete {
+					r.have = resp.ContentLength
+				}
+				r.uploads, _ = strconv.ParseInt(h.Get("X-Pkgswarm-Uploads"), 10, 64)
 			}
-			ch <- probeResult{peer: p, state: state}
+			ch <- r
 		}()
 	}
 	var out []probeResult
@@ -316,10 +400,46 @@ func (l *Source) get(ctx context.Context, p Peer, what string, offset int64) (*f
 	return nil, fmt.Errorf("lan peer %s: %s", p.URL, resp.Status)
 }
 
+// multiBody starts a multi-source read and registers it for Penalize.
+func (l *Source) multiBody(ctx context.Context, what string, size, offset int64, results []probeResult) *fetch.Body {
+	m := l.newMulti(ctx, what, size, offset, results)
+	l.mu.Lock()
+	l.seq++
+	m.token = multiToken + strconv.Itoa(l.seq)
+	l.multis[m.token] = m
+	l.order = append(l.order, m.token)
+	if len(l.order) > 256 {
+		delete(l.multis, l.order[0])
+		l.order = l.order[1:]
+	}
+	l.mu.Unlock()
+	return &fetch.Body{ReadCloser: m, Start: offset, Size: size, Peer: m.token}
+}
+
 // Penalize implements fetch.Penalizer: the peer that sent bad bytes, or
-// stalled, is banned by id and by address.
+// stalled, is banned by id and by address. For a multi-source read, a file
+// that failed verification is blamed on every peer that contributed (bytes
+// carry no proof of their sender below the whole-file digest); a cut for
+// stalling only on the complete holders that contributed, since the others
+// were waiting for bytes their own sources had not brought yet.
 func (l *Source) Penalize(a *fetch.Attempt, who string, reason error) {
 	l.init()
+	if isMultiToken(who) {
+		l.mu.Lock()
+		m := l.multis[who]
+		l.mu.Unlock()
+		if m == nil {
+			return
+		}
+		used, complete := m.contributors()
+		if errors.Is(reason, fetch.ErrStalled) || errors.Is(reason, fetch.ErrTooSlow) {
+			used = complete
+		}
+		for _, p := range used {
+			l.ban(p, reason)
+		}
+		return
+	}
 	id, u, _ := strings.Cut(who, "@")
 	if id == "" {
 		return

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pkgswarm/pkgswarm/bench/fixture"
+	"github.com/pkgswarm/pkgswarm/internal/office"
+	"github.com/pkgswarm/pkgswarm/internal/testrepo"
+	"github.com/pkgswarm/pkgswarm/swarm"
+)
+
+// SitesRun is one many-sites run (-sites): S sites of P nodes, each site
+// behind its own uplink, every node downloading the fixture at once.
+type SitesRun struct {
+	Run
+	Sites   int `json:"sites"`
+	PerSite int `json:"per_site"`
+	// SiteIn is, per site, the bytes the site's pkgswarm nodes took from
+	// the swarm tier (other sites) and from the origin (sum of served_bytes
+	// by tier over the site's nodes); SwarmShare is swarm / (swarm + origin).
+	SiteSwarm  []int64   `json:"site_swarm_bytes,omitempty"`
+	SiteOrigin []int64   `json:"site_origin_bytes,omitempty"`
+	SwarmShare []float64 `json:"site_swarm_share,omitempty"`
+	// SiteFinish is the last node's time per site.
+	SiteFinish []float64 `json:"site_finish_s,omitempty"`
+	// DHT is what the nodes' DHT servers did while they downloaded and in
+	// an idle window after (-dht-idle), pkgswarm only.
+	DHT []DHTWindow `json:"dht,omitempty"`
+}
+
+// runSites runs one set-up on a fleet of sites. pkgswarm nodes find their
+// site's peers by mDNS (confined to the site: gateways forward no
+// multicast) and the other sites through a private DHT bootstrapped from
+// the first node of every site (--swarm-bootstrap), each listening on its
+// own address (--swarm-listen IP:6881). apt-cacher-ng: one box per site,
+// on the site's LAN. bittorrent: the origin host seeds, every node leeches.
+func runSites(ctx context.Context, cfg config, log *slog.Logger, fx *fixture.Fixture, repo *testrepo.Repo, setup string) SitesRun {
+	S, P := cfg.sites, cfg.perSite
+	r := SitesRun{Run: Run{Setup: setup, Nodes: S * P}, Sites: S, PerSite: P}
+	name := "fs" + setup[:2] + strconv.Itoa(S)
+	err := office.Run(name, os.Stderr, func(tb testing.TB) {
+		var fl *office.Fleet
+		fl = office.NewFleet(tb, office.FleetOptions{
+			Options: office.Options{
+				Name: name, Repo: repo, NodeRate: cfg.lanRate, OriginRate: cfg.uplink, OriginDelay: cfg.delay,
+				NoStart: true, MDNS: setup == setupPkgswarm, Program: office.Program{Path: cfg.pkgswarm},
+				ExtraArgs: cfg.extraArgs, StartTimeout: 60 * time.Second, LogLevel: cfg.logLevel,
+				NodeArgs: func(n *office.Node) []string {
+					var boot []string
+					for _, site := range fl.Site {
+						if len(site) > 0 && site[0] != n {
+							boot = append(boot, net.JoinHostPort(site[0].IP().String(), "6881"))
+						}
+					}
+					args := []string{"--swarm-listen", net.JoinHostPort(n.IP().String(), "6881")}
+					if len(boot) > 0 {
+						args = append(args, "--swarm-bootstrap", strings.Join(boot, ","))
+					}
+					return args
+				},
+			},
+			Sites: S, PerSite: P, SiteRate: cfg.siteRate,
+		})
+		o := fl.Office
+		if setup == setupBT {
+			runBitTorrent(ctx, tb, cfg, o, fx, &r.Run)
+			r.SiteFinish = siteFinish(fl, r.NodeSeconds)
+			return
+		}
+		switch setup {
+		case setupACNG:
+			for i, lan := range fl.LANs {
+				_, url, _ := startACNGOn(ctx, tb, o, cfg, "acng"+strconv.Itoa(i), lan)
+				for _, nd := range fl.Site[i] {
+					reproxy(tb, o, nd.Apt(), url)
+				}
+			}
+		case setupPkgswarm:
+			var wg sync.WaitGroup
+			for _, nd := range o.Nodes() {
+				wg.Go(func() {
+					if err := nd.Start(ctx); err != nil {
+						tb.Errorf("start %s: %v", nd.Name, err)
+					}
+				})
+			}
+			wg.Wait()
+			if tb.Failed() {
+				tb.FailNow()
+			}
+			for _, nd := range o.Nodes() {
+				reproxy(tb, o, nd.Apt(), "http://127.0.0.1:"+strconv.Itoa(nd.Port))
+			}
+			for i, site := range fl.Site {
+				if took, err := waitPeers(ctx, site, 60*time.Second); err != nil {
+					r.Notes = append(r.Notes, fmt.Sprintf("site %d: %v", i, err))
+				} else if i == 0 {
+					r.Notes = append(r.Notes, fmt.Sprintf("site 0's nodes listed each other after %.1f s", took.Seconds()))
+				}
+			}
+			// Let the DHT of the sites settle: every node has pinged its
+			// bootstrap nodes once discovery added its site's peers.
+			time.Sleep(3 * time.Second)
+		}
+		m := newMeter(ctx, tb, o, nil)
+		var snap0 map[string]swarm.Stats
+		if setup == setupPkgswarm {
+			snap0 = swarmSnapshot(ctx, o.Nodes())
+		}
+		var wg sync.WaitGroup
+		start := time.Now()
+		n := len(o.Nodes())
+		times := make([]time.Duration, n)
+		errs := make([]error, n)
+		for i, nd := range o.Nodes() {
+			wg.Go(func() {
+				errs[i] = aptRun(ctx, cfg, nd.Apt(), fx)
+				times[i] = time.Since(start)
+			})
+		}
+		wg.Wait()
+		m.finish(ctx, &r.Run, fx)
+		r.NodeSeconds = make([]float64, n)
+		for i := range n {
+			r.NodeSeconds[i] = round(times[i].Seconds())
+			if errs[i] != nil {
+				r.Errors = append(r.Errors, fmt.Sprintf("%s: %v", o.Node(i).Name, errs[i]))
+				if setup == setupPkgswarm {
+					tb.Logf("%s log tail:\n%s", o.Node(i).Name, tail(o.Node(i).Log(), cfg.logLines))
+				}
+			}
+		}
+		r.FinishSeconds, r.FirstSeconds = maxMin(r.NodeSeconds)
+		r.SiteFinish = siteFinish(fl, r.NodeSeconds)
+		if setup == setupPkgswarm {
+			snap1 := swarmSnapshot(ctx, o.Nodes())
+			r.DHT = append(r.DHT, dhtWindow("download", time.Since(start), snap0, snap1))
+			if cfg.dhtIdle > 0 {
+				t1 := time.Now()
+				select {
+				case <-time.After(cfg.dhtIdle):
+				case <-ctx.Done():
+				}
+				r.DHT = append(r.DHT, dhtWindow("idle", time.Since(t1), snap1, swarmSnapshot(ctx, o.Nodes())))
+			}
+			saveLogs(tb, cfg, name, o.Nodes())
+			r.Served = servedTotals(ctx, o.Nodes())
+			for _, site := range fl.Site {
+				t := servedTotals(ctx, site)
+				r.SiteSwarm = append(r.SiteSwarm, t["swarm"])
+				r.SiteOrigin = append(r.SiteOrigin, t["origin"])
+				share := 0.0
+				if t["swarm"]+t["origin"] > 0 {
+					share = round(float64(t["swarm"]) / float64(t["swarm"]+t["origin"]))
+				}
+				r.SwarmShare = append(r.SwarmShare, share)
+			}
+			if r.OriginRatio > 1.1 {
+				r.Notes = append(r.Notes, fmt.Sprintf("origin requests by tier and node: %s", originByNode(ctx, o.Nodes())))
+			}
+		}
+	})
+	if err != nil {
+		r.Errors = append(r.Errors, err.Error())
+	}
+	r.OK = len(r.Errors) == 0
+	log.Info("sites run done", "setup", setup, "sites", S, "per_site", P, "finish", r.FinishSeconds, "origin_ratio", r.OriginRatio,
+		"swarm_share", r.SwarmShare, "ok", r.OK, "errors", len(r.Errors))
+	return r
+}
+
+func siteFinish(fl *office.Fleet, nodeSeconds []float64) []float64 {
+	var out []float64
+	i := 0
+	for _, site := range fl.Site {
+		hi := 0.0
+		for range site {
+			if i < len(nodeSeconds) && nodeSeconds[i] > hi {
+				hi = nodeSeconds[i]
+			}
+			i++
+		}
+		out = append(out, hi)
+	}
+	return out
+}

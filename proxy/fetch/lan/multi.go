@@ -1,0 +1,608 @@
+package lan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pkgswarm/pkgswarm/proxy/fetch"
+)
+
+// A large file is read from many holders at once: the multi-source reader
+// below. Every pkgswarm download grows as a prefix of the file (the pipeline
+// writes in order), so what a peer holds is one number, X-Pkgswarm-Have,
+// and a peer whose download is still running can serve every byte below it
+// at once, and the bytes after it as they arrive. The reader splits the file
+// into chunks, keeps a window of them in flight, and asks each chunk of the
+// peer that serves it soonest and is least loaded:
+//
+//  1. a peer that holds the whole chunk (a complete blob, or a download past
+//     it), fewest transfers first;
+//  2. a peer that holds its start: only what it holds is asked;
+//  3. nobody holds it yet: a peer that brings new bytes (its download reads
+//     from the origin or the swarm), or a peer that relays them (reads from
+//     LAN peers) and ranks above this node for the file. The request then
+//     waits at that peer for the bytes.
+//
+// Rule 3 is what spreads a download that starts everywhere at once: nodes
+// that keep up with the one fetching from the origin all wait at the same
+// frontier, and each waits on the least loaded of the nodes ranked above it,
+// so the frontier flows down a balanced tree instead of out of one node.
+// Waiting only on higher-ranked relays (rendezvous rank of node id and file,
+// the LAN election's order) keeps the waits acyclic. When nothing can serve
+// the next byte — every peer that brought new bytes is gone — the node that
+// holds the most (first by rank among equals) stops reading from its peers:
+// its pipeline goes on to the swarm or the origin from its offset, and the
+// others wait on it (rule 3). Everything the reader returns is verified by the
+// pipeline as one file; a file that fails is blamed on every peer that
+// contributed (Source.Penalize).
+
+// Multi-source defaults.
+const (
+	defaultMultiMinSize = 4 << 20
+	defaultChunkSize    = 1 << 20
+	defaultWindow       = 4
+	// defaultChunkStall cuts one range request that delivers nothing for
+	// this long (another peer is asked); well under the pipeline's
+	// StallTimeout, which cuts the whole reader.
+	defaultChunkStall = 4 * time.Second
+	// reprobeEvery is how often a running reader asks every peer again
+	// (new holders, progress of those it knows).
+	reprobeEvery = time.Second
+	// busyBackoff is how long a peer that said it was busy is not asked.
+	busyBackoff = 150 * time.Millisecond
+	// maxFails drops a holder after this many failed requests in a row.
+	maxFails = 3
+	// extraTail is how many bytes past the end of the file the reader
+	// passes on when a peer sends them, so that the pipeline sees a peer
+	// that sent too much and blames it.
+	extraTail = 1 << 10
+)
+
+// holder is one peer the reader may ask; fields are protected by
+// multi.mu.
+type holder struct {
+	peer     Peer
+	complete bool   // it holds the verified blob
+	have     int64  // bytes of the file it holds (a prefix)
+	source   string // the tier its download reads from ("origin", "swarm", "lan")
+	uploads  int64  // peer transfers it last said it serves
+	rank     uint64 // rendezvous(peer.ID, file)
+	inflight int    // requests of ours to it now
+	fails    int    // failed requests in a row
+	until    time.Time
+	used     bool // it contributed bytes
+}
+
+// brings reports whether the holder's download brings new bytes into the
+// site (as opposed to relaying its peers').
+func (h *holder) brings(tier string) bool {
+	return !h.complete && h.source != "" && h.source != tier
+}
+
+type chunk struct {
+	off, end int64 // [off, end) of the file
+	buf      []byte
+	n        int64 // bytes filled from off
+	busy     bool  // a request is filling it
+	waiting  bool  // the request waits at a peer for bytes it does not hold yet
+	extra    []byte
+}
+
+// multi is a multi-source reader over LAN peers; see the comment above.
+type multi struct {
+	l        *Source
+	what     string
+	size     int64
+	myRank   uint64
+	chunk    int64
+	window   int
+	stall    time.Duration
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	token    string
+	deadline time.Time // when a stuck reader gives up (zero while it is not stuck)
+
+	mu        sync.Mutex // protects the fields below
+	wake      chan struct{}
+	pos       int64
+	next      int64 // start of the first chunk not yet in chunks
+	chunks    []*chunk
+	holders   map[string]*holder // by peer id
+	parent    *holder            // the upstream whose newest bytes this reader got last
+	probing   bool
+	lastProbe time.Time
+	closed    bool
+}
+
+func (l *Source) newMulti(ctx context.Context, what string, size, offset int64, results []probeResult) *multi {
+	ctx, cancel := context.WithCancel(ctx)
+	m := &multi{l: l, what: what, size: size, myRank: rendezvous(l.NodeID, what),
+		chunk: l.ChunkSize, window: l.Window, stall: l.ChunkStall, ctx: ctx, cancel: cancel,
+		wake: make(chan struct{}), pos: offset, next: offset, holders: map[string]*holder{}, lastProbe: l.Now()}
+	m.merge(results)
+	return m
+}
+
+// merge updates the holders from a probe round. m.mu is held or m is not
+// shared yet.
+func (m *multi) merge(results []probeResult) {
+	for _, r := range results {
+		if r.state != stateComplete && r.state != stateFetching {
+			continue
+		}
+		h := m.holders[r.peer.ID]
+		if h == nil {
+			h = &holder{peer: r.peer, rank: rendezvous(r.peer.ID, m.what)}
+			m.holders[r.peer.ID] = h
+		}
+		h.peer = r.peer
+		h.complete = r.state == stateComplete
+		h.have = max(h.have, r.have)
+		if h.complete {
+			h.have = m.size
+		}
+		h.source = r.source
+		h.uploads = r.uploads
+		h.fails = 0 // it answered: ask it again
+	}
+}
+
+func (m *multi) broadcast() {
+	close(m.wake)
+	m.wake = make(chan struct{})
+}
+
+// Read implements io.Reader: the file's bytes in order from the offset.
+func (m *multi) Read(p []byte) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for {
+		if m.closed {
+			return 0, errors.New("lan: read after close")
+		}
+		if err := m.ctx.Err(); err != nil {
+			return 0, err
+		}
+		// A consumed chunk is dropped; the file's last one only once its
+		// request ended, which may bring bytes past the end.
+		for len(m.chunks) > 0 && m.pos >= m.chunks[0].end && (m.chunks[0].end < m.size || !m.chunks[0].busy) {
+			c := m.chunks[0]
+			m.chunks = m.chunks[1:]
+			if len(c.extra) > 0 {
+				// Bytes past the file's end: the pipeline stops at its
+				// limit and blames this source.
+				m.chunks = append([]*chunk{{off: c.end, end: c.end + int64(len(c.extra)), buf: c.extra, n: int64(len(c.extra))}}, m.chunks...)
+			}
+		}
+		m.fill()
+		m.schedule()
+		if len(m.chunks) > 0 {
+			c := m.chunks[0]
+			if m.pos < c.off+c.n {
+				k := copy(p, c.buf[m.pos-c.off:c.n])
+				m.pos += int64(k)
+				m.deadline = time.Time{}
+				return k, nil
+			}
+		}
+		if m.pos >= m.size && len(m.chunks) == 0 {
+			return 0, io.EOF
+		}
+		if m.stuck() {
+			now := m.l.Now()
+			if m.deadline.IsZero() {
+				m.deadline = now.Add(m.l.Wait)
+			}
+			if m.leads() || now.After(m.deadline) {
+				return 0, fmt.Errorf("lan: no peer holds or brings %s past byte %d: %w", m.what, m.pos, errNoHolder)
+			}
+		}
+		if m.l.Now().Sub(m.lastProbe) >= reprobeEvery && !m.probing {
+			m.probing = true
+			m.wg.Add(1)
+			go m.reprobe()
+		}
+		wake := m.wake
+		m.mu.Unlock()
+		select {
+		case <-wake:
+		case <-m.ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+		m.mu.Lock()
+	}
+}
+
+// errNoHolder: the reader found nothing to read the next byte from.
+var errNoHolder = errors.New("no holder")
+
+// fill extends the window. m.mu is held.
+func (m *multi) fill() {
+	for len(m.chunks) < m.window && m.next < m.size {
+		end := min(m.size, (m.next/m.chunk+1)*m.chunk)
+		m.chunks = append(m.chunks, &chunk{off: m.next, end: end, buf: make([]byte, end-m.next)})
+		m.next = end
+	}
+}
+
+// stuck reports whether no request runs and none could be started. m.mu
+// is held.
+func (m *multi) stuck() bool {
+	for _, c := range m.chunks {
+		if c.busy {
+			return false
+		}
+	}
+	return true
+}
+
+// leads reports whether this node should stop waiting and fetch the rest
+// itself: no peer holds more of the file than it does, and none that holds
+// as much ranks above it. m.mu is held.
+func (m *multi) leads() bool {
+	if m.l.Now().Sub(m.lastProbe) > 2*reprobeEvery || m.probing {
+		return false // decide on a fresh look at the peers
+	}
+	for _, h := range m.holders {
+		if h.fails >= maxFails {
+			continue
+		}
+		if h.have > m.pos || m.upstream(h) || (h.have == m.pos && h.rank > m.myRank) {
+			return false
+		}
+	}
+	return true
+}
+
+// schedule starts a request for every chunk of the window that has none
+// and a peer to serve it. m.mu is held.
+func (m *multi) schedule() {
+	waiting := 0
+	for _, c := range m.chunks {
+		if c.busy && c.waiting {
+			waiting++
+		}
+	}
+	for _, c := range m.chunks {
+		if c.busy || c.off+c.n >= c.end {
+			continue
+		}
+		a := c.off + c.n
+		h, end, wait := m.pick(a, c.end, waiting > 0)
+		if h == nil {
+			// Chunks are filled in order of need: a later one must not
+			// take the peer an earlier one is waiting for.
+			return
+		}
+		c.busy, c.waiting = true, wait
+		if wait {
+			waiting++
+		}
+		h.inflight++
+		h.uploads++ // what the peer will say once this request runs
+		m.wg.Add(1)
+		go m.get(c, h, h.peer, a, end, wait)
+	}
+}
+
+// pick chooses the holder for bytes [a, b) (see the rules above) and the
+// end of what to ask it for; wait is set when the request waits at the
+// peer for bytes it does not hold yet. A second waiting request is not
+// started (noWait). m.mu is held.
+func (m *multi) pick(a, b int64, noWait bool) (best *holder, end int64, wait bool) {
+	now := m.l.Now()
+	// The node that brings new bytes (from the origin or the swarm) is
+	// asked last among equals: its link is busy bringing them.
+	score := func(h *holder) int64 {
+		s := h.uploads + int64(h.inflight)*2
+		if h.brings(m.l.Name()) {
+			s += 2
+		}
+		return s
+	}
+	// Among equals, a uniform random one (reservoir sampling): load
+	// figures are a second old at best, and a fixed tie-break would send
+	// every reader to the same peer.
+	ties := 0
+	better := func(h *holder) bool {
+		switch {
+		case best == nil || score(h) < score(best):
+			ties = 1
+			return true
+		case score(h) == score(best):
+			ties++
+			return rand.IntN(ties) == 0
+		}
+		return false
+	}
+	usable := func(h *holder) bool {
+		return h.fails < maxFails && !now.Before(h.until) && h.inflight < 2
+	}
+	for _, h := range m.holders { // rule 1
+		if usable(h) && h.have >= b && better(h) {
+			best = h
+		}
+	}
+	if best != nil {
+		return best, b, false
+	}
+	best, ties = nil, 0
+	// At the frontier, stay with the upstream that served the last chunk
+	// there: it keeps its place for this node a moment (proxy's
+	// frontierGrace), so a chain of nodes stays a chain.
+	if p := m.parent; p != nil && !noWait && usable(p) && p.inflight == 0 && m.upstream(p) && p.have < b {
+		return p, b, true
+	}
+	// Rules 2 and 3 together: at the frontier, the bringer holds a little
+	// more than everyone else, and asking it for that little each time
+	// would make it serve the whole site. Relays ranked above this node
+	// are as good a source: they will have the bytes as soon as it does.
+	for _, h := range m.holders {
+		if !usable(h) || h.inflight > 0 {
+			continue
+		}
+		upstream := m.upstream(h)
+		if upstream && noWait && h.have < b {
+			continue // a second request waiting at a peer would take a place the first needs
+		}
+		if (upstream || h.have > a) && better(h) {
+			best = h
+		}
+	}
+	if best == nil {
+		return nil, 0, false
+	}
+	if !m.upstream(best) {
+		return best, min(b, best.have), false
+	}
+	return best, b, best.have < b
+}
+
+// upstream reports whether this reader may wait at h for bytes h does not
+// hold yet: h brings new bytes, or relays them and ranks above this node
+// (which keeps the waits acyclic). m.mu is held.
+func (m *multi) upstream(h *holder) bool {
+	return h.brings(m.l.Name()) || (!h.complete && h.source == m.l.Name() && h.rank > m.myRank)
+}
+
+// get fills c with bytes [a, end) from h, whose peer p the scheduler read
+// under m.mu (a probe round may replace h.peer meanwhile).
+func (m *multi) get(c *chunk, h *holder, p Peer, a, end int64, wait bool) {
+	defer m.wg.Done()
+	n, extra, hdr, err := m.fetchRange(c, p, a, end)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	defer m.broadcast()
+	c.busy, c.waiting = false, false
+	h.inflight--
+	if n > 0 {
+		h.used = true
+	}
+	if len(extra) > 0 {
+		c.extra = extra
+	}
+	if hdr != nil {
+		if v, err := strconv.ParseInt(hdr.Get("X-Pkgswarm-Have"), 10, 64); err == nil {
+			h.have = max(h.have, v)
+		}
+		if hdr.Get("X-Pkgswarm-State") == stateComplete {
+			h.complete, h.have = true, m.size
+		}
+		if v, err := strconv.ParseInt(hdr.Get("X-Pkgswarm-Uploads"), 10, 64); err == nil {
+			h.uploads = max(0, v-1) // itself included the request that ended
+		}
+		if s := hdr.Get("X-Pkgswarm-Source"); s != "" {
+			h.source = s
+		}
+	}
+	h.have = max(h.have, a+n)
+	if err == nil {
+		h.fails = 0
+		if wait {
+			m.parent = h
+		}
+		return
+	}
+	if m.parent == h {
+		m.parent = nil
+	}
+	if m.ctx.Err() != nil {
+		return
+	}
+	if errors.Is(err, errBusy) {
+		h.until = m.l.Now().Add(busyBackoff)
+		return
+	}
+	h.fails++
+	h.until = m.l.Now().Add(time.Duration(h.fails) * 500 * time.Millisecond)
+	if errors.Is(err, errGone) && h.complete {
+		// It said it held the file, then did not serve it.
+		m.l.ban(h.peer, fmt.Errorf("lan peer %s announced %s and then failed to serve it: %w", h.peer.URL, m.what, err))
+		h.fails = maxFails
+	}
+	m.l.logDebug("range request failed", "peer", h.peer.URL, "what", m.what, "from", a, "to", end, "err", err)
+}
+
+// errBusy: the peer already serves its newest bytes to another peer; ask
+// someone else (not a failure).
+var errBusy = errors.New("peer busy")
+
+// errGone: the peer answered that it has not (or no longer) the file.
+var errGone = errors.New("peer does not have the file")
+
+// fetchRange asks p for [a, end) and copies what arrives into c as it
+// arrives. It returns the bytes added, bytes past the file's end the peer
+// sent (at most extraTail), and the response header.
+func (m *multi) fetchRange(c *chunk, p Peer, a, end int64) (int64, []byte, http.Header, error) {
+	ctx, cancel := context.WithCancelCause(m.ctx)
+	defer cancel(nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, peerURL(p, m.what), nil)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	req.Header.Set("Range", "bytes="+strconv.FormatInt(a, 10)+"-"+strconv.FormatInt(end-1, 10))
+	req.Header.Set("X-Pkgswarm-Tier", m.l.Name())
+	// The stall timer runs from the request on: a peer that waits for its
+	// own upstream longer than stall is given up for this chunk.
+	progress := make(chan struct{}, 1)
+	stopped := make(chan struct{})
+	defer close(stopped)
+	go func() {
+		t := time.NewTimer(m.stall)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopped:
+				return
+			case <-progress:
+				t.Reset(m.stall)
+			case <-t.C:
+				cancel(fmt.Errorf("no byte for %v", m.stall))
+				return
+			}
+		}
+	}()
+	resp, err := m.l.Client.Do(req)
+	if err != nil {
+		if c := context.Cause(ctx); c != nil && m.ctx.Err() == nil {
+			err = c
+		}
+		return 0, nil, nil, err
+	}
+	defer resp.Body.Close()
+	start := int64(0)
+	switch resp.StatusCode {
+	case http.StatusPartialContent:
+		cr, err := fetch.ParseContentRange(resp.Header.Get("Content-Range"))
+		if err != nil || cr.First != a {
+			return 0, nil, resp.Header, fmt.Errorf("unusable Content-Range %q for bytes %d-%d (%v)", resp.Header.Get("Content-Range"), a, end-1, err)
+		}
+		start = a
+	case http.StatusOK:
+		// The whole file (a peer that ignores Range): skip to a.
+	case http.StatusNotFound, http.StatusRequestedRangeNotSatisfiable:
+		return 0, nil, resp.Header, fmt.Errorf("%s: %w", resp.Status, errGone)
+	case http.StatusServiceUnavailable:
+		if resp.Header.Get("X-Pkgswarm-Busy") != "" {
+			return 0, nil, resp.Header, errBusy
+		}
+		return 0, nil, resp.Header, fmt.Errorf("%s", resp.Status)
+	default:
+		return 0, nil, resp.Header, fmt.Errorf("%s", resp.Status)
+	}
+	body := &progressReader{r: resp.Body, ch: progress}
+	if start < a {
+		if _, err := io.CopyN(io.Discard, body, a-start); err != nil {
+			return 0, nil, resp.Header, m.cause(ctx, err)
+		}
+	}
+	var n int64
+	buf := make([]byte, 64<<10)
+	for a+n < end {
+		k, rerr := body.Read(buf[:min(int64(len(buf)), end-a-n)])
+		if k > 0 {
+			m.mu.Lock()
+			copy(c.buf[a-c.off+n:], buf[:k])
+			c.n += int64(k)
+			n += int64(k)
+			m.broadcast()
+			m.mu.Unlock()
+		}
+		if rerr == io.EOF {
+			if a+n < end {
+				return n, nil, resp.Header, fmt.Errorf("sent %d of bytes %d-%d", n, a, end-1)
+			}
+			break
+		}
+		if rerr != nil {
+			return n, nil, resp.Header, m.cause(ctx, rerr)
+		}
+	}
+	if end == m.size {
+		// A peer that sends more than the file has lied about it: pass a
+		// little of it on, so that the pipeline sees it and blames us.
+		extra, _ := io.ReadAll(io.LimitReader(body, extraTail))
+		return n, extra, resp.Header, nil
+	}
+	return n, nil, resp.Header, nil
+}
+
+func (m *multi) cause(ctx context.Context, err error) error {
+	if c := context.Cause(ctx); c != nil && m.ctx.Err() == nil && !errors.Is(c, context.Canceled) {
+		return fmt.Errorf("%w (%v)", c, err)
+	}
+	return err
+}
+
+type progressReader struct {
+	r  io.Reader
+	ch chan struct{}
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		select {
+		case p.ch <- struct{}{}:
+		default:
+		}
+	}
+	return n, err
+}
+
+// reprobe asks every live peer again and merges what they hold.
+func (m *multi) reprobe() {
+	defer m.wg.Done()
+	results := m.l.probe(m.ctx, m.l.live(m.ctx, m.what), m.what)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.merge(results)
+	m.probing = false
+	m.lastProbe = m.l.Now()
+	m.broadcast()
+}
+
+// contributors lists the peers whose bytes this reader returned.
+func (m *multi) contributors() (used []Peer, complete []Peer) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, h := range m.holders {
+		if h.used {
+			used = append(used, h.peer)
+			if h.complete {
+				complete = append(complete, h.peer)
+			}
+		}
+	}
+	return used, complete
+}
+
+// Close implements io.Closer: it stops every request and waits for them.
+func (m *multi) Close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	m.broadcast()
+	m.mu.Unlock()
+	m.cancel()
+	m.wg.Wait()
+	return nil
+}
+
+// multiToken names a multi-source body in fetch.Body.Peer, so that
+// Penalize finds its contributors.
+const multiToken = "multi#"
+
+func isMultiToken(who string) bool { return strings.HasPrefix(who, multiToken) }
