@@ -530,36 +530,57 @@ func hasFailure(st status.Status, path, digest string) bool {
 	return false
 }
 
-// Issue 13: requests a client pipelines (apt sends up to ten before reading
-// an answer) are started as soon as they arrive, not one after the other:
-// with every origin answer delayed, the node runs the five downloads at
-// once, then answers them in order.
-func TestPipelinedRequestsStartAhead(t *testing.T) {
+// pipelineRig starts a node over a repository of n packages named
+// prefix0…, of size bytes each, whose index a client has fetched through
+// the node, and returns their entries in order.
+func pipelineRig(t *testing.T, prefix string, n, size int, seed int64) (*rig, []testrepo.DebInfo) {
+	t.Helper()
 	var pkgs []testrepo.Package
-	for i := range 5 {
-		pkgs = append(pkgs, testrepo.Package{Name: fmt.Sprintf("p%d", i), Version: "1", Size: 30 << 10, Seed: int64(60 + i)})
+	for i := range n {
+		pkgs = append(pkgs, testrepo.Package{Name: fmt.Sprintf("%s%d", prefix, i), Version: "1", Size: size, Seed: seed + int64(i)})
 	}
 	r := newRig(t, rigOptions{packages: pkgs})
 	if out, err := r.client(false).Update(context.Background()); err != nil {
 		t.Fatalf("update: %v\n%s", err, out)
 	}
-	var reqs bytes.Buffer
 	var debs []testrepo.DebInfo
-	for i := range 5 {
-		d := r.repo.Debs[fmt.Sprintf("p%d", i)]
+	for i := range n {
+		d := r.repo.Debs[fmt.Sprintf("%s%d", prefix, i)]
 		r.expects(d.Path)
-		r.origin.SetDelay(d.Path, 2*time.Second)
 		debs = append(debs, d)
+	}
+	return r, debs
+}
+
+// pipeline sends a GET of every deb on one connection to the node before
+// reading any answer, as apt does, and returns the connection.
+func pipeline(t *testing.T, r *rig, debs []testrepo.DebInfo) net.Conn {
+	t.Helper()
+	var reqs bytes.Buffer
+	for _, d := range debs {
 		fmt.Fprintf(&reqs, "GET %s/%s HTTP/1.1\r\nHost: %s\r\n\r\n", r.origin.URL, d.Path, strings.TrimPrefix(r.origin.URL, "http://"))
 	}
 	c, err := net.Dial("tcp", strings.TrimPrefix(r.URL, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	if _, err := c.Write(reqs.Bytes()); err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+// Issue 13: requests a client pipelines (apt sends up to ten before reading
+// an answer) are started as soon as they arrive, not one after the other:
+// with every origin answer delayed, the node runs the five downloads at
+// once, then answers them in order.
+func TestPipelinedRequestsStartAhead(t *testing.T) {
+	r, debs := pipelineRig(t, "p", 5, 30<<10, 60)
+	for _, d := range debs {
+		r.origin.SetDelay(d.Path, 2*time.Second)
+	}
+	c := pipeline(t, r, debs)
 	if !noderig.Eventually(func() bool { return len(r.Fetch.Transfers()) == 5 }) {
 		t.Fatalf("%d downloads ran at once for 5 pipelined requests, want 5", len(r.Fetch.Transfers()))
 	}
@@ -582,33 +603,11 @@ func TestPipelinedRequestsStartAhead(t *testing.T) {
 // before it was still waiting, but this client caused the origin transfer
 // (X-Pkgswarm-Source, and the served-bytes count by source, say so).
 func TestFetchedAheadIsNotACacheHit(t *testing.T) {
-	var pkgs []testrepo.Package
-	for i := range 3 {
-		pkgs = append(pkgs, testrepo.Package{Name: fmt.Sprintf("q%d", i), Version: "1", Size: 20 << 10, Seed: int64(70 + i)})
-	}
-	r := newRig(t, rigOptions{packages: pkgs})
-	if out, err := r.client(false).Update(context.Background()); err != nil {
-		t.Fatalf("update: %v\n%s", err, out)
-	}
-	var reqs bytes.Buffer
-	var debs []testrepo.DebInfo
-	for i := range 3 {
-		d := r.repo.Debs[fmt.Sprintf("q%d", i)]
-		r.expects(d.Path)
-		debs = append(debs, d)
-		fmt.Fprintf(&reqs, "GET %s/%s HTTP/1.1\r\nHost: %s\r\n\r\n", r.origin.URL, d.Path, strings.TrimPrefix(r.origin.URL, "http://"))
-	}
+	r, debs := pipelineRig(t, "q", 3, 20<<10, 70)
 	// The first answer is slow, so the two behind it finish first.
 	r.origin.SetDelay(debs[0].Path, time.Second)
 	served := r.State().Served["origin"]
-	c, err := net.Dial("tcp", strings.TrimPrefix(r.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Write(reqs.Bytes()); err != nil {
-		t.Fatal(err)
-	}
+	c := pipeline(t, r, debs)
 	br := bufio.NewReader(c)
 	var total int64
 	for _, d := range debs {
