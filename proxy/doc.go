@@ -8,7 +8,7 @@
 // allow-list (Config.AllowClients; not an open proxy), the target
 // (target.Parse: one canonical URL whichever form was used), the origin port,
 // then trust.Resolver.Resolve, which says what the file is and what is
-// expected of it; the answer comes from a held blob (from memory or the blob file,
+// expected of it; the answer comes from a held blob (from memory, or sendfile of the blob file,
 // with Range and conditionals) or from the fetch pipeline's download (fetch.Fetcher.Get),
 // waited for up to Config.Hold or streamed as it arrives.
 //

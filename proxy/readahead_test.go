@@ -3,8 +3,12 @@ package proxy
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -109,5 +113,75 @@ func TestSmallReadScansWhatArrived(t *testing.T) {
 	}
 	if !bytes.Equal(got, sent) {
 		t.Fatalf("read %q, want %q", got, sent)
+	}
+}
+
+// recConn records what reaches its ReadFrom, the path by which net/http
+// hands a file to sendfile.
+type recConn struct {
+	*net.TCPConn
+	mu   sync.Mutex
+	from []string
+}
+
+func (c *recConn) ReadFrom(r io.Reader) (int64, error) {
+	inner := r
+	if lr, ok := r.(*io.LimitedReader); ok {
+		inner = lr.R
+	}
+	c.mu.Lock()
+	c.from = append(c.from, fmt.Sprintf("%T", inner))
+	c.mu.Unlock()
+	return c.TCPConn.ReadFrom(r)
+}
+
+type recListener struct {
+	net.Listener
+	conns chan *recConn
+}
+
+func (l *recListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	rc := &recConn{TCPConn: c.(*net.TCPConn)}
+	l.conns <- rc
+	return rc, nil
+}
+
+// A hit from a blob file reaches the TCP connection's ReadFrom (sendfile)
+// through the read-ahead wrapper, which used to hide it.
+func TestReadaheadKeepsSendfile(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "blob")
+	if err := os.WriteFile(path, bytes.Repeat([]byte("pkgswarm"), 256<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl := &recListener{Listener: ln, conns: make(chan *recConn, 4)}
+	s := &Server{}
+	hs := &http.Server{ConnContext: s.ConnContext, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFile(w, r, path)
+	})}
+	go hs.Serve(s.Readahead(rl))
+	t.Cleanup(func() { hs.Close() })
+	resp, err := http.Get("http://" + ln.Addr().String() + "/blob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil || n != 2<<20 {
+		t.Fatalf("GET: %d bytes, %v; want %d", n, err, 2<<20)
+	}
+	rc := <-rl.conns
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if !slices.Contains(rc.from, "*os.File") {
+		t.Errorf("the blob file never reached the connection's ReadFrom (sendfile); ReadFrom saw %q", rc.from)
 	}
 }
