@@ -214,25 +214,7 @@ func TestLANSimultaneousMissOneOriginGet(t *testing.T) {
 	na.expects(big.Path)
 	nb.expects(big.Path)
 	a.origin.Throttle(".deb", 32<<20) // 0.5 s: both requests overlap
-	var wg sync.WaitGroup
-	for _, n := range []*rig{na, nb} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, err := n.ProxyClient().Get(a.origin.URL + "/" + big.Path)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			defer resp.Body.Close()
-			h := sha256.New()
-			io.Copy(h, resp.Body)
-			if hex.EncodeToString(h.Sum(nil)) != big.SHA256 {
-				t.Errorf("node got sha256 %x, want %s", h.Sum(nil), big.SHA256)
-			}
-		}()
-	}
-	wg.Wait()
+	getAtOnce(t, []*rig{na, nb}, a.origin.URL+"/"+big.Path, big.SHA256)
 	if n := a.origin.Requests(big.Path); n != 1 {
 		t.Fatalf("two nodes missing at once made %d origin GETs, want 1", n)
 	}
@@ -329,23 +311,7 @@ func TestLANThreeNodesMultiSource(t *testing.T) {
 		n.expects(big.Path)
 	}
 	a.origin.Throttle(".deb", 16<<20) // 1.5 s for the file: the reads overlap
-	var wg sync.WaitGroup
-	for _, n := range nodes {
-		wg.Go(func() {
-			resp, err := n.ProxyClient().Get(a.origin.URL + "/" + big.Path)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			defer resp.Body.Close()
-			h := sha256.New()
-			io.Copy(h, resp.Body)
-			if hex.EncodeToString(h.Sum(nil)) != big.SHA256 {
-				t.Errorf("node got sha256 %x, want %s", h.Sum(nil), big.SHA256)
-			}
-		})
-	}
-	wg.Wait()
+	getAtOnce(t, nodes, a.origin.URL+"/"+big.Path, big.SHA256)
 	if n := a.origin.Requests(big.Path); n != 1 {
 		t.Fatalf("three nodes missing at once made %d origin GETs, want 1", n)
 	}
@@ -356,4 +322,27 @@ func TestLANThreeNodesMultiSource(t *testing.T) {
 			}
 		}
 	}
+}
+
+// getAtOnce fetches u through every node at once and checks that each got
+// the bytes of digest want.
+func getAtOnce(t *testing.T, nodes []*rig, u, want string) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Go(func() {
+			resp, err := n.ProxyClient().Get(u)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			h := sha256.New()
+			io.Copy(h, resp.Body)
+			if hex.EncodeToString(h.Sum(nil)) != want {
+				t.Errorf("node got sha256 %x, want %s", h.Sum(nil), want)
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -18,15 +18,7 @@ import (
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	fetchtest.Run(t, func(t *testing.T, content []byte, fault fetchtest.Fault, fallback *fetchtest.Static, cfg *fetch.Config) {
-		h := fetchtest.Handler(content, fault)
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if !strings.HasPrefix(r.URL.Path, "/_pkgswarm/v1/blob/sha256/") {
-				http.NotFound(w, r)
-				return
-			}
-			h.ServeHTTP(w, r)
-		}))
-		t.Cleanup(srv.Close)
+		srv := faultyPeer(t, content, fault)
 		cfg.Site = []fetch.Source{&lan.Source{NodeID: "tester", Peers: &peers{list: []lan.Peer{{ID: "peer", URL: srv.URL}}}}}
 		cfg.Origin = fallback
 	})
@@ -37,19 +29,26 @@ func TestConformance(t *testing.T) {
 func TestConformanceMulti(t *testing.T) {
 	t.Parallel()
 	fetchtest.Run(t, func(t *testing.T, content []byte, fault fetchtest.Fault, fallback *fetchtest.Static, cfg *fetch.Config) {
-		h := fetchtest.Handler(content, fault)
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if !strings.HasPrefix(r.URL.Path, "/_pkgswarm/v1/blob/sha256/") {
-				http.NotFound(w, r)
-				return
-			}
-			h.ServeHTTP(w, r)
-		}))
-		t.Cleanup(srv.Close)
+		srv := faultyPeer(t, content, fault)
 		cfg.Site = []fetch.Source{&lan.Source{NodeID: "tester", Peers: &peers{list: []lan.Peer{{ID: "peer", URL: srv.URL}}},
 			MultiMinSize: 1, ChunkSize: 32 << 10, ChunkStall: time.Second}}
 		cfg.Origin = fallback
 	})
+}
+
+// faultyPeer serves content by the peer protocol's blob path, misbehaving as
+// fault says.
+func faultyPeer(t *testing.T, content []byte, fault fetchtest.Fault) *httptest.Server {
+	h := fetchtest.Handler(content, fault)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/_pkgswarm/v1/blob/sha256/") {
+			http.NotFound(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
 }
 
 // peers is a fixed PeerSet that records bans.
