@@ -59,29 +59,8 @@ func runOffice(ctx context.Context, cfg config, log *slog.Logger, fx *fixture.Fi
 			}
 		}
 		m := newMeter(ctx, tb, o, cache)
-		var wg sync.WaitGroup
-		start := time.Now()
-		times := make([]time.Duration, n)
-		errs := make([]error, n)
-		for i, nd := range o.Nodes() {
-			wg.Go(func() {
-				errs[i] = aptRun(ctx, cfg, nd.Apt(), fx)
-				times[i] = time.Since(start)
-			})
-		}
-		wg.Wait()
+		r.NodeSeconds, r.Errors = aptEverywhere(ctx, tb, cfg, o, fx, setup == setupPkgswarm)
 		m.finish(ctx, &r, fx)
-		r.NodeSeconds = make([]float64, n)
-		for i := range n {
-			r.NodeSeconds[i] = round(times[i].Seconds())
-			if errs[i] != nil {
-				r.Errors = append(r.Errors, fmt.Sprintf("node%d: %v", i, errs[i]))
-				tb.Logf("node%d failed: %v", i, errs[i])
-				if setup == setupPkgswarm {
-					tb.Logf("node%d log tail:\n%s", i, tail(o.Node(i).Log(), cfg.logLines))
-				}
-			}
-		}
 		r.FinishSeconds, r.FirstSeconds = maxMin(r.NodeSeconds)
 		if acngLogs != "" && len(r.Errors) > 0 {
 			for _, f := range []string{"apt-cacher.err", "apt-cacher.log"} {
@@ -196,6 +175,38 @@ func startACNGOn(ctx context.Context, tb testing.TB, o *office.Office, cfg confi
 
 // aptRun runs apt-get update and a download of every fixture package, and
 // checks what apt left.
+// aptEverywhere runs apt on every node of o at once and returns each node's
+// seconds from the common start and one line per failed node (with its log
+// tail logged when withLogs).
+func aptEverywhere(ctx context.Context, tb testing.TB, cfg config, o *office.Office, fx *fixture.Fixture, withLogs bool) ([]float64, []string) {
+	var wg sync.WaitGroup
+	start := time.Now()
+	n := len(o.Nodes())
+	times := make([]time.Duration, n)
+	errs := make([]error, n)
+	for i, nd := range o.Nodes() {
+		wg.Go(func() {
+			errs[i] = aptRun(ctx, cfg, nd.Apt(), fx)
+			times[i] = time.Since(start)
+		})
+	}
+	wg.Wait()
+	secs := make([]float64, n)
+	var failed []string
+	for i := range n {
+		secs[i] = round(times[i].Seconds())
+		if errs[i] != nil {
+			name := o.Node(i).Name
+			failed = append(failed, fmt.Sprintf("%s: %v", name, errs[i]))
+			tb.Logf("%s failed: %v", name, errs[i])
+			if withLogs {
+				tb.Logf("%s log tail:\n%s", name, tail(o.Node(i).Log(), cfg.logLines))
+			}
+		}
+	}
+	return secs, failed
+}
+
 func aptRun(ctx context.Context, cfg config, a *office.Apt, fx *fixture.Fixture) error {
 	ctx, cancel := context.WithTimeout(ctx, cfg.runTimeout)
 	defer cancel()

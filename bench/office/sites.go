@@ -116,29 +116,9 @@ func runSites(ctx context.Context, cfg config, log *slog.Logger, fx *fixture.Fix
 		if setup == setupPkgswarm {
 			snap0 = swarmSnapshot(ctx, o.Nodes())
 		}
-		var wg sync.WaitGroup
 		start := time.Now()
-		n := len(o.Nodes())
-		times := make([]time.Duration, n)
-		errs := make([]error, n)
-		for i, nd := range o.Nodes() {
-			wg.Go(func() {
-				errs[i] = aptRun(ctx, cfg, nd.Apt(), fx)
-				times[i] = time.Since(start)
-			})
-		}
-		wg.Wait()
+		r.NodeSeconds, r.Errors = aptEverywhere(ctx, tb, cfg, o, fx, setup == setupPkgswarm)
 		m.finish(ctx, &r.Run, fx)
-		r.NodeSeconds = make([]float64, n)
-		for i := range n {
-			r.NodeSeconds[i] = round(times[i].Seconds())
-			if errs[i] != nil {
-				r.Errors = append(r.Errors, fmt.Sprintf("%s: %v", o.Node(i).Name, errs[i]))
-				if setup == setupPkgswarm {
-					tb.Logf("%s log tail:\n%s", o.Node(i).Name, tail(o.Node(i).Log(), cfg.logLines))
-				}
-			}
-		}
 		r.FinishSeconds, r.FirstSeconds = maxMin(r.NodeSeconds)
 		r.SiteFinish = siteFinish(fl, r.NodeSeconds)
 		if setup == setupPkgswarm {
