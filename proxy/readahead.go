@@ -6,8 +6,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkgswarm/pkgswarm/proxy/fetch"
@@ -71,66 +73,257 @@ func (l *raListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &raConn{Conn: c, s: l.s, sem: make(chan struct{}, maxAhead)}, nil
+	return newRAConn(c, l.s), nil
 }
 
-// raConn is a connection whose incoming bytes are scanned for request heads.
-// Writes pass through untouched; ReadFrom reaches the TCP connection's, so a
-// hit from a blob file stays a sendfile.
+func newRAConn(c net.Conn, s *Server) *raConn {
+	return &raConn{Conn: c, s: s, remote: c.RemoteAddr().String(), sem: make(chan struct{}, maxAhead),
+		wsem: make(chan struct{}, 1), abort: make(chan struct{}, 1), closed: make(chan struct{}), ends: []int64{0}}
+}
+
+// raConn is a connection whose incoming bytes are scanned for request heads,
+// which are started ahead when queued behind one not yet answered, and which
+// the quick lane answers itself when they are hits it can take (quick.go).
+// net/http's writes pass through untouched; ReadFrom reaches the TCP
+// connection's, so a hit from a blob file stays a sendfile.
 type raConn struct {
 	net.Conn
-	s   *Server
-	sem chan struct{} // bounds the requests started ahead
+	s      *Server
+	remote string
+	sem    chan struct{} // bounds the requests started ahead
+	wsem   chan struct{} // held while the quick lane writes; taken for good by Close
+	abort  chan struct{} // a token when a read deadline in the past was set
+	closed chan struct{} // closed by Close
+	once   sync.Once
 	// startFn, if set, replaces start (tests).
 	startFn func(uri string)
 
-	rmu     sync.Mutex // serializes reads; protects rbuf and pending
-	rbuf    []byte     // a small read's buffer, allocated on first use
+	rmu     sync.Mutex // serializes reads; protects the fields below up to mu
+	rbuf    []byte     // the read buffer, allocated on first use
 	pending []byte     // bytes of rbuf read from the connection, not yet handed out
+	given   int64      // stream offset of pending[0]: bytes handed to net/http or answered
+	// ends are the stream offsets at which request heads start: 0, then
+	// the end of every head seen, in order, from the one at or before
+	// given. Kept until scanning stops (a body, a tunnel).
+	ends     []int64
+	rdWindow atomic.Int64 // the read timeout net/http set last, as a duration (0: none)
 
 	mu       sync.Mutex               // protects the fields below
 	ahead    map[string]*fetch.Flight // downloads started ahead, by request URI, until their turn
 	buf      []byte                   // bytes read but not yet seen to end a head
-	off      bool                     // scanning stopped (a body, or no head end in maxScan)
+	scanned  int64                    // stream offset of the end of buf
+	off      bool                     // scanning stopped (a body, a tunnel, or no head end in maxScan)
 	seen     int                      // request heads seen
-	answered int                      // requests the server has finished
+	answered int                      // requests the server (or the quick lane) has finished
 }
 
-// readSize is what one read from the connection takes in at least. net/http
-// reads a request through a 4 KiB buffer and, while a handler runs, one
-// byte in the background; a read of that size would leave the heads behind
-// it in the kernel (unseen by the read-ahead) until the server's buffer
-// drained down to them.
+// readSize is what one read from the connection takes in. net/http reads a
+// request through a 4 KiB buffer and, while a handler runs, one byte in the
+// background; every read goes through rbuf, so that the heads behind are
+// seen (started ahead) and can be answered by the quick lane.
 const readSize = 4 << 10
 
+// Read hands net/http the bytes of the connection. When net/http asks for
+// more than the single byte of its background read, it is between requests
+// (it has finished writing every answer): then a complete head that the
+// quick lane can answer is answered here, and never reaches net/http. Bytes
+// are handed out up to the end of the next head at most, and the background
+// read (one byte, while a handler runs) gets none while the client
+// pipelines: it only learns that the client went away. So every head
+// net/http has not started is still here for the lane.
 func (c *raConn) Read(p []byte) (int, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
-	if len(c.pending) > 0 {
-		n := copy(p, c.pending)
-		c.pending = c.pending[n:]
-		return n, nil
+	if len(p) == 1 && !c.scanOff() {
+		return c.backgroundRead()
 	}
-	if len(p) >= readSize {
-		n, err := c.Conn.Read(p)
-		if n > 0 {
-			c.scan(p[:n])
+	quick := false // answered a request since net/http last asked
+	for {
+		if len(c.pending) > 0 {
+			head, aligned := c.nextHead()
+			if len(p) > 1 && aligned {
+				if uri, ok := quickURI(head); ok {
+					if done, err := c.answerQuick(uri, len(head)); err != nil {
+						return 0, err
+					} else if done {
+						quick = true
+						continue
+					}
+				}
+			}
+			return c.handOut(p), nil
 		}
-		return n, err
+		if quick {
+			// net/http's read timeout was set for the request it waits
+			// for: keep it for the next one.
+			if w := c.rdWindow.Load(); w > 0 {
+				c.Conn.SetReadDeadline(time.Now().Add(time.Duration(w)))
+			}
+			quick = false
+		}
+		if err := c.fill(); err != nil {
+			return 0, err
+		}
 	}
+}
+
+// fill reads what the connection has into pending (empty before).
+func (c *raConn) fill() error {
 	if c.rbuf == nil {
 		c.rbuf = make([]byte, readSize)
 	}
 	n, err := c.Conn.Read(c.rbuf)
-	if n > 0 {
-		c.scan(c.rbuf[:n])
+	if n == 0 {
+		if err == nil {
+			err = io.ErrNoProgress
+		}
+		return err
 	}
-	k := copy(p, c.rbuf[:n])
-	c.pending = c.rbuf[k:n]
-	if len(c.pending) > 0 {
-		err = nil // the error comes again with the next read from the connection
+	c.scan(c.rbuf[:n])
+	c.pending = c.rbuf[:n]
+	// An error with bytes comes again with the next read from the
+	// connection (or the connection is gone: EOF then).
+	return nil
+}
+
+// backgroundRead is net/http's one-byte read while a handler runs, which
+// tells it whether the client went away. Bytes that arrive meanwhile are a
+// pipelined request: kept for the lane (or net/http's next read), while
+// this read waits for net/http to end it (a deadline in the past, once the
+// handler is done) or for the connection to close, as it would wait for a
+// client that sends nothing.
+func (c *raConn) backgroundRead() (int, error) {
+	if len(c.pending) == 0 {
+		if err := c.fill(); err != nil {
+			return 0, err
+		}
 	}
-	return k, err
+	select {
+	case <-c.abort:
+		return 0, os.ErrDeadlineExceeded
+	case <-c.closed:
+		return 0, net.ErrClosed
+	}
+}
+
+func (c *raConn) scanOff() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.off
+}
+
+// nextHead returns the head at the start of pending when pending starts a
+// request head that is complete; aligned reports that pending starts a head
+// (no byte of it handed out).
+func (c *raConn) nextHead() (head []byte, aligned bool) {
+	for len(c.ends) > 0 && c.ends[0] < c.given {
+		c.ends = c.ends[1:]
+	}
+	if len(c.ends) == 0 || c.ends[0] != c.given {
+		return nil, false
+	}
+	if len(c.ends) < 2 || c.ends[1]-c.given > int64(len(c.pending)) {
+		return nil, true
+	}
+	return c.pending[:c.ends[1]-c.given], true
+}
+
+// handOut copies pending bytes into p, up to the end of the next head seen.
+func (c *raConn) handOut(p []byte) int {
+	lim := len(c.pending)
+	for _, e := range c.ends {
+		if e > c.given {
+			lim = min(lim, int(e-c.given))
+			break
+		}
+	}
+	n := copy(p[:min(len(p), lim)], c.pending)
+	c.pending = c.pending[n:]
+	c.given += int64(n)
+	return n
+}
+
+// answerQuick answers the head of n bytes at the start of pending, a GET of
+// uri, if the quick lane can (done); the head is then consumed. An error is
+// the connection's: net/http gets it and closes the connection.
+func (c *raConn) answerQuick(uri string, n int) (done bool, err error) {
+	if c.s == nil || c.startedAhead(uri) {
+		return false, nil
+	}
+	start := time.Now()
+	head, body, ok := c.s.quick(uri, c.remote)
+	if !ok {
+		return false, nil
+	}
+	select {
+	case c.wsem <- struct{}{}:
+	default:
+		return false, net.ErrClosed
+	}
+	bufs := net.Buffers{head, body}
+	_, err = bufs.WriteTo(c.Conn)
+	<-c.wsem
+	if err != nil {
+		return false, err
+	}
+	c.pending = c.pending[n:]
+	c.given += int64(n)
+	c.mu.Lock()
+	c.answered++
+	c.mu.Unlock()
+	c.s.quickDone(uri, c.remote, len(body), start)
+	return true, nil
+}
+
+// SetReadDeadline remembers the read timeout net/http sets (the lane keeps
+// it for the requests it answers meanwhile) and sets it.
+func (c *raConn) SetReadDeadline(t time.Time) error {
+	c.window(t)
+	return c.Conn.SetReadDeadline(t)
+}
+
+// SetDeadline is SetReadDeadline and the connection's SetWriteDeadline.
+func (c *raConn) SetDeadline(t time.Time) error {
+	c.window(t)
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *raConn) window(t time.Time) {
+	switch d := time.Until(t); {
+	case t.IsZero():
+		c.rdWindow.Store(0)
+	case d > 0:
+		c.rdWindow.Store(int64(d))
+	default:
+		// A deadline in the past aborts a read now (net/http's end of
+		// its background read); it is not a timeout to keep.
+		select {
+		case c.abort <- struct{}{}:
+		default:
+		}
+		return
+	}
+	select { // a later deadline: an abort not taken is stale
+	case <-c.abort:
+	default:
+	}
+}
+
+// closeGrace bounds how long Close waits for an answer the quick lane is
+// writing (so that a graceful shutdown, which closes connections it sees
+// idle, does not cut it short).
+const closeGrace = 5 * time.Second
+
+// Close closes the connection once the quick lane is not writing.
+func (c *raConn) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	t := time.NewTimer(closeGrace)
+	defer t.Stop()
+	select {
+	case c.wsem <- struct{}{}:
+	case <-t.C:
+	}
+	return c.Conn.Close()
 }
 
 // ReadFrom hands r to the underlying connection's ReadFrom, where net/http's
@@ -142,9 +335,12 @@ func (c *raConn) ReadFrom(r io.Reader) (int64, error) {
 	return io.Copy(struct{ io.Writer }{c.Conn}, r)
 }
 
-// scan appends b to the unscanned bytes and starts every complete GET head
-// queued behind a request the server has not answered yet (a head with no
+// scan appends b to the unscanned bytes, records where each complete head
+// ends (for the quick lane), and starts every complete GET head queued
+// behind a request the server has not answered yet (a head with no
 // unanswered request before it is the one the server handles next itself).
+// Scanning stops at a request with a body or a CONNECT: the bytes that
+// follow are not heads.
 func (c *raConn) scan(b []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -152,6 +348,7 @@ func (c *raConn) scan(b []byte) {
 		return
 	}
 	c.buf = append(c.buf, b...)
+	c.scanned += int64(len(b))
 	for {
 		end := bytes.Index(c.buf, []byte("\r\n\r\n"))
 		if end < 0 {
@@ -170,6 +367,13 @@ func (c *raConn) scan(b []byte) {
 			return
 		}
 		c.seen++
+		if method == http.MethodConnect {
+			// A tunnel follows: its bytes are not heads, and the quick
+			// lane must never answer into it.
+			c.off, c.buf = true, nil
+			return
+		}
+		c.ends = append(c.ends, c.scanned-int64(len(c.buf)))
 		if c.seen-c.answered > 1 && method == http.MethodGet {
 			if c.startFn != nil {
 				c.startFn(uri)
@@ -213,23 +417,38 @@ func parseHead(head []byte) (method, uri string, body bool) {
 // start begins the request uri ahead, bounded per connection; a request
 // beyond the bound is not started ahead (the server will handle it in turn).
 func (c *raConn) start(uri string) {
+	if _, _, held := c.s.heldSmall(uri, c.remote); held {
+		return // nothing to fetch: the quick lane answers it
+	}
 	select {
 	case c.sem <- struct{}{}:
 	default:
 		return
 	}
-	remote := c.RemoteAddr().String()
+	// Marked at once (c.mu is held): the quick lane leaves a request
+	// started ahead to the handler, which answers it from its download.
+	if c.ahead == nil {
+		c.ahead = map[string]*fetch.Flight{}
+	}
+	c.ahead[uri] = nil
 	go func() {
 		defer func() { <-c.sem }()
-		if fl := c.s.Prefetch(remote, uri); fl != nil {
-			c.mu.Lock()
-			if c.ahead == nil {
-				c.ahead = map[string]*fetch.Flight{}
-			}
+		fl := c.s.Prefetch(c.remote, uri)
+		c.mu.Lock()
+		if _, waiting := c.ahead[uri]; waiting && fl != nil {
 			c.ahead[uri] = fl
-			c.mu.Unlock()
 		}
+		c.mu.Unlock()
 	}()
+}
+
+// startedAhead reports whether the request uri was started ahead and not
+// yet taken by the handler.
+func (c *raConn) startedAhead(uri string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.ahead[uri]
+	return ok
 }
 
 // takeAhead returns the download started ahead for the request uri of the

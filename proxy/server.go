@@ -51,9 +51,15 @@ type Config struct {
 	MemoryCache int64
 	// NodeID and Version identify this node to peers (/_pkgswarm/v1/node).
 	NodeID, Version string
-	// Logger receives what the front logs itself (CONNECT errors). Nil
-	// means slog.Default(). Per-request lines are the wrapper's (status).
+	// Logger receives what the front logs itself (CONNECT errors, and the
+	// per-request debug line of a hit answered by the quick lane). Nil
+	// means slog.Default(). Other per-request lines are the wrapper's
+	// (status).
 	Logger *slog.Logger
+	// QuickHit, if set, is told of every hit the quick lane answers (see
+	// Readahead) with the bytes of its body: those requests never reach the
+	// handler, so the wrapper that counts the others does not see them.
+	QuickHit func(bytes int64)
 }
 
 // DefaultAllowClients are the networks served when none are configured.
@@ -79,6 +85,9 @@ type Server struct {
 	hold  time.Duration
 	mem   *memCache      // small blobs in memory; nil when off
 	mux   *http.ServeMux // pkgswarm's own endpoints
+	// noQuick turns the quick lane off (tests compare its answers with
+	// net/http's).
+	noQuick bool
 
 	peerUploads atomic.Int64 // blob transfers to peers being served now
 

@@ -109,7 +109,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	px, err := proxy.New(proxy.Config{Store: cfg.Store, Trust: tr, Fetch: f, AllowClients: cfg.AllowClients,
 		AllowPorts: cfg.AllowPorts, ConnectAllow: cfg.ConnectAllow, Hold: cfg.Hold, NodeID: cfg.NodeID,
-		Version: cfg.Version, Logger: log})
+		Version: cfg.Version, Logger: log, QuickHit: m.QuickHit})
 	if err != nil {
 		tr.Close()
 		f.Close()

@@ -122,6 +122,14 @@ func (m *Metrics) VerifyFailed(e *fetch.VerifyError) {
 // SourceFailed implements fetch.Observer.
 func (m *Metrics) SourceFailed(source, url string, err error) {}
 
+// QuickHit counts a hit the front's quick lane answered with n body bytes
+// (proxy.Config.QuickHit): a request the Handler wrapper never sees, counted
+// as it would count a hit from the cache.
+func (m *Metrics) QuickHit(n int64) {
+	m.requests.WithLabelValues("hit").Inc()
+	m.servedBytes.WithLabelValues("cache").Add(float64(n))
+}
+
 // Refused records a refused root or pubkey, or a failed index parse (the
 // trust package's Config.OnRefused).
 func (m *Metrics) Refused(url string, err error) {

@@ -200,22 +200,29 @@ func (r *Resolver) signedRequest(u string, exp *store.Expect, learn func(store.D
 // before learn runs.
 func (r *Resolver) shareable(learn func(store.Digest)) func(store.Digest) {
 	return func(d store.Digest) {
-		if _, done := r.learned.Load(d); !done {
-			if !r.st.Shareable(d) {
-				if err := r.st.MarkShareable(d); err != nil {
-					r.log.Warn("marking a verified blob shareable", "sha256", d, "err", err)
-					return
-				}
-				if r.cfg.OnShareable != nil {
-					r.cfg.OnShareable(d)
-				}
-			}
-			r.learned.Store(d, struct{}{})
-		}
+		r.markShareable(d)
 		if learn != nil {
 			learn(d)
 		}
 	}
+}
+
+// markShareable marks the verified blob d shareable with peers, once per
+// process.
+func (r *Resolver) markShareable(d store.Digest) {
+	if _, done := r.learned.Load(d); done {
+		return
+	}
+	if !r.st.Shareable(d) {
+		if err := r.st.MarkShareable(d); err != nil {
+			r.log.Warn("marking a verified blob shareable", "sha256", d, "err", err)
+			return
+		}
+		if r.cfg.OnShareable != nil {
+			r.cfg.OnShareable(d)
+		}
+	}
+	r.learned.Store(d, struct{}{})
 }
 
 // refused records and returns a refusal.

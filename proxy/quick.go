@@ -1,0 +1,236 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/pkgswarm/pkgswarm/proxy/store"
+	"github.com/pkgswarm/pkgswarm/proxy/target"
+)
+
+// The quick lane. Most requests of a warm apt run, and every request of an
+// office's second machine, are hits on small packages. Through net/http each
+// costs a request parse into maps, a goroutine for the background read, the
+// handler chain, a copy through a 32 KiB buffer and two writes (head, then
+// body). A connection wrapped by Readahead answers such a request itself
+// instead, when net/http is between requests: it reads the head off the
+// socket, asks trust whether the package is held (no wait, no fetch), and
+// writes head and body in one writev. Everything else, and every request
+// that asks more than a whole 200 of a file held in memory, goes to net/http
+// unchanged; see quickURI for what qualifies and raConn.Read for when.
+
+// quickURI returns the request URI of a head the quick lane may answer: a GET
+// over HTTP/1.1 with CRLF line ends, exactly one Host, header names that are
+// plain tokens and values free of control bytes, and no header that asks for
+// more than a whole 200: no Range or conditional, no body, no Connection
+// other than keep-alive, no Expect, Upgrade or Trailer. head runs through
+// its blank line. What net/http might read differently is never quick: it
+// is left to net/http.
+func quickURI(head []byte) (string, bool) {
+	line, rest, ok := bytes.Cut(head, crlf)
+	const get, proto = "GET ", " HTTP/1.1"
+	if !ok || len(line) <= len(get)+len(proto) || !bytes.HasPrefix(line, []byte(get)) || !bytes.HasSuffix(line, []byte(proto)) {
+		return "", false
+	}
+	uri := line[len(get) : len(line)-len(proto)]
+	for _, b := range uri {
+		if b <= ' ' || b >= 0x7f {
+			return "", false
+		}
+	}
+	hosts := 0
+	for {
+		var h []byte
+		h, rest, ok = bytes.Cut(rest, crlf)
+		if !ok {
+			return "", false
+		}
+		if len(h) == 0 {
+			break
+		}
+		name, value, ok := bytes.Cut(h, []byte(":"))
+		if !ok || !plainToken(name) {
+			return "", false
+		}
+		value = bytes.Trim(value, " \t")
+		for _, b := range value {
+			if (b < ' ' && b != '\t') || b == 0x7f {
+				return "", false
+			}
+		}
+		switch {
+		case bytes.EqualFold(name, []byte("Host")):
+			hosts++
+			if !plainHost(value) {
+				return "", false
+			}
+		case bytes.EqualFold(name, []byte("Connection")), bytes.EqualFold(name, []byte("Proxy-Connection")):
+			if !bytes.EqualFold(value, []byte("keep-alive")) {
+				return "", false
+			}
+		case notQuick(name):
+			return "", false
+		}
+	}
+	if hosts != 1 || len(rest) != 0 {
+		return "", false
+	}
+	return string(uri), true
+}
+
+var crlf = []byte("\r\n")
+
+// notQuickHeaders ask more of an answer than a whole 200, or announce a body.
+var notQuickHeaders = [][]byte{
+	[]byte("Range"), []byte("If-Range"), []byte("If-Match"), []byte("If-None-Match"),
+	[]byte("If-Modified-Since"), []byte("If-Unmodified-Since"), []byte("Content-Length"),
+	[]byte("Transfer-Encoding"), []byte("Expect"), []byte("Upgrade"), []byte("Trailer"),
+}
+
+func notQuick(name []byte) bool {
+	for _, n := range notQuickHeaders {
+		if bytes.EqualFold(name, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// plainToken reports whether b is a header name of letters, digits and
+// dashes only (a subset of RFC 9110's token).
+func plainToken(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// plainHost reports whether b is a Host value of letters, digits and
+// ".-_:[]" only (a subset of what net/http accepts).
+func plainHost(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == '_' || c == ':' || c == '[' || c == ']') {
+			return false
+		}
+	}
+	return true
+}
+
+// quick answers the request uri of a client at remote when it is a hit the
+// lane can take: an allowed client, a repository file on an allowed port, a
+// package trust vouches for whose blob is held and small enough for memory.
+// It returns the answer's head and body, or ok false (then net/http answers,
+// exactly as before). The answer is the one serveBlob gives a plain GET.
+func (s *Server) quick(uri, remote string) (head, body []byte, ok bool) {
+	t, d, ok := s.heldSmall(uri, remote)
+	if !ok {
+		return nil, nil, false
+	}
+	body, ok = s.mem.get(d)
+	if !ok {
+		if body, ok = s.loadSmall(d); !ok {
+			return nil, nil, false
+		}
+	}
+	return quickHead(t, d, len(body)), body, true
+}
+
+// heldSmall reports whether the request uri of a client at remote is one
+// the lane answers: its target, and the blob that answers it.
+func (s *Server) heldSmall(uri, remote string) (target.Target, store.Digest, bool) {
+	if s == nil || s.mem == nil || s.noQuick || !s.clientAllowed(remote) || (!hasScheme(uri) && isInternal(uri)) {
+		return target.Target{}, store.Digest{}, false
+	}
+	t, err := target.Parse(uri)
+	if err != nil || !s.portAllowed(t.Port) {
+		return target.Target{}, store.Digest{}, false
+	}
+	d, size, ok := s.trust.HeldPackage(t)
+	if !ok || size > memEntryMax {
+		return target.Target{}, store.Digest{}, false
+	}
+	return t, d, true
+}
+
+func hasScheme(uri string) bool {
+	return len(uri) > 0 && uri[0] != '/'
+}
+
+// loadSmall reads the small blob d into the memory cache.
+func (s *Server) loadSmall(d store.Digest) ([]byte, bool) {
+	f, size, err := s.st.OpenBlob(d)
+	if err != nil {
+		return nil, false
+	}
+	defer f.Close()
+	if size > memEntryMax {
+		return nil, false
+	}
+	data := make([]byte, size)
+	if _, err := io.ReadFull(f, data); err != nil {
+		return nil, false
+	}
+	s.mem.put(d, data)
+	return data, true
+}
+
+// quickHead renders the head of a 200 for blob d of n bytes: the headers
+// serveBlob and http.ServeContent give a plain GET of a held package, in
+// net/http's order.
+func quickHead(t target.Target, d store.Digest, n int) []byte {
+	b := make([]byte, 0, 256)
+	b = append(b, "HTTP/1.1 200 OK\r\nAccept-Ranges: bytes\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(n), 10)
+	b = append(b, "\r\nContent-Type: "...)
+	b = append(b, contentType(t.Path)...)
+	b = append(b, "\r\nDate: "...)
+	b = append(b, httpDate()...)
+	b = append(b, "\r\nEtag: "...)
+	b = append(b, etag(d)...)
+	b = append(b, "\r\nX-Pkgswarm-Source: cache\r\n\r\n"...)
+	return b
+}
+
+// httpDate is the Date header's value now, formatted once per second.
+func httpDate() string {
+	now := time.Now()
+	if c := dateCache.Load(); c != nil && c.sec == now.Unix() {
+		return c.s
+	}
+	c := &cachedDate{sec: now.Unix(), s: now.UTC().Format(http.TimeFormat)}
+	dateCache.Store(c)
+	return c.s
+}
+
+type cachedDate struct {
+	sec int64
+	s   string
+}
+
+var dateCache atomic.Pointer[cachedDate]
+
+// quickDone counts and logs a request the lane answered, as the status
+// wrapper does for the others.
+func (s *Server) quickDone(uri, remote string, n int, start time.Time) {
+	if s.cfg.QuickHit != nil {
+		s.cfg.QuickHit(int64(n))
+	}
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("request", "method", http.MethodGet, "uri", uri, "client", remote,
+			"status", http.StatusOK, "bytes", n, "source", "cache; quick", "dur", time.Since(start).Round(time.Microsecond))
+	}
+}

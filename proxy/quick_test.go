@@ -1,0 +1,97 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/pkgswarm/pkgswarm/proxy/target"
+)
+
+func TestQuickURI(t *testing.T) {
+	t.Parallel()
+	const ok = "GET http://h/p/x.deb HTTP/1.1\r\nHost: h\r\nUser-Agent: Debian APT-HTTP/1.3 (2.6.1)\r\n\r\n"
+	for _, tc := range []struct {
+		head string
+		uri  string // "" = not quick
+	}{
+		{ok, "http://h/p/x.deb"},
+		{"GET /h/p/x.deb HTTP/1.1\r\nHost: n:3142\r\nConnection: keep-alive\r\n\r\n", "/h/p/x.deb"},
+		{"GET http://h/x.deb HTTP/1.1\r\nhost:h\r\nCache-Control: max-age=0\r\n\r\n", "http://h/x.deb"},
+		{"GET http://h/x.deb HTTP/1.0\r\nHost: h\r\n\r\n", ""},                         // HTTP/1.0: other keep-alive rules
+		{"HEAD http://h/x.deb HTTP/1.1\r\nHost: h\r\n\r\n", ""},                        // not a GET
+		{"GET http://h/x.deb HTTP/1.1\r\n\r\n", ""},                                    // no Host: net/http's 400
+		{"GET http://h/x.deb HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\n", ""},              // two Hosts: 400
+		{"GET http://h/x.deb HTTP/1.1\r\nHost: h\r\nRange: bytes=1-\r\n\r\n", ""},      // 206
+		{"GET http://h/x.deb HTTP/1.1\r\nHost: h\r\nif-none-match: \"x\"\r\n\r\n", ""}, // 304 perhaps
+		{"GET http://h/x.deb HTTP/1.1\r\nHost: h\r\nIf-Modified-Since: x\r\n\r\n", ""},
+		{"GET http://h/x.deb HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", ""},
+		{"GET http://h/x.deb HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n", ""},
+		{"GET http://h/x.deb HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", ""},
+		{"GET http://h/x.deb HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n", ""},
+		{"GET http://h/x.deb HTTP/1.1\r\nHost: h\r\n folded\r\n\r\n", ""},   // obsolete line folding
+		{"GET http://h/x.deb HTTP/1.1\r\nHost : h\r\n\r\n", ""},             // space before the colon: 400
+		{"GET http://h/x.deb HTTP/1.1\r\nHost: h\r\nX: a\x01b\r\n\r\n", ""}, // control byte
+		{"GET http://h/x.deb HTTP/1.1\r\nHost: h/evil\r\n\r\n", ""},         // not a plain host
+		{"GET http://h/x.deb  HTTP/1.1\r\nHost: h\r\n\r\n", ""},             // two spaces
+		{"GET http://h/x\x7f.deb HTTP/1.1\r\nHost: h\r\n\r\n", ""},          // DEL in the URI
+		{"GET http://h/x.deb HTTP/1.1\nHost: h\n\n", ""},                    // bare LF
+		{"GET http://h/x.deb HTTP/1.1\r\nHost: h\r\n\r\nGET", ""},           // bytes after the head
+		{"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n", ""},
+	} {
+		uri, ok := quickURI([]byte(tc.head))
+		if uri != tc.uri || ok != (tc.uri != "") {
+			t.Errorf("quickURI(%q) = %q, %v; want %q", tc.head, uri, ok, tc.uri)
+		}
+	}
+}
+
+// FuzzQuickURI checks the quick lane against net/http: every head it takes
+// is one net/http reads as a plain GET of the same URI over HTTP/1.1, with
+// no header that would make its answer anything but a whole 200, and whose
+// request target pkgswarm's parser reads as net/http does (the lane answers
+// only heads both take).
+func FuzzQuickURI(f *testing.F) {
+	for _, s := range []string{
+		"GET http://h/p/x.deb HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /h/p/x.deb HTTP/1.1\r\nHost: n:3142\r\nConnection: keep-alive\r\n\r\n",
+		"GET http://[::1]:80/x.deb HTTP/1.1\r\nHost: [::1]\r\nRange: bytes=0-1\r\n\r\n",
+		"GET http://h/%2e%2e/x.deb HTTP/1.1\r\nHost: h\r\nX-A: \t b \r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, head []byte) {
+		uri, ok := quickURI(head)
+		if !ok {
+			return
+		}
+		tg, err := target.Parse(uri) // the lane answers only what this reads
+		if err != nil {
+			return
+		}
+		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head)))
+		if err != nil {
+			t.Fatalf("quick lane takes %q, net/http refuses it: %v", head, err)
+		}
+		if req.Method != http.MethodGet || req.RequestURI != uri || req.ProtoMajor != 1 || req.ProtoMinor != 1 || req.Close {
+			t.Fatalf("quick lane takes %q as GET %s; net/http reads %s %s HTTP/%d.%d close=%v", head, uri, req.Method, req.RequestURI, req.ProtoMajor, req.ProtoMinor, req.Close)
+		}
+		for _, h := range []string{"Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "Expect", "Upgrade"} {
+			if _, ok := req.Header[h]; ok {
+				t.Fatalf("quick lane takes %q, which has %s", head, h)
+			}
+		}
+		if req.ContentLength > 0 || len(req.TransferEncoding) > 0 {
+			t.Fatalf("quick lane takes %q, which has a body", head)
+		}
+		if req.URL.IsAbs() {
+			// The same origin and path as net/http reads them.
+			if h := (&url.URL{Host: tg.Host}).Hostname(); !strings.EqualFold(h, req.URL.Hostname()) {
+				t.Fatalf("quick lane reads the host of %q as %q, net/http as %q", uri, h, req.URL.Hostname())
+			}
+		}
+	})
+}
