@@ -491,20 +491,41 @@ func (s *Store) commitBlob(tmp *os.File, d Digest, size int64) (over bool, err e
 	}
 	dst := s.BlobPath(d)
 	s.mu.Lock()
-	if e := s.blobs[d]; e != nil {
-		if _, err := os.Stat(dst); err == nil {
-			s.mu.Unlock()
-			s.touch(e)
-			os.Remove(tmp.Name())
-			return false, nil
+	for {
+		if e := s.blobs[d]; e != nil {
+			if _, err := os.Stat(dst); err == nil {
+				s.mu.Unlock()
+				s.touch(e)
+				os.Remove(tmp.Name())
+				return false, nil
+			}
+			// The file vanished behind the store's back: replace it.
+			delete(s.blobs, d)
+			s.bytes -= e.size
 		}
-		// The file vanished behind the store's back: replace it.
-		delete(s.blobs, d)
-		s.bytes -= e.size
-	}
-	if err := s.renameIntoPlace(tmp, dst); err != nil {
+		ch := s.committing[d]
+		if ch == nil {
+			break
+		}
+		// The same blob is being committed by another download: wait,
+		// then look again.
 		s.mu.Unlock()
-		return false, fmt.Errorf("store: commit blob %s: %w", d, err)
+		<-ch
+		s.mu.Lock()
+	}
+	// The rename and the fsyncs run without the lock (every lookup takes
+	// it): d is claimed meanwhile, and neither eviction nor deletion
+	// touches a file whose blob is not in s.blobs.
+	ch := make(chan struct{})
+	s.committing[d] = ch
+	s.mu.Unlock()
+	rerr := s.renameIntoPlace(tmp, dst)
+	s.mu.Lock()
+	delete(s.committing, d)
+	close(ch)
+	if rerr != nil {
+		s.mu.Unlock()
+		return false, fmt.Errorf("store: commit blob %s: %w", d, rerr)
 	}
 	e := &blobEntry{size: size}
 	s.touch(e)
@@ -545,7 +566,10 @@ func (s *Store) renameIntoPlace(tmp *os.File, dst string) error {
 	return syncDir(shard)
 }
 
-func syncDir(dir string) error {
+// syncDir fsyncs a directory (a variable: tests stall it).
+var syncDir = fsyncDir
+
+func fsyncDir(dir string) error {
 	f, err := os.Open(dir)
 	if err != nil {
 		return err

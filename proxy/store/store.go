@@ -73,12 +73,13 @@ type Store struct {
 
 	clock atomic.Uint64 // LRU logical clock; last value handed out
 
-	mu      sync.RWMutex // protects blobs, bytes, pinned, pinSets; held while blob files are renamed in or removed
-	blobs   map[Digest]*blobEntry
-	bytes   int64
-	pinned  map[Digest]int32     // how many pin sets name each digest
-	pinSets map[string][]Digest  // current digests of every pin set
-	pinGen  map[string]pinHeader // current header of every pin set
+	mu         sync.RWMutex // protects blobs, bytes, pinned, pinSets, committing; held while blob files are removed
+	blobs      map[Digest]*blobEntry
+	committing map[Digest]chan struct{} // blobs being renamed into place (closed when done)
+	bytes      int64
+	pinned     map[Digest]int32     // how many pin sets name each digest
+	pinSets    map[string][]Digest  // current digests of every pin set
+	pinGen     map[string]pinHeader // current header of every pin set
 
 	evictMu sync.Mutex // serialises Evict runs
 
@@ -115,16 +116,17 @@ func Open(opts Options) (*Store, error) {
 	}
 	log = log.With("component", "store")
 	s := &Store{
-		dir:     opts.Dir,
-		blobDir: filepath.Join(opts.Dir, "blobs", "sha256"),
-		tmpDir:  filepath.Join(opts.Dir, "tmp"),
-		max:     opts.MaxBytes,
-		log:     log,
-		blobs:   make(map[Digest]*blobEntry),
-		pinned:  make(map[Digest]int32),
-		pinSets: make(map[string][]Digest),
-		pinGen:  make(map[string]pinHeader),
-		stop:    make(chan struct{}),
+		dir:        opts.Dir,
+		blobDir:    filepath.Join(opts.Dir, "blobs", "sha256"),
+		tmpDir:     filepath.Join(opts.Dir, "tmp"),
+		max:        opts.MaxBytes,
+		log:        log,
+		blobs:      make(map[Digest]*blobEntry),
+		committing: map[Digest]chan struct{}{},
+		pinned:     make(map[Digest]int32),
+		pinSets:    make(map[string][]Digest),
+		pinGen:     make(map[string]pinHeader),
+		stop:       make(chan struct{}),
 	}
 	for _, d := range []string{s.dir, s.blobDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
