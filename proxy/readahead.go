@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -100,7 +101,8 @@ type raConn struct {
 
 	rmu     sync.Mutex // serializes reads; protects the fields below up to mu
 	rbuf    []byte     // the read buffer, allocated on first use
-	pending []byte     // bytes of rbuf read from the connection, not yet handed out
+	pending []byte     // bytes read from the connection, not yet handed out
+	rerr    error      // the connection's error, for the read after pending
 	given   int64      // stream offset of pending[0]: bytes handed to net/http or answered
 	// ends are the stream offsets at which request heads start: 0, then
 	// the end of every head seen, in order, from the one at or before
@@ -167,35 +169,58 @@ func (c *raConn) Read(p []byte) (int, error) {
 	}
 }
 
-// fill reads what the connection has into pending (empty before).
+// fill reads what the connection has into pending. An error that comes
+// with bytes is kept for the read after them.
 func (c *raConn) fill() error {
-	if c.rbuf == nil {
-		c.rbuf = make([]byte, readSize)
+	if c.rerr != nil {
+		err := c.rerr
+		c.rerr = nil
+		return err
 	}
-	n, err := c.Conn.Read(c.rbuf)
+	n, err := c.readMore()
 	if n == 0 {
 		if err == nil {
 			err = io.ErrNoProgress
 		}
 		return err
 	}
-	c.scan(c.rbuf[:n])
-	c.pending = c.rbuf[:n]
-	// An error with bytes comes again with the next read from the
-	// connection (or the connection is gone: EOF then).
+	if err != nil {
+		c.rerr = err
+	}
 	return nil
 }
 
+// readMore reads once from the connection, scans what came and appends it
+// to pending.
+func (c *raConn) readMore() (int, error) {
+	if c.rbuf == nil {
+		c.rbuf = make([]byte, readSize)
+	}
+	n, err := c.Conn.Read(c.rbuf)
+	if n > 0 {
+		c.scan(c.rbuf[:n])
+		c.pending = append(c.pending, c.rbuf[:n]...)
+	}
+	return n, err
+}
+
 // backgroundRead is net/http's one-byte read while a handler runs, which
-// tells it whether the client went away. Bytes that arrive meanwhile are a
-// pipelined request: kept for the lane (or net/http's next read), while
-// this read waits for net/http to end it (a deadline in the past, once the
-// handler is done) or for the connection to close, as it would wait for a
-// client that sends nothing.
+// tells it whether the client went away. It keeps reading, so that every
+// request the client pipelines meanwhile is seen (and started ahead) as it
+// arrives, but hands out none of those bytes: they are kept for the lane or
+// net/http's next read. It ends when net/http ends it (a deadline in the
+// past, once the handler is done), or with the connection's error when the
+// client sent nothing more. At most maxScan bytes are kept; past that it
+// only waits.
 func (c *raConn) backgroundRead() (int, error) {
-	if len(c.pending) == 0 {
-		if err := c.fill(); err != nil {
+	for len(c.pending) < maxScan && c.rerr == nil {
+		n, err := c.readMore()
+		switch {
+		case err == nil:
+		case n == 0 && len(c.pending) == 0, isTimeout(err):
 			return 0, err
+		default:
+			c.rerr = err // for the read after the bytes kept
 		}
 	}
 	select {
@@ -204,6 +229,11 @@ func (c *raConn) backgroundRead() (int, error) {
 	case <-c.closed:
 		return 0, net.ErrClosed
 	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func (c *raConn) scanOff() bool {

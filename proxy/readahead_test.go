@@ -211,3 +211,48 @@ func TestReadaheadKeepsSendfile(t *testing.T) {
 		t.Errorf("the blob file never reached the connection's ReadFrom (sendfile); ReadFrom saw %q", rc.from)
 	}
 }
+
+// Issue 13: requests a client pipelines one by one while a handler runs
+// (apt sends the next as each answer arrives) are each started ahead as
+// they arrive. The background read used to take in one read and then wait,
+// so the requests behind waited for net/http to reach them.
+func TestBackgroundReadKeepsScanning(t *testing.T) {
+	t.Parallel()
+	client, server := net.Pipe()
+	defer client.Close()
+	var mu sync.Mutex
+	var started []string
+	c := newRAConn(server, nil)
+	c.startFn = func(uri string) { mu.Lock(); started = append(started, uri); mu.Unlock() }
+	head := func(i int) []byte { return fmt.Appendf(nil, "GET /h/%d.deb HTTP/1.1\r\nHost: h\r\n\r\n", i) }
+	go client.Write(head(1))
+	buf := make([]byte, 4096)
+	if n, err := c.Read(buf); err != nil || string(buf[:n]) != string(head(1)) {
+		t.Fatalf("first read: %q, %v", buf[:n], err)
+	}
+	// The handler of request 1 runs; net/http reads one byte meanwhile.
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 1))
+		done <- err
+	}()
+	for i := 2; i <= 4; i++ {
+		if _, err := client.Write(head(i)); err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("/h/%d.deb", i)
+		if !eventually(func() bool { mu.Lock(); defer mu.Unlock(); return slices.Contains(started, want) }) {
+			t.Fatalf("request %d, sent while the handler of request 1 runs, was not started ahead (started %q)", i, started)
+		}
+	}
+	c.SetReadDeadline(time.Now().Add(-time.Second))
+	if err := <-done; !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the aborted background read returned %v", err)
+	}
+	c.SetReadDeadline(time.Time{})
+	for i := 2; i <= 4; i++ {
+		if n, err := c.Read(buf); err != nil || string(buf[:n]) != string(head(i)) {
+			t.Fatalf("read of request %d: %q, %v", i, buf[:n], err)
+		}
+	}
+}
