@@ -42,8 +42,11 @@ import (
 // has been without a request for starveAfter: asked for every chunk it held
 // whenever the relays were busy, it served the whole office (issue 14). A
 // relay whose download has not grown for staleRelay is not waited at: it
-// may be waiting for a stuck peer itself. Waiting only on higher-ranked
-// relays keeps the waits acyclic. When nothing can serve the next byte —
+// may be waiting for a stuck peer itself; a reader that got no byte for
+// chainPatience asks anyone until bytes flow again. Waiting only on
+// higher-ranked relays keeps the waits acyclic, which needs a download in
+// flight to be asked only for what it serves at once (holds: all but the
+// byte it holds back). When nothing can serve the next byte —
 // every peer that brought new bytes is gone — the node that holds the most
 // (first by rank among equals) stops reading from its peers: its pipeline
 // goes on to the swarm or the origin from its offset, and the others wait on
@@ -131,6 +134,7 @@ type multi struct {
 	holders   map[string]*holder // by peer id
 	parent    *holder            // the upstream whose newest bytes this reader got last
 	idleSince time.Time          // since when no request runs (zero: one runs)
+	lastByte  time.Time          // when a request last brought bytes
 	probing   bool
 	lastProbe time.Time
 	closed    bool
@@ -140,7 +144,7 @@ func (l *Source) newMulti(ctx context.Context, what string, size, offset int64, 
 	ctx, cancel := context.WithCancel(ctx)
 	m := &multi{l: l, what: what, size: size, myRank: rendezvous(l.NodeID, what),
 		chunk: l.ChunkSize, window: l.Window, stall: l.ChunkStall, ctx: ctx, cancel: cancel,
-		wake: make(chan struct{}), pos: offset, next: offset, holders: map[string]*holder{}, lastProbe: l.Now()}
+		wake: make(chan struct{}), pos: offset, next: offset, holders: map[string]*holder{}, lastProbe: l.Now(), lastByte: l.Now()}
 	m.merge(results)
 	return m
 }
@@ -167,6 +171,21 @@ func (m *multi) merge(results []probeResult) {
 		h.uploads = r.uploads
 		h.fails = 0 // it answered: ask it again
 	}
+}
+
+// heldBack is how many of the bytes a download in flight has written it
+// does not serve yet: its last one, until the file verified (the store's
+// holdBack). A range asked of it for everything it has would wait for its
+// next byte, and such a wait at a lower-ranked peer can close a cycle.
+const heldBack = 1
+
+// holds is how many bytes h serves at once: the file when it is complete,
+// else all it has written but heldBack. m.mu is held.
+func (m *multi) holds(h *holder) int64 {
+	if h.complete {
+		return h.have
+	}
+	return max(0, h.have-heldBack)
 }
 
 // setHave records that h holds at least v bytes. m.mu is held or m is not
@@ -373,7 +392,11 @@ func (m *multi) pick(a, b int64, noWait bool) (best *holder, end int64, wait boo
 	// the one fetching from the origin, 2.6× the mean). It is asked only
 	// when no other peer holds byte a or relays bytes to this node, or when
 	// this reader has had no request running for starveAfter.
-	spare := m.relayed(a, now) && !m.starved(now)
+	// Both preferences below hold only while bytes flow: a reader that got
+	// none for chainPatience (its parent is stuck, or waits on a stuck
+	// peer) asks anyone, the bringer included, until they flow again.
+	chain := now.Sub(m.lastByte) < chainPatience
+	spare := chain && m.relayed(a, now) && !m.starved(now)
 	usable := func(h *holder) bool {
 		return h.fails < maxFails && !now.Before(h.until) && h.inflight < 2 && !(spare && h.brings(tier))
 	}
@@ -387,20 +410,20 @@ func (m *multi) pick(a, b int64, noWait bool) (best *holder, end int64, wait boo
 	// readers that chose the least loaded upstream took each other's
 	// frontier places. Only a parent that failed or was busy sends the
 	// reader to the rules below.
-	if p := m.rankParent(); p != nil && p.fails < maxFails && !now.Before(p.until) && (p.have > a || m.growing(p, now)) {
+	if p := m.rankParent(); chain && p != nil && p.fails < maxFails && !now.Before(p.until) && (m.holds(p) > a || m.growing(p, now)) {
 		switch {
 		case p.inflight >= 2:
-		case p.have >= b:
+		case m.holds(p) >= b:
 			return p, b, false
-		case p.have > a && (noWait || p.inflight > 0):
-			return p, p.have, false
+		case m.holds(p) > a && (noWait || p.inflight > 0):
+			return p, m.holds(p), false
 		case !noWait && p.inflight == 0:
 			return p, b, true
 		}
 		return nil, 0, false // it will hold the bytes soon
 	}
 	for _, h := range m.holders { // rule 1
-		if usable(h) && h.have >= b && better(h) {
+		if usable(h) && m.holds(h) >= b && better(h) {
 			best = h
 		}
 	}
@@ -410,7 +433,7 @@ func (m *multi) pick(a, b int64, noWait bool) (best *holder, end int64, wait boo
 	best, ties = nil, 0
 	// Else stay with the upstream that served the last chunk there: it
 	// keeps its place for this node a moment (proxy's frontierGrace).
-	if p := m.parent; p != nil && !noWait && usable(p) && p.inflight == 0 && m.waitable(p, now) && p.have < b {
+	if p := m.parent; p != nil && !noWait && usable(p) && p.inflight == 0 && m.waitable(p, now) && m.holds(p) < b {
 		return p, b, true
 	}
 	// Rules 2 and 3 together: a peer that holds the chunk's start is asked
@@ -428,10 +451,10 @@ func (m *multi) pick(a, b int64, noWait bool) (best *holder, end int64, wait boo
 			continue
 		}
 		upstream := m.waitable(h, now)
-		if upstream && noWait && h.have < b {
+		if upstream && noWait && m.holds(h) < b {
 			continue // a second request waiting at a peer would take a place the first needs
 		}
-		if (upstream || h.have > a) && better(h) {
+		if (upstream || m.holds(h) > a) && better(h) {
 			best = h
 		}
 	}
@@ -439,10 +462,14 @@ func (m *multi) pick(a, b int64, noWait bool) (best *holder, end int64, wait boo
 		return nil, 0, false
 	}
 	if !m.waitable(best, now) {
-		return best, min(b, best.have), false
+		return best, min(b, m.holds(best)), false
 	}
-	return best, b, best.have < b
+	return best, b, m.holds(best) < b
 }
+
+// chainPatience is how long a reader keeps to its parent and spares the
+// bringer while no byte arrives.
+const chainPatience = 1500 * time.Millisecond
 
 // starveAfter lets a reader that has had no request running this long ask
 // a node that brings new bytes, although relays exist: they are all busy.
@@ -480,7 +507,7 @@ func (m *multi) relayed(a int64, now time.Time) bool {
 		if h.fails >= maxFails || h.brings(m.l.Name()) {
 			continue
 		}
-		if h.have > a || m.waitable(h, now) {
+		if m.holds(h) > a || m.waitable(h, now) {
 			return true
 		}
 	}
@@ -641,6 +668,7 @@ func (m *multi) fetchRange(c *chunk, p Peer, a, end int64) (int64, []byte, http.
 			copy(c.buf[a-c.off+n:], buf[:k])
 			c.n += int64(k)
 			n += int64(k)
+			m.lastByte = m.l.Now()
 			m.broadcast()
 			m.mu.Unlock()
 		}

@@ -40,10 +40,11 @@ func (p *fixedPeers) Ban(id string, until time.Time, reason string) {
 }
 
 // flightPeer serves a prefix of content by the peer protocol, as a node
-// whose download of the file is in flight does: HEAD says how much it holds
-// and where its bytes come from; a range it holds is served at once, one
-// past what it holds is refused as busy (it never grows here). It counts
-// the bytes it serves, in total and below split.
+// whose download of the file is in flight does: HEAD says how much it has
+// written and where its bytes come from; a range it serves at once (all it
+// has written but its last byte, which a download holds back until the file
+// verified) is served, one past it is refused as busy (it never grows
+// here). It counts the bytes it serves, in total and below split.
 type flightPeer struct {
 	id      string
 	content []byte
@@ -85,7 +86,9 @@ func (p *flightPeer) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "closed ranges only", http.StatusRequestedRangeNotSatisfiable)
 		return
 	}
-	if b >= p.have {
+	if serves := p.have - heldBack; p.have == size {
+		// Written whole: verified, every byte is served.
+	} else if b >= serves {
 		h.Set("X-Pkgswarm-Busy", "frontier")
 		http.Error(w, "busy", http.StatusServiceUnavailable)
 		return
@@ -159,7 +162,7 @@ func TestMultiSparesTheBringer(t *testing.T) {
 	bringer := newFlightPeer(t, ids[4], content, size, "origin", split)
 	var relays []*flightPeer
 	for _, id := range relayIDs {
-		relays = append(relays, newFlightPeer(t, id, content, split, "lan", split))
+		relays = append(relays, newFlightPeer(t, id, content, split+heldBack, "lan", split))
 	}
 	list := []Peer{bringer.peer()}
 	for _, r := range relays {
