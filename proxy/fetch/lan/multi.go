@@ -46,12 +46,12 @@ import (
 // chainPatience asks anyone until bytes flow again. Waiting only on
 // higher-ranked relays keeps the waits acyclic, which needs a download in
 // flight to be asked only for what it serves at once (holds: all but the
-// byte it holds back). When nothing can serve the next byte —
-// every peer that brought new bytes is gone — the node that holds the most
-// (first by rank among equals) stops reading from its peers: its pipeline
-// goes on to the swarm or the origin from its offset, and the others wait on
-// it (rule 3). Everything the reader returns is verified by the pipeline as
-// one file; a file that fails is blamed on every peer that contributed
+// byte it holds back). When nothing can serve the next byte — every peer
+// that brought new bytes is gone — the node that holds the most (first by
+// rank among equals) stops reading from its peers: its pipeline goes on to
+// the swarm or the origin from its offset, and the others wait on it
+// (rule 3). Everything the reader returns is verified by the pipeline as one
+// file; a file that fails is blamed on every peer that contributed
 // (Source.Penalize).
 
 // Multi-source defaults.
@@ -392,8 +392,9 @@ func (m *multi) pick(a, b int64, noWait bool) (best *holder, end int64, wait boo
 	// the one fetching from the origin, 2.6× the mean). It is asked only
 	// when no other peer holds byte a or relays bytes to this node, or when
 	// this reader has had no request running for starveAfter.
-	// Both preferences below hold only while bytes flow: a reader that got
-	// none for chainPatience (its parent is stuck, or waits on a stuck
+	//
+	// This and the parent below hold only while bytes flow: a reader that
+	// got none for chainPatience (its parent is stuck, or waits on a stuck
 	// peer) asks anyone, the bringer included, until they flow again.
 	chain := now.Sub(m.lastByte) < chainPatience
 	spare := chain && m.relayed(a, now) && !m.starved(now)
