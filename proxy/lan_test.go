@@ -7,8 +7,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -345,4 +347,117 @@ func getAtOnce(t *testing.T, nodes []*rig, u, want string) {
 		})
 	}
 	wg.Wait()
+}
+
+// countingTransport counts the body bytes of answers by the host that
+// sent them: what each peer served to the nodes using it.
+type countingTransport struct {
+	http.RoundTripper
+	c *byteCounts
+}
+
+type byteCounts struct {
+	mu  sync.Mutex
+	got map[string]int64 // by host:port
+}
+
+func (c *countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := c.RoundTripper.RoundTrip(req)
+	if err == nil {
+		resp.Body = &countingBody{ReadCloser: resp.Body, c: c.c, host: req.URL.Host}
+	}
+	return resp, err
+}
+
+func (c *byteCounts) add(host string, n int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.got[host] += n
+}
+
+type countingBody struct {
+	io.ReadCloser
+	c    *byteCounts
+	host string
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.c.add(b.host, int64(n))
+	return n, err
+}
+
+// Many nodes missing one large file at once read it from each other by
+// ranges; the node that fetches it from the origin, and every other, sends
+// about one copy, not one to every node (issue 14: the office benchmark's
+// busiest node sent 2.6× the mean). Each node dials from an address of its
+// own, so that a node's frontier place is kept for the peer that held it.
+func TestLANManyNodesSpreadUpload(t *testing.T) {
+	const n = 8
+	a := newRig(t, rigOptions{packages: []testrepo.Package{{Name: "big", Version: "1", Size: 32 << 20, Seed: 7}}})
+	count := &byteCounts{got: map[string]int64{}}
+	ps := make([]*staticPeers, n)
+	var nodes []*rig
+	for i := range n {
+		ps[i] = &staticPeers{}
+		id := fmt.Sprintf("n%d", i)
+		dial := &net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(i+2))}}
+		client := &http.Client{Transport: &countingTransport{RoundTripper: &http.Transport{Proxy: nil, DialContext: dial.DialContext, DisableCompression: true}, c: count}}
+		n := &rig{t: t, repo: a.repo, origin: a.origin}
+		n.start(rigOptions{cfg: func(c *node.Config) {
+			c.NodeID = id
+			c.Site = []fetch.Source{&lan.Source{Peers: ps[i], NodeID: id, Client: client}}
+		}})
+		nodes = append(nodes, n)
+	}
+	for i := range nodes {
+		var others []lan.Peer
+		for j, m := range nodes {
+			if j != i {
+				others = append(others, lan.Peer{ID: fmt.Sprintf("n%d", j), URL: m.URL})
+			}
+		}
+		ps[i].set(others...)
+	}
+	for _, nd := range nodes {
+		for _, p := range []string{a.repo.DistPath("InRelease"), a.repo.DistPath("main/binary-amd64/Packages.xz")} {
+			resp, _, err := nd.Get(a.origin.URL+"/"+p, nil)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("%s: %v", p, err)
+			}
+		}
+	}
+	big := a.repo.Debs["big"]
+	for _, nd := range nodes {
+		nd.expects(big.Path)
+	}
+	a.origin.Throttle(".deb", 4<<20)
+	// The nodes ask within a second of each other, in an order unrelated
+	// to their ids, as apt-get runs on an office's machines do.
+	var wg sync.WaitGroup
+	for i, nd := range nodes {
+		wg.Go(func() {
+			time.Sleep(time.Duration((i*7)%n) * 150 * time.Millisecond)
+			getAtOnce(t, []*rig{nd}, a.origin.URL+"/"+big.Path, big.SHA256)
+		})
+	}
+	wg.Wait()
+	if got := a.origin.Requests(big.Path); got != 1 {
+		t.Errorf("%d nodes missing at once made %d origin GETs, want 1", n, got)
+	}
+	count.mu.Lock()
+	defer count.mu.Unlock()
+	var total, most int64
+	for i, nd := range nodes {
+		u, _ := url.Parse(nd.URL)
+		sent := count.got[u.Host]
+		t.Logf("node n%d sent %.1f MB", i, float64(sent)/1e6)
+		total += sent
+		most = max(most, sent)
+	}
+	mean := float64(total) / n
+	t.Logf("mean %.1f MB, most %.1f MB (%.2f× the mean)", mean/1e6, float64(most)/1e6, float64(most)/mean)
+	if float64(most) > 2*mean {
+		t.Errorf("the busiest node sent %.1f MB, more than twice the mean (%.1f MB)", float64(most)/1e6, mean/1e6)
+	}
 }

@@ -187,6 +187,7 @@ func runBitTorrent(ctx context.Context, tb testing.TB, cfg config, o *office.Off
 		up = append(up, m.tx(ctx, nd.Host))
 	}
 	r.UploadMean, r.UploadMax = meanMax(up)
+	r.NodeUpload = up
 	r.OriginLinkTx = m.tx(ctx, o.Origin.Host)
 	r.OriginBytes = r.OriginLinkTx
 	r.UniqueBytes = big.Size

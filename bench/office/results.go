@@ -72,6 +72,9 @@ type Run struct {
 	UploadMean  int64 `json:"upload_mean"`
 	UploadMax   int64 `json:"upload_max"`
 	CacheUpload int64 `json:"cache_upload,omitempty"`
+	// NodeUpload holds each node's upload, by index (where the busiest
+	// node is, e.g. the one that fetched from the origin).
+	NodeUpload []int64 `json:"node_upload,omitempty"`
 	// Served sums the pkgswarm nodes' served_bytes by tier (cache, lan,
 	// swarm, origin) after the run.
 	Served map[string]int64 `json:"served_bytes,omitempty"`

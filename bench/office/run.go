@@ -71,6 +71,7 @@ func runOffice(ctx context.Context, cfg config, log *slog.Logger, fx *fixture.Fi
 		if setup == setupPkgswarm {
 			saveLogs(tb, cfg, name, o.Nodes())
 			r.Served = servedTotals(ctx, o.Nodes())
+			r.Notes = append(r.Notes, "upload by node: "+uploadByNode(ctx, o.Nodes(), r.NodeUpload))
 			if r.OriginRatio > 1.05 {
 				r.Notes = append(r.Notes, fmt.Sprintf("origin requests by tier and node: %s", originByNode(ctx, o.Nodes())))
 			}
@@ -313,6 +314,7 @@ func (m *meter) finish(ctx context.Context, r *Run, fx *fixture.Fixture) {
 		up = append(up, m.tx(ctx, nd.Host))
 	}
 	r.UploadMean, r.UploadMax = meanMax(up)
+	r.NodeUpload = up
 	if m.cache != nil {
 		r.CacheUpload = m.tx(ctx, m.cache)
 	}
@@ -377,6 +379,28 @@ func originByNode(ctx context.Context, nodes []*office.Node) string {
 		parts = append(parts, fmt.Sprintf("%s %d req %.1f MB (served %v)", nd.Name, st.Origin.Requests, float64(st.Origin.Bytes)/1e6, st.Served))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// uploadByNode lists each node's upload and what it fetched from the
+// origin (from its status), so that the busiest node can be told apart.
+func uploadByNode(ctx context.Context, nodes []*office.Node, up []int64) string {
+	var parts []string
+	for i, nd := range nodes {
+		if i >= len(up) {
+			break
+		}
+		origin := "?"
+		if nd.Running() {
+			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			st, err := nd.Status(sctx)
+			cancel()
+			if err == nil {
+				origin = fmt.Sprintf("%.1f", float64(st.Origin.Bytes)/1e6)
+			}
+		}
+		parts = append(parts, fmt.Sprintf("%s %.1f MB (origin %s MB)", nd.Name, float64(up[i])/1e6, origin))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func tail(s string, lines int) string {

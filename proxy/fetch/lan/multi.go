@@ -20,29 +20,39 @@ import (
 // writes in order), so what a peer holds is one number, X-Pkgswarm-Have,
 // and a peer whose download is still running can serve every byte below it
 // at once, and the bytes after it as they arrive. The reader splits the file
-// into chunks, keeps a window of them in flight, and asks each chunk of the
-// peer that serves it soonest and is least loaded:
+// into chunks, keeps a window of them in flight, and asks each chunk of:
 //
-//  1. a peer that holds the whole chunk (a complete blob, or a download past
-//     it), fewest transfers first;
-//  2. a peer that holds its start: only what it holds is asked;
-//  3. nobody holds it yet: a peer that brings new bytes (its download reads
-//     from the origin or the swarm), or a peer that relays them (reads from
-//     LAN peers) and ranks above this node for the file. The request then
-//     waits at that peer for the bytes.
+//  0. its parent, when this node relays (its download reads from LAN peers)
+//     and a relay ranks above it: the relay ranked next above it (rendezvous
+//     rank of node id and file, the LAN election's order). What the parent
+//     holds is asked of it; at the frontier the request waits there;
+//  1. else a peer that holds the whole chunk (a complete blob, or a download
+//     past it), fewest transfers first;
+//  2. else a peer that holds its start: only what it holds is asked;
+//  3. else, nobody holding it yet, a peer that brings new bytes (its
+//     download reads from the origin or the swarm), or a relay that ranks
+//     above this node; the request then waits at that peer for the bytes.
 //
-// Rule 3 is what spreads a download that starts everywhere at once: nodes
-// that keep up with the one fetching from the origin all wait at the same
-// frontier, and each waits on the least loaded of the nodes ranked above it,
-// so the frontier flows down a balanced tree instead of out of one node.
-// Waiting only on higher-ranked relays (rendezvous rank of node id and file,
-// the LAN election's order) keeps the waits acyclic. When nothing can serve
-// the next byte — every peer that brought new bytes is gone — the node that
-// holds the most (first by rank among equals) stops reading from its peers:
-// its pipeline goes on to the swarm or the origin from its offset, and the
-// others wait on it (rule 3). Everything the reader returns is verified by the
-// pipeline as one file; a file that fails is blamed on every peer that
-// contributed (Source.Penalize).
+// Rule 0 is what spreads a download that starts everywhere at once: every
+// relay waits at one parent and each parent has one child asking for its
+// frontier place (a download serves its newest bytes to one waiting peer),
+// so the newest bytes flow down a chain in rank order and every node sends
+// about one copy. A node that brings new bytes is asked only when no other
+// peer holds the chunk's start or relays to this node, or when the reader
+// has been without a request for starveAfter: asked for every chunk it held
+// whenever the relays were busy, it served the whole office (issue 14). A
+// relay whose download has not grown for staleRelay is not waited at: it
+// may be waiting for a stuck peer itself; a reader that got no byte for
+// chainPatience asks anyone until bytes flow again. Waiting only on
+// higher-ranked relays keeps the waits acyclic, which needs a download in
+// flight to be asked only for what it serves at once (holds: all but the
+// byte it holds back). When nothing can serve the next byte — every peer
+// that brought new bytes is gone — the node that holds the most (first by
+// rank among equals) stops reading from its peers: its pipeline goes on to
+// the swarm or the origin from its offset, and the others wait on it
+// (rule 3). Everything the reader returns is verified by the pipeline as one
+// file; a file that fails is blamed on every peer that contributed
+// (Source.Penalize).
 
 // Multi-source defaults.
 const (
@@ -58,6 +68,10 @@ const (
 	reprobeEvery = time.Second
 	// busyBackoff is how long a peer that said it was busy is not asked.
 	busyBackoff = 150 * time.Millisecond
+	// staleRelay: a relay whose download has not grown for this long is
+	// not waited at (it may be waiting for a stuck peer itself); readers
+	// go to the other rules.
+	staleRelay = 2 * time.Second
 	// maxFails drops a holder after this many failed requests in a row.
 	maxFails = 3
 	// extraTail is how many bytes past the end of the file the reader
@@ -70,13 +84,14 @@ const (
 // multi.mu.
 type holder struct {
 	peer     Peer
-	complete bool   // it holds the verified blob
-	have     int64  // bytes of the file it holds (a prefix)
-	source   string // the tier its download reads from ("origin", "swarm", "lan")
-	uploads  int64  // peer transfers it last said it serves
-	rank     uint64 // rendezvous(peer.ID, file)
-	inflight int    // requests of ours to it now
-	fails    int    // failed requests in a row
+	complete bool      // it holds the verified blob
+	have     int64     // bytes of the file it holds (a prefix)
+	grew     time.Time // when have last grew (or the holder was first seen)
+	source   string    // the tier its download reads from ("origin", "swarm", "lan")
+	uploads  int64     // peer transfers it last said it serves
+	rank     uint64    // rendezvous(peer.ID, file)
+	inflight int       // requests of ours to it now
+	fails    int       // failed requests in a row
 	until    time.Time
 	used     bool // it contributed bytes
 }
@@ -118,6 +133,8 @@ type multi struct {
 	chunks    []*chunk
 	holders   map[string]*holder // by peer id
 	parent    *holder            // the upstream whose newest bytes this reader got last
+	idleSince time.Time          // since when no request runs (zero: one runs)
+	lastByte  time.Time          // when a request last brought bytes
 	probing   bool
 	lastProbe time.Time
 	closed    bool
@@ -127,7 +144,7 @@ func (l *Source) newMulti(ctx context.Context, what string, size, offset int64, 
 	ctx, cancel := context.WithCancel(ctx)
 	m := &multi{l: l, what: what, size: size, myRank: rendezvous(l.NodeID, what),
 		chunk: l.ChunkSize, window: l.Window, stall: l.ChunkStall, ctx: ctx, cancel: cancel,
-		wake: make(chan struct{}), pos: offset, next: offset, holders: map[string]*holder{}, lastProbe: l.Now()}
+		wake: make(chan struct{}), pos: offset, next: offset, holders: map[string]*holder{}, lastProbe: l.Now(), lastByte: l.Now()}
 	m.merge(results)
 	return m
 }
@@ -141,19 +158,49 @@ func (m *multi) merge(results []probeResult) {
 		}
 		h := m.holders[r.peer.ID]
 		if h == nil {
-			h = &holder{peer: r.peer, rank: rendezvous(r.peer.ID, m.what)}
+			h = &holder{peer: r.peer, rank: rendezvous(r.peer.ID, m.what), grew: m.l.Now()}
 			m.holders[r.peer.ID] = h
 		}
 		h.peer = r.peer
 		h.complete = r.state == stateComplete
-		h.have = max(h.have, r.have)
+		m.setHave(h, r.have)
 		if h.complete {
-			h.have = m.size
+			m.setHave(h, m.size)
 		}
 		h.source = r.source
 		h.uploads = r.uploads
 		h.fails = 0 // it answered: ask it again
 	}
+}
+
+// heldBack is how many of the bytes a download in flight has written it
+// does not serve yet: its last one, until the file verified (the store's
+// holdBack). A range asked of it for everything it has would wait for its
+// next byte, and such a wait at a lower-ranked peer can close a cycle.
+const heldBack = 1
+
+// holds is how many bytes h serves at once: the file when it is complete,
+// else all it has written but heldBack. m.mu is held.
+func (m *multi) holds(h *holder) int64 {
+	if h.complete {
+		return h.have
+	}
+	return max(0, h.have-heldBack)
+}
+
+// setHave records that h holds at least v bytes. m.mu is held or m is not
+// shared yet.
+func (m *multi) setHave(h *holder, v int64) {
+	if v > h.have {
+		h.have, h.grew = v, m.l.Now()
+	}
+}
+
+// growing reports whether h's download has brought bytes lately (or h
+// was seen only lately): a relay that has not is not waited at, it may be
+// stuck itself. m.mu is held.
+func (m *multi) growing(h *holder, now time.Time) bool {
+	return h.complete || now.Sub(h.grew) < staleRelay
 }
 
 func (m *multi) broadcast() {
@@ -184,6 +231,13 @@ func (m *multi) Read(p []byte) (int, error) {
 			}
 		}
 		m.fill()
+		// Look at every peer again each second, also while bytes flow:
+		// whom to ask depends on how much the others hold now.
+		if m.l.Now().Sub(m.lastProbe) >= reprobeEvery && !m.probing {
+			m.probing = true
+			m.wg.Add(1)
+			go m.reprobe()
+		}
 		m.schedule()
 		if len(m.chunks) > 0 {
 			c := m.chunks[0]
@@ -205,11 +259,6 @@ func (m *multi) Read(p []byte) (int, error) {
 			if m.leads() || now.After(m.deadline) {
 				return 0, fmt.Errorf("lan: no peer holds or brings %s past byte %d: %w", m.what, m.pos, errNoHolder)
 			}
-		}
-		if m.l.Now().Sub(m.lastProbe) >= reprobeEvery && !m.probing {
-			m.probing = true
-			m.wg.Add(1)
-			go m.reprobe()
 		}
 		wake := m.wake
 		m.mu.Unlock()
@@ -266,6 +315,7 @@ func (m *multi) leads() bool {
 // schedule starts a request for every chunk of the window that has none
 // and a peer to serve it. m.mu is held.
 func (m *multi) schedule() {
+	defer m.noteIdle()
 	waiting := 0
 	for _, c := range m.chunks {
 		if c.busy && c.waiting {
@@ -294,21 +344,32 @@ func (m *multi) schedule() {
 	}
 }
 
+// noteIdle keeps idleSince: since when the reader has needed bytes with
+// no request running. m.mu is held.
+func (m *multi) noteIdle() {
+	needs := false
+	for _, c := range m.chunks {
+		if c.busy {
+			m.idleSince = time.Time{}
+			return
+		}
+		needs = needs || c.off+c.n < c.end
+	}
+	if !needs {
+		m.idleSince = time.Time{}
+	} else if m.idleSince.IsZero() {
+		m.idleSince = m.l.Now()
+	}
+}
+
 // pick chooses the holder for bytes [a, b) (see the rules above) and the
 // end of what to ask it for; wait is set when the request waits at the
 // peer for bytes it does not hold yet. A second waiting request is not
 // started (noWait). m.mu is held.
 func (m *multi) pick(a, b int64, noWait bool) (best *holder, end int64, wait bool) {
 	now := m.l.Now()
-	// The node that brings new bytes (from the origin or the swarm) is
-	// asked last among equals: its link is busy bringing them.
-	score := func(h *holder) int64 {
-		s := h.uploads + int64(h.inflight)*2
-		if h.brings(m.l.Name()) {
-			s += 2
-		}
-		return s
-	}
+	tier := m.l.Name()
+	score := func(h *holder) int64 { return h.uploads + int64(h.inflight)*2 }
 	// Among equals, a uniform random one (reservoir sampling): load
 	// figures are a second old at best, and a fixed tie-break would send
 	// every reader to the same peer.
@@ -324,11 +385,46 @@ func (m *multi) pick(a, b int64, noWait bool) (best *holder, end int64, wait boo
 		}
 		return false
 	}
+	// A node that brings new bytes (from the origin or the swarm) feeds
+	// its site through its one frontier place (proxy's serveBlobToPeer):
+	// asked for every chunk it holds whenever the relays were busy, it
+	// served the whole site (the busiest node of the office benchmark was
+	// the one fetching from the origin, 2.6× the mean). It is asked only
+	// when no other peer holds byte a or relays bytes to this node, or when
+	// this reader has had no request running for starveAfter.
+	//
+	// This and the parent below hold only while bytes flow: a reader that
+	// got none for chainPatience (its parent is stuck, or waits on a stuck
+	// peer) asks anyone, the bringer included, until they flow again.
+	chain := now.Sub(m.lastByte) < chainPatience
+	spare := chain && m.relayed(a, now) && !m.starved(now)
 	usable := func(h *holder) bool {
-		return h.fails < maxFails && !now.Before(h.until) && h.inflight < 2
+		return h.fails < maxFails && !now.Before(h.until) && h.inflight < 2 && !(spare && h.brings(tier))
+	}
+	// A relay reads the file from the relay ranked next above it (the
+	// first relay from the bringer): what that parent holds it asks of it,
+	// and at the frontier it waits there. Each relay then has one reader
+	// asking for its one frontier place, the newest bytes flow down a chain
+	// in rank order, and every node sends about one copy. Taking a chunk
+	// from whichever peer held it whole made a star around the node nearest
+	// to the origin (it sent 4.3 copies in the office benchmark), and
+	// readers that chose the least loaded upstream took each other's
+	// frontier places. Only a parent that failed or was busy sends the
+	// reader to the rules below.
+	if p := m.rankParent(); chain && p != nil && p.fails < maxFails && !now.Before(p.until) && (m.holds(p) > a || m.growing(p, now)) {
+		switch {
+		case p.inflight >= 2:
+		case m.holds(p) >= b:
+			return p, b, false
+		case m.holds(p) > a && (noWait || p.inflight > 0):
+			return p, m.holds(p), false
+		case !noWait && p.inflight == 0:
+			return p, b, true
+		}
+		return nil, 0, false // it will hold the bytes soon
 	}
 	for _, h := range m.holders { // rule 1
-		if usable(h) && h.have >= b && better(h) {
+		if usable(h) && m.holds(h) >= b && better(h) {
 			best = h
 		}
 	}
@@ -336,35 +432,93 @@ func (m *multi) pick(a, b int64, noWait bool) (best *holder, end int64, wait boo
 		return best, b, false
 	}
 	best, ties = nil, 0
-	// At the frontier, stay with the upstream that served the last chunk
-	// there: it keeps its place for this node a moment (proxy's
-	// frontierGrace), so a chain of nodes stays a chain.
-	if p := m.parent; p != nil && !noWait && usable(p) && p.inflight == 0 && m.upstream(p) && p.have < b {
+	// Else stay with the upstream that served the last chunk there: it
+	// keeps its place for this node a moment (proxy's frontierGrace).
+	if p := m.parent; p != nil && !noWait && usable(p) && p.inflight == 0 && m.waitable(p, now) && m.holds(p) < b {
 		return p, b, true
 	}
-	// Rules 2 and 3 together: at the frontier, the bringer holds a little
-	// more than everyone else, and asking it for that little each time
-	// would make it serve the whole site. Relays ranked above this node
-	// are as good a source: they will have the bytes as soon as it does.
+	// Rules 2 and 3 together: a peer that holds the chunk's start is asked
+	// for what it holds; an upstream one may be waited at. The bringer is
+	// asked last among equals: its link is busy bringing the bytes.
+	score = func(h *holder) int64 {
+		s := h.uploads + int64(h.inflight)*2
+		if h.brings(tier) {
+			s += 2
+		}
+		return s
+	}
 	for _, h := range m.holders {
 		if !usable(h) || h.inflight > 0 {
 			continue
 		}
-		upstream := m.upstream(h)
-		if upstream && noWait && h.have < b {
+		upstream := m.waitable(h, now)
+		if upstream && noWait && m.holds(h) < b {
 			continue // a second request waiting at a peer would take a place the first needs
 		}
-		if (upstream || h.have > a) && better(h) {
+		if (upstream || m.holds(h) > a) && better(h) {
 			best = h
 		}
 	}
 	if best == nil {
 		return nil, 0, false
 	}
-	if !m.upstream(best) {
-		return best, min(b, best.have), false
+	if !m.waitable(best, now) {
+		return best, min(b, m.holds(best)), false
 	}
-	return best, b, best.have < b
+	return best, b, m.holds(best) < b
+}
+
+// chainPatience is how long a reader keeps to its parent and spares the
+// bringer while no byte arrives.
+const chainPatience = 1500 * time.Millisecond
+
+// starveAfter lets a reader that has had no request running this long ask
+// a node that brings new bytes, although relays exist: they are all busy.
+const starveAfter = 500 * time.Millisecond
+
+// starved reports whether the reader has needed bytes with no request
+// running for starveAfter. m.mu is held.
+func (m *multi) starved(now time.Time) bool {
+	return !m.idleSince.IsZero() && now.Sub(m.idleSince) >= starveAfter
+}
+
+// rankParent is the relay this reader waits at for the frontier: the one
+// ranked next above it among the relays it knows (not failed). Nil when no
+// relay ranks above it: it waits at a node that brings the bytes. m.mu is
+// held.
+func (m *multi) rankParent() *holder {
+	var p *holder
+	for _, h := range m.holders {
+		if h.fails >= maxFails || h.complete || h.source != m.l.Name() || h.rank <= m.myRank {
+			continue
+		}
+		if p == nil || h.rank < p.rank {
+			p = h
+		}
+	}
+	return p
+}
+
+// relayed reports whether a peer other than one bringing new bytes holds
+// byte a, or relays bytes to this node (it may be waited at): then no
+// bringer needs to serve a. Holders that failed too often do not count.
+// m.mu is held.
+func (m *multi) relayed(a int64, now time.Time) bool {
+	for _, h := range m.holders {
+		if h.fails >= maxFails || h.brings(m.l.Name()) {
+			continue
+		}
+		if m.holds(h) > a || m.waitable(h, now) {
+			return true
+		}
+	}
+	return false
+}
+
+// waitable reports whether this reader may wait at h now: h is upstream,
+// and a relay's download has grown lately. m.mu is held.
+func (m *multi) waitable(h *holder, now time.Time) bool {
+	return m.upstream(h) && (h.brings(m.l.Name()) || m.growing(h, now))
 }
 
 // upstream reports whether this reader may wait at h for bytes h does not
@@ -392,10 +546,11 @@ func (m *multi) get(c *chunk, h *holder, p Peer, a, end int64, wait bool) {
 	}
 	if hdr != nil {
 		if v, err := strconv.ParseInt(hdr.Get("X-Pkgswarm-Have"), 10, 64); err == nil {
-			h.have = max(h.have, v)
+			m.setHave(h, v)
 		}
 		if hdr.Get("X-Pkgswarm-State") == stateComplete {
-			h.complete, h.have = true, m.size
+			h.complete = true
+			m.setHave(h, m.size)
 		}
 		if v, err := strconv.ParseInt(hdr.Get("X-Pkgswarm-Uploads"), 10, 64); err == nil {
 			h.uploads = max(0, v-1) // itself included the request that ended
@@ -404,7 +559,7 @@ func (m *multi) get(c *chunk, h *holder, p Peer, a, end int64, wait bool) {
 			h.source = s
 		}
 	}
-	h.have = max(h.have, a+n)
+	m.setHave(h, a+n)
 	if err == nil {
 		h.fails = 0
 		if wait {
@@ -514,6 +669,7 @@ func (m *multi) fetchRange(c *chunk, p Peer, a, end int64) (int64, []byte, http.
 			copy(c.buf[a-c.off+n:], buf[:k])
 			c.n += int64(k)
 			n += int64(k)
+			m.lastByte = m.l.Now()
 			m.broadcast()
 			m.mu.Unlock()
 		}

@@ -14,6 +14,9 @@ func newTestMulti(t *testing.T, pos int64, hs ...*holder) *multi {
 	m := l.newMulti(context.Background(), "/_pkgswarm/v1/blob/sha256/ab", 100<<20, pos, nil)
 	t.Cleanup(func() { m.Close() })
 	for _, h := range hs {
+		if h.grew.IsZero() {
+			h.grew = l.Now() // seen just now
+		}
 		m.holders[h.peer.ID] = h
 	}
 	m.lastProbe = l.Now()
@@ -48,11 +51,22 @@ func TestPickRules(t *testing.T) {
 		{"never wait on a relay ranked below",
 			[]*holder{below("low")}, 10 * mb, 11 * mb, false, "", 0, false},
 		{"a relay ranked below is asked for what it holds",
-			[]*holder{{peer: Peer{ID: "low"}, source: "lan", rank: myRank - 1, have: 10*mb + 100}}, 10 * mb, 11 * mb, false, "low", 10*mb + 100, false},
+			[]*holder{{peer: Peer{ID: "low"}, source: "lan", rank: myRank - 1, have: 10*mb + 100}}, 10 * mb, 11 * mb, false, "low", 10*mb + 100 - heldBack, false},
 		{"the bringer when it is the only upstream",
 			[]*holder{{peer: Peer{ID: "origin"}, source: "origin", have: 10 * mb}, below("low")}, 10 * mb, 11 * mb, false, "origin", 11 * mb, true},
 		{"no second waiting request",
 			[]*holder{{peer: Peer{ID: "origin"}, source: "origin", have: 10 * mb}}, 10 * mb, 11 * mb, true, "", 0, false},
+		{"at the frontier, the relay ranked next above, though one further up holds the chunk",
+			[]*holder{{peer: Peer{ID: "far"}, source: "lan", rank: myRank + 9, have: 20 * mb}, above("next")}, 10 * mb, 11 * mb, false, "next", 11 * mb, true},
+		{"the relay ranked next above for what it holds, though the bringer holds the chunk",
+			[]*holder{{peer: Peer{ID: "origin"}, source: "origin", have: 20 * mb}, {peer: Peer{ID: "next"}, source: "lan", rank: myRank + 1, have: 10*mb + 7}},
+			10 * mb, 11 * mb, true, "next", 10*mb + 7 - heldBack, false},
+		{"not the bringer for a chunk a relay ranked below holds the start of",
+			[]*holder{{peer: Peer{ID: "origin"}, source: "origin", have: 20 * mb}, {peer: Peer{ID: "low"}, source: "lan", rank: myRank - 1, have: 10*mb + 7}},
+			10 * mb, 11 * mb, false, "low", 10*mb + 7 - heldBack, false},
+		{"a relay whose download stopped growing is not waited at",
+			[]*holder{{peer: Peer{ID: "origin"}, source: "origin", have: 10 * mb}, {peer: Peer{ID: "stuck"}, source: "lan", rank: myRank + 1, have: 10 * mb, grew: time.Now().Add(-time.Minute)}},
+			10 * mb, 11 * mb, false, "origin", 11 * mb, true},
 		{"a failed holder is skipped",
 			[]*holder{{peer: Peer{ID: "c"}, complete: true, have: 100 * mb, fails: maxFails}}, 0, mb, false, "", 0, false},
 	}
