@@ -143,6 +143,14 @@ func (c *raConn) Read(p []byte) (int, error) {
 	for {
 		if len(c.pending) > 0 {
 			head, aligned := c.nextHead()
+			if len(p) > 1 && aligned && head == nil && c.rerr == nil && len(c.pending) < maxScan && !c.scanOff() {
+				// A head cut by the network: wait for its end, as
+				// net/http would, so the lane can still take it.
+				if _, err := c.readMore(); err != nil {
+					c.rerr = err
+				}
+				continue
+			}
 			if len(p) > 1 && aligned {
 				if uri, ok := quickURI(head); ok {
 					if done, err := c.answerQuick(uri, len(head)); err != nil {

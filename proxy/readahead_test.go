@@ -255,3 +255,25 @@ func TestBackgroundReadKeepsScanning(t *testing.T) {
 		}
 	}
 }
+
+// A request head that arrives in pieces is still taken whole: the
+// connection waits for its end before it hands anything out, as net/http
+// would, so a hit cut by the network can still go the quick lane.
+func TestHeadInPiecesIsHandedOutWhole(t *testing.T) {
+	t.Parallel()
+	client, server := net.Pipe()
+	defer client.Close()
+	c := newRAConn(server, nil)
+	defer c.Close()
+	head := "GET /h/1.deb HTTP/1.1\r\nHost: h\r\n\r\n"
+	go func() {
+		for i := 0; i < len(head); i += 7 {
+			client.Write([]byte(head[i:min(i+7, len(head))]))
+		}
+	}()
+	buf := make([]byte, 4096)
+	n, err := c.Read(buf)
+	if err != nil || string(buf[:n]) != head {
+		t.Fatalf("read %q, %v; want the whole head %q", buf[:n], err, head)
+	}
+}
