@@ -352,14 +352,19 @@ func (c *raConn) window(t time.Time) {
 // idle, does not cut it short).
 const closeGrace = 5 * time.Second
 
-// Close closes the connection once the quick lane is not writing.
+// Close closes the connection once the quick lane is not writing. Only the
+// first Close waits: net/http closes a connection it is done with, and a
+// server shutting down may close it again.
 func (c *raConn) Close() error {
-	c.once.Do(func() { close(c.closed) })
-	t := time.NewTimer(closeGrace)
-	defer t.Stop()
-	select {
-	case c.wsem <- struct{}{}:
-	case <-t.C:
+	first := false
+	c.once.Do(func() { first = true; close(c.closed) })
+	if first {
+		t := time.NewTimer(closeGrace)
+		defer t.Stop()
+		select {
+		case c.wsem <- struct{}{}:
+		case <-t.C:
+		}
 	}
 	return c.Conn.Close()
 }

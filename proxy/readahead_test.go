@@ -277,3 +277,23 @@ func TestHeadInPiecesIsHandedOutWhole(t *testing.T) {
 		t.Fatalf("read %q, %v; want the whole head %q", buf[:n], err, head)
 	}
 }
+
+// A connection closed twice (net/http closes one it is done with, then a
+// server shutting down closes what it still lists as idle) returns at once
+// the second time. It used to wait closeGrace for the quick lane's write
+// token, which the first Close keeps: httptest's Close, which holds its lock
+// meanwhile, took minutes to stop a node with a few dozen connections.
+func TestSecondCloseDoesNotWait(t *testing.T) {
+	t.Parallel()
+	client, server := net.Pipe()
+	defer client.Close()
+	c := newRAConn(server, nil)
+	c.Close()
+	done := make(chan struct{})
+	go func() { c.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(closeGrace / 2):
+		t.Fatalf("the second Close still waits after %v", closeGrace/2)
+	}
+}
