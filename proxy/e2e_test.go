@@ -441,13 +441,15 @@ func TestRangeFromCache(t *testing.T) {
 	}
 }
 
-// CONNECT is passed through to allowed targets only, and never cached.
-func TestConnectAllowList(t *testing.T) {
+// echoServer starts a TCP server on loopback that sends back what it reads,
+// for CONNECT tunnels, and returns its address.
+func echoServer(t *testing.T) string {
+	t.Helper()
 	echo, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer echo.Close()
+	t.Cleanup(func() { echo.Close() })
 	go func() {
 		for {
 			c, err := echo.Accept()
@@ -457,7 +459,12 @@ func TestConnectAllowList(t *testing.T) {
 			go func() { io.Copy(c, c); c.Close() }()
 		}
 	}()
-	allowed := echo.Addr().String()
+	return echo.Addr().String()
+}
+
+// CONNECT is passed through to allowed targets only, and never cached.
+func TestConnectAllowList(t *testing.T) {
+	allowed := echoServer(t)
 	r := newRig(t, rigOptions{cfg: func(c *node.Config) { c.ConnectAllow = []string{allowed} }})
 	dial := func(target string) (net.Conn, string) {
 		c, err := net.Dial("tcp", strings.TrimPrefix(r.URL, "http://"))

@@ -172,21 +172,7 @@ func TestQuickLaneInAPipeline(t *testing.T) {
 // tunnel's, even when they read as a hit the quick lane could answer. They
 // must reach the target, and no answer of pkgswarm's may appear in it.
 func TestQuickLaneNeverAnswersIntoATunnel(t *testing.T) {
-	echo, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer echo.Close()
-	go func() {
-		for {
-			c, err := echo.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
-	target := echo.Addr().String()
+	target := echoServer(t)
 	r := quickRig(t, rigOptions{cfg: func(c *node.Config) { c.ConnectAllow = []string{target} }})
 	c, err := net.Dial("tcp", strings.TrimPrefix(r.URL, "http://"))
 	if err != nil {

@@ -85,12 +85,8 @@ func FuzzParseHead(f *testing.F) {
 // none lost or repeated.
 func TestSmallReadScansWhatArrived(t *testing.T) {
 	t.Parallel()
-	client, server := net.Pipe()
-	defer client.Close()
-	var mu sync.Mutex
-	var started []string
-	c := newRAConn(server, nil)
-	c.startFn = func(uri string) { mu.Lock(); started = append(started, uri); mu.Unlock() }
+	c := newPipeConn(t)
+	client := c.client
 	var sent []byte
 	var heads []string
 	for i := 1; i <= 3; i++ {
@@ -110,8 +106,8 @@ func TestSmallReadScansWhatArrived(t *testing.T) {
 		}
 		done <- err
 	}()
-	if !eventually(func() bool { mu.Lock(); defer mu.Unlock(); return len(started) == 2 }) {
-		t.Fatalf("started %q during the background read; want the two requests queued behind the first", started)
+	if !eventually(func() bool { return len(c.started()) == 2 }) {
+		t.Fatalf("started %q during the background read; want the two requests queued behind the first", c.started())
 	}
 	c.SetReadDeadline(time.Now().Add(-time.Second))
 	if err := <-done; !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -127,9 +123,33 @@ func TestSmallReadScansWhatArrived(t *testing.T) {
 			t.Fatalf("read %d: %q, %v; want %q", i+1, buf[:n], err, want)
 		}
 	}
-	if s := strings.Join(started, " "); s != "/h/2.deb /h/3.deb" {
+	if s := strings.Join(c.started(), " "); s != "/h/2.deb /h/3.deb" {
 		t.Fatalf("started %q, want the two requests queued behind the first", s)
 	}
+}
+
+// pipeConn is a read-ahead connection over one end of a pipe, recording the
+// requests it starts ahead; the test writes to client.
+type pipeConn struct {
+	*raConn
+	client net.Conn
+	mu     sync.Mutex
+	starts []string
+}
+
+func newPipeConn(t *testing.T) *pipeConn {
+	client, server := net.Pipe()
+	pc := &pipeConn{raConn: newRAConn(server, nil), client: client}
+	pc.startFn = func(uri string) { pc.mu.Lock(); pc.starts = append(pc.starts, uri); pc.mu.Unlock() }
+	t.Cleanup(func() { client.Close(); pc.Close() }) // Close ends a background read left waiting
+	return pc
+}
+
+// started returns the requests started ahead so far.
+func (pc *pipeConn) started() []string {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return slices.Clone(pc.starts)
 }
 
 // eventually polls f for up to ten seconds.
@@ -218,13 +238,8 @@ func TestReadaheadKeepsSendfile(t *testing.T) {
 // so the requests behind waited for net/http to reach them.
 func TestBackgroundReadKeepsScanning(t *testing.T) {
 	t.Parallel()
-	client, server := net.Pipe()
-	defer client.Close()
-	var mu sync.Mutex
-	var started []string
-	c := newRAConn(server, nil)
-	defer c.Close() // ends a background read left waiting
-	c.startFn = func(uri string) { mu.Lock(); started = append(started, uri); mu.Unlock() }
+	c := newPipeConn(t)
+	client := c.client
 	head := func(i int) []byte { return fmt.Appendf(nil, "GET /h/%d.deb HTTP/1.1\r\nHost: h\r\n\r\n", i) }
 	go client.Write(head(1))
 	buf := make([]byte, 4096)
@@ -240,8 +255,8 @@ func TestBackgroundReadKeepsScanning(t *testing.T) {
 	for i := 2; i <= 4; i++ {
 		go client.Write(head(i)) // a pipe's write waits for a reader
 		want := fmt.Sprintf("/h/%d.deb", i)
-		if !eventually(func() bool { mu.Lock(); defer mu.Unlock(); return slices.Contains(started, want) }) {
-			t.Fatalf("request %d, sent while the handler of request 1 runs, was not started ahead (started %q)", i, started)
+		if !eventually(func() bool { return slices.Contains(c.started(), want) }) {
+			t.Fatalf("request %d, sent while the handler of request 1 runs, was not started ahead (started %q)", i, c.started())
 		}
 	}
 	c.SetReadDeadline(time.Now().Add(-time.Second))
