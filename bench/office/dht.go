@@ -46,13 +46,8 @@ func swarmSnapshot(ctx context.Context, nodes []*office.Node) map[string]swarm.S
 		if err != nil {
 			continue
 		}
-		var doc struct {
-			Extra struct {
-				Swarm *swarm.Stats `json:"swarm"`
-			} `json:"extra"`
-		}
-		if json.Unmarshal(body, &doc) == nil && doc.Extra.Swarm != nil {
-			out[nd.Name] = *doc.Extra.Swarm
+		if st, ok := decodeSwarmStats(body); ok {
+			out[nd.Name] = st
 		}
 	}
 	return out
@@ -75,4 +70,32 @@ func dhtWindow(name string, d time.Duration, before, after map[string]swarm.Stat
 		w.Announces += a.Announces - b.Announces
 	}
 	return w
+}
+
+// decodeSwarmStats reads the counters of extra.swarm from a node's status
+// document, whose keys are snake_case (the status package writes every
+// section so): swarm.Stats itself carries no JSON tags, and decoding into it
+// matched "seeded" and "announces" but none of the dht_* keys.
+func decodeSwarmStats(body []byte) (swarm.Stats, bool) {
+	var doc struct {
+		Extra struct {
+			Swarm *struct {
+				Seeded        int   `json:"seeded"`
+				DHTPacketsIn  int64 `json:"dht_packets_in"`
+				DHTPacketsOut int64 `json:"dht_packets_out"`
+				DHTBytesIn    int64 `json:"dht_bytes_in"`
+				DHTBytesOut   int64 `json:"dht_bytes_out"`
+				Announces     int64 `json:"announces"`
+				BytesUp       int64 `json:"bytes_up"`
+				BytesDown     int64 `json:"bytes_down"`
+			} `json:"swarm"`
+		} `json:"extra"`
+	}
+	if json.Unmarshal(body, &doc) != nil || doc.Extra.Swarm == nil {
+		return swarm.Stats{}, false
+	}
+	w := doc.Extra.Swarm
+	return swarm.Stats{Seeded: w.Seeded, DHTPacketsIn: w.DHTPacketsIn, DHTPacketsOut: w.DHTPacketsOut,
+		DHTBytesIn: w.DHTBytesIn, DHTBytesOut: w.DHTBytesOut, Announces: w.Announces,
+		BytesUp: w.BytesUp, BytesDown: w.BytesDown}, true
 }
