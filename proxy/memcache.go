@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"container/list"
+	"io"
+	"os"
 	"sync"
 
 	"github.com/pkgswarm/pkgswarm/proxy/store"
@@ -74,4 +76,19 @@ func (c *memCache) put(d store.Digest, data []byte) {
 		delete(c.m, e.d)
 		c.size -= int64(len(e.data))
 	}
+}
+
+// remember reads blob d (size bytes, from f) into the memory cache when it
+// is small enough, and returns its bytes. It reports false, having perhaps
+// read part of f, for a larger blob, with the cache off, or on a read error.
+func (s *Server) remember(d store.Digest, f *os.File, size int64) ([]byte, bool) {
+	if s.mem == nil || size > memEntryMax {
+		return nil, false
+	}
+	data := make([]byte, size)
+	if _, err := io.ReadFull(f, data); err != nil {
+		return nil, false
+	}
+	s.mem.put(d, data)
+	return data, true
 }

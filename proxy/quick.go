@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -177,15 +176,7 @@ func (s *Server) loadSmall(d store.Digest) ([]byte, bool) {
 		return nil, false
 	}
 	defer f.Close()
-	if size > memEntryMax {
-		return nil, false
-	}
-	data := make([]byte, size)
-	if _, err := io.ReadFull(f, data); err != nil {
-		return nil, false
-	}
-	s.mem.put(d, data)
-	return data, true
+	return s.remember(d, f, size)
 }
 
 // quickHead renders the head of a 200 for blob d of n bytes: the headers

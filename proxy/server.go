@@ -342,18 +342,12 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, t target.Targ
 	}
 	defer f.Close()
 	setBlobHeaders(w.Header(), t, d, meta, source)
-	if s.mem != nil && size <= memEntryMax {
-		data := make([]byte, size)
-		if _, err := io.ReadFull(f, data); err == nil {
-			s.mem.put(d, data)
-			http.ServeContent(w, r, "", mod, bytes.NewReader(data))
-			return true
-		}
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			s.fail(w, fmt.Errorf("reading the cached copy of %s (sha256 %s): %w", t.URL, d, err))
-			return true
-		}
+	if data, ok := s.remember(d, f, size); ok {
+		http.ServeContent(w, r, "", mod, bytes.NewReader(data))
+		return true
 	}
+	// ServeContent seeks f itself (to its end for the size, then to the
+	// start or the range), also after a failed read into memory.
 	http.ServeContent(w, r, "", mod, f)
 	return true
 }
