@@ -172,31 +172,13 @@ func TestStreamedTamperFromPeerNeverCompletes(t *testing.T) {
 	a := newRig(t, rigOptions{packages: []testrepo.Package{{Name: "big", Version: "1", Size: 6 << 20, Seed: 23}}})
 	big := a.repo.Debs["big"]
 	good, _ := os.ReadFile(a.repo.Path(big.Path))
-	var debGets atomic.Int32
-	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasSuffix(r.URL.Path, "/"+big.SHA256) {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("X-Pkgswarm-State", "complete")
-		if r.Method == http.MethodHead {
-			return
-		}
-		debGets.Add(1)
-		w.Write(flip(good))
-		w.(http.Flusher).Flush()
-		<-r.Context().Done()
-	}))
-	t.Cleanup(evil.Close)
-	peers := &staticPeers{peers: []lan.Peer{{ID: "evil", URL: evil.URL}}}
-	b := &rig{t: t, repo: a.repo, origin: a.origin}
-	b.start(rigOptions{cfg: func(c *node.Config) {
-		c.StallTimeout = time.Second
-		c.Site = []fetch.Source{&lan.Source{NodeID: "b", Peers: peers}}
-	}})
-	if out, err := b.client(false).Update(context.Background()); err != nil {
-		t.Fatalf("update: %v\n%s", err, out)
-	}
+	// No Content-Length; the end of the body is held.
+	debGets, b, peers := blobPeerRig(t, a, big.SHA256, -1, func(c *node.Config) { c.StallTimeout = time.Second },
+		func(w http.ResponseWriter, r *http.Request) {
+			w.Write(flip(good))
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+		})
 	if r := peers.banned("evil"); r != "" {
 		t.Fatalf("the peer was banned before the .deb was asked for: %q", r)
 	}
@@ -221,6 +203,43 @@ func TestStreamedTamperFromPeerNeverCompletes(t *testing.T) {
 	}
 }
 
+// blobPeerRig starts a hostile LAN peer, "evil", that claims to hold the blob
+// sha256 whole (of size bytes in Content-Length, when not negative) and
+// answers its GETs with body (everything else is 404), and
+// a second node over a's repository whose LAN tier has that one peer (cfg
+// adds to its configuration); the node's client has run apt-get update. It
+// returns the count of the peer's blob GETs, the node and its peer list.
+func blobPeerRig(t *testing.T, a *rig, sha256 string, size int, cfg func(*node.Config), body http.HandlerFunc) (*atomic.Int32, *rig, *staticPeers) {
+	t.Helper()
+	var gets atomic.Int32
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, "/"+sha256) {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("X-Pkgswarm-State", "complete")
+		if size >= 0 {
+			w.Header().Set("Content-Length", strconv.Itoa(size))
+		}
+		if r.Method == http.MethodHead {
+			return
+		}
+		gets.Add(1)
+		body(w, r)
+	}))
+	t.Cleanup(evil.Close)
+	peers := &staticPeers{peers: []lan.Peer{{ID: "evil", URL: evil.URL}}}
+	b := &rig{t: t, repo: a.repo, origin: a.origin}
+	b.start(rigOptions{cfg: func(c *node.Config) {
+		cfg(c)
+		c.Site = []fetch.Source{&lan.Source{NodeID: "b", Peers: peers}}
+	}})
+	if out, err := b.client(false).Update(context.Background()); err != nil {
+		t.Fatalf("update: %v\n%s", err, out)
+	}
+	return &gets, b, peers
+}
+
 // A small file whose peer turns out bad after the hold time reaches the
 // client whole from the next tier: the bytes of a peer are not streamed
 // before their verdict when the file is small enough to hold (4 MiB), so a
@@ -230,38 +249,18 @@ func TestSlowBadPeerDoesNotFailTheClient(t *testing.T) {
 	a := newRig(t, rigOptions{packages: []testrepo.Package{{Name: "mid", Version: "1", Size: 1 << 20, Seed: 29}}})
 	mid := a.repo.Debs["mid"]
 	good, _ := os.ReadFile(a.repo.Path(mid.Path))
-	var debGets atomic.Int32
-	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasSuffix(r.URL.Path, "/"+mid.SHA256) {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("X-Pkgswarm-State", "complete")
-		w.Header().Set("Content-Length", strconv.Itoa(len(good)))
-		if r.Method == http.MethodHead {
-			return
-		}
-		debGets.Add(1)
-		bad := flip(good)
-		w.Write(bad[:len(bad)/2])
-		w.(http.Flusher).Flush()
-		select { // past the hold time, then the rest
-		case <-time.After(600 * time.Millisecond):
-		case <-r.Context().Done():
-			return
-		}
-		w.Write(bad[len(bad)/2:])
-	}))
-	t.Cleanup(evil.Close)
-	peers := &staticPeers{peers: []lan.Peer{{ID: "evil", URL: evil.URL}}}
-	b := &rig{t: t, repo: a.repo, origin: a.origin}
-	b.start(rigOptions{cfg: func(c *node.Config) {
-		c.Hold = 100 * time.Millisecond
-		c.Site = []fetch.Source{&lan.Source{NodeID: "b", Peers: peers}}
-	}})
-	if out, err := b.client(false).Update(context.Background()); err != nil {
-		t.Fatalf("update: %v\n%s", err, out)
-	}
+	debGets, b, peers := blobPeerRig(t, a, mid.SHA256, len(good), func(c *node.Config) { c.Hold = 100 * time.Millisecond },
+		func(w http.ResponseWriter, r *http.Request) {
+			bad := flip(good)
+			w.Write(bad[:len(bad)/2])
+			w.(http.Flusher).Flush()
+			select { // past the hold time, then the rest
+			case <-time.After(600 * time.Millisecond):
+			case <-r.Context().Done():
+				return
+			}
+			w.Write(bad[len(bad)/2:])
+		})
 	b.expects(mid.Path)
 	resp, body, err := b.Get(a.origin.URL+"/"+mid.Path, nil)
 	if debGets.Load() == 0 {
