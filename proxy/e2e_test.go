@@ -591,16 +591,10 @@ func TestPipelinedRequestsStartAhead(t *testing.T) {
 	if !noderig.Eventually(func() bool { return len(r.Fetch.Transfers()) == 5 }) {
 		t.Fatalf("%d downloads ran at once for 5 pipelined requests, want 5", len(r.Fetch.Transfers()))
 	}
-	br := bufio.NewReader(c)
-	for _, d := range debs {
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if sum := sha256.Sum256(body); err != nil || resp.StatusCode != 200 || hex.EncodeToString(sum[:]) != d.SHA256 {
-			t.Fatalf("%s: %d, %v, sha256 %x", d.Path, resp.StatusCode, err, sum)
+	for i, resp := range answers(t, c, len(debs)) {
+		d := debs[i]
+		if sum := sha256.Sum256(body(resp)); resp.StatusCode != 200 || hex.EncodeToString(sum[:]) != d.SHA256 {
+			t.Fatalf("%s: %d, sha256 %x", d.Path, resp.StatusCode, sum)
 		}
 	}
 }
@@ -615,17 +609,11 @@ func TestFetchedAheadIsNotACacheHit(t *testing.T) {
 	r.origin.SetDelay(debs[0].Path, time.Second)
 	served := r.State().Served["origin"]
 	c := pipeline(t, r, debs)
-	br := bufio.NewReader(c)
 	var total int64
-	for _, d := range debs {
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil || resp.StatusCode != 200 || int64(len(body)) != d.Size {
-			t.Fatalf("%s: %d, %d bytes, %v", d.Path, resp.StatusCode, len(body), err)
+	for i, resp := range answers(t, c, len(debs)) {
+		d := debs[i]
+		if n := len(body(resp)); resp.StatusCode != 200 || int64(n) != d.Size {
+			t.Fatalf("%s: %d, %d bytes", d.Path, resp.StatusCode, n)
 		}
 		total += d.Size
 		if src := resp.Header.Get("X-Pkgswarm-Source"); !strings.HasPrefix(src, "origin") {

@@ -60,16 +60,23 @@ func (r *rig) raw(heads ...string) []*http.Response {
 	if _, err := io.WriteString(c, strings.Join(heads, "")); err != nil {
 		r.t.Fatal(err)
 	}
+	return answers(r.t, c, len(heads))
+}
+
+// answers reads n answers from c, in order, each with its body read (so
+// that the next can be read).
+func answers(t *testing.T, c net.Conn, n int) []*http.Response {
+	t.Helper()
 	br := bufio.NewReader(c)
 	var out []*http.Response
-	for i := range heads {
+	for i := range n {
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
-			r.t.Fatalf("answer %d of %d: %v", i+1, len(heads), err)
+			t.Fatalf("answer %d of %d: %v", i+1, n, err)
 		}
 		body, err := io.ReadAll(resp.Body)
 		if err != nil {
-			r.t.Fatalf("answer %d of %d: body: %v", i+1, len(heads), err)
+			t.Fatalf("answer %d of %d: body: %v", i+1, n, err)
 		}
 		resp.Body = io.NopCloser(bytes.NewReader(body))
 		out = append(out, resp)
