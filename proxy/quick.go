@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -103,26 +104,20 @@ func notQuick(name []byte) bool {
 
 // plainToken reports whether b is a header name of letters, digits and
 // dashes only (a subset of RFC 9110's token).
-func plainToken(b []byte) bool {
-	if len(b) == 0 {
-		return false
-	}
-	for _, c := range b {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
+func plainToken(b []byte) bool { return onlyAlnumOr(b, "-") }
 
 // plainHost reports whether b is a Host value of letters, digits and
 // ".-_:[]" only (a subset of what net/http accepts).
-func plainHost(b []byte) bool {
+func plainHost(b []byte) bool { return onlyAlnumOr(b, ".-_:[]") }
+
+// onlyAlnumOr reports whether b is not empty and holds only ASCII letters,
+// digits and the bytes of extra.
+func onlyAlnumOr(b []byte, extra string) bool {
 	if len(b) == 0 {
 		return false
 	}
 	for _, c := range b {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == '_' || c == ':' || c == '[' || c == ']') {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte(extra, c) >= 0) {
 			return false
 		}
 	}
