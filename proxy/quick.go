@@ -146,7 +146,7 @@ func (s *Server) quick(uri, remote string) (head, body []byte, ok bool) {
 // heldSmall reports whether the request uri of a client at remote is one
 // the lane answers: its target, and the blob that answers it.
 func (s *Server) heldSmall(uri, remote string) (target.Target, store.Digest, bool) {
-	if s == nil || s.mem == nil || s.noQuick || !s.clientAllowed(remote) || (!hasScheme(uri) && isInternal(uri)) {
+	if s == nil || s.mem == nil || s.noQuick || !s.clientAllowed(remote) || ownEndpoint(uri) {
 		return target.Target{}, store.Digest{}, false
 	}
 	t, err := target.Parse(uri)
@@ -158,10 +158,6 @@ func (s *Server) heldSmall(uri, remote string) (target.Target, store.Digest, boo
 		return target.Target{}, store.Digest{}, false
 	}
 	return t, d, true
-}
-
-func hasScheme(uri string) bool {
-	return len(uri) > 0 && uri[0] != '/'
 }
 
 // loadSmall reads the small blob d into the memory cache.

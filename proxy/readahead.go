@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -525,7 +524,7 @@ func (s *Server) Prefetch(remoteAddr, uri string) *fetch.Flight {
 	if !s.clientAllowed(remoteAddr) {
 		return nil
 	}
-	if !strings.HasPrefix(uri, "http://") && !strings.HasPrefix(uri, "https://") && isInternal(uri) {
+	if ownEndpoint(uri) {
 		return nil
 	}
 	t, err := target.Parse(uri)

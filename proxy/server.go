@@ -122,6 +122,12 @@ func New(cfg Config) (*Server, error) {
 // "/_pkgswarm/".
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
+// ownEndpoint reports whether the request URI uri (as the client sent it,
+// before any parse) names one of pkgswarm's own endpoints.
+func ownEndpoint(uri string) bool {
+	return !strings.HasPrefix(uri, "http://") && !strings.HasPrefix(uri, "https://") && isInternal(uri)
+}
+
 // isInternal reports whether a request path is one of pkgswarm's own
 // endpoints rather than a prefix-mode proxy request.
 func isInternal(p string) bool {
