@@ -205,8 +205,10 @@ type cachedDate struct {
 
 var dateCache atomic.Pointer[cachedDate]
 
-// quickDone counts and logs a request the lane answered, as the status
-// wrapper does for the others.
+// quickDone counts and logs a hit the lane answers with n body bytes, as the
+// status wrapper does for the others. It runs before the answer is written,
+// so that a client that has read the answer and then reads the status or
+// the log finds it there (dur is the time to prepare the answer).
 func (s *Server) quickDone(uri, remote string, n int, start time.Time) {
 	if s.cfg.QuickHit != nil {
 		s.cfg.QuickHit(int64(n))

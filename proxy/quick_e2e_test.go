@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/pkgswarm/pkgswarm/internal/node"
+	noderig "github.com/pkgswarm/pkgswarm/internal/rig"
 	"github.com/pkgswarm/pkgswarm/proxy"
+	"github.com/pkgswarm/pkgswarm/proxy/store"
 )
 
 // quickRig is a node whose index of defaultPackages a client has fetched,
@@ -30,6 +32,15 @@ func quickRig(t *testing.T, o rigOptions) *rig {
 		resp, _, err := r.Get(r.url(name), nil)
 		if err != nil || resp.StatusCode != 200 {
 			t.Fatalf("fetching %s: %v", name, err)
+		}
+		// A download answers its client before its commit ends; the
+		// package is held (a hit) once the store has it.
+		d, err := store.ParseDigest(r.repo.Debs[name].SHA256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !noderig.Eventually(func() bool { return r.Store.HasBlob(d) }) {
+			t.Fatalf("%s was not committed to the store", name)
 		}
 	}
 	return r

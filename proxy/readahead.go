@@ -297,6 +297,7 @@ func (c *raConn) answerQuick(uri string, n int) (done bool, err error) {
 	default:
 		return false, net.ErrClosed
 	}
+	c.s.quickDone(uri, c.remote, len(body), start)
 	bufs := net.Buffers{head, body}
 	_, err = bufs.WriteTo(c.Conn)
 	<-c.wsem
@@ -308,7 +309,6 @@ func (c *raConn) answerQuick(uri string, n int) (done bool, err error) {
 	c.mu.Lock()
 	c.answered++
 	c.mu.Unlock()
-	c.s.quickDone(uri, c.remote, len(body), start)
 	return true, nil
 }
 
