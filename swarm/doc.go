@@ -32,7 +32,12 @@
 // (AddBootstrap) addresses and never contacts public routers; "public" adds
 // the library's public routers; "off" disables everything. The library's
 // periodic per-torrent DHT announces are off: the node re-announces seeded
-// blobs itself, paced (see announcer).
+// blobs itself, paced (see announcer). A bootstrap address is pinged until it
+// answers (a node may start before its bootstrap node). A lookup starts with
+// the holders announced to the node itself, since a traversal never queries
+// the node it runs on. A node answers get_peers for its own blobs: at its
+// listen address, or, listening on every address, at the addresses DHT nodes
+// report seeing it at (BEP 42's "ip"), kept only when the node can bind them.
 //
 // Trust: a peer that sends a piece failing its hash is banned by the library
 // (logged at Warn and listed in Stats); a holder serving non-canonical

@@ -191,6 +191,12 @@ func (fs *fetchState) discover(hints, webSeeds []string) {
 	cands := make(chan string)
 	go func() {
 		defer close(cands)
+		// Hints first, then the holders announced to this node itself (a
+		// traversal never queries the node it runs on; on a small DHT this
+		// node is among the closest to every key), then the DHT.
+		for _, ap := range n.peers.announced(key) {
+			hints = append(hints, ap.String())
+		}
 		for _, h := range hints {
 			select {
 			case cands <- h:
@@ -208,10 +214,6 @@ func (fs *fetchState) discover(hints, webSeeds []string) {
 
 	results := make(chan metaResult)
 	seen := map[string]bool{}
-	ownHTTP := ""
-	if n.host.IsValid() {
-		ownHTTP = netip.AddrPortFrom(n.host, uint16(n.httpPort)).String()
-	}
 	sem := make(chan struct{}, 8)
 	votes := map[metainfo.Hash]*vote{}
 	var window <-chan time.Time
@@ -225,10 +227,13 @@ loop:
 				cands = nil
 				continue
 			}
-			if seen[a] || a == ownHTTP {
+			if seen[a] {
 				continue
 			}
 			seen[a] = true
+			if ap, err := netip.ParseAddrPort(a); err == nil && n.isOwn(ap, n.httpPort) {
+				continue
+			}
 			if ip := peerHost(a); ip.IsValid() && n.bans.banned(ip) {
 				continue
 			}
@@ -351,12 +356,8 @@ loop:
 
 func (fs *fetchState) addPeers(t *torrent.Torrent, aps ...netip.AddrPort) {
 	var pis []torrent.PeerInfo
-	own := netip.AddrPort{}
-	if fs.n.host.IsValid() {
-		own = netip.AddrPortFrom(fs.n.host, uint16(fs.n.cl.LocalPort()))
-	}
 	for _, ap := range aps {
-		if ap == own || fs.n.bans.banned(ap.Addr()) {
+		if fs.n.isOwn(ap, fs.n.cl.LocalPort()) || fs.n.bans.banned(ap.Addr()) {
 			continue
 		}
 		pis = append(pis, torrent.PeerInfo{
@@ -376,6 +377,7 @@ func (fs *fetchState) findPeers(t *torrent.Torrent) {
 	n := fs.n
 	delay := 250 * time.Millisecond
 	for {
+		fs.addPeers(t, n.peers.announced(fs.ih)...)
 		ctx, cancel := context.WithTimeout(fs.ctx, 10*time.Second)
 		n.announce(ctx, fs.ih, n.cl.LocalPort(), func(ap netip.AddrPort) { fs.addPeers(t, ap) })
 		cancel()

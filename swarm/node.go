@@ -12,12 +12,14 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/anacrolix/dht/v2"
+	"github.com/anacrolix/dht/v2/krpc"
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/anacrolix/torrent/storage"
@@ -57,6 +59,14 @@ func (e *ListenAddrError) Error() string {
 
 // dhtPacketsPerSecond bounds this node's DHT traffic (queries and replies).
 const dhtPacketsPerSecond = 100
+
+// Bootstrap pings (pingBootstrap).
+const (
+	bootstrapPingTimeout = time.Second
+	bootstrapRetryFirst  = 250 * time.Millisecond
+	bootstrapRetryMax    = time.Minute
+	maxOwnAddrs          = 4 // addresses a wildcard listener answers for itself with
+)
 
 // DefaultNamespace prefixes rendezvous keys unless Config.Namespace is set.
 const DefaultNamespace = "pkgswarm/v1"
@@ -172,6 +182,7 @@ type Node struct {
 	fetchByIH map[metainfo.Hash]*fetchState
 	hints     map[string][]string
 	bootstrap []string
+	ownAddrs  []netip.Addr      // for a wildcard listener: its own addresses DHT nodes see it at (learnOwnAddr)
 	recent    []*fetchRecord    // last maxRecent fetches, oldest first
 	libBans   map[string]string // IP → why the library banned it (see libLogHandler)
 	closed    bool
@@ -506,6 +517,14 @@ func (n *Node) AddBootstrap(addrs ...string) {
 	}
 }
 
+// pingBootstrap pings a bootstrap node until it answers: it may start after
+// this node (an office where the machine everyone bootstraps from boots
+// last), and the DHT itself sends one query and tries again only with its
+// routing-table refresh, a minute later. Tries are bootstrapPingTimeout long
+// and spaced from bootstrapRetryFirst, doubling up to bootstrapRetryMax, for
+// as long as the node runs. An answer after a lost try starts a bootstrap
+// (the DHT's own one at start went nowhere), and every answer tells this node
+// the address it is seen at (learnOwnAddr).
 func (n *Node) pingBootstrap(a string) {
 	ua, err := net.ResolveUDPAddr("udp", a)
 	if err != nil {
@@ -515,16 +534,112 @@ func (n *Node) pingBootstrap(a string) {
 	if own, ok := netip.ParseAddrPort(n.DHTAddr()); ok == nil && ua.AddrPort() == own {
 		return
 	}
+	addr := dht.NewAddr(ua)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		res := n.dht.Ping(ua)
-		if res.Err != nil {
-			n.log.Debug("DHT bootstrap node did not answer", "addr", a, "err", res.Err)
-			return
+		wait := bootstrapRetryFirst
+		for try := 1; ; try++ {
+			ctx, cancel := context.WithTimeout(n.ctx, bootstrapPingTimeout)
+			res := n.dht.Query(ctx, addr, "ping", dht.QueryInput{})
+			cancel()
+			if res.Err == nil {
+				if id := res.Reply.SenderID(); id != nil {
+					n.dht.NodeRespondedToPing(addr, id.Int160())
+				}
+				n.learnOwnAddr(res.Reply.IP)
+				if try > 1 {
+					n.log.Debug("DHT bootstrap node answered", "addr", a, "tries", try)
+					if _, err := n.dht.BootstrapContext(n.ctx); err != nil {
+						n.log.Debug("DHT bootstrap after a late answer", "addr", a, "err", err)
+					}
+				}
+				n.kickAnnouncer()
+				return
+			}
+			if n.ctx.Err() != nil {
+				return
+			}
+			if try == 5 {
+				n.log.Warn("DHT bootstrap node does not answer; still trying", "addr", a, "tries", try, "next_in", wait,
+					"hint", "check --swarm-bootstrap and that UDP reaches that port")
+			} else {
+				n.log.Debug("DHT bootstrap node did not answer", "addr", a, "tries", try, "err", res.Err)
+			}
+			select {
+			case <-n.ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, bootstrapRetryMax)
 		}
-		n.kickAnnouncer()
 	}()
+}
+
+// learnOwnAddr records the address a DHT node saw this node's query come
+// from (BEP 42's "ip" in its reply). A node listening on every address has no
+// one address to answer get_peers for its own blobs with (addLocalPeers); it
+// uses the addresses it is seen at, up to maxOwnAddrs of them, and only those
+// that are its own (it can bind them): a hostile DHT node cannot make it
+// name another host as the holder of its blobs.
+func (n *Node) learnOwnAddr(seen krpc.NodeAddr) {
+	if n.host.IsValid() {
+		return
+	}
+	ap, ok := nodeAddrPort(seen)
+	if !ok {
+		return
+	}
+	ip := ap.Addr()
+	if ip.IsUnspecified() || ip.IsMulticast() || !(ip.Is4() && n.listen.ipv4 || ip.Is6() && n.listen.ipv6) {
+		return
+	}
+	n.mu.Lock()
+	known := slices.Contains(n.ownAddrs, ip) || len(n.ownAddrs) >= maxOwnAddrs
+	n.mu.Unlock()
+	if known {
+		return
+	}
+	pc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
+	if err != nil {
+		n.log.Debug("a DHT node sees this node at an address that is not its own", "addr", ip, "err", err)
+		return
+	}
+	pc.Close()
+	n.mu.Lock()
+	if slices.Contains(n.ownAddrs, ip) || len(n.ownAddrs) >= maxOwnAddrs {
+		n.mu.Unlock()
+		return
+	}
+	n.ownAddrs = append(n.ownAddrs, ip)
+	var es []*seedEntry
+	for _, e := range n.seeded {
+		es = append(es, e)
+	}
+	n.mu.Unlock()
+	n.log.Debug("DHT nodes see this node at", "addr", ip)
+	for _, e := range es {
+		n.addLocalPeers(e)
+	}
+}
+
+// ownHosts returns the IPs this node answers for itself with: its listen
+// host, or for a wildcard listener the addresses learnOwnAddr kept.
+func (n *Node) ownHosts() []netip.Addr {
+	if n.host.IsValid() {
+		return []netip.Addr{n.host}
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.ownAddrs)
+}
+
+// isOwn reports whether ap is this node at port.
+func (n *Node) isOwn(ap netip.AddrPort, port int) bool {
+	if int(ap.Port()) != port {
+		return false
+	}
+	return slices.Contains(n.ownHosts(), ap.Addr().Unmap())
 }
 
 // AddPeerHints records pkgswarm HTTP addresses (host:port of a peer's HTTP

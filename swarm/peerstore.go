@@ -3,6 +3,7 @@ package swarm
 import (
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -121,6 +122,36 @@ func (s *peerStore) GetPeers(ih metainfo.Hash) []krpc.NodeAddr {
 			continue
 		}
 		ret = append(ret, toNodeAddr(ap))
+	}
+	return ret
+}
+
+// announced returns the holders other nodes announced to this node under ih
+// (not this node's own entries), freshest first, at most 50: a lookup starts
+// with them, since a DHT traversal never queries the node it runs on.
+func (s *peerStore) announced(ih metainfo.Hash) []netip.AddrPort {
+	const maxReturned = 50
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	type entry struct {
+		ap netip.AddrPort
+		t  time.Time
+	}
+	var es []entry
+	for ap, t := range s.peers[ih] {
+		if now.Sub(t) > s.ttl {
+			continue
+		}
+		if _, ok := s.local[ih][ap]; ok {
+			continue
+		}
+		es = append(es, entry{ap, t})
+	}
+	slices.SortFunc(es, func(a, b entry) int { return b.t.Compare(a.t) })
+	var ret []netip.AddrPort
+	for _, e := range es[:min(len(es), maxReturned)] {
+		ret = append(ret, e.ap)
 	}
 	return ret
 }

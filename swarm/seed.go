@@ -135,13 +135,13 @@ func (n *Node) addSeedTorrent(e *seedEntry) error {
 }
 
 // addLocalPeers makes this node's own DHT answer get_peers for the blob even
-// when its announces reach nobody (a DHT of one, or a node queried first).
+// when its announces reach nobody (a DHT of one, or a node queried first), at
+// each of its own addresses (ownHosts).
 func (n *Node) addLocalPeers(e *seedEntry) {
-	if !n.host.IsValid() {
-		return
+	for _, ip := range n.ownHosts() {
+		n.peers.addLocal(RendezvousKey(n.namespace, e.hex), netip.AddrPortFrom(ip, uint16(n.httpPort)))
+		n.peers.addLocal(e.ih, netip.AddrPortFrom(ip, uint16(n.cl.LocalPort())))
 	}
-	n.peers.addLocal(RendezvousKey(n.namespace, e.hex), netip.AddrPortFrom(n.host, uint16(n.httpPort)))
-	n.peers.addLocal(e.ih, netip.AddrPortFrom(n.host, uint16(n.cl.LocalPort())))
 }
 
 // Unseed stops seeding a blob (e.g. after the content store evicted it).
