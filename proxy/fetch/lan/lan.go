@@ -33,6 +33,15 @@ type PeerSet interface {
 	Ban(id string, until time.Time, reason string)
 }
 
+// FilePeerSet is implemented by peer sets that depend on the file: the
+// swarm tier's peers are the nodes the DHT names for it. When Peers
+// implements it, PeersFor is called instead of Peers, once per lookup round
+// (every 100 ms while a node waits, every second while it reads), so it
+// must answer from what it knows and look further in the background.
+type FilePeerSet interface {
+	PeersFor(ctx context.Context, what string) []Peer
+}
+
 // Peer protocol states, in the X-Pkgswarm-State header of a HEAD on
 // /_pkgswarm/v1/blob/sha256/<hex> (the server side is in package proxy).
 const (
@@ -73,6 +82,11 @@ type Source struct {
 	// Label is the tier's name (Name); "" means "lan". The swarm tier runs
 	// the same protocol with peers beyond the site.
 	Label string
+	// Wide is set for peers beyond the site (the swarm tier): there every
+	// peer is its site's leader, past its own LAN round, so a peer in its
+	// wide stage is a contender ranked like a pending one, not one to
+	// wait for.
+	Wide bool
 	// Now returns the current time. Nil means time.Now.
 	Now func() time.Time
 	// Logger receives debug lines about failed range requests. Nil means
@@ -181,7 +195,11 @@ func (l *Source) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, erro
 		waitFor, contended := false, false
 		myRank := rendezvous(l.NodeID, what)
 		for _, r := range results {
-			switch r.state {
+			state := r.state
+			if l.Wide && state == stateStarting && r.stage == "wide" {
+				state = statePending
+			}
+			switch state {
 			case stateComplete:
 				complete = append(complete, r.peer)
 			case stateFetching:
@@ -255,7 +273,12 @@ func lookupPath(req *fetch.Request) (string, error) {
 
 // live is the peer set for what, without peers banned here by address.
 func (l *Source) live(ctx context.Context, what string) []Peer {
-	peers := l.Peers.Peers()
+	var peers []Peer
+	if fp, ok := l.Peers.(FilePeerSet); ok {
+		peers = fp.PeersFor(ctx, what)
+	} else {
+		peers = l.Peers.Peers()
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.Now()
