@@ -187,6 +187,9 @@ type Node struct {
 	libBans   map[string]string // IP → why the library banned it (see libLogHandler)
 	closed    bool
 
+	flightMu sync.Mutex           // protects flights
+	flights  map[string]time.Time // blobs whose flight was announced, when
+
 	dhtCount  dhtCounters
 	announces atomic.Int64 // DHT announce traversals run for seeded blobs
 }

@@ -1,0 +1,134 @@
+package swarm
+
+import (
+	"context"
+	"crypto/sha1"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/anacrolix/torrent/metainfo"
+)
+
+// Downloads in flight across sites. A blob is seeded only once it is whole
+// and verified, and BitTorrent cannot carry a file nobody holds whole (its
+// piece hashes come with the info dict, which only a holder can derive). So
+// that the sites of a fleet that all miss a file at once fetch it from the
+// origin once, a node whose download goes past its site (the pipeline's
+// wide stage) announces it under
+//
+//	F = SHA1(namespace + "/flight/sha256:" + hex)
+//
+// with its pkgswarm HTTP port, where the peer protocol serves the download
+// as it grows (ranges, X-Pkgswarm-Have, …). Other sites' nodes find it with
+// Lookup and read from it by ranges, as LAN peers do (proxy/fetch/lan); the
+// bytes are verified as one file by each reader's pipeline.
+
+// FlightKey returns F for a blob (see above).
+func FlightKey(namespace, hexDigest string) metainfo.Hash {
+	return metainfo.Hash(sha1.Sum([]byte(namespace + "/flight/sha256:" + hexDigest)))
+}
+
+// Found is what Lookup found for a blob: pkgswarm HTTP addresses
+// ("ip:port") of nodes downloading it now (Flights) and of holders seeding
+// it (Holders).
+type Found struct {
+	Flights, Holders []string
+}
+
+// AnnounceFlight announces, in the background, that this node downloads the
+// blob (see FlightKey). It does nothing when the swarm is off or the node
+// listens on no specific address. Calling it again for the same blob
+// within a minute does nothing.
+func (n *Node) AnnounceFlight(hexDigest string) {
+	if n.cl == nil || !validHexDigest(hexDigest) {
+		return
+	}
+	key := FlightKey(n.namespace, hexDigest)
+	n.flightMu.Lock()
+	if n.flights == nil {
+		n.flights = map[string]time.Time{}
+	}
+	if t, ok := n.flights[hexDigest]; ok && time.Since(t) < time.Minute {
+		n.flightMu.Unlock()
+		return
+	}
+	if len(n.flights) > 1000 {
+		clear(n.flights)
+	}
+	n.flights[hexDigest] = time.Now()
+	n.flightMu.Unlock()
+	if n.host.IsValid() {
+		// Our own DHT node answers for it too (a DHT of few nodes).
+		n.peers.addLocal(key, netip.AddrPortFrom(n.host, uint16(n.httpPort)))
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
+		defer cancel()
+		n.announces.Add(1)
+		n.announce(ctx, key, n.httpPort, nil)
+	}()
+}
+
+// EndFlight stops this node's own DHT server from answering for a blob's
+// flight (entries stored at other DHT nodes expire by themselves).
+func (n *Node) EndFlight(hexDigest string) {
+	if n.cl == nil || !validHexDigest(hexDigest) {
+		return
+	}
+	n.peers.removeLocal(FlightKey(n.namespace, hexDigest))
+	n.flightMu.Lock()
+	delete(n.flights, hexDigest)
+	n.flightMu.Unlock()
+}
+
+// Lookup looks a blob up on the DHT under its flight key and its
+// rendezvous key at once, until ctx ends or both traversals are done, and
+// returns the HTTP addresses found, without this node's own.
+func (n *Node) Lookup(ctx context.Context, hexDigest string) (Found, error) {
+	if n.cl == nil {
+		return Found{}, fmt.Errorf("swarm lookup of sha256:%s: %w: swarm mode is off", hexDigest, ErrNotFound)
+	}
+	if !validHexDigest(hexDigest) {
+		return Found{}, fmt.Errorf("swarm lookup: %q is not a lower-case hex sha256 digest", hexDigest)
+	}
+	own := ""
+	if n.host.IsValid() {
+		own = netip.AddrPortFrom(n.host, uint16(n.httpPort)).String()
+	}
+	var mu sync.Mutex
+	var f Found
+	seen := map[string]bool{}
+	add := func(list *[]string) func(netip.AddrPort) {
+		return func(ap netip.AddrPort) {
+			a := ap.String()
+			mu.Lock()
+			defer mu.Unlock()
+			if a == own || seen[a] || n.bans.banned(ap.Addr()) {
+				return
+			}
+			seen[a] = true
+			*list = append(*list, a)
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { n.announce(ctx, FlightKey(n.namespace, hexDigest), 0, add(&f.Flights)) })
+	wg.Go(func() { n.announce(ctx, RendezvousKey(n.namespace, hexDigest), 0, add(&f.Holders)) })
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	return Found{Flights: append([]string(nil), f.Flights...), Holders: append([]string(nil), f.Holders...)}, nil
+}
+
+// HTTPAddr returns "ip:port" of the pkgswarm HTTP server as other nodes
+// reach it (the address announced on the DHT), or "" when the node listens
+// on no specific address.
+func (n *Node) HTTPAddr() string {
+	if n.cl == nil || !n.host.IsValid() {
+		return ""
+	}
+	return netip.AddrPortFrom(n.host, uint16(n.httpPort)).String()
+}
