@@ -11,6 +11,7 @@ import (
 
 	"github.com/pkgswarm/pkgswarm/discovery"
 	"github.com/pkgswarm/pkgswarm/proxy/fetch/lan"
+	"github.com/pkgswarm/pkgswarm/proxy/fetch/swarmtier"
 )
 
 func lanFlags() []cli.Flag {
@@ -63,6 +64,33 @@ func (p *peerSet) Ban(id string, until time.Time, reason string) {
 		}
 	}
 	d.Ban(id, until, reason)
+}
+
+// widePeers adapts the swarm tier's DHT lookups to the peer protocol's
+// client: the peers of a file are the other sites' nodes fetching it.
+type widePeers struct{ s *swarmtier.Source }
+
+var _ lan.FilePeerSet = widePeers{}
+
+func (w widePeers) Peers() []lan.Peer { return nil }
+
+func (w widePeers) PeersFor(ctx context.Context, what string) []lan.Peer {
+	var out []lan.Peer
+	for _, a := range w.s.PeersFor(ctx, what) {
+		out = append(out, lan.Peer{ID: a, URL: "http://" + a})
+	}
+	return out
+}
+
+func (w widePeers) Ban(id string, until time.Time, reason string) { w.s.Ban(id, until) }
+
+// urls lists the peers' base URLs.
+func (p *peerSet) urls() []string {
+	var out []string
+	for _, x := range p.Peers() {
+		out = append(out, x.URL)
+	}
+	return out
 }
 
 // list is the peer table for the status page.
