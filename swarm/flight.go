@@ -37,32 +37,48 @@ type Found struct {
 	Flights, Holders []string
 }
 
+// Flights this node's own DHT server answers for (AnnounceFlight).
+const (
+	maxFlights     = 1000      // more at once drops all (they are re-announced on the next fetch)
+	flightLocalTTL = time.Hour // a download longer than this is still found at the DHT nodes it announced to
+)
+
 // AnnounceFlight announces, in the background, that this node downloads the
-// blob (see FlightKey). It does nothing when the swarm is off or the node
-// listens on no specific address. Calling it again for the same blob
-// within a minute does nothing.
+// blob (see FlightKey); its own DHT server answers for it too, at its own
+// addresses (ownHosts), for flightLocalTTL or until EndFlight. It does
+// nothing when the swarm is off. Calling it again for the same blob within a
+// minute does nothing.
 func (n *Node) AnnounceFlight(hexDigest string) {
 	if n.cl == nil || !validHexDigest(hexDigest) {
 		return
 	}
 	key := FlightKey(n.namespace, hexDigest)
+	now := time.Now()
 	n.flightMu.Lock()
 	if n.flights == nil {
 		n.flights = map[string]time.Time{}
 	}
-	if t, ok := n.flights[hexDigest]; ok && time.Since(t) < time.Minute {
+	if t, ok := n.flights[hexDigest]; ok && now.Sub(t) < time.Minute {
 		n.flightMu.Unlock()
 		return
 	}
-	if len(n.flights) > 1000 {
+	var dropped []string
+	if len(n.flights) >= maxFlights {
+		for h := range n.flights {
+			dropped = append(dropped, h)
+		}
 		clear(n.flights)
 	}
-	n.flights[hexDigest] = time.Now()
+	n.flights[hexDigest] = now
 	n.flightMu.Unlock()
-	if n.host.IsValid() {
-		// Our own DHT node answers for it too (a DHT of few nodes).
-		n.peers.addLocal(key, netip.AddrPortFrom(n.host, uint16(n.httpPort)))
+	for _, h := range dropped {
+		n.peers.removeLocal(FlightKey(n.namespace, h))
 	}
+	for _, ip := range n.ownHosts() {
+		// Our own DHT node answers for it too (a DHT of few nodes).
+		n.peers.addLocal(key, netip.AddrPortFrom(ip, uint16(n.httpPort)))
+	}
+	time.AfterFunc(flightLocalTTL, func() { n.endFlight(hexDigest, now) })
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -79,10 +95,21 @@ func (n *Node) EndFlight(hexDigest string) {
 	if n.cl == nil || !validHexDigest(hexDigest) {
 		return
 	}
-	n.peers.removeLocal(FlightKey(n.namespace, hexDigest))
+	n.endFlight(hexDigest, time.Time{})
+}
+
+// endFlight ends the flight of hexDigest if it was announced at since (any
+// time when since is zero).
+func (n *Node) endFlight(hexDigest string, since time.Time) {
 	n.flightMu.Lock()
+	t, ok := n.flights[hexDigest]
+	if !ok || !since.IsZero() && !t.Equal(since) {
+		n.flightMu.Unlock()
+		return
+	}
 	delete(n.flights, hexDigest)
 	n.flightMu.Unlock()
+	n.peers.removeLocal(FlightKey(n.namespace, hexDigest))
 }
 
 // Lookup looks a blob up on the DHT under its flight key and its
@@ -95,10 +122,6 @@ func (n *Node) Lookup(ctx context.Context, hexDigest string) (Found, error) {
 	if !validHexDigest(hexDigest) {
 		return Found{}, fmt.Errorf("swarm lookup: %q is not a lower-case hex sha256 digest", hexDigest)
 	}
-	own := ""
-	if n.host.IsValid() {
-		own = netip.AddrPortFrom(n.host, uint16(n.httpPort)).String()
-	}
 	var mu sync.Mutex
 	var f Found
 	seen := map[string]bool{}
@@ -107,16 +130,25 @@ func (n *Node) Lookup(ctx context.Context, hexDigest string) (Found, error) {
 			a := ap.String()
 			mu.Lock()
 			defer mu.Unlock()
-			if a == own || seen[a] || n.bans.banned(ap.Addr()) {
+			if seen[a] || n.isOwn(ap, n.httpPort) || n.bans.banned(ap.Addr()) {
 				return
 			}
 			seen[a] = true
 			*list = append(*list, a)
 		}
 	}
+	// The announces this node's DHT server holds first: a traversal never
+	// queries the node it runs on.
+	fk, rk := FlightKey(n.namespace, hexDigest), RendezvousKey(n.namespace, hexDigest)
+	for _, ap := range n.peers.announced(fk) {
+		add(&f.Flights)(ap)
+	}
+	for _, ap := range n.peers.announced(rk) {
+		add(&f.Holders)(ap)
+	}
 	var wg sync.WaitGroup
-	wg.Go(func() { n.announce(ctx, FlightKey(n.namespace, hexDigest), 0, add(&f.Flights)) })
-	wg.Go(func() { n.announce(ctx, RendezvousKey(n.namespace, hexDigest), 0, add(&f.Holders)) })
+	wg.Go(func() { n.announce(ctx, fk, 0, add(&f.Flights)) })
+	wg.Go(func() { n.announce(ctx, rk, 0, add(&f.Holders)) })
 	wg.Wait()
 	mu.Lock()
 	defer mu.Unlock()
@@ -124,11 +156,16 @@ func (n *Node) Lookup(ctx context.Context, hexDigest string) (Found, error) {
 }
 
 // HTTPAddr returns "ip:port" of the pkgswarm HTTP server as other nodes
-// reach it (the address announced on the DHT), or "" when the node listens
-// on no specific address.
+// reach it: at the listen address, or for a node listening on every address
+// at the first address DHT nodes saw it at (see learnOwnAddr); "" while no
+// such address is known or when the swarm is off.
 func (n *Node) HTTPAddr() string {
-	if n.cl == nil || !n.host.IsValid() {
+	if n.cl == nil {
 		return ""
 	}
-	return netip.AddrPortFrom(n.host, uint16(n.httpPort)).String()
+	hosts := n.ownHosts()
+	if len(hosts) == 0 {
+		return ""
+	}
+	return netip.AddrPortFrom(hosts[0], uint16(n.httpPort)).String()
 }

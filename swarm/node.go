@@ -624,6 +624,11 @@ func (n *Node) learnOwnAddr(seen krpc.NodeAddr) {
 	for _, e := range es {
 		n.addLocalPeers(e)
 	}
+	n.flightMu.Lock()
+	for hex := range n.flights {
+		n.peers.addLocal(FlightKey(n.namespace, hex), netip.AddrPortFrom(ip, uint16(n.httpPort)))
+	}
+	n.flightMu.Unlock()
 }
 
 // ownHosts returns the IPs this node answers for itself with: its listen

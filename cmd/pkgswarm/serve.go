@@ -340,11 +340,11 @@ func buildServer(c *cli.Context, log, internals *slog.Logger) (*server, error) {
 	var onShareable func(store.Digest)
 	if sw != nil {
 		peers.banIP = sw.Ban
-		stier := &swarmtier.Source{Node: sw, Self: sw.HTTPAddr(), FindTimeout: c.Duration("swarm-find-timeout"),
+		stier := &swarmtier.Source{Node: sw, FindTimeout: c.Duration("swarm-find-timeout"),
 			Local: swarmtier.LocalFromURLs(peers.urls)}
 		// The peer protocol across sites: other sites' downloads in flight,
 		// found on the DHT (one origin copy per fleet, not per site).
-		stier.Wide = &lan.Source{Peers: widePeers{stier}, NodeID: sw.HTTPAddr(), Label: "swarm", Wide: true, Budget: time.Second}
+		stier.Wide = &lan.Source{Peers: widePeers{stier}, SelfID: sw.HTTPAddr, Label: "swarm", Wide: true, Budget: time.Second}
 		wide = append(wide, stier)
 		seed = newSeeder(sw, st, log)
 		onShareable = seed.offer

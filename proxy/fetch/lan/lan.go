@@ -55,6 +55,10 @@ const (
 type Source struct {
 	Peers  PeerSet
 	NodeID string // this node's id: ranks it against peers fetching at once
+	// SelfID, when set, gives the node's id at each fetch instead of NodeID
+	// (the swarm tier's id is the address other sites see the node at,
+	// learned after start).
+	SelfID func() string
 	// Client talks to peers. Nil means a client with short timeouts that
 	// ignores proxy environment variables.
 	Client *http.Client
@@ -150,6 +154,14 @@ func (l *Source) init() {
 	})
 }
 
+// self is the node's id (NodeID or SelfID).
+func (l *Source) self() string {
+	if l.SelfID != nil {
+		return l.SelfID()
+	}
+	return l.NodeID
+}
+
 // Name implements fetch.Source.
 func (l *Source) Name() string {
 	if l.Label != "" {
@@ -165,6 +177,7 @@ type probeResult struct {
 	state   string
 	have    int64  // X-Pkgswarm-Have (a complete blob: its size)
 	source  string // X-Pkgswarm-Source
+	stage   string // X-Pkgswarm-Stage
 	uploads int64  // X-Pkgswarm-Uploads
 }
 
@@ -193,7 +206,7 @@ func (l *Source) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, erro
 		results := l.probe(ctx, peers, what)
 		var complete, fetching []Peer
 		waitFor, contended := false, false
-		myRank := rendezvous(l.NodeID, what)
+		myRank := rendezvous(l.self(), what)
 		for _, r := range results {
 			state := r.state
 			if l.Wide && state == stateStarting && r.stage == "wide" {
@@ -334,7 +347,7 @@ func (l *Source) probe(ctx context.Context, peers []Peer, what string) []probeRe
 				if r.state == "" {
 					r.state = stateComplete
 				}
-				r.source = h.Get("X-Pkgswarm-Source")
+				r.source, r.stage = h.Get("X-Pkgswarm-Source"), h.Get("X-Pkgswarm-Stage")
 				r.have, _ = strconv.ParseInt(h.Get("X-Pkgswarm-Have"), 10, 64)
 				if r.state == stateComplete {
 					r.have = resp.ContentLength

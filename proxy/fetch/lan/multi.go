@@ -142,7 +142,7 @@ type multi struct {
 
 func (l *Source) newMulti(ctx context.Context, what string, size, offset int64, results []probeResult) *multi {
 	ctx, cancel := context.WithCancel(ctx)
-	m := &multi{l: l, what: what, size: size, myRank: rendezvous(l.NodeID, what),
+	m := &multi{l: l, what: what, size: size, myRank: rendezvous(l.self(), what),
 		chunk: l.ChunkSize, window: l.Window, stall: l.ChunkStall, ctx: ctx, cancel: cancel,
 		wake: make(chan struct{}), pos: offset, next: offset, holders: map[string]*holder{}, lastProbe: l.Now(), lastByte: l.Now()}
 	m.merge(results)

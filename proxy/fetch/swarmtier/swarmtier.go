@@ -15,8 +15,8 @@ import (
 )
 
 // Protocol is the peer protocol's client (package lan, configured by the
-// wiring with Wide set, this Source's PeersFor as its peers and Self as its
-// node id): it reads a file by ranges from other sites' nodes fetching it
+// wiring with Wide set, this Source's PeersFor as its peers and the swarm
+// node's HTTPAddr as its node id): it reads a file by ranges from other sites' nodes fetching it
 // and elects one of them to go to the origin.
 type Protocol interface {
 	fetch.Source
@@ -26,11 +26,6 @@ type Protocol interface {
 // Source is the swarm tier.
 type Source struct {
 	Node *swarm.Node
-	// Self is this node's pkgswarm HTTP address as other sites reach it
-	// ("ip:port"): its id in the election among sites. "" is allowed (every
-	// node then ranks the same, and two sites may both fetch from the
-	// origin).
-	Self string
 	// Local returns the HTTP addresses ("ip:port") of this node's LAN
 	// peers, which the LAN tier already asked; they are left out here. Nil
 	// means none.
@@ -143,7 +138,7 @@ func (s *Source) Ban(addr string, until time.Time) {
 // PeersFor returns the pkgswarm HTTP addresses ("ip:port") of the other
 // sites' nodes fetching or holding the file the peer protocol path what
 // names, from what the DHT said last; it looks again in the background when
-// that is older than a second. LAN peers (Local) and Self are left out.
+// that is older than a second. LAN peers (Local) and this node are left out.
 func (s *Source) PeersFor(ctx context.Context, what string) []string {
 	s.init()
 	hex := what[strings.LastIndexByte(what, '/')+1:]
@@ -156,7 +151,7 @@ func (s *Source) PeersFor(ctx context.Context, what string) []string {
 	}
 	var out []string
 	for _, a := range append(found.Flights, found.Holders...) {
-		if !local[a] && a != s.Self {
+		if !local[a] {
 			out = append(out, a)
 		}
 	}
