@@ -5,6 +5,7 @@ import (
 	"crypto/sha1"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -124,16 +125,16 @@ func (n *Node) Lookup(ctx context.Context, hexDigest string) (Found, error) {
 	}
 	var mu sync.Mutex
 	var f Found
-	seen := map[string]bool{}
+	// A node can be in both lists: a holder that fetched the blob beyond
+	// its site announced a flight first.
 	add := func(list *[]string) func(netip.AddrPort) {
 		return func(ap netip.AddrPort) {
 			a := ap.String()
 			mu.Lock()
 			defer mu.Unlock()
-			if seen[a] || n.isOwn(ap, n.httpPort) || n.bans.banned(ap.Addr()) {
+			if slices.Contains(*list, a) || n.isOwn(ap, n.httpPort) || n.bans.banned(ap.Addr()) {
 				return
 			}
-			seen[a] = true
 			*list = append(*list, a)
 		}
 	}
