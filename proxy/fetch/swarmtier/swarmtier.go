@@ -152,6 +152,7 @@ func (s *Source) PeersFor(ctx context.Context, what string) []string {
 	var out []string
 	for _, a := range append(found.Flights, found.Holders...) {
 		if !local[a] {
+			local[a] = true // once, if both in flight and holding
 			out = append(out, a)
 		}
 	}
