@@ -197,7 +197,7 @@ func (l *Source) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, erro
 	}
 	deadline := l.Now().Add(l.Wait)
 	confirmed := false
-	starting := map[string]Peer{} // peers that said they fetch it for the site, by id
+	starting := map[string]Peer{} // peers that said they fetch it for the site (across sites: outrank this node), by id
 	for {
 		peers := l.live(ctx, what)
 		if len(peers) == 0 {
@@ -223,6 +223,10 @@ func (l *Source) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, erro
 			case statePending:
 				if rendezvous(r.peer.ID, what) > myRank {
 					waitFor = true
+					if l.Wide {
+						// Past its LAN round within a second when honest.
+						starting[r.peer.ID] = r.peer
+					}
 				} else {
 					contended = true
 				}
