@@ -39,6 +39,12 @@
 // listen address, or, listening on every address, at the addresses DHT nodes
 // report seeing it at (BEP 42's "ip"), kept only when the node can bind them.
 //
+// Downloads in flight (flight.go): a node downloading a blob beyond its site
+// announces it under a flight key with its pkgswarm HTTP port (AnnounceFlight),
+// and Lookup returns the HTTP addresses of the nodes downloading and of those
+// seeding a blob; the peer protocol (package proxy, proxy/fetch/lan) moves the
+// bytes. The swarm package moves none of them itself.
+//
 // Trust: a peer that sends a piece failing its hash is banned by the library
 // (logged at Warn and listed in Stats); a holder serving non-canonical
 // metainfo, or metainfo whose data does not hash to the digest, is banned by
