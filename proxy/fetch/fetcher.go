@@ -44,6 +44,13 @@ type Config struct {
 	RateWindow time.Duration
 	// DownloadTimeout bounds one download. Zero means one hour.
 	DownloadTimeout time.Duration
+	// OutageWait is how long a download that holds bytes keeps trying its
+	// sources again once every one failed with an error that may pass (a
+	// network error, a stall, a 5xx: an uplink cut, a mirror restarting),
+	// backing off from 0.5 s to 15 s; the bytes held are kept and the next
+	// try resumes after them. Zero means 30s; negative turns it off (the
+	// download fails at once and its bytes are dropped).
+	OutageWait time.Duration
 	// MaxUnverified bounds a file without an expectation (or an expectation
 	// without a size). Zero means 1 GiB.
 	MaxUnverified int64
@@ -86,6 +93,9 @@ func New(cfg Config) (*Fetcher, error) {
 	}
 	if cfg.RateWindow <= 0 {
 		cfg.RateWindow = 10 * time.Second
+	}
+	if cfg.OutageWait == 0 {
+		cfg.OutageWait = 30 * time.Second
 	}
 	if cfg.DownloadTimeout <= 0 {
 		cfg.DownloadTimeout = time.Hour
@@ -325,9 +335,90 @@ func (f *Fetcher) runVerified(ctx context.Context, fl *Flight) error {
 	if limit < 0 {
 		limit = f.maxSize(fl.req)
 	}
-	attempts := f.attempts(fl.req)
 	var contributed []contribution
 	var lastErr, verifyErr error
+	var outage outageRetry
+	for {
+		attempts := f.attempts(fl.req)
+		if err := f.tryVerified(ctx, fl, attempts, limit, &contributed, &lastErr, &verifyErr); err != nil || fl.digest != (store.Digest{}) {
+			return err
+		}
+		if verifyErr != nil || !outage.again(ctx, f, fl, lastErr) {
+			break
+		}
+	}
+	if verifyErr != nil {
+		// The file exists but no source sent it intact: that, not a later
+		// source's "not found", is what the client must hear.
+		return verifyErr
+	}
+	if lastErr == nil {
+		if f.Offline() && !fl.req.Peers {
+			lastErr = fmt.Errorf("%s: %w", fl.req.URL, ErrOffline)
+		} else {
+			lastErr = fmt.Errorf("no source has %s: %w", fl.req.URL, ErrNotFound)
+		}
+	}
+	return lastErr
+}
+
+// outageRetry decides whether a download whose sources all failed tries
+// them again (Config.OutageWait).
+type outageRetry struct {
+	deadline time.Time
+	wait     time.Duration
+}
+
+// again waits before the next round and reports true, or reports false when
+// the download should fail: it holds no byte, the last error will not pass
+// by itself, or the outage lasted past OutageWait.
+func (o *outageRetry) again(ctx context.Context, f *Fetcher, fl *Flight, lastErr error) bool {
+	if f.cfg.OutageWait < 0 || fl.w.Size() == 0 || !mayPass(lastErr) || ctx.Err() != nil {
+		return false
+	}
+	now := f.now()
+	if o.deadline.IsZero() {
+		o.deadline, o.wait = now.Add(f.cfg.OutageWait), 500*time.Millisecond
+	}
+	if now.Add(o.wait).After(o.deadline) {
+		return false
+	}
+	f.log.Warn("every source failed; keeping the bytes held and trying again", "url", fl.req.URL,
+		"held", fl.w.Size(), "in", o.wait, "gives_up_in", o.deadline.Sub(now).Round(time.Second), "err", lastErr)
+	t := time.NewTimer(o.wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	}
+	o.wait = min(2*o.wait, 15*time.Second)
+	return true
+}
+
+// mayPass reports whether err, the last failure of a round of sources, may
+// pass by itself (OutageWait): not a file missing, refused or failing
+// verification, a full disk, or a 4xx.
+func mayPass(err error) bool {
+	var se *StatusError
+	switch {
+	case err == nil, IsNotFound(err), IsForbidden(err), IsVerify(err), errors.Is(err, ErrOffline),
+		errors.Is(err, ErrNoSpace), errors.Is(err, ErrTooLarge), errors.Is(err, ErrNotModified), errors.Is(err, context.Canceled):
+		return false
+	case errors.As(err, &se):
+		return se.Code >= 500
+	}
+	return true
+}
+
+// tryVerified runs one round of attempts into fl (see runVerified). It
+// returns a non-nil error only when the download must end now; it sets
+// fl.digest when the file is committed.
+func (f *Fetcher) tryVerified(ctx context.Context, fl *Flight, attempts []attempt, limit int64,
+	contributedp *[]contribution, lastErrp, verifyErrp *error) error {
+	exp := fl.req.Expect
+	contributed, lastErr, verifyErr := *contributedp, *lastErrp, *verifyErrp
+	defer func() { *contributedp, *lastErrp, *verifyErrp = contributed, lastErr, verifyErr }()
 	for i := range attempts {
 		at := &attempts[i]
 		if at.role != roleSite {
@@ -414,19 +505,7 @@ func (f *Fetcher) runVerified(ctx context.Context, fl *Flight) error {
 		fl.digest = sum
 		return nil
 	}
-	if verifyErr != nil {
-		// The file exists but no source sent it intact: that, not a later
-		// source's "not found", is what the client must hear.
-		return verifyErr
-	}
-	if lastErr == nil {
-		if f.Offline() && !fl.req.Peers {
-			lastErr = fmt.Errorf("%s: %w", fl.req.URL, ErrOffline)
-		} else {
-			lastErr = fmt.Errorf("no source has %s: %w", fl.req.URL, ErrNotFound)
-		}
-	}
-	return lastErr
+	return nil
 }
 
 // open starts one attempt and arms the stall (and, for peers, rate) guard.
