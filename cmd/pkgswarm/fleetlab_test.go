@@ -47,18 +47,7 @@ func TestLabSitesShareADownloadInFlight(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	var wg sync.WaitGroup
-	for _, n := range fl.Nodes() {
-		wg.Go(func() {
-			if err := n.Start(ctx); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
+	startNodes(ctx, t, fl.Nodes())
 	for _, site := range fl.Site {
 		waitFor(t, site[0].Name+"'s site's nodes list each other", time.Minute, func() (bool, string) {
 			for _, n := range site {
@@ -72,6 +61,7 @@ func TestLabSitesShareADownloadInFlight(t *testing.T) {
 
 	deb := fl.Repo.Debs["flying"]
 	began := time.Now()
+	var wg sync.WaitGroup
 	for _, n := range fl.Nodes() {
 		wg.Go(func() { aptFetch(ctx, t, fl.Office, n, "flying") })
 	}

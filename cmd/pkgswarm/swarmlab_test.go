@@ -68,7 +68,7 @@ func TestLabSwarm(t *testing.T) {
 	boot = s.A[0].IP().String() + ":6881"
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	startNodes(ctx, t, s)
+	startNodes(ctx, t, s.Nodes())
 	t.Logf("two sites up in %v: site A %s, site B %s, origin %s, DHT bootstrap %s",
 		time.Since(start).Round(time.Millisecond), names(s.A), names(s.B), s.Origin.URL, boot)
 	a0, a1 := s.A[0], s.A[1]
@@ -314,11 +314,11 @@ func TestLabSwarm(t *testing.T) {
 	t.Logf("swarm lab done in %v", time.Since(start).Round(time.Millisecond))
 }
 
-// startNodes starts every node and waits until each answers.
-func startNodes(ctx context.Context, t *testing.T, s *office.Sites) {
+// startNodes starts the nodes at once and waits until each answers.
+func startNodes(ctx context.Context, t *testing.T, nodes []*office.Node) {
 	t.Helper()
 	var wg sync.WaitGroup
-	for _, n := range s.Nodes() {
+	for _, n := range nodes {
 		wg.Go(func() {
 			if err := n.Start(ctx); err != nil {
 				t.Error(err)
