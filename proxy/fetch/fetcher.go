@@ -419,7 +419,8 @@ func (f *Fetcher) tryVerified(ctx context.Context, fl *Flight, attempts []attemp
 	exp := fl.req.Expect
 	contributed, lastErr, verifyErr := *contributedp, *lastErrp, *verifyErrp
 	defer func() { *contributedp, *lastErrp, *verifyErrp = contributed, lastErr, verifyErr }()
-	for i := range attempts {
+	askedAgain := false
+	for i := 0; i < len(attempts); i++ {
 		at := &attempts[i]
 		if at.role != roleSite {
 			fl.leading.Store(true)
@@ -458,8 +459,19 @@ func (f *Fetcher) tryVerified(ctx context.Context, fl *Flight, attempts []attemp
 		}
 		if err != nil && !tooLong {
 			f.obs.SourceFailed(at.src.Name(), at.a.URL, err)
-			f.log.Warn("source stopped mid-file; the next one resumes", "source", at.src.Name(), "peer", body.Peer, "url", fl.req.URL, "offset", fl.w.Size(), "err", err)
 			lastErr = err
+			if at.role == roleSite && errors.Is(err, ErrStalled) && !askedAgain {
+				// The LAN peer read from may be stalled by its own source (the
+				// office's uplink cut): it resumes by itself, and going to the
+				// origin meanwhile would fetch the rest a second time. Ask the
+				// LAN once more (a fresh look at the peers) first.
+				askedAgain = true
+				f.log.Warn("LAN source stalled mid-file; asking the LAN peers again before the next tier", "source", at.src.Name(), "peer", body.Peer, "url", fl.req.URL, "offset", fl.w.Size(), "err", err)
+				attempts[i].a = Attempt{Request: at.a.Request, URL: at.a.URL}
+				i--
+				continue
+			}
+			f.log.Warn("source stopped mid-file; the next one resumes", "source", at.src.Name(), "peer", body.Peer, "url", fl.req.URL, "offset", fl.w.Size(), "err", err)
 			continue
 		}
 		if tooLong && exp.Size < 0 {

@@ -114,3 +114,53 @@ func (c *countingNotFound) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.
 	c.n++
 	return nil, fmt.Errorf("%s: 404 Not Found: %w", a.URL, fetch.ErrNotFound)
 }
+
+// stallOnce is a LAN tier whose peer's own download stalls (its origin
+// link cut) on the first read, half way, and flows again on the next: the
+// peer resumed its download. It records the offsets asked.
+type stallOnce struct {
+	content []byte
+
+	mu      sync.Mutex
+	offsets []int64
+}
+
+func (s *stallOnce) Name() string { return "lan" }
+
+func (s *stallOnce) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, error) {
+	s.mu.Lock()
+	s.offsets = append(s.offsets, a.Offset)
+	first := len(s.offsets) == 1
+	s.mu.Unlock()
+	if first {
+		return &fetch.Body{ReadCloser: fetchtest.FaultyBytes(ctx, s.content, fetchtest.Stall), Size: int64(len(s.content)), Peer: "leader"}, nil
+	}
+	return &fetch.Body{ReadCloser: io.NopCloser(bytes.NewReader(s.content[a.Offset:])), Start: a.Offset,
+		Size: int64(len(s.content)), Peer: "leader"}, nil
+}
+
+// A node reading a LAN peer's download in flight, when that download stalls
+// (the office's uplink cut), asks its LAN peers once more before it goes to
+// the origin: the peer resumes its own download, and the office still pays
+// one origin copy. Before, the reader went straight on to the origin, which
+// sent the rest of the file a second time (issue 14's churn run: 1.76
+// copies).
+func TestSiteStallAsksThePeersAgainBeforeTheOrigin(t *testing.T) {
+	t.Parallel()
+	content := []byte(strings.Repeat("follower ", 40000))
+	site := &stallOnce{content: content}
+	origin := &fetchtest.Static{Label: "origin", Content: content}
+	p := newPipeline(t, fetch.Config{Site: []fetch.Source{site}, Origin: origin})
+	if _, err := p.run(t, &fetch.Request{URL: "http://origin.test/pool/f.deb", Expect: expectOf(content), Peers: true}); err != nil {
+		t.Fatal(err)
+	}
+	site.mu.Lock()
+	offs := append([]int64(nil), site.offsets...)
+	site.mu.Unlock()
+	if len(offs) != 2 || offs[1] != int64(len(content)/2) {
+		t.Errorf("LAN tier asked at offsets %v; want 0, then again at the half it stalled at", offs)
+	}
+	if got := origin.Offsets(); len(got) != 0 {
+		t.Errorf("origin asked at offsets %v; want never (the peer's download resumed)", got)
+	}
+}
