@@ -117,3 +117,19 @@ func TestBootstrapNodeThatStartsLate(t *testing.T) {
 	}
 	t.Fatalf("A (the bootstrap node, started after B) has not heard from B (%s) in %v; its table: %v", bDHT, time.Since(began).Round(time.Second), a.dht.Nodes())
 }
+
+// A DHT node can put any address in its reply's "ip": a node listening on
+// every address keeps only one it can bind (its own), so a hostile DHT node
+// cannot make it name another host as the holder of its blobs.
+func TestOwnAddressMustBeBindable(t *testing.T) {
+	n := newNode(t, newDirBlobs(t), func(c *Config) { c.ListenAddr = "0.0.0.0:0" })
+	n.learnOwnAddr(krpc.NodeAddr{IP: net.ParseIP("192.0.2.7"), Port: 6881}) // TEST-NET-1: not this host's
+	n.learnOwnAddr(krpc.NodeAddr{IP: net.ParseIP("::1"), Port: 6881})       // another family than the listener's
+	if got := n.ownHosts(); len(got) != 0 {
+		t.Fatalf("own addresses %v after replies naming 192.0.2.7 and ::1; want none", got)
+	}
+	n.learnOwnAddr(krpc.NodeAddr{IP: net.ParseIP("127.0.0.1"), Port: 6881})
+	if got := n.ownHosts(); len(got) != 1 || got[0] != netip.MustParseAddr("127.0.0.1") {
+		t.Fatalf("own addresses %v after a reply naming 127.0.0.1; want [127.0.0.1]", got)
+	}
+}
