@@ -46,12 +46,17 @@ const (
 
 // AnnounceFlight announces, in the background, that this node downloads the
 // blob (see FlightKey); its own DHT server answers for it too, at its own
-// addresses (ownHosts), for flightLocalTTL or until EndFlight. It does
-// nothing when the swarm is off. Calling it again for the same blob within a
-// minute does nothing.
-func (n *Node) AnnounceFlight(hexDigest string) {
+// addresses (ownHosts), for flightLocalTTL or until EndFlight. The channel
+// it returns closes when the announce has reached the DHT nodes it goes to
+// (or failed): a Lookup started after that is seen by every node that looks
+// after it, so of two sites missing a file at once at least one finds the
+// other. It does nothing when the swarm is off, and calling it again for the
+// same blob within a minute does nothing (the channel is closed).
+func (n *Node) AnnounceFlight(hexDigest string) <-chan struct{} {
+	done := make(chan struct{})
 	if n.cl == nil || !validHexDigest(hexDigest) {
-		return
+		close(done)
+		return done
 	}
 	key := FlightKey(n.namespace, hexDigest)
 	now := time.Now()
@@ -61,7 +66,8 @@ func (n *Node) AnnounceFlight(hexDigest string) {
 	}
 	if t, ok := n.flights[hexDigest]; ok && now.Sub(t) < time.Minute {
 		n.flightMu.Unlock()
-		return
+		close(done)
+		return done
 	}
 	var dropped []string
 	if len(n.flights) >= maxFlights {
@@ -83,11 +89,13 @@ func (n *Node) AnnounceFlight(hexDigest string) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
+		defer close(done)
 		ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
 		defer cancel()
 		n.announces.Add(1)
 		n.announce(ctx, key, n.httpPort, nil)
 	}()
+	return done
 }
 
 // EndFlight stops this node's own DHT server from answering for a blob's

@@ -79,7 +79,16 @@ func (s *Source) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, erro
 		return nil, fmt.Errorf("swarm: %s: %w: %w", a.Request.URL, fetch.ErrNotFound, swarm.ErrTooSmall)
 	}
 	hex := exp.Hex()
-	s.Node.AnnounceFlight(hex)
+	// Announce before looking: of two sites that miss the file at once, the
+	// one that looks second then finds the first (the election needs one
+	// of them to see the other). Bounded like the lookup.
+	announced := s.Node.AnnounceFlight(hex)
+	select {
+	case <-announced:
+	case <-time.After(s.FindTimeout):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	found := s.dht.refresh(ctx, hex, true)
 	if len(found.Holders) > 0 {
 		body, err := s.Node.Fetch(ctx, hex, exp.Size, nil)
