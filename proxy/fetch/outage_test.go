@@ -23,18 +23,33 @@ import (
 type outageOrigin struct {
 	content []byte
 	down    int
+	offsetLog
+}
 
+// offsetLog records the offsets a test source is asked from.
+type offsetLog struct {
 	mu      sync.Mutex
 	offsets []int64
+}
+
+// add records off and returns how many offsets were asked so far.
+func (l *offsetLog) add(off int64) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.offsets = append(l.offsets, off)
+	return len(l.offsets)
+}
+
+func (l *offsetLog) asked() []int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]int64(nil), l.offsets...)
 }
 
 func (o *outageOrigin) Name() string { return "origin" }
 
 func (o *outageOrigin) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.offsets = append(o.offsets, a.Offset)
-	switch n := len(o.offsets); {
+	switch n := o.add(a.Offset); {
 	case n == 1:
 		body := fetchtest.FaultyBytes(ctx, o.content, fetchtest.DieAt)
 		return &fetch.Body{ReadCloser: body, Size: int64(len(o.content)), Peer: a.URL}, nil
@@ -43,12 +58,6 @@ func (o *outageOrigin) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body
 	}
 	return &fetch.Body{ReadCloser: io.NopCloser(bytes.NewReader(o.content[a.Offset:])), Start: a.Offset,
 		Size: int64(len(o.content)), Peer: a.URL}, nil
-}
-
-func (o *outageOrigin) asked() []int64 {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return append([]int64(nil), o.offsets...)
 }
 
 // An origin that dies mid-file and stays unreachable for a few seconds (an
@@ -120,19 +129,13 @@ func (c *countingNotFound) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.
 // peer resumed its download. It records the offsets asked.
 type stallOnce struct {
 	content []byte
-
-	mu      sync.Mutex
-	offsets []int64
+	offsetLog
 }
 
 func (s *stallOnce) Name() string { return "lan" }
 
 func (s *stallOnce) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, error) {
-	s.mu.Lock()
-	s.offsets = append(s.offsets, a.Offset)
-	first := len(s.offsets) == 1
-	s.mu.Unlock()
-	if first {
+	if s.add(a.Offset) == 1 {
 		return &fetch.Body{ReadCloser: fetchtest.FaultyBytes(ctx, s.content, fetchtest.Stall), Size: int64(len(s.content)), Peer: "leader"}, nil
 	}
 	return &fetch.Body{ReadCloser: io.NopCloser(bytes.NewReader(s.content[a.Offset:])), Start: a.Offset,
@@ -154,10 +157,7 @@ func TestSiteStallAsksThePeersAgainBeforeTheOrigin(t *testing.T) {
 	if _, err := p.run(t, &fetch.Request{URL: "http://origin.test/pool/f.deb", Expect: expectOf(content), Peers: true}); err != nil {
 		t.Fatal(err)
 	}
-	site.mu.Lock()
-	offs := append([]int64(nil), site.offsets...)
-	site.mu.Unlock()
-	if len(offs) != 2 || offs[1] != int64(len(content)/2) {
+	if offs := site.asked(); len(offs) != 2 || offs[1] != int64(len(content)/2) {
 		t.Errorf("LAN tier asked at offsets %v; want 0, then again at the half it stalled at", offs)
 	}
 	if got := origin.Offsets(); len(got) != 0 {
