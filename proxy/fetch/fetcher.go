@@ -339,9 +339,106 @@ func (f *Fetcher) runVerified(ctx context.Context, fl *Flight) error {
 	var lastErr, verifyErr error
 	var outage outageRetry
 	for {
+		// One round of the tiers; a round that ends without the file may be
+		// run again (outageRetry).
 		attempts := f.attempts(fl.req)
-		if err := f.tryVerified(ctx, fl, attempts, limit, &contributed, &lastErr, &verifyErr); err != nil || fl.digest != (store.Digest{}) {
-			return err
+		askedAgain := false
+		for i := 0; i < len(attempts); i++ {
+			at := &attempts[i]
+			if at.role != roleSite {
+				fl.leading.Store(true)
+			}
+			fl.stage.Store(int32(at.role))
+			at.a.Offset = fl.w.Size()
+			body, cut, err := f.open(ctx, at)
+			if err != nil {
+				lastErr = err
+				continue
+			}
+			contributed = append(contributed, contribution{at: at, peer: body.Peer})
+			var meta *Meta
+			if at.role == roleOrigin {
+				meta = &body.Meta
+				if exp.Size < 0 && body.Size >= 0 && body.Start == 0 {
+					fl.size.Store(body.Size)
+				}
+			}
+			fl.answered(at.src.Name(), at.role != roleOrigin, meta)
+			n, err := f.copyInto(fl, body, at.a.Offset, limit)
+			err = cut.finish(body, err)
+			f.obs.Fetched(at.src.Name(), n)
+			if err != nil && errors.Is(err, ErrNoSpace) {
+				return err
+			}
+			if err != nil && (errors.Is(err, ErrStalled) || errors.Is(err, ErrTooSlow)) {
+				f.penalize(at, body.Peer, err)
+			}
+			tooLong := errors.Is(err, ErrTooLarge)
+			if err != nil && !tooLong && exp.Size >= 0 && fl.w.Size() >= exp.Size {
+				// Every byte arrived, then the source failed (the swarm reader's
+				// own whole-file check): nothing to resume; the digest decides.
+				f.log.Warn("source failed after its last byte", "source", at.src.Name(), "peer", body.Peer, "url", fl.req.URL, "err", err)
+				err = nil
+			}
+			if err != nil && !tooLong {
+				f.obs.SourceFailed(at.src.Name(), at.a.URL, err)
+				lastErr = err
+				if at.role == roleSite && errors.Is(err, ErrStalled) && !askedAgain {
+					// The LAN peer read from may be stalled by its own source (the
+					// office's uplink cut): it resumes by itself, and going to the
+					// origin meanwhile would fetch the rest a second time. Ask the
+					// LAN once more (a fresh look at the peers) first.
+					askedAgain = true
+					f.log.Warn("LAN source stalled mid-file; asking the LAN peers again before the next tier", "source", at.src.Name(), "peer", body.Peer, "url", fl.req.URL, "offset", fl.w.Size(), "err", err)
+					attempts[i].a = Attempt{Request: at.a.Request, URL: at.a.URL}
+					i--
+					continue
+				}
+				f.log.Warn("source stopped mid-file; the next one resumes", "source", at.src.Name(), "peer", body.Peer, "url", fl.req.URL, "offset", fl.w.Size(), "err", err)
+				continue
+			}
+			if tooLong && exp.Size < 0 {
+				// No size was promised: this source sent more than any file of
+				// this kind may have. Not a lie about a signed size; start over.
+				lastErr = fmt.Errorf("%s sent more than %d bytes of %s: %w", at.src.Name(), limit, fl.req.URL, ErrTooLarge)
+				contributed = nil
+				if rerr := fl.w.Reset(); rerr != nil {
+					return fmt.Errorf("restarting the download of %s: %w", fl.req.URL, rerr)
+				}
+				continue
+			}
+			got := fl.w.Size()
+			if !tooLong && exp.Size >= 0 && got < exp.Size {
+				lastErr = fmt.Errorf("%s sent %d of the %d bytes of %s", at.src.Name(), got, exp.Size, fl.req.URL)
+				continue
+			}
+			var cause error
+			sum := fl.w.Sum()
+			switch {
+			case tooLong:
+				cause = fmt.Errorf("%s: %s sent more than the %d bytes %s lists: %w", fl.req.URL, at.src.Name(), exp.Size, exp.Root, ErrDigestMismatch)
+			case exp.SHA256 != nil && sum != store.Digest(exp.SHA256):
+				cause = fmt.Errorf("sha256 mismatch for %s: got %s (%d bytes), %s lists %s (%d bytes): %w",
+					fl.req.URL, sum, got, exp.Root, exp.Hex(), exp.Size, ErrDigestMismatch)
+			case exp.Check != nil:
+				cause = f.check(fl, exp)
+			}
+			if cause != nil {
+				verifyErr = f.verifyFailed(fl, contributed, cause)
+				contributed = nil
+				if rerr := fl.w.Reset(); rerr != nil {
+					return fmt.Errorf("%w; restarting the download failed: %v", verifyErr, rerr)
+				}
+				continue
+			}
+			// Waiting clients may be answered from the download while Commit
+			// makes it durable (followers end once the digest matched).
+			close(fl.verified)
+			if err := fl.w.Commit(sum); err != nil {
+				return fmt.Errorf("storing %s (sha256 %s): %w", fl.req.URL, sum, storeErr(err))
+			}
+			fl.digest = sum
+			return nil
 		}
 		if verifyErr != nil || !outage.again(ctx, f, fl, lastErr) {
 			break
@@ -409,115 +506,6 @@ func mayPass(err error) bool {
 		return se.Code >= 500
 	}
 	return true
-}
-
-// tryVerified runs one round of attempts into fl (see runVerified). It
-// returns a non-nil error only when the download must end now; it sets
-// fl.digest when the file is committed.
-func (f *Fetcher) tryVerified(ctx context.Context, fl *Flight, attempts []attempt, limit int64,
-	contributedp *[]contribution, lastErrp, verifyErrp *error) error {
-	exp := fl.req.Expect
-	contributed, lastErr, verifyErr := *contributedp, *lastErrp, *verifyErrp
-	defer func() { *contributedp, *lastErrp, *verifyErrp = contributed, lastErr, verifyErr }()
-	askedAgain := false
-	for i := 0; i < len(attempts); i++ {
-		at := &attempts[i]
-		if at.role != roleSite {
-			fl.leading.Store(true)
-		}
-		fl.stage.Store(int32(at.role))
-		at.a.Offset = fl.w.Size()
-		body, cut, err := f.open(ctx, at)
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		contributed = append(contributed, contribution{at: at, peer: body.Peer})
-		var meta *Meta
-		if at.role == roleOrigin {
-			meta = &body.Meta
-			if exp.Size < 0 && body.Size >= 0 && body.Start == 0 {
-				fl.size.Store(body.Size)
-			}
-		}
-		fl.answered(at.src.Name(), at.role != roleOrigin, meta)
-		n, err := f.copyInto(fl, body, at.a.Offset, limit)
-		err = cut.finish(body, err)
-		f.obs.Fetched(at.src.Name(), n)
-		if err != nil && errors.Is(err, ErrNoSpace) {
-			return err
-		}
-		if err != nil && (errors.Is(err, ErrStalled) || errors.Is(err, ErrTooSlow)) {
-			f.penalize(at, body.Peer, err)
-		}
-		tooLong := errors.Is(err, ErrTooLarge)
-		if err != nil && !tooLong && exp.Size >= 0 && fl.w.Size() >= exp.Size {
-			// Every byte arrived, then the source failed (the swarm reader's
-			// own whole-file check): nothing to resume; the digest decides.
-			f.log.Warn("source failed after its last byte", "source", at.src.Name(), "peer", body.Peer, "url", fl.req.URL, "err", err)
-			err = nil
-		}
-		if err != nil && !tooLong {
-			f.obs.SourceFailed(at.src.Name(), at.a.URL, err)
-			lastErr = err
-			if at.role == roleSite && errors.Is(err, ErrStalled) && !askedAgain {
-				// The LAN peer read from may be stalled by its own source (the
-				// office's uplink cut): it resumes by itself, and going to the
-				// origin meanwhile would fetch the rest a second time. Ask the
-				// LAN once more (a fresh look at the peers) first.
-				askedAgain = true
-				f.log.Warn("LAN source stalled mid-file; asking the LAN peers again before the next tier", "source", at.src.Name(), "peer", body.Peer, "url", fl.req.URL, "offset", fl.w.Size(), "err", err)
-				attempts[i].a = Attempt{Request: at.a.Request, URL: at.a.URL}
-				i--
-				continue
-			}
-			f.log.Warn("source stopped mid-file; the next one resumes", "source", at.src.Name(), "peer", body.Peer, "url", fl.req.URL, "offset", fl.w.Size(), "err", err)
-			continue
-		}
-		if tooLong && exp.Size < 0 {
-			// No size was promised: this source sent more than any file of
-			// this kind may have. Not a lie about a signed size; start over.
-			lastErr = fmt.Errorf("%s sent more than %d bytes of %s: %w", at.src.Name(), limit, fl.req.URL, ErrTooLarge)
-			contributed = nil
-			if rerr := fl.w.Reset(); rerr != nil {
-				return fmt.Errorf("restarting the download of %s: %w", fl.req.URL, rerr)
-			}
-			continue
-		}
-		got := fl.w.Size()
-		if !tooLong && exp.Size >= 0 && got < exp.Size {
-			lastErr = fmt.Errorf("%s sent %d of the %d bytes of %s", at.src.Name(), got, exp.Size, fl.req.URL)
-			continue
-		}
-		var cause error
-		sum := fl.w.Sum()
-		switch {
-		case tooLong:
-			cause = fmt.Errorf("%s: %s sent more than the %d bytes %s lists: %w", fl.req.URL, at.src.Name(), exp.Size, exp.Root, ErrDigestMismatch)
-		case exp.SHA256 != nil && sum != store.Digest(exp.SHA256):
-			cause = fmt.Errorf("sha256 mismatch for %s: got %s (%d bytes), %s lists %s (%d bytes): %w",
-				fl.req.URL, sum, got, exp.Root, exp.Hex(), exp.Size, ErrDigestMismatch)
-		case exp.Check != nil:
-			cause = f.check(fl, exp)
-		}
-		if cause != nil {
-			verifyErr = f.verifyFailed(fl, contributed, cause)
-			contributed = nil
-			if rerr := fl.w.Reset(); rerr != nil {
-				return fmt.Errorf("%w; restarting the download failed: %v", verifyErr, rerr)
-			}
-			continue
-		}
-		// Waiting clients may be answered from the download while Commit
-		// makes it durable (followers end once the digest matched).
-		close(fl.verified)
-		if err := fl.w.Commit(sum); err != nil {
-			return fmt.Errorf("storing %s (sha256 %s): %w", fl.req.URL, sum, storeErr(err))
-		}
-		fl.digest = sum
-		return nil
-	}
-	return nil
 }
 
 // open starts one attempt and arms the stall (and, for peers, rate) guard.
