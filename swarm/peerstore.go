@@ -103,23 +103,15 @@ func (s *peerStore) expireLocked(now time.Time) {
 // announced ones, at most 50 in all (a UDP reply must stay small).
 func (s *peerStore) GetPeers(ih metainfo.Hash) []krpc.NodeAddr {
 	const maxReply = 50
-	now := s.now()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	var ret []krpc.NodeAddr
 	for ap := range s.local[ih] {
 		ret = append(ret, toNodeAddr(ap))
 	}
-	for ap, t := range s.peers[ih] {
+	s.mu.Unlock()
+	for _, ap := range s.announced(ih) {
 		if len(ret) >= maxReply {
 			break
-		}
-		if now.Sub(t) > s.ttl {
-			delete(s.peers[ih], ap)
-			continue
-		}
-		if _, ok := s.local[ih][ap]; ok {
-			continue
 		}
 		ret = append(ret, toNodeAddr(ap))
 	}
@@ -127,8 +119,9 @@ func (s *peerStore) GetPeers(ih metainfo.Hash) []krpc.NodeAddr {
 }
 
 // announced returns the holders other nodes announced to this node under ih
-// (not this node's own entries), freshest first, at most 50: a lookup starts
-// with them, since a DHT traversal never queries the node it runs on.
+// (not this node's own entries), freshest first, at most 50, and drops the
+// expired ones. A lookup starts with them, since a DHT traversal never
+// queries the node it runs on.
 func (s *peerStore) announced(ih metainfo.Hash) []netip.AddrPort {
 	const maxReturned = 50
 	now := s.now()
@@ -141,6 +134,7 @@ func (s *peerStore) announced(ih metainfo.Hash) []netip.AddrPort {
 	var es []entry
 	for ap, t := range s.peers[ih] {
 		if now.Sub(t) > s.ttl {
+			delete(s.peers[ih], ap)
 			continue
 		}
 		if _, ok := s.local[ih][ap]; ok {
