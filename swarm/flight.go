@@ -81,10 +81,7 @@ func (n *Node) AnnounceFlight(hexDigest string) <-chan struct{} {
 	for _, h := range dropped {
 		n.peers.removeLocal(FlightKey(n.namespace, h))
 	}
-	for _, ip := range n.ownHosts() {
-		// Our own DHT node answers for it too (a DHT of few nodes).
-		n.peers.addLocal(key, netip.AddrPortFrom(ip, uint16(n.httpPort)))
-	}
+	n.addLocalFlight(hexDigest)
 	time.AfterFunc(flightLocalTTL, func() { n.endFlight(hexDigest, now) })
 	n.wg.Add(1)
 	go func() {
@@ -96,6 +93,14 @@ func (n *Node) AnnounceFlight(hexDigest string) <-chan struct{} {
 		n.announce(ctx, key, n.httpPort, nil)
 	}()
 	return done
+}
+
+// addLocalFlight makes this node's own DHT server answer for its flight of
+// hexDigest (a DHT of few nodes), at each of its own addresses.
+func (n *Node) addLocalFlight(hexDigest string) {
+	for _, ip := range n.ownHosts() {
+		n.peers.addLocal(FlightKey(n.namespace, hexDigest), netip.AddrPortFrom(ip, uint16(n.httpPort)))
+	}
 }
 
 // EndFlight stops this node's own DHT server from answering for a blob's

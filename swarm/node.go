@@ -598,22 +598,19 @@ func (n *Node) learnOwnAddr(seen krpc.NodeAddr) {
 		return
 	}
 	n.mu.Lock()
-	known := slices.Contains(n.ownAddrs, ip) || len(n.ownAddrs) >= maxOwnAddrs
-	n.mu.Unlock()
-	if known {
-		return
-	}
-	pc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
-	if err != nil {
-		n.log.Debug("a DHT node sees this node at an address that is not its own", "addr", ip, "err", err)
-		return
-	}
-	pc.Close()
-	n.mu.Lock()
 	if slices.Contains(n.ownAddrs, ip) || len(n.ownAddrs) >= maxOwnAddrs {
 		n.mu.Unlock()
 		return
 	}
+	// Bound only to check the address is this host's (a few microseconds,
+	// once per address a bootstrap node reports).
+	pc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
+	if err != nil {
+		n.mu.Unlock()
+		n.log.Debug("a DHT node sees this node at an address that is not its own", "addr", ip, "err", err)
+		return
+	}
+	pc.Close()
 	n.ownAddrs = append(n.ownAddrs, ip)
 	var es []*seedEntry
 	for _, e := range n.seeded {
@@ -625,10 +622,11 @@ func (n *Node) learnOwnAddr(seen krpc.NodeAddr) {
 		n.addLocalPeers(e)
 	}
 	n.flightMu.Lock()
-	for hex := range n.flights {
-		n.peers.addLocal(FlightKey(n.namespace, hex), netip.AddrPortFrom(ip, uint16(n.httpPort)))
-	}
+	hexes := slices.Collect(maps.Keys(n.flights))
 	n.flightMu.Unlock()
+	for _, hex := range hexes {
+		n.addLocalFlight(hex)
+	}
 }
 
 // ownHosts returns the IPs this node answers for itself with: its listen

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"net/url"
 	"sync/atomic"
 	"time"
 
@@ -84,11 +85,14 @@ func (w widePeers) PeersFor(ctx context.Context, what string) []lan.Peer {
 
 func (w widePeers) Ban(id string, until time.Time, reason string) { w.s.Ban(id, until) }
 
-// urls lists the peers' base URLs.
-func (p *peerSet) urls() []string {
+// hostPorts lists the peers' addresses ("ip:port", from their base URLs),
+// for the swarm tier to leave out.
+func (p *peerSet) hostPorts() []string {
 	var out []string
 	for _, x := range p.Peers() {
-		out = append(out, x.URL)
+		if u, err := url.Parse(x.URL); err == nil && u.Host != "" {
+			out = append(out, u.Host)
+		}
 	}
 	return out
 }

@@ -341,7 +341,7 @@ func buildServer(c *cli.Context, log, internals *slog.Logger) (*server, error) {
 	if sw != nil {
 		peers.banIP = sw.Ban
 		stier := &swarmtier.Source{Node: sw, FindTimeout: c.Duration("swarm-find-timeout"),
-			Local: swarmtier.LocalFromURLs(peers.urls)}
+			Local: peers.hostPorts}
 		// The peer protocol across sites: other sites' downloads in flight,
 		// found on the DHT (one origin copy per fleet, not per site).
 		stier.Wide = &lan.Source{Peers: widePeers{stier}, SelfID: sw.HTTPAddr, Label: "swarm", Wide: true, Budget: time.Second}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -209,26 +208,4 @@ func (d *dhtPeers) refresh(ctx context.Context, hex string, wait bool) swarm.Fou
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return l.found
-}
-
-// hostPort turns a peer URL into "ip:port" (for Local).
-func hostPort(u string) string {
-	pu, err := url.Parse(u)
-	if err != nil {
-		return ""
-	}
-	return pu.Host
-}
-
-// LocalFromURLs adapts a list of LAN peer base URLs to Source.Local.
-func LocalFromURLs(urls func() []string) func() []string {
-	return func() []string {
-		var out []string
-		for _, u := range urls() {
-			if h := hostPort(u); h != "" {
-				out = append(out, h)
-			}
-		}
-		return out
-	}
 }
