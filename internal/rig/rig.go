@@ -176,7 +176,7 @@ func (n *Node) State() status.Status {
 }
 
 // Eventually polls cond for up to 10 s. A client is answered as soon as a
-// download's digest matches; the commit into the store (fsync, rename, the
+// download's digest matches; the commit into the store (rename, index record, the
 // shareable mark) may finish a moment later.
 func Eventually(cond func() bool) bool {
 	for deadline := time.Now().Add(10 * time.Second); !cond(); {

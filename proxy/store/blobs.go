@@ -482,8 +482,8 @@ func (s *Store) loadPins() error {
 	return nil
 }
 
-// commitBlob moves the fsynced temporary file tmp, whose content hashes to d,
-// into place. If the store already holds d, tmp is removed instead. It reports
+// commitBlob moves the temporary file tmp, whose content hashes to d, into
+// place, and records it as not yet synced unless every commit syncs. If the store already holds d, tmp is removed instead. It reports
 // whether the store is now over its size bound.
 func (s *Store) commitBlob(tmp *os.File, d Digest, size int64) (over bool, err error) {
 	if err := s.checkOpen(); err != nil {
@@ -519,7 +519,7 @@ func (s *Store) commitBlob(tmp *os.File, d Digest, size int64) (over bool, err e
 	ch := make(chan struct{})
 	s.committing[d] = ch
 	s.mu.Unlock()
-	rerr := s.renameIntoPlace(tmp, dst)
+	rerr := s.renameIntoPlace(tmp, dst, s.durable.delay < 0)
 	s.mu.Lock()
 	delete(s.committing, d)
 	close(ch)
@@ -535,19 +535,32 @@ func (s *Store) commitBlob(tmp *os.File, d Digest, size int64) (over bool, err e
 	over = s.max > 0 && s.bytes > s.max
 	s.mu.Unlock()
 
+	deferred := s.durable.delay >= 0
 	r := blobRecord{Size: size, Seq: seq, Access: time.Unix(e.access.Load(), 0)}
-	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(blobKey(d), encodeBlobRecord(r)) }); err != nil {
-		// The file is in place and will be adopted by the next Open.
+	err = s.db.Update(func(txn *badger.Txn) error {
+		if deferred {
+			if err := txn.Set(syncKey(d), nil); err != nil {
+				return err
+			}
+		}
+		return txn.Set(blobKey(d), encodeBlobRecord(r))
+	})
+	if err != nil {
+		// The file is in place and will be adopted (hashed) by the next Open.
 		s.log.Warn("writing a blob record to the index failed", "digest", d, "err", err)
 	} else {
 		e.persisted.CompareAndSwap(0, seq)
 	}
+	if deferred {
+		s.durable.add(d, size)
+	}
 	return over, nil
 }
 
-// renameIntoPlace makes tmp read-only, renames it to dst and fsyncs the
-// directories involved, so the blob survives a crash once this returns.
-func (s *Store) renameIntoPlace(tmp *os.File, dst string) error {
+// renameIntoPlace makes tmp read-only and renames it to dst. With sync it
+// fsyncs the directories involved, so the blob survives a crash once this
+// returns; without, the next batch sync does (syncPending).
+func (s *Store) renameIntoPlace(tmp *os.File, dst string, sync bool) error {
 	if err := tmp.Chmod(0o444); err != nil {
 		return err
 	}
@@ -556,12 +569,17 @@ func (s *Store) renameIntoPlace(tmp *os.File, dst string) error {
 		if err := os.Mkdir(shard, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 			return err
 		}
-		if err := syncDir(s.blobDir); err != nil {
-			return err
+		if sync {
+			if err := syncDir(s.blobDir); err != nil {
+				return err
+			}
 		}
 	}
 	if err := os.Rename(tmp.Name(), dst); err != nil {
 		return err
+	}
+	if !sync {
+		return nil
 	}
 	return syncDir(shard)
 }

@@ -15,7 +15,7 @@ import (
 // must not wait for a commit stalled in its fsync; a second commit of the
 // same blob waits for the first and then finds it held.
 func TestCommitFsyncDoesNotHoldLookups(t *testing.T) {
-	s := openTest(t, Options{})
+	s := openTest(t, Options{SyncDelay: -1}) // every commit fsyncs
 	held := putBlob(t, s, []byte("held before the stall"))
 	stalled := make(chan struct{})
 	release := make(chan struct{})

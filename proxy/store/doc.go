@@ -5,7 +5,7 @@
 // tmp/ (downloads in progress), index/ (badger), lock (held while open).
 //
 // Blobs are content-addressed files. A blob is written through a Writer into a
-// temporary file under DIR/tmp, hashed while it streams, fsynced, and renamed into
+// temporary file under DIR/tmp, hashed while it streams, and renamed into
 // place only when its digest equals the one the caller expected; the file is then read-only (mode 0444) and is
 // never modified again, only deleted (DeleteBlob, Evict, Verify). Any number of
 // Followers may read a Writer's bytes while they arrive; a Follower reports io.EOF
@@ -17,10 +17,18 @@
 // repository, pin sets, per-blob size and last access, and a generic metadata
 // namespace for other tiers. Badger never holds blob bytes.
 //
-// Crash safety: a kill -9 at any moment loses at most the downloads in flight.
-// Open deletes everything under DIR/tmp and reconciles the index with the blob
-// files (the files are the truth: a file without an index record is adopted, a
-// record without a file is dropped), so nothing partial is ever served.
+// Durability comes in batches (Options.SyncDelay, default one second): a commit
+// marks its blob not-yet-synced in the index, and a background loop makes every
+// blob committed in the window durable with one syncfs, then clears their
+// marks; Close syncs what is left. A negative SyncDelay fsyncs each blob and its
+// directory before Commit returns instead.
+//
+// Crash safety: a kill -9 at any moment loses at most the downloads in flight;
+// a power loss also the blobs committed since the last batch sync. Open deletes
+// everything under DIR/tmp and reconciles the index with the blob files: a
+// record without a file is dropped, and a file that is marked not-yet-synced or
+// has no record is hashed and kept only if it hashes to its name. Nothing
+// partial or torn is ever served.
 //
 // Size bound: when Options.MaxBytes is set, a Commit that takes the store over the
 // bound evicts least-recently-used blobs down to 95% of the bound. Blobs in a pin

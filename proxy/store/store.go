@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -40,7 +41,17 @@ type Options struct {
 	InMemoryIndex bool
 	// Logger receives the store's logs. nil means slog.Default().
 	Logger *slog.Logger
+	// SyncDelay is how long a committed blob may wait before it is made
+	// durable: commits in that window are synced together (one syncfs) by a
+	// background loop, and Close syncs what is left. 0 means DefaultSyncDelay;
+	// a negative value fsyncs every blob and its directory before Commit
+	// returns. Either way a blob that was not synced when the process or the
+	// machine stopped is hashed again by the next Open (see doc.go).
+	SyncDelay time.Duration
 }
+
+// DefaultSyncDelay is Options.SyncDelay's default.
+const DefaultSyncDelay = time.Second
 
 // Key prefixes of the badger index. Each namespace is one byte followed by its key.
 const (
@@ -51,6 +62,7 @@ const (
 	prefixBlob    = 'b' // raw digest → blobRecord
 	prefixPinHead = 'P' // set name → pinHeader
 	prefixPinData = 'p' // set name, 0, gen (8 bytes BE), chunk (4 bytes BE) → digests
+	prefixSync    = 'U' // raw digest → nothing: committed, not yet synced
 )
 
 const (
@@ -85,6 +97,8 @@ type Store struct {
 
 	subMu sync.RWMutex // protects subs
 	subs  []func(Digest, int64)
+
+	durable syncState
 
 	closeOnce sync.Once
 	closed    atomic.Bool
@@ -127,6 +141,7 @@ func Open(opts Options) (*Store, error) {
 		pinSets:    make(map[string][]Digest),
 		pinGen:     make(map[string]pinHeader),
 		stop:       make(chan struct{}),
+		durable:    newSyncState(opts.SyncDelay),
 	}
 	for _, d := range []string{s.dir, s.blobDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -171,6 +186,10 @@ func Open(opts Options) (*Store, error) {
 
 	s.bg.Add(1)
 	go s.background(!opts.InMemoryIndex)
+	if s.durable.delay > 0 {
+		s.bg.Add(1)
+		go s.syncLoop()
+	}
 	n, b := s.Usage()
 	log.Info("content store open", "dir", s.dir, "blobs", n, "bytes", b, "max_bytes", s.max)
 	if s.max > 0 && b > s.max {
@@ -283,6 +302,10 @@ func (s *Store) loadBlobs() error {
 		return fmt.Errorf("store: open: read blob records: %w", err)
 	}
 	s.clock.Store(maxSeq)
+	unsynced, err := s.unsyncedKeys()
+	if err != nil {
+		return fmt.Errorf("store: open: read the blobs not yet synced: %w", err)
+	}
 
 	adopt := badgerBatch{wb: s.db.NewWriteBatch()}
 	defer adopt.wb.Cancel()
@@ -311,16 +334,24 @@ func (s *Store) loadBlobs() error {
 				continue
 			}
 			r, ok := records[d]
-			if !ok {
-				// Renamed into place, but the process died before the index
-				// record was written: the file is complete (it is fsynced
-				// before the rename), so adopt it as most recently used.
-				fi, err := e.Info()
+			if _, pending := unsynced[d]; pending || !ok {
+				// Committed but not known to be synced when the store
+				// last stopped (or renamed into place just before the
+				// index record was written): a power loss may have left
+				// it short or zeroed. Hash it before it is served again.
+				path := filepath.Join(shardPath, e.Name())
+				size, err := checkUnsynced(path, d)
 				if err != nil {
-					continue // removed meanwhile
+					s.log.Warn("dropping a blob committed just before an unclean stop: it does not hash to its name", "path", path, "err", err)
+					if rerr := os.Remove(path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+						return fmt.Errorf("store: open: remove damaged blob %s: %w", path, rerr)
+					}
+					continue // its record, if any, is deleted below
 				}
-				r = blobRecord{Size: fi.Size(), Seq: s.clock.Add(1), Access: now}
-				adopt.set(blobKey(d), encodeBlobRecord(r))
+				if !ok {
+					r = blobRecord{Size: size, Seq: s.clock.Add(1), Access: now}
+					adopt.set(blobKey(d), encodeBlobRecord(r))
+				}
 			}
 			delete(records, d)
 			be := &blobEntry{size: r.Size}
@@ -333,6 +364,9 @@ func (s *Store) loadBlobs() error {
 	}
 	for d := range records { // a record whose file is gone
 		adopt.del(blobKey(d))
+	}
+	for d := range unsynced { // checked above, or gone
+		adopt.del(syncKey(d))
 	}
 	if err := adopt.flush(); err != nil {
 		return fmt.Errorf("store: open: update blob records: %w", err)
@@ -476,7 +510,10 @@ func (s *Store) Close() error {
 		s.closed.Store(true)
 		close(s.stop)
 		s.bg.Wait()
-		if ferr := s.flushAccess(); ferr != nil {
+		if serr := s.syncPending(); serr != nil {
+			err = fmt.Errorf("store: close: %w (the next Open hashes the blobs committed since the last sync)", serr)
+		}
+		if ferr := s.flushAccess(); ferr != nil && err == nil {
 			err = fmt.Errorf("store: close: write access records: %w", ferr)
 		}
 		if cerr := s.db.Close(); cerr != nil && err == nil {

@@ -245,8 +245,9 @@ func (w *Writer) Sum() Digest {
 }
 
 // Commit checks that the temporary file's digest is want, lets followers read
-// to the end and get io.EOF, then fsyncs it and moves it into the store as blob
-// want (if the store already holds want, the temporary file is dropped). On a mismatch the
+// to the end and get io.EOF, then moves it into the store as blob want (if the
+// store already holds want, the temporary file is dropped); it is made durable
+// with the next batch (Options.SyncDelay). On a mismatch the
 // temporary file is removed, followers fail, and the error wraps
 // ErrDigestMismatch. After Commit returns (either way) the Writer is finished.
 func (w *Writer) Commit(want Digest) error {
@@ -274,16 +275,19 @@ func (w *Writer) Commit(want Digest) error {
 		w.mu.Unlock()
 	}
 	// The bytes are the wanted ones: followers may finish now, while the
-	// file is made durable and renamed (an fsync costs milliseconds that a
-	// waiting client need not wait for; what it read is verified).
+	// file is renamed into place (and, with SyncDelay < 0, fsynced: that
+	// costs milliseconds a waiting client need not wait for; what it read is
+	// verified).
 	w.mu.Lock()
 	w.matched = true
 	w.broadcastLocked()
 	w.mu.Unlock()
-	if err := w.f.Sync(); err != nil {
-		err = fmt.Errorf("store: commit %s: fsync %s: %w", want, w.path, err)
-		w.failLocked(err)
-		return err
+	if w.s.durable.delay < 0 {
+		if err := w.f.Sync(); err != nil {
+			err = fmt.Errorf("store: commit %s: fsync %s: %w", want, w.path, err)
+			w.failLocked(err)
+			return err
+		}
 	}
 	over, err := w.s.commitBlob(w.f, want, size)
 	if err != nil {
