@@ -385,7 +385,7 @@ func egressFlags() []cli.Flag {
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "allow-origin-link-local", EnvVars: env("allow-origin-link-local"),
 			Usage: "allow link-local addresses (169.254.0.0/16, fe80::/10, where cloud metadata services listen) as origins"}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "origin-connections", EnvVars: env("origin-connections"), Value: origin.DefaultMaxConnsPerHost,
-			Usage: "connections open to one origin host at most (requests apt pipelines are fetched in parallel over them)"}),
+			Usage: "connections open to one origin host at most (requests apt pipelines are fetched in parallel over them when that is faster than in order on one: an origin that paces each connection)"}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "origin-pipeline-depth", EnvVars: env("origin-pipeline-depth"), Value: origin.DefaultPipelineDepth,
 			Usage: "requests in flight at once on one connection to an http:// origin (HTTP/1.1 pipelining, as apt's Acquire::http::Pipeline-Depth); 1 turns pipelining off"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "deny-origin-private", EnvVars: env("deny-origin-private"),

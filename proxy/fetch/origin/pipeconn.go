@@ -26,12 +26,13 @@ type pconn struct {
 	t *pipeTransport
 	h *host
 
-	nc     net.Conn // nil while dialing; set once, under t.mu
-	lr     *limitReader
-	br     *bufio.Reader
-	bw     *bufio.Writer
-	wake   chan struct{} // tells the writer there is something to write
-	closed chan struct{} // closed when the connection dies
+	nc      net.Conn  // nil while dialing; set once, under t.mu
+	started time.Time // when nc was set
+	lr      *limitReader
+	br      *bufio.Reader
+	bw      *bufio.Writer
+	wake    chan struct{} // tells the writer there is something to write
+	closed  chan struct{} // closed when the connection dies
 
 	// Protected by t.mu.
 	inflight  []*call // assigned, in order; [0] is the next to be answered
@@ -48,6 +49,7 @@ type pconn struct {
 // start runs the connection over nc. Called with t.mu held.
 func (pc *pconn) start(nc net.Conn) {
 	pc.nc = nc
+	pc.started = time.Now()
 	pc.lr = &limitReader{r: nc, left: math.MaxInt64}
 	pc.br = bufio.NewReaderSize(pc.lr, 32<<10)
 	pc.bw = bufio.NewWriterSize(nc, 8<<10)
@@ -255,6 +257,9 @@ func (pc *pconn) readLoop() {
 				t.mu.Unlock()
 				return
 			}
+		}
+		if pc.answers == 0 {
+			pc.h.noteFirstAnswer(time.Since(pc.started))
 		}
 		pc.answers++
 		keepAlive := resp.ProtoAtLeast(1, 1) && !resp.Close
@@ -605,6 +610,7 @@ func (b *pipeBody) Read(p []byte) (int, error) {
 	}
 	n, err := b.rc.Read(p)
 	b.n.Add(int64(n))
+	b.pc.h.read.Add(int64(n))
 	switch {
 	case err == io.EOF:
 		b.readErr = io.EOF

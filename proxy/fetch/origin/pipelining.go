@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -102,6 +103,9 @@ type host struct {
 	conns      []*pconn // open or dialing; at most maxConns
 	queue      []*call  // waiting for a connection, in order
 	noPipeline time.Time
+	probe      spreadProbe   // in order on one connection, or spread (spread.go)
+	rtt        time.Duration // quickest connect-to-first-answer; 0 until one
+	read       atomic.Int64  // body bytes read from all its connections
 }
 
 // call is one request through the pool.
@@ -236,7 +240,11 @@ func (c *call) send(r callResult) {
 	c.ch <- r
 }
 
-// dispatchLocked gives waiting requests to connections, in order: an idle
+// dispatchLocked gives waiting requests to connections, in order. While
+// the host's requests go in order (spread.go), a request whose answer can be
+// recognised is pipelined behind the others on the connection they are
+// queued on, and waits for a connection still proving itself rather than
+// open another. Otherwise, and when that connection is full: an idle
 // connection first, else a new one while the host has fewer than maxConns
 // (each new connection takes one request until its first answer), else, for
 // a request whose answer can be recognised, the proven connection with room
@@ -250,16 +258,28 @@ func (t *pipeTransport) dispatchLocked(h *host) {
 			dialing++
 		}
 	}
-	pipelining := time.Now().After(h.noPipeline)
+	now := time.Now()
+	pipelining := now.After(h.noPipeline)
+	ordered := pipelining && t.depth >= 2 && h.ordered(now)
 	maxConns := t.maxConns
 	var waiting []*call
 	for i, c := range h.queue {
+		if ordered {
+			if pc := t.orderedConn(h, c, pipelining); pc != nil {
+				pc.assignLocked(c)
+				continue
+			}
+		}
 		if pc := h.idleConn(); pc != nil {
 			pc.assignLocked(c)
 			continue
 		}
 		if dialing > 0 {
 			dialing-- // the connection being dialed takes it
+			waiting = append(waiting, c)
+			continue
+		}
+		if ordered && c.checked && h.proving() {
 			waiting = append(waiting, c)
 			continue
 		}

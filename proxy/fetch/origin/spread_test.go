@@ -1,0 +1,151 @@
+package origin
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// pacer lets rate bytes per second through, shared by whoever holds it.
+type pacer struct {
+	rate float64
+	mu   sync.Mutex
+	next time.Time // when the bytes let through so far are due
+}
+
+func (p *pacer) wait(n int) {
+	p.mu.Lock()
+	now := time.Now()
+	if p.next.Before(now) {
+		p.next = now
+	}
+	p.next = p.next.Add(time.Duration(float64(n) / p.rate * float64(time.Second)))
+	due := p.next
+	p.mu.Unlock()
+	time.Sleep(time.Until(due))
+}
+
+// pacedOrigin answers in order on every connection, its bytes paced by
+// pacerFor(connection number).
+func pacedOrigin(t *testing.T, files map[string][]byte, pacerFor func(n int) *pacer) *rawOrigin {
+	return newRawOrigin(t, files, func(n int, rc *rawConn) {
+		p := pacerFor(n)
+		for i := 0; ; i++ {
+			req := rc.wait(i)
+			if req == nil {
+				return
+			}
+			answer := rc.o.answer(req, "HTTP/1.1")
+			rc.mu.Lock()
+			rc.answered++
+			rc.mu.Unlock()
+			for len(answer) > 0 {
+				chunk := answer[:min(len(answer), 16<<10)]
+				answer = answer[len(chunk):]
+				p.wait(len(chunk))
+				if _, err := rc.nc.Write([]byte(chunk)); err != nil {
+					return
+				}
+			}
+		}
+	})
+}
+
+// aptLike fetches paths in order with up to window requests outstanding,
+// as apt does with its pipeline depth.
+func aptLike(t *testing.T, c *Client, o *rawOrigin, paths []string, window int) {
+	t.Helper()
+	sem := make(chan struct{}, window)
+	var wg sync.WaitGroup
+	errs := make(chan error, len(paths))
+	for _, p := range paths {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			_, data, err := get(t, c, checked(o.url(p), o.files[p]))
+			if err == nil && string(data) != string(o.files[p]) {
+				err = fmt.Errorf("got %d bytes, not the file's %d", len(data), len(o.files[p]))
+			}
+			if err != nil {
+				errs <- fmt.Errorf("%s: %w", p, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func probeOf(c *Client, o *rawOrigin) (spreadProbe, bool) {
+	c.pipe.mu.Lock()
+	defer c.pipe.mu.Unlock()
+	h := c.pipe.hosts["127.0.0.1:"+strconv.Itoa(o.port)]
+	if h == nil {
+		return spreadProbe{}, false
+	}
+	return h.probe, true
+}
+
+// Connections that share one bottleneck (the node's uplink): spreading
+// requests over them gains nothing, and delays the file the client waits for
+// next behind the ones after it. After the probe the host's requests go in
+// order on one connection, as apt's own would.
+func TestSharedLinkKeepsRequestsInOrder(t *testing.T) {
+	t.Parallel()
+	link := &pacer{rate: 4e6}
+	o := pacedOrigin(t, rawFiles(130, 64<<10), func(int) *pacer { return link })
+	cfg := loopback(o.port)
+	cfg.MaxConnsPerHost = 4
+	c := newClient(t, cfg)
+	aptLike(t, c, o, paths(0, 130), DefaultPipelineDepth)
+	p, ok := probeOf(c, o)
+	if !ok || p.phase != probeDone {
+		t.Fatalf("the probe did not decide after 8 MB (%+v)", p)
+	}
+	t.Logf("in order %.1f MB/s, spread %.1f MB/s", p.oneRate/1e6, p.manyRate/1e6)
+	if p.spread {
+		t.Fatal("requests are spread over connections that share one link")
+	}
+	// Decided: the next requests go on one connection, in order.
+	// (The probe's connections are closed first: a new one takes them.)
+	c.pipe.mu.Lock()
+	h := c.pipe.hosts["127.0.0.1:"+strconv.Itoa(o.port)]
+	for _, pc := range slices.Clone(h.conns) {
+		pc.dieLocked(nil)
+	}
+	c.pipe.hosts[h.key] = h // kept with its decision, though it has no connection
+	c.pipe.mu.Unlock()
+	before := o.connections()
+	aptLike(t, c, o, paths(0, 30), DefaultPipelineDepth)
+	if n := o.connections() - before; n != 1 {
+		t.Errorf("in order, 30 requests took %d new connections, want 1", n)
+	}
+}
+
+// An origin that paces each connection (as many mirrors and CDNs do):
+// spread over several connections the host gives several times one's rate,
+// and stays spread.
+func TestPacedConnectionsSpread(t *testing.T) {
+	t.Parallel()
+	o := pacedOrigin(t, rawFiles(130, 64<<10), func(int) *pacer { return &pacer{rate: 4e6} })
+	cfg := loopback(o.port)
+	cfg.MaxConnsPerHost = 4
+	c := newClient(t, cfg)
+	aptLike(t, c, o, paths(0, 130), DefaultPipelineDepth)
+	p, ok := probeOf(c, o)
+	if !ok || p.phase != probeDone {
+		t.Fatalf("the probe did not decide after 8 MB (%+v)", p)
+	}
+	t.Logf("in order %.1f MB/s, spread %.1f MB/s", p.oneRate/1e6, p.manyRate/1e6)
+	if !p.spread {
+		t.Fatal("requests stay on one connection of an origin that paces each")
+	}
+	if k := o.connections(); k < 2 {
+		t.Errorf("%d connection(s) to an origin that paces each", k)
+	}
+}
