@@ -19,8 +19,8 @@
 //
 // Durability comes in batches (Options.SyncDelay, default one second): a commit
 // marks its blob not-yet-synced in the index, and a background loop makes every
-// blob committed in the window durable with one syncfs, then clears their
-// marks; Close syncs what is left. A negative SyncDelay fsyncs each blob and its
+// blob committed in the window durable (an fsync of each and of its directory),
+// then clears their marks; Close syncs what is left. A negative SyncDelay fsyncs each blob and its
 // directory before Commit returns instead.
 //
 // Crash safety: a kill -9 at any moment loses at most the downloads in flight;

@@ -115,8 +115,9 @@ func (s *Store) syncLoop() {
 	}
 }
 
-// syncPending makes every blob committed so far durable (one syncfs of the
-// store's file system on Linux), then deletes their not-yet-synced keys.
+// syncPending makes every blob committed so far durable (an fsync of each
+// and of each directory holding one), then deletes their not-yet-synced
+// keys.
 func (s *Store) syncPending() error {
 	st := &s.durable
 	st.run.Lock()

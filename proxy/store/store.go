@@ -42,8 +42,8 @@ type Options struct {
 	// Logger receives the store's logs. nil means slog.Default().
 	Logger *slog.Logger
 	// SyncDelay is how long a committed blob may wait before it is made
-	// durable: commits in that window are synced together (one syncfs) by a
-	// background loop, and Close syncs what is left. 0 means DefaultSyncDelay;
+	// durable: commits in that window are synced together by a background
+	// loop, and Close syncs what is left. 0 means DefaultSyncDelay;
 	// a negative value fsyncs every blob and its directory before Commit
 	// returns. Either way a blob that was not synced when the process or the
 	// machine stopped is hashed again by the next Open (see doc.go).
