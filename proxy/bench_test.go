@@ -97,7 +97,7 @@ func BenchmarkHotHit(b *testing.B) {
 }
 
 // BenchmarkColdFetch fetches a package through a proxy that does not
-// hold it: download from the origin, hash, store, fsync, commit, and serve
+// hold it: download from the origin, hash, store, commit, and serve
 // to the client. For the small package the per-file cost dominates.
 func BenchmarkColdFetch(b *testing.B) {
 	r := newBenchRig(b)
