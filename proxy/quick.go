@@ -129,7 +129,7 @@ func onlyAlnumOr(b []byte, extra string) bool {
 // package trust vouches for whose blob is held and small enough for memory.
 // It returns the answer's head and body, or ok false (then net/http answers,
 // exactly as before). The answer is the one serveBlob gives a plain GET.
-func (s *Server) quick(uri, remote string) (head, body []byte, ok bool) {
+func (s *Server) quick(dst []byte, uri, remote string) (head, body []byte, ok bool) {
 	t, d, ok := s.heldSmall(uri, remote)
 	if !ok {
 		return nil, nil, false
@@ -140,7 +140,7 @@ func (s *Server) quick(uri, remote string) (head, body []byte, ok bool) {
 			return nil, nil, false
 		}
 	}
-	return quickHead(t, d, len(body)), body, true
+	return quickHead(dst, t, d, len(body)), body, true
 }
 
 // heldSmall reports whether the request uri of a client at remote is one
@@ -170,11 +170,10 @@ func (s *Server) loadSmall(d store.Digest) ([]byte, bool) {
 	return s.remember(d, f, size)
 }
 
-// quickHead renders the head of a 200 for blob d of n bytes: the headers
-// serveBlob and http.ServeContent give a plain GET of a held package, in
-// net/http's order.
-func quickHead(t target.Target, d store.Digest, n int) []byte {
-	b := make([]byte, 0, 256)
+// quickHead appends to b the head of a 200 for blob d of n bytes: the
+// headers serveBlob and http.ServeContent give a plain GET of a held
+// package, in net/http's order.
+func quickHead(b []byte, t target.Target, d store.Digest, n int) []byte {
 	b = append(b, "HTTP/1.1 200 OK\r\nAccept-Ranges: bytes\r\nContent-Length: "...)
 	b = strconv.AppendInt(b, int64(n), 10)
 	b = append(b, "\r\nContent-Type: "...)
@@ -182,7 +181,7 @@ func quickHead(t target.Target, d store.Digest, n int) []byte {
 	b = append(b, "\r\nDate: "...)
 	b = append(b, httpDate()...)
 	b = append(b, "\r\nEtag: "...)
-	b = append(b, etag(d)...)
+	b = appendETag(b, d)
 	b = append(b, "\r\nX-Pkgswarm-Source: cache\r\n\r\n"...)
 	return b
 }

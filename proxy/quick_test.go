@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pkgswarm/pkgswarm/proxy/store"
 	"github.com/pkgswarm/pkgswarm/proxy/target"
 )
 
@@ -94,4 +95,25 @@ func FuzzQuickURI(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The lane renders its answer's head into the connection's buffer: no
+// allocation per hit once the buffer has grown (issue 13: a hit's garbage
+// is the collector's work on every core the clients use).
+func TestQuickHeadReusesItsBuffer(t *testing.T) {
+	tg, err := target.Parse("http://deb.example.org/debian/pool/main/h/hello/hello_2.10-3_amd64.deb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := store.DigestOf([]byte("hello"))
+	b := quickHead(nil, tg, d, 53080)
+	if want := `Etag: "sha256-` + d.String() + `"`; !strings.Contains(string(b), want+"\r\n") {
+		t.Fatalf("head %q lacks %q", b, want)
+	}
+	if got := etag(d); got != `"sha256-`+d.String()+`"` {
+		t.Fatalf("etag = %s", got)
+	}
+	if n := testing.AllocsPerRun(100, func() { b = quickHead(b[:0], tg, d, 53080) }); n != 0 {
+		t.Errorf("quickHead into a grown buffer: %.0f allocations per hit, want 0", n)
+	}
 }

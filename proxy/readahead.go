@@ -98,11 +98,15 @@ type raConn struct {
 	// startFn, if set, replaces start (tests).
 	startFn func(uri string)
 
-	rmu     sync.Mutex // serializes reads; protects the fields below up to mu
-	rbuf    []byte     // the read buffer, allocated on first use
-	pending []byte     // bytes read from the connection, not yet handed out
-	rerr    error      // the connection's error, for the read after pending
-	given   int64      // stream offset of pending[0]: bytes handed to net/http or answered
+	rmu     sync.Mutex  // serializes reads; protects the fields below up to mu
+	rbuf    []byte      // the read buffer, allocated on first use
+	pending []byte      // bytes read from the connection, not yet handed out
+	pbuf    []byte      // pending's array, reused once pending is empty
+	hbuf    []byte      // the quick lane's answer head, reused
+	qarr    [2][]byte   // the quick lane's head and body
+	qbufs   net.Buffers // over qarr, for one writev (WriteTo consumes it)
+	rerr    error       // the connection's error, for the read after pending
+	given   int64       // stream offset of pending[0]: bytes handed to net/http or answered
 	// ends are the stream offsets at which request heads start: 0, then
 	// the end of every head seen, in order, from the one at or before
 	// given. Kept until scanning stops (a body, a tunnel).
@@ -206,7 +210,13 @@ func (c *raConn) readMore() (int, error) {
 	n, err := c.Conn.Read(c.rbuf)
 	if n > 0 {
 		c.scan(c.rbuf[:n])
+		if len(c.pending) == 0 {
+			c.pending = c.pbuf[:0] // nothing refers to what it held
+		}
 		c.pending = append(c.pending, c.rbuf[:n]...)
+		if cap(c.pending) > cap(c.pbuf) {
+			c.pbuf = c.pending[:0:cap(c.pending)]
+		}
 	}
 	return n, err
 }
@@ -288,18 +298,21 @@ func (c *raConn) answerQuick(uri string, n int) (done bool, err error) {
 		return false, nil
 	}
 	start := time.Now()
-	head, body, ok := c.s.quick(uri, c.remote)
+	head, body, ok := c.s.quick(c.hbuf[:0], uri, c.remote)
 	if !ok {
 		return false, nil
 	}
+	c.hbuf = head
 	select {
 	case c.wsem <- struct{}{}:
 	default:
 		return false, net.ErrClosed
 	}
 	c.s.quickDone(uri, c.remote, len(body), start)
-	bufs := net.Buffers{head, body}
-	_, err = bufs.WriteTo(c.Conn)
+	c.qarr = [2][]byte{head, body}
+	c.qbufs = c.qarr[:]
+	_, err = c.qbufs.WriteTo(c.Conn)
+	c.qarr[1] = nil // the body is the memory cache's
 	<-c.wsem
 	if err != nil {
 		return false, err

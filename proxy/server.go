@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -366,7 +367,14 @@ func setBlobHeaders(h http.Header, t target.Target, d store.Digest, meta fetch.M
 
 var errVanished = errors.New("blob vanished")
 
-func etag(d store.Digest) string { return `"sha256-` + d.String() + `"` }
+func etag(d store.Digest) string { return string(appendETag(nil, d)) }
+
+// appendETag appends blob d's entity tag, quoted.
+func appendETag(b []byte, d store.Digest) []byte {
+	b = append(b, `"sha256-`...)
+	b = hex.AppendEncode(b, d[:])
+	return append(b, '"')
+}
 
 func setMeta(h http.Header, t target.Target, meta fetch.Meta) {
 	ct := meta.ContentType
