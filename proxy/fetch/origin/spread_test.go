@@ -81,14 +81,28 @@ func aptLike(t *testing.T, c *Client, o *rawOrigin, paths []string, window int) 
 	}
 }
 
-func probeOf(c *Client, o *rawOrigin) (spreadProbe, bool) {
+// probed fetches 130 files of 64 KiB from an origin whose connection n is
+// paced by pacerFor(n), as apt would over a client of four connections, and
+// returns the client, the origin and the host's decided probe.
+func probed(t *testing.T, pacerFor func(n int) *pacer) (*Client, *rawOrigin, spreadProbe) {
+	t.Helper()
+	o := pacedOrigin(t, rawFiles(130, 64<<10), pacerFor)
+	cfg := loopback(o.port)
+	cfg.MaxConnsPerHost = 4
+	c := newClient(t, cfg)
+	aptLike(t, c, o, paths(0, 130), DefaultPipelineDepth)
 	c.pipe.mu.Lock()
-	defer c.pipe.mu.Unlock()
+	var p spreadProbe
 	h := c.pipe.hosts["127.0.0.1:"+strconv.Itoa(o.port)]
-	if h == nil {
-		return spreadProbe{}, false
+	if h != nil {
+		p = h.probe
 	}
-	return h.probe, true
+	c.pipe.mu.Unlock()
+	if p.phase != probeDone {
+		t.Fatalf("the probe did not decide after 8 MB (%+v)", p)
+	}
+	t.Logf("in order %.1f MB/s, spread %.1f MB/s", p.oneRate/1e6, p.manyRate/1e6)
+	return c, o, p
 }
 
 // Connections that share one bottleneck (the node's uplink): spreading
@@ -98,16 +112,7 @@ func probeOf(c *Client, o *rawOrigin) (spreadProbe, bool) {
 func TestSharedLinkKeepsRequestsInOrder(t *testing.T) {
 	t.Parallel()
 	link := &pacer{rate: 4e6}
-	o := pacedOrigin(t, rawFiles(130, 64<<10), func(int) *pacer { return link })
-	cfg := loopback(o.port)
-	cfg.MaxConnsPerHost = 4
-	c := newClient(t, cfg)
-	aptLike(t, c, o, paths(0, 130), DefaultPipelineDepth)
-	p, ok := probeOf(c, o)
-	if !ok || p.phase != probeDone {
-		t.Fatalf("the probe did not decide after 8 MB (%+v)", p)
-	}
-	t.Logf("in order %.1f MB/s, spread %.1f MB/s", p.oneRate/1e6, p.manyRate/1e6)
+	c, o, p := probed(t, func(int) *pacer { return link })
 	if p.spread {
 		t.Fatal("requests are spread over connections that share one link")
 	}
@@ -132,16 +137,7 @@ func TestSharedLinkKeepsRequestsInOrder(t *testing.T) {
 // and stays spread.
 func TestPacedConnectionsSpread(t *testing.T) {
 	t.Parallel()
-	o := pacedOrigin(t, rawFiles(130, 64<<10), func(int) *pacer { return &pacer{rate: 4e6} })
-	cfg := loopback(o.port)
-	cfg.MaxConnsPerHost = 4
-	c := newClient(t, cfg)
-	aptLike(t, c, o, paths(0, 130), DefaultPipelineDepth)
-	p, ok := probeOf(c, o)
-	if !ok || p.phase != probeDone {
-		t.Fatalf("the probe did not decide after 8 MB (%+v)", p)
-	}
-	t.Logf("in order %.1f MB/s, spread %.1f MB/s", p.oneRate/1e6, p.manyRate/1e6)
+	_, o, p := probed(t, func(int) *pacer { return &pacer{rate: 4e6} })
 	if !p.spread {
 		t.Fatal("requests stay on one connection of an origin that paces each")
 	}
