@@ -171,6 +171,11 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: open: create %s: %w", s.tmpDir, err)
 	}
 
+	if !opts.InMemoryIndex {
+		if err := removeEmptyIndexFiles(filepath.Join(s.dir, "index"), log); err != nil {
+			return nil, fmt.Errorf("store: open: %w", err)
+		}
+	}
 	db, err := badger.Open(badgerOptions(filepath.Join(s.dir, "index"), opts.InMemoryIndex, log))
 	if err != nil {
 		return nil, fmt.Errorf("store: open index in %s: %w (is another pkgswarm using this directory, or is the index damaged? moving index/ aside rebuilds blob records but loses URL and root records)", filepath.Join(s.dir, "index"), err)
@@ -196,6 +201,36 @@ func Open(opts Options) (*Store, error) {
 		s.autoEvict()
 	}
 	return s, nil
+}
+
+// removeEmptyIndexFiles removes the empty memtable and value-log files of the
+// badger index in dir: a kill between badger's creation of such a file and its
+// first write leaves it empty, and badger.Open then refuses the directory
+// (z.NewFile, dgraph-io/badger#2207). An empty file holds no entry, and no
+// value pointer can point into it.
+func removeEmptyIndexFiles(dir string, log *slog.Logger) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("list %s: %w", dir, err)
+	}
+	for _, e := range ents {
+		if ext := filepath.Ext(e.Name()); ext != ".mem" && ext != ".vlog" || !e.Type().IsRegular() {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil || fi.Size() != 0 {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove the empty index file %s that an unclean stop left: %w", p, err)
+		}
+		log.Warn("removed an empty index file an unclean stop left", "path", p)
+	}
+	return nil
 }
 
 // badgerOptions keeps badger small: its defaults reserve hundreds of megabytes of
