@@ -262,6 +262,9 @@ func (t *pipeTransport) dispatchLocked(h *host) {
 	pipelining := now.After(h.noPipeline)
 	ordered := pipelining && t.depth >= 2 && h.ordered(now)
 	maxConns := t.maxConns
+	if h.probe.phase == probeMany {
+		maxConns = min(maxConns, probeConns)
+	}
 	var waiting []*call
 	for i, c := range h.queue {
 		if ordered {

@@ -15,9 +15,10 @@ import (
 // less than half of one's time.
 //
 // So a host's requests go in order on one connection (apt's way) while a
-// probe measures the rate it gets once warmed up, then spread over up to
-// maxConns connections for as long again; if that gave spreadGain times the
-// rate or more the host stays spread, else it goes back to one connection. The
+// probe measures the rate it gets once warmed up, then spread over two
+// connections for as long again; if that gave spreadGain times the rate or
+// more the host stays spread (over up to maxConns), else it goes back to one
+// connection. The
 // decision holds for probeEvery, then the probe runs again.
 //
 // The phases advance when the pool hands out requests (dispatchLocked),
@@ -37,6 +38,10 @@ const (
 	minWindow, maxWindow = 100 * time.Millisecond, 400 * time.Millisecond
 	// probeMinBytes is how much each phase must have read to count.
 	probeMinBytes = 1 << 20
+	// probeConns is how many connections the spread phase uses: two tell
+	// a per-connection pace (twice the rate) from a shared link (the same)
+	// and delay the file the client waits for less than four would.
+	probeConns = 2
 	// spreadGain is how much more several connections must carry than one
 	// for requests to be spread.
 	spreadGain = 1.5
