@@ -131,6 +131,16 @@ type Config struct {
 	// MaxSeeded caps the number of seeded blobs; 0 means 10000. Beyond it
 	// the least recently (re)seeded blobs stop being seeded.
 	MaxSeeded int
+	// LastUsed, if set, reports when a client or peer last read a seeded
+	// blob (lower-case hex SHA-256). A blob unused for AnnounceIdle is no
+	// longer re-announced on the DHT (its entries there expire); it stays
+	// seeded for the peers that already know this node, and is announced
+	// again at its next re-announce time once it is used again.
+	LastUsed func(hexDigest string) time.Time
+	// AnnounceIdle is how long after its last use a blob is still
+	// re-announced; 0 means DefaultAnnounceIdle; negative re-announces every
+	// seeded blob.
+	AnnounceIdle time.Duration
 	// MinSize: blobs smaller than this are neither seeded nor fetched
 	// (ErrTooSmall). 0 means DefaultMinSize; negative means no minimum.
 	MinSize int64
@@ -190,8 +200,9 @@ type Node struct {
 	flightMu sync.Mutex           // protects flights
 	flights  map[string]time.Time // blobs whose flight was announced, when
 
-	dhtCount  dhtCounters
-	announces atomic.Int64 // DHT announce traversals run for seeded blobs
+	dhtCount    dhtCounters
+	announces   atomic.Int64 // DHT announce traversals run for seeded blobs
+	idleSkipped atomic.Int64 // re-announces left out: the blob was not read lately
 }
 
 type seedEntry struct {
@@ -757,8 +768,11 @@ type Stats struct {
 	DHTPacketsIn, DHTPacketsOut int64
 	DHTBytesIn, DHTBytesOut     int64
 	Announces                   int64
-	BytesUp                     int64 // payload bytes uploaded to peers
-	BytesDown                   int64 // useful payload bytes downloaded from peers and web seeds
+	// IdleSkipped counts re-announces left out because nobody read the
+	// blob within Config.AnnounceIdle.
+	IdleSkipped int64
+	BytesUp     int64 // payload bytes uploaded to peers
+	BytesDown   int64 // useful payload bytes downloaded from peers and web seeds
 	// Fetches lists recent fetches, oldest first (at most 32).
 	Fetches []FetchStats
 	// Banned lists bans in force: the node's own (Ban, poisoned metainfo,
@@ -793,6 +807,7 @@ func (n *Node) Stats() Stats {
 	s.DHTPacketsIn, s.DHTPacketsOut = n.dhtCount.pin.Load(), n.dhtCount.pout.Load()
 	s.DHTBytesIn, s.DHTBytesOut = n.dhtCount.bin.Load(), n.dhtCount.bout.Load()
 	s.Announces = n.announces.Load()
+	s.IdleSkipped = n.idleSkipped.Load()
 	n.mu.Lock()
 	s.Seeded = len(n.seeded)
 	for _, r := range n.recent {

@@ -24,10 +24,13 @@ import (
 
 const (
 	reannounceInterval = 30 * time.Minute // BEP 5 peers expire after about 30 minutes
-	retryAnnounceAfter = time.Minute      // when an announce reached no DHT node
-	announceTick       = 5 * time.Second
-	announcesPerTick   = 25 // at most 5/s on average: 10,000 blobs take ~35 min
-	idleFileTimeout    = time.Minute
+	// DefaultAnnounceIdle is Config.AnnounceIdle's default: a blob nobody
+	// read for a week leaves the DHT (docs/scale.md, the hot set).
+	DefaultAnnounceIdle = 7 * 24 * time.Hour
+	retryAnnounceAfter  = time.Minute // when an announce reached no DHT node
+	announceTick        = 5 * time.Second
+	announcesPerTick    = 25 // at most 5/s on average: 10,000 blobs take ~35 min
+	idleFileTimeout     = time.Minute
 )
 
 // Seed makes a verified blob available to the swarm: it derives the info dict
@@ -302,6 +305,7 @@ func (n *Node) announceDue() {
 		e.lastAnnounce = now
 	}
 	n.mu.Unlock()
+	due = n.dropIdle(due, now)
 	if len(due) == 0 {
 		return
 	}
@@ -318,13 +322,41 @@ func (n *Node) announceDue() {
 			n.announces.Add(1)
 			okK := n.announce(ctx, RendezvousKey(n.namespace, e.hex), n.httpPort, nil)
 			okIH := n.announce(ctx, e.ih, n.cl.LocalPort(), nil)
+			reached := okK && okIH
 			n.mu.Lock()
-			e.announced = okK && okIH
+			e.announced = reached
 			n.mu.Unlock()
-			n.log.Debug("announced", "digest", e.hex, "infohash", hexOf(e.ih), "reached", e.announced)
+			n.log.Debug("announced", "digest", e.hex, "infohash", hexOf(e.ih), "reached", reached)
 		}()
 	}
 	wg.Wait()
+}
+
+// dropIdle returns due without the re-announces of blobs nobody read for
+// the announce idle time (Config.LastUsed, AnnounceIdle); a first announce
+// and a retry after a failed one always go out. The dropped entries keep
+// their new lastAnnounce: they are looked at again in reannounceInterval.
+func (n *Node) dropIdle(due []*seedEntry, now time.Time) []*seedEntry {
+	idle := n.cfg.AnnounceIdle
+	if idle == 0 {
+		idle = DefaultAnnounceIdle
+	}
+	if n.cfg.LastUsed == nil || idle < 0 {
+		return due
+	}
+	kept := due[:0]
+	for _, e := range due {
+		n.mu.Lock()
+		routine := e.announced
+		n.mu.Unlock()
+		if last := n.cfg.LastUsed(e.hex); routine && now.Sub(last) > idle {
+			n.idleSkipped.Add(1)
+			n.log.Debug("not re-announcing a blob nobody read lately", "digest", e.hex, "last_used", last)
+			continue
+		}
+		kept = append(kept, e)
+	}
+	return kept
 }
 
 // announce runs a get_peers traversal toward key, announcing port (if not 0)

@@ -32,6 +32,7 @@ func swarmFlags() []cli.Flag {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "swarm-upload-rate", EnvVars: env("swarm-upload-rate"), Value: "0", Usage: "upload limit in bytes/s (e.g. 5M); 0 = unlimited"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "swarm-download-rate", EnvVars: env("swarm-download-rate"), Value: "0", Usage: "download limit in bytes/s; 0 = unlimited"}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "swarm-max-seeded", EnvVars: env("swarm-max-seeded"), Value: 10000, Usage: "cap on blobs seeded (least recently added go first)"}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "swarm-announce-idle", EnvVars: env("swarm-announce-idle"), Value: swarm.DefaultAnnounceIdle, Usage: "a seeded blob nobody read for this long is no longer re-announced on the DHT (it stays seeded for peers that know this node); negative: re-announce every seeded blob"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "swarm-find-timeout", EnvVars: env("swarm-find-timeout"), Value: 3 * time.Second, Usage: "how long a fetch looks for holders in the swarm before the origin is tried"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "swarm-min-size", EnvVars: env("swarm-min-size"), Value: "1M", Usage: "files smaller than this skip the swarm (one HTTP request is faster; measured, see docs/benchmarks.md)"}),
 	}
@@ -91,6 +92,7 @@ func newSwarm(ctx context.Context, c *cli.Context, set swarmSettings, log *slog.
 		DataDir: filepath.Join(dataDir, "swarm"), ListenAddr: c.String("swarm-listen"), Mode: set.mode,
 		Bootstrap: set.boot, Namespace: c.String("swarm-namespace"), UploadRate: set.up, DownloadRate: set.down,
 		MaxSeeded: c.Int("swarm-max-seeded"), MinSize: set.minSize, FindTimeout: c.Duration("swarm-find-timeout"), HTTPPort: httpPort, Blobs: blobs, Logger: log,
+		LastUsed: lastUsedOf(blobs), AnnounceIdle: c.Duration("swarm-announce-idle"),
 	})
 	var bad *swarm.ListenAddrError
 	if errors.As(err, &bad) {
@@ -123,6 +125,28 @@ func (v shareableBlobs) OpenBlob(hexDigest string) (*os.File, int64, error) {
 		return nil, 0, fmt.Errorf("blob sha256:%s: %w", hexDigest, fs.ErrNotExist)
 	}
 	return f, size, err
+}
+
+// LastUsed is when a client or peer last read the blob: the store's LRU
+// time (a zero time when the store does not hold it).
+func (v shareableBlobs) LastUsed(hexDigest string) time.Time {
+	d, err := store.ParseDigest(hexDigest)
+	if err != nil {
+		return time.Time{}
+	}
+	info, err := v.st.Stat(d)
+	if err != nil {
+		return time.Time{}
+	}
+	return info.LastAccess
+}
+
+// lastUsedOf returns blobs' LastUsed, or nil when it has none.
+func lastUsedOf(blobs swarm.Blobs) func(string) time.Time {
+	if u, ok := blobs.(interface{ LastUsed(string) time.Time }); ok {
+		return u.LastUsed
+	}
+	return nil
 }
 
 // seeder seeds verified blobs off the request path: the first Seed of a
