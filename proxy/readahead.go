@@ -312,7 +312,7 @@ func (c *raConn) answerQuick(uri string, n int) (done bool, err error) {
 	c.qarr = [2][]byte{head, body}
 	c.qbufs = c.qarr[:]
 	_, err = c.qbufs.WriteTo(c.Conn)
-	c.qarr[1] = nil // the body is the memory cache's
+	c.qarr[1] = nil // not kept past the write: the memory cache may drop it
 	<-c.wsem
 	if err != nil {
 		return false, err

@@ -268,7 +268,7 @@ func (t *pipeTransport) dispatchLocked(h *host) {
 	var waiting []*call
 	for i, c := range h.queue {
 		if ordered {
-			if pc := t.orderedConn(h, c, pipelining); pc != nil {
+			if pc := t.pipelineConn(h, c, pipelining, true); pc != nil {
 				pc.assignLocked(c)
 				continue
 			}
@@ -291,7 +291,7 @@ func (t *pipeTransport) dispatchLocked(h *host) {
 			waiting = append(waiting, c)
 			continue
 		}
-		if pc := t.pipelineConn(h, c, pipelining); pc != nil {
+		if pc := t.pipelineConn(h, c, pipelining, false); pc != nil {
 			pc.assignLocked(c)
 			continue
 		}
@@ -314,8 +314,11 @@ func (h *host) idleConn() *pconn {
 	return nil
 }
 
-// pipelineConn returns the connection c may be pipelined on, or nil.
-func (t *pipeTransport) pipelineConn(h *host, c *call, pipelining bool) *pconn {
+// pipelineConn returns the connection c may be pipelined on, or nil: a
+// proven one with room and at most maxAhead bytes ahead, the one with the
+// fewest bytes ahead or, in order (busiest), the most (the one the host's
+// requests are queued on).
+func (t *pipeTransport) pipelineConn(h *host, c *call, pipelining, busiest bool) *pconn {
 	if !pipelining || !c.checked || t.depth < 2 {
 		return nil
 	}
@@ -329,7 +332,7 @@ func (t *pipeTransport) pipelineConn(h *host, c *call, pipelining bool) *pconn {
 		if ahead > maxAhead {
 			continue
 		}
-		if best == nil || ahead < bestAhead {
+		if best == nil || busiest && ahead > bestAhead || !busiest && ahead < bestAhead {
 			best, bestAhead = pc, ahead
 		}
 	}

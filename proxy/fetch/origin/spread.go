@@ -126,26 +126,6 @@ func (h *host) noteFirstAnswer(d time.Duration) {
 	}
 }
 
-// orderedConn returns the connection c goes on in order: the proven one
-// with room that has the most bytes ahead within maxAhead (the one the
-// host's requests are queued on), or nil.
-func (t *pipeTransport) orderedConn(h *host, c *call, pipelining bool) *pconn {
-	if !pipelining || !c.checked || t.depth < 2 {
-		return nil
-	}
-	var best *pconn
-	var bestAhead int64 = -1
-	for _, pc := range h.conns {
-		if pc.nc == nil || pc.closing || !pc.proven || len(pc.inflight) >= t.depth {
-			continue
-		}
-		if ahead := pc.aheadLocked(); ahead <= maxAhead && ahead > bestAhead {
-			best, bestAhead = pc, ahead
-		}
-	}
-	return best
-}
-
 // proving reports whether one of h's connections is being dialed or waits
 // for its first answer: in order, a request waits for it rather than open
 // another connection.
