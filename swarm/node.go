@@ -256,6 +256,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if n.cfg.FindTimeout <= 0 {
 		n.cfg.FindTimeout = 3 * time.Second
 	}
+	if n.cfg.AnnounceIdle == 0 {
+		n.cfg.AnnounceIdle = DefaultAnnounceIdle
+	}
 	if n.cfg.Mode == "" {
 		n.cfg.Mode = "lan"
 	}

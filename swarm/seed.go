@@ -337,10 +337,7 @@ func (n *Node) announceDue() {
 // and a retry after a failed one always go out. The dropped entries keep
 // their new lastAnnounce: they are looked at again in reannounceInterval.
 func (n *Node) dropIdle(due []*seedEntry, now time.Time) []*seedEntry {
-	idle := n.cfg.AnnounceIdle
-	if idle == 0 {
-		idle = DefaultAnnounceIdle
-	}
+	idle := n.cfg.AnnounceIdle // 0 became the default in New
 	if n.cfg.LastUsed == nil || idle < 0 {
 		return due
 	}
