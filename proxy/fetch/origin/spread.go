@@ -10,9 +10,9 @@ import (
 // next then shares the link with the files behind it, while apt alone,
 // pipelining in order on one connection, gets the link for each file in
 // turn. Measured (docs/benchmarks.md, 180 packages, origin 40 ms away
-// behind a 100 Mbit/s link): four connections 3.39 s, one 3.01 s, direct apt
+// behind a 100 Mbit/s link): four connections 3.39 s, one 3.02 s, direct apt
 // 3.02 s; with each connection paced to 10 MB/s, four connections need
-// less than half of one's time.
+// less than half of direct apt's time on its one.
 //
 // So a host's requests go in order on one connection (apt's way) while a
 // probe measures the rate it gets once warmed up, then spread over two
