@@ -32,7 +32,10 @@
 // (AddBootstrap) addresses and never contacts public routers; "public" adds
 // the library's public routers; "off" disables everything. The library's
 // periodic per-torrent DHT announces are off: the node re-announces seeded
-// blobs itself, paced (see announcer). A bootstrap address is pinged until it
+// blobs itself, paced (see announcer): every 30 minutes the blobs read within
+// Config.AnnounceIdle, and a re-announce whose walk found SaturatedPeers
+// holders under a key sends no announce_peer there (a first announce always
+// does). A bootstrap address is pinged until it
 // answers (a node may start before its bootstrap node). A lookup starts with
 // the holders announced to the node itself, since a traversal never queries
 // the node it runs on. A node answers get_peers for its own blobs: at its

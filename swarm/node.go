@@ -203,6 +203,9 @@ type Node struct {
 	dhtCount    dhtCounters
 	announces   atomic.Int64 // DHT announce traversals run for seeded blobs
 	idleSkipped atomic.Int64 // re-announces left out: the blob was not read lately
+	// saturatedSkipped counts re-announces whose walk found the key
+	// saturated (announce_peer not sent).
+	saturatedSkipped atomic.Int64
 }
 
 type seedEntry struct {
@@ -774,8 +777,11 @@ type Stats struct {
 	// IdleSkipped counts re-announces left out because nobody read the
 	// blob within Config.AnnounceIdle.
 	IdleSkipped int64
-	BytesUp     int64 // payload bytes uploaded to peers
-	BytesDown   int64 // useful payload bytes downloaded from peers and web seeds
+	// SaturatedSkipped counts keys whose re-announce walk found
+	// SaturatedPeers holders or more, so that no announce_peer was sent.
+	SaturatedSkipped int64
+	BytesUp          int64 // payload bytes uploaded to peers
+	BytesDown        int64 // useful payload bytes downloaded from peers and web seeds
 	// Fetches lists recent fetches, oldest first (at most 32).
 	Fetches []FetchStats
 	// Banned lists bans in force: the node's own (Ban, poisoned metainfo,
@@ -811,6 +817,7 @@ func (n *Node) Stats() Stats {
 	s.DHTBytesIn, s.DHTBytesOut = n.dhtCount.bin.Load(), n.dhtCount.bout.Load()
 	s.Announces = n.announces.Load()
 	s.IdleSkipped = n.idleSkipped.Load()
+	s.SaturatedSkipped = n.saturatedSkipped.Load()
 	n.mu.Lock()
 	s.Seeded = len(n.seeded)
 	for _, r := range n.recent {

@@ -99,10 +99,13 @@ func (s *peerStore) expireLocked(now time.Time) {
 	}
 }
 
+// maxReply is how many peers a get_peers reply lists at most (a UDP reply
+// must stay small).
+const maxReply = 50
+
 // GetPeers answers a get_peers query: local entries first, then the freshest
-// announced ones, at most 50 in all (a UDP reply must stay small).
+// announced ones, at most maxReply in all.
 func (s *peerStore) GetPeers(ih metainfo.Hash) []krpc.NodeAddr {
-	const maxReply = 50
 	s.mu.Lock()
 	var ret []krpc.NodeAddr
 	for ap := range s.local[ih] {

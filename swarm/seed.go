@@ -1,6 +1,7 @@
 package swarm
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/anacrolix/dht/v2"
+	"github.com/anacrolix/dht/v2/krpc"
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
 )
@@ -301,8 +303,10 @@ func (n *Node) announceDue() {
 	if len(due) > announcesPerTick {
 		due = due[:announcesPerTick]
 	}
+	routine := map[*seedEntry]bool{}
 	for _, e := range due {
 		e.lastAnnounce = now
+		routine[e] = e.announced
 	}
 	n.mu.Unlock()
 	due = n.dropIdle(due, now)
@@ -320,8 +324,14 @@ func (n *Node) announceDue() {
 			ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
 			defer cancel()
 			n.announces.Add(1)
-			okK := n.announce(ctx, RendezvousKey(n.namespace, e.hex), n.httpPort, nil)
-			okIH := n.announce(ctx, e.ih, n.cl.LocalPort(), nil)
+			var okK, okIH bool
+			if routine[e] {
+				okK = n.reannounce(ctx, RendezvousKey(n.namespace, e.hex), n.httpPort)
+				okIH = n.reannounce(ctx, e.ih, n.cl.LocalPort())
+			} else {
+				okK = n.announce(ctx, RendezvousKey(n.namespace, e.hex), n.httpPort, nil)
+				okIH = n.announce(ctx, e.ih, n.cl.LocalPort(), nil)
+			}
 			reached := okK && okIH
 			n.mu.Lock()
 			e.announced = reached
@@ -389,6 +399,89 @@ func (n *Node) announce(ctx context.Context, key metainfo.Hash, port int, found 
 			}
 		}
 	}
+}
+
+// SaturatedPeers is how many holders a re-announce walk must find under a
+// key for the node to leave its announce_peer out: a full get_peers reply.
+// docs/scale.md, policy 1: the closest nodes of a key held by H nodes then
+// take about SaturatedPeers announces per 30 minutes instead of H, and a
+// fetch still finds that many holders (it needs a few).
+const SaturatedPeers = maxReply
+
+// announceClosest is how many of the closest nodes that answered a walk
+// with a token get the announce_peer (the library's K).
+const announceClosest = 8
+
+// reannounce is announce for the routine re-announce of a seeded blob: one
+// get_peers walk toward key; when it found SaturatedPeers holders or more,
+// no announce_peer is sent (the key's entries for this node expire while
+// others' keep it found); else announce_peer with port goes to the
+// announceClosest nodes closest to key that answered with a token, as a
+// first announce does. It reports whether any DHT node answered.
+func (n *Node) reannounce(ctx context.Context, key metainfo.Hash, port int) bool {
+	ann, err := n.dht.AnnounceTraversal(key)
+	if err != nil {
+		n.log.Debug("DHT traversal not started", "key", hexOf(key), "err", err)
+		return false
+	}
+	defer ann.Close()
+	type answered struct {
+		addr  krpc.NodeAddr
+		id    [20]byte
+		token string
+	}
+	holders := map[netip.AddrPort]struct{}{}
+	var closest []answered
+	for walking := true; walking; {
+		select {
+		case <-ctx.Done():
+			return ann.NumContacted() > 0
+		case pv, ok := <-ann.Peers:
+			if !ok {
+				walking = false
+				break
+			}
+			for _, p := range pv.Peers {
+				if ap, ok := nodeAddrPort(p); ok {
+					holders[ap] = struct{}{}
+				}
+			}
+			if pv.Return.Token != nil {
+				closest = append(closest, answered{pv.NodeInfo.Addr, pv.NodeInfo.ID, *pv.Return.Token})
+			}
+		}
+	}
+	if ann.TraversalStats().NumResponses == 0 {
+		return false
+	}
+	if len(holders) >= SaturatedPeers {
+		n.saturatedSkipped.Add(1)
+		return true
+	}
+	distance := func(id [20]byte) [20]byte {
+		for i := range id {
+			id[i] ^= key[i]
+		}
+		return id
+	}
+	slices.SortFunc(closest, func(a, b answered) int {
+		da, db := distance(a.id), distance(b.id)
+		return bytes.Compare(da[:], db[:])
+	})
+	closest = slices.CompactFunc(closest, func(a, b answered) bool { return a.addr.String() == b.addr.String() })
+	var wg sync.WaitGroup
+	for _, a := range closest[:min(len(closest), announceClosest)] {
+		wg.Go(func() {
+			res := n.dht.Query(ctx, dht.NewAddr(a.addr.UDP()), "announce_peer", dht.QueryInput{
+				MsgArgs: krpc.MsgArgs{InfoHash: krpc.ID(key), Port: &port, Token: a.token},
+			})
+			if err := res.ToError(); err != nil {
+				n.log.Debug("announce_peer failed", "key", hexOf(key), "node", a.addr.String(), "err", err)
+			}
+		})
+	}
+	wg.Wait()
+	return true
 }
 
 // Handler serves the metainfo of seeded blobs to other nodes:
