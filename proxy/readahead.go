@@ -412,44 +412,46 @@ func (c *raConn) scan(b []byte) {
 			}
 			return
 		}
-		head := c.buf[:end+4]
-		method, uri, body := parseHead(head)
-		c.buf = c.buf[end+4:]
-		if body || method == "" {
+		method, uri, body := parseHead(c.buf[:end+4])
+		if body || method == nil {
 			// A request with a body (or no request at all): the bytes that
 			// follow are not heads. Stop looking on this connection.
 			c.off, c.buf = true, nil
 			return
 		}
 		c.seen++
-		if method == http.MethodConnect {
+		if string(method) == http.MethodConnect {
 			// A tunnel follows: its bytes are not heads, and the quick
 			// lane must never answer into it.
 			c.off, c.buf = true, nil
 			return
 		}
-		c.ends = append(c.ends, c.scanned-int64(len(c.buf)))
-		if c.seen-c.answered > 1 && method == http.MethodGet {
+		// What follows the head moves to the front of the buffer, which is
+		// kept: scan runs on every request and allocates nothing of its own.
+		rest := len(c.buf) - (end + 4)
+		c.ends = append(c.ends, c.scanned-int64(rest))
+		if c.seen-c.answered > 1 && string(method) == http.MethodGet {
 			if c.startFn != nil {
-				c.startFn(uri)
+				c.startFn(string(uri))
 			} else {
-				c.start(uri)
+				c.start(string(uri))
 			}
 		}
+		c.buf = c.buf[:copy(c.buf, c.buf[end+4:])]
 	}
 }
 
-// parseHead reads a request head's method and URI, and whether a body
-// follows it. It allocates only the two strings: it runs on every request.
-func parseHead(head []byte) (method, uri string, body bool) {
+// parseHead reads a request head's method and URI (slices of head), and
+// whether a body follows it. It allocates nothing: it runs on every request.
+func parseHead(head []byte) (method, uri []byte, body bool) {
 	line, rest, ok := bytes.Cut(head, []byte("\r\n"))
 	if !ok {
-		return "", "", false
+		return nil, nil, false
 	}
 	m, after, ok1 := bytes.Cut(line, []byte(" "))
 	u, proto, ok2 := bytes.Cut(after, []byte(" "))
-	if !ok1 || !ok2 || len(m) == 0 || len(u) == 0 || !bytes.HasPrefix(proto, []byte("HTTP/1.")) || bytes.ContainsAny(proto, " ") {
-		return "", "", false
+	if !ok1 || !ok2 || !plainToken(m) || len(u) == 0 || !bytes.HasPrefix(proto, []byte("HTTP/1.")) || bytes.ContainsAny(proto, " ") {
+		return nil, nil, false
 	}
 	for len(rest) > 0 {
 		var h []byte
@@ -466,7 +468,7 @@ func parseHead(head []byte) (method, uri string, body bool) {
 			body = true
 		}
 	}
-	return string(m), string(u), body
+	return m, u, body
 }
 
 // start begins the request uri ahead, bounded per connection; a request
