@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,16 +33,16 @@ import (
 // other than keep-alive, no Expect, Upgrade or Trailer. head runs through
 // its blank line. What net/http might read differently is never quick: it
 // is left to net/http.
-func quickURI(head []byte) (string, bool) {
+func quickURI(head []byte) ([]byte, bool) {
 	line, rest, ok := bytes.Cut(head, crlf)
 	const get, proto = "GET ", " HTTP/1.1"
 	if !ok || len(line) <= len(get)+len(proto) || !bytes.HasPrefix(line, []byte(get)) || !bytes.HasSuffix(line, []byte(proto)) {
-		return "", false
+		return nil, false
 	}
 	uri := line[len(get) : len(line)-len(proto)]
 	for _, b := range uri {
 		if b <= ' ' || b >= 0x7f {
-			return "", false
+			return nil, false
 		}
 	}
 	hosts := 0
@@ -49,39 +50,39 @@ func quickURI(head []byte) (string, bool) {
 		var h []byte
 		h, rest, ok = bytes.Cut(rest, crlf)
 		if !ok {
-			return "", false
+			return nil, false
 		}
 		if len(h) == 0 {
 			break
 		}
 		name, value, ok := bytes.Cut(h, []byte(":"))
 		if !ok || !plainToken(name) {
-			return "", false
+			return nil, false
 		}
 		value = bytes.Trim(value, " \t")
 		for _, b := range value {
 			if (b < ' ' && b != '\t') || b == 0x7f {
-				return "", false
+				return nil, false
 			}
 		}
 		switch {
 		case bytes.EqualFold(name, []byte("Host")):
 			hosts++
 			if !plainHost(value) {
-				return "", false
+				return nil, false
 			}
 		case bytes.EqualFold(name, []byte("Connection")), bytes.EqualFold(name, []byte("Proxy-Connection")):
 			if !bytes.EqualFold(value, []byte("keep-alive")) {
-				return "", false
+				return nil, false
 			}
 		case notQuick(name):
-			return "", false
+			return nil, false
 		}
 	}
 	if hosts != 1 || len(rest) != 0 {
-		return "", false
+		return nil, false
 	}
-	return string(uri), true
+	return uri, true
 }
 
 var crlf = []byte("\r\n")
@@ -129,8 +130,8 @@ func onlyAlnumOr(b []byte, extra string) bool {
 // package trust vouches for whose blob is held and small enough for memory.
 // It returns the answer's head and body, or ok false (then net/http answers,
 // exactly as before). The answer is the one serveBlob gives a plain GET.
-func (s *Server) quick(dst []byte, uri, remote string) (head, body []byte, ok bool) {
-	t, d, ok := s.heldSmall(uri, remote)
+func (s *Server) quick(dst []byte, uri string, t target.Target, remote string) (head, body []byte, ok bool) {
+	d, ok := s.heldSmall(uri, t, remote)
 	if !ok {
 		return nil, nil, false
 	}
@@ -143,21 +144,78 @@ func (s *Server) quick(dst []byte, uri, remote string) (head, body []byte, ok bo
 	return quickHead(dst, t, d, len(body)), body, true
 }
 
-// heldSmall reports whether the request uri of a client at remote is one
-// the lane answers: its target, and the blob that answers it.
-func (s *Server) heldSmall(uri, remote string) (target.Target, store.Digest, bool) {
-	if s == nil || s.mem == nil || s.noQuick || !s.clientAllowed(remote) || ownEndpoint(uri) {
-		return target.Target{}, store.Digest{}, false
-	}
-	t, err := target.Parse(uri)
-	if err != nil || !s.portAllowed(t.Port) {
-		return target.Target{}, store.Digest{}, false
+// heldSmall reports whether the request uri (target t) of a client at
+// remote is one the lane answers, and the blob that answers it.
+func (s *Server) heldSmall(uri string, t target.Target, remote string) (store.Digest, bool) {
+	if s == nil || s.mem == nil || s.noQuick || !s.clientAllowed(remote) || ownEndpoint(uri) || !s.portAllowed(t.Port) {
+		return store.Digest{}, false
 	}
 	d, size, ok := s.trust.HeldPackage(t)
 	if !ok || size > memEntryMax {
-		return target.Target{}, store.Digest{}, false
+		return store.Digest{}, false
 	}
-	return t, d, true
+	return d, true
+}
+
+// targetMemo keeps target.Parse's results for the quick lane: a hot file is
+// asked for by the same URI again and again (every client of an office,
+// every round of a benchmark), and parsing it was a third of a hit's CPU
+// and four allocations. Parse is a function of the URI alone, so an entry
+// never goes stale; the map is emptied when it holds maxMemoTargets. Only
+// URIs that parse and are at most maxMemoURI bytes long are kept (a client
+// sending long URIs must not fill memory): at most about 1.5 MB.
+type targetMemo struct {
+	mu sync.RWMutex
+	m  map[string]memoTarget
+}
+
+type memoTarget struct {
+	uri string // the key, handed out instead of a new string
+	t   target.Target
+}
+
+const (
+	maxMemoTargets = 1024
+	maxMemoURI     = 512
+)
+
+// quickTarget returns the request URI uri as a string and its target, ok
+// false when it does not parse. A URI seen before costs no allocation.
+func (s *Server) quickTarget(uri []byte) (string, target.Target, bool) {
+	s.targets.mu.RLock()
+	e, ok := s.targets.m[string(uri)]
+	s.targets.mu.RUnlock()
+	if ok {
+		return e.uri, e.t, true
+	}
+	u := string(uri)
+	t, err := target.Parse(u)
+	if err != nil {
+		return "", target.Target{}, false
+	}
+	if len(u) > maxMemoURI {
+		return u, t, true
+	}
+	s.targets.mu.Lock()
+	if s.targets.m == nil || len(s.targets.m) >= maxMemoTargets {
+		s.targets.m = make(map[string]memoTarget, 64)
+	}
+	s.targets.m[u] = memoTarget{uri: u, t: t}
+	s.targets.mu.Unlock()
+	return u, t, true
+}
+
+// heldSmallURI is heldSmall for a request URI not parsed yet.
+func (s *Server) heldSmallURI(uri, remote string) bool {
+	if s == nil || s.mem == nil || s.noQuick {
+		return false
+	}
+	_, t, ok := s.quickTarget([]byte(uri))
+	if !ok {
+		return false
+	}
+	_, held := s.heldSmall(uri, t, remote)
+	return held
 }
 
 // loadSmall reads the small blob d into the memory cache.

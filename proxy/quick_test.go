@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -43,8 +44,8 @@ func TestQuickURI(t *testing.T) {
 		{"GET http://h/x.deb HTTP/1.1\r\nHost: h\r\n\r\nGET", ""},           // bytes after the head
 		{"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n", ""},
 	} {
-		uri, ok := quickURI([]byte(tc.head))
-		if uri != tc.uri || ok != (tc.uri != "") {
+		u, ok := quickURI([]byte(tc.head))
+		if uri := string(u); uri != tc.uri || ok != (tc.uri != "") {
 			t.Errorf("quickURI(%q) = %q, %v; want %q", tc.head, uri, ok, tc.uri)
 		}
 	}
@@ -65,10 +66,11 @@ func FuzzQuickURI(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, head []byte) {
-		uri, ok := quickURI(head)
+		u, ok := quickURI(head)
 		if !ok {
 			return
 		}
+		uri := string(u)
 		tg, err := target.Parse(uri) // the lane answers only what this reads
 		if err != nil {
 			return
@@ -115,5 +117,39 @@ func TestQuickHeadReusesItsBuffer(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { b = quickHead(b[:0], tg, d, 53080) }); n != 0 {
 		t.Errorf("quickHead into a grown buffer: %.0f allocations per hit, want 0", n)
+	}
+}
+
+// The lane parses a URI once: asked again, it hands out the string and the
+// target it kept, without allocating; the memo is bounded.
+func TestQuickTargetIsParsedOnce(t *testing.T) {
+	s := &Server{}
+	req := []byte("http://deb.example.org/debian/pool/main/h/hello/hello_2.10-3_amd64.deb")
+	u1, t1, ok := s.quickTarget(req)
+	want, err := target.Parse(string(req))
+	if !ok || err != nil || t1 != want || u1 != string(req) {
+		t.Fatalf("quickTarget = %q %+v %v; want %+v", u1, t1, ok, want)
+	}
+	if n := testing.AllocsPerRun(100, func() { s.quickTarget(req) }); n != 0 {
+		t.Errorf("quickTarget of a URI seen before: %.0f allocations, want 0", n)
+	}
+	if _, _, ok := s.quickTarget([]byte("http://h/x.deb?q=1")); ok {
+		t.Error("quickTarget took a URI target.Parse refuses")
+	}
+	for i := range 3 * maxMemoTargets {
+		if _, _, ok := s.quickTarget([]byte("http://deb.example.org/pool/" + strconv.Itoa(i) + ".deb")); !ok {
+			t.Fatal("quickTarget refused a URI that parses")
+		}
+	}
+	if n := len(s.targets.m); n > maxMemoTargets {
+		t.Errorf("memo holds %d targets, want at most %d", n, maxMemoTargets)
+	}
+	// A long URI is parsed (and answered) but not kept.
+	long := []byte("http://deb.example.org/pool/" + strings.Repeat("a", maxMemoURI) + ".deb")
+	if _, _, ok := s.quickTarget(long); !ok {
+		t.Fatal("quickTarget refused a long URI that parses")
+	}
+	if _, kept := s.targets.m[string(long)]; kept {
+		t.Errorf("memo kept a URI of %d bytes (at most %d are kept)", len(long), maxMemoURI)
 	}
 }

@@ -293,12 +293,16 @@ func (c *raConn) handOut(p []byte) int {
 // answerQuick answers the head of n bytes at the start of pending, a GET of
 // uri, if the quick lane can (done); the head is then consumed. An error is
 // the connection's: net/http gets it and closes the connection.
-func (c *raConn) answerQuick(uri string, n int) (done bool, err error) {
-	if c.s == nil || c.startedAhead(uri) {
-		return false, nil
+func (c *raConn) answerQuick(req []byte, n int) (done bool, err error) {
+	if c.s == nil || c.s.mem == nil || c.s.noQuick || !c.s.clientAllowed(c.remote) || c.startedAhead(req) {
+		return false, nil // before parsing: a client the lane does not serve fills no memo
 	}
 	start := time.Now()
-	head, body, ok := c.s.quick(c.hbuf[:0], uri, c.remote)
+	uri, t, ok := c.s.quickTarget(req)
+	if !ok {
+		return false, nil
+	}
+	head, body, ok := c.s.quick(c.hbuf[:0], uri, t, c.remote)
 	if !ok {
 		return false, nil
 	}
@@ -474,7 +478,7 @@ func parseHead(head []byte) (method, uri []byte, body bool) {
 // start begins the request uri ahead, bounded per connection; a request
 // beyond the bound is not started ahead (the server will handle it in turn).
 func (c *raConn) start(uri string) {
-	if _, _, held := c.s.heldSmall(uri, c.remote); held {
+	if c.s.heldSmallURI(uri, c.remote) {
 		return // nothing to fetch: the quick lane answers it
 	}
 	select {
@@ -501,10 +505,10 @@ func (c *raConn) start(uri string) {
 
 // startedAhead reports whether the request uri was started ahead and not
 // yet taken by the handler.
-func (c *raConn) startedAhead(uri string) bool {
+func (c *raConn) startedAhead(uri []byte) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_, ok := c.ahead[uri]
+	_, ok := c.ahead[string(uri)]
 	return ok
 }
 

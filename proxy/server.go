@@ -84,8 +84,10 @@ type Server struct {
 	fetch *fetch.Fetcher
 	log   *slog.Logger
 	hold  time.Duration
-	mem   *memCache      // small blobs in memory; nil when off
-	mux   *http.ServeMux // pkgswarm's own endpoints
+	mem   *memCache // small blobs in memory; nil when off
+	// targets memoizes the quick lane's target.Parse.
+	targets targetMemo
+	mux     *http.ServeMux // pkgswarm's own endpoints
 	// noQuick turns the quick lane off (tests compare its answers with
 	// net/http's).
 	noQuick bool
