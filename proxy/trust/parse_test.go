@@ -115,3 +115,20 @@ func TestExpectationsInMemoryFollowWrites(t *testing.T) {
 		t.Fatalf("another format's namespace: %v, want not found", err)
 	}
 }
+
+// Every hit of a cached package asks for its expectation: one kept in
+// memory costs no allocation (its key was a new string each time).
+func TestKeptExpectationAllocatesNothing(t *testing.T) {
+	r := newTestResolver(t, nil)
+	u := "http://m.test/debian/pool/main/h/hello/hello_2.10-3_amd64.deb"
+	e := store.Expect{SHA256: store.DigestOf([]byte("hello")), Size: 5, Root: "r"}
+	if err := r.putExpects(map[string]store.Expect{expectKey(FormatApt, u): e}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.expect(FormatApt, u); err != nil || got != e {
+		t.Fatalf("expect = %+v, %v; want %+v", got, err, e)
+	}
+	if n := testing.AllocsPerRun(100, func() { r.expect(FormatApt, u) }); n != 0 {
+		t.Errorf("reading a kept expectation: %.0f allocations, want 0", n)
+	}
+}

@@ -16,17 +16,21 @@ import (
 // or not) can replace, outrank or share what InRelease → Packages recorded
 // (DESIGN.md invariant 3a).
 
-func expectKey(f Format, u string) string { return string(f) + "|" + u }
+func expectKey(f Format, u string) string { return string(f) + "|" + u } // as expect builds it
 
 // expect returns what format f's chain recorded for URL u, or an error
 // wrapping store.ErrNotFound. Found records are kept in memory (every hit
 // of a cached package asks): writes go through putExpects, which keeps the
 // memory copy right.
 func (r *Resolver) expect(f Format, u string) (store.Expect, error) {
-	k := expectKey(f, u)
-	if e, ok := r.expects.get(k); ok {
+	// The key is built on the stack for the memory lookup (a URL of a few
+	// hundred bytes fits): a kept expectation costs no allocation.
+	var buf [384]byte
+	kb := append(append(append(buf[:0], f...), '|'), u...)
+	if e, ok := r.expects.getBytes(kb); ok {
 		return e, nil
 	}
+	k := string(kb)
 	e, err := r.st.GetExpect(k)
 	if err == nil {
 		r.expects.put(k, e)
@@ -60,10 +64,11 @@ type expectEntry struct {
 // each: a few MiB for the packages of a large upgrade and its indices).
 const expectCacheSize = 16384
 
-func (c *expectCache) get(k string) (store.Expect, bool) {
+// getBytes returns the expectation kept under key k (expectKey's bytes).
+func (c *expectCache) getBytes(k []byte) (store.Expect, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	el, ok := c.m[k]
+	el, ok := c.m[string(k)]
 	if !ok {
 		return store.Expect{}, false
 	}
