@@ -585,16 +585,18 @@ func (s *Store) renameIntoPlace(tmp *os.File, dst string, sync bool) error {
 }
 
 // syncDir fsyncs a directory (a variable: tests stall it).
-var syncDir = fsyncDir
+var syncDir = fsyncPath
 
-func fsyncDir(dir string) error {
-	f, err := os.Open(dir)
+// fsyncPath opens the file or directory p and fsyncs it. An error opening
+// it is os.Open's (errors.Is(err, fs.ErrNotExist) holds for a missing one).
+func fsyncPath(p string) error {
+	f, err := os.Open(p)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync directory %s: %w", dir, err)
+		return fmt.Errorf("fsync %s: %w", p, err)
 	}
 	return nil
 }

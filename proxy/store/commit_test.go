@@ -25,9 +25,9 @@ func TestCommitFsyncDoesNotHoldLookups(t *testing.T) {
 			close(stalled)
 			<-release
 		}
-		return fsyncDir(dir)
+		return fsyncPath(dir)
 	}
-	t.Cleanup(func() { syncDir = fsyncDir })
+	t.Cleanup(func() { syncDir = fsyncPath })
 
 	r := rand.New(rand.NewPCG(7, 7))
 	slow := randBytes(r, 4096)

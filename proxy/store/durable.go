@@ -154,16 +154,9 @@ func syncBlobs(s *Store, batch map[Digest]int64) error {
 	dirs := map[string]bool{s.blobDir: true}
 	for d := range batch {
 		p := s.BlobPath(d)
-		f, err := os.Open(p)
-		if errors.Is(err, fs.ErrNotExist) {
+		if err := fsyncPath(p); errors.Is(err, fs.ErrNotExist) {
 			continue
-		}
-		if err != nil {
-			return err
-		}
-		err = f.Sync()
-		f.Close()
-		if err != nil {
+		} else if err != nil {
 			return err
 		}
 		dirs[filepath.Dir(p)] = true
