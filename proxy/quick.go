@@ -130,8 +130,8 @@ func onlyAlnumOr(b []byte, extra string) bool {
 // package trust vouches for whose blob is held and small enough for memory.
 // It returns the answer's head and body, or ok false (then net/http answers,
 // exactly as before). The answer is the one serveBlob gives a plain GET.
-func (s *Server) quick(dst []byte, uri string, t target.Target, remote string) (head, body []byte, ok bool) {
-	d, ok := s.heldSmall(uri, t, remote)
+func (s *Server) quick(dst []byte, uri string, t target.Target) (head, body []byte, ok bool) {
+	d, ok := s.heldSmall(uri, t)
 	if !ok {
 		return nil, nil, false
 	}
@@ -144,10 +144,17 @@ func (s *Server) quick(dst []byte, uri string, t target.Target, remote string) (
 	return quickHead(dst, t, d, len(body)), body, true
 }
 
-// heldSmall reports whether the request uri (target t) of a client at
-// remote is one the lane answers, and the blob that answers it.
-func (s *Server) heldSmall(uri string, t target.Target, remote string) (store.Digest, bool) {
-	if s == nil || s.mem == nil || s.noQuick || !s.clientAllowed(remote) || ownEndpoint(uri) || !s.portAllowed(t.Port) {
+// quickServes reports whether the lane answers a client at remote at all;
+// it is asked before a URI is parsed (a client the lane does not serve
+// fills no memo).
+func (s *Server) quickServes(remote string) bool {
+	return s != nil && s.mem != nil && !s.noQuick && s.clientAllowed(remote)
+}
+
+// heldSmall reports whether the request uri (target t) of a client the
+// lane serves (quickServes) is one it answers, and the blob that answers it.
+func (s *Server) heldSmall(uri string, t target.Target) (store.Digest, bool) {
+	if ownEndpoint(uri) || !s.portAllowed(t.Port) {
 		return store.Digest{}, false
 	}
 	d, size, ok := s.trust.HeldPackage(t)
@@ -159,8 +166,8 @@ func (s *Server) heldSmall(uri string, t target.Target, remote string) (store.Di
 
 // targetMemo keeps target.Parse's results for the quick lane: a hot file is
 // asked for by the same URI again and again (every client of an office,
-// every round of a benchmark), and parsing it was a third of a hit's CPU
-// and four allocations. Parse is a function of the URI alone, so an entry
+// every round of a benchmark), and parsing it was over a quarter of the
+// lane's CPU per hit in a profile, and four allocations. Parse is a function of the URI alone, so an entry
 // never goes stale; the map is emptied when it holds maxMemoTargets. Only
 // URIs that parse and are at most maxMemoURI bytes long are kept (a client
 // sending long URIs must not fill memory): at most about 1.5 MB.
@@ -189,32 +196,44 @@ func (s *Server) quickTarget(uri []byte) (string, target.Target, bool) {
 		return e.uri, e.t, true
 	}
 	u := string(uri)
-	t, err := target.Parse(u)
-	if err != nil {
-		return "", target.Target{}, false
-	}
-	if len(u) > maxMemoURI {
-		return u, t, true
-	}
-	s.targets.mu.Lock()
-	if s.targets.m == nil || len(s.targets.m) >= maxMemoTargets {
-		s.targets.m = make(map[string]memoTarget, 64)
-	}
-	s.targets.m[u] = memoTarget{uri: u, t: t}
-	s.targets.mu.Unlock()
-	return u, t, true
+	t, ok := s.targets.parse(u)
+	return u, t, ok
 }
 
-// heldSmallURI is heldSmall for a request URI not parsed yet.
+// parse parses uri, keeping the result if it parses and is short enough.
+func (m *targetMemo) parse(uri string) (target.Target, bool) {
+	t, err := target.Parse(uri)
+	if err != nil {
+		return target.Target{}, false
+	}
+	if len(uri) > maxMemoURI {
+		return t, true
+	}
+	m.mu.Lock()
+	if m.m == nil || len(m.m) >= maxMemoTargets {
+		m.m = make(map[string]memoTarget, 64)
+	}
+	m.m[uri] = memoTarget{uri: uri, t: t}
+	m.mu.Unlock()
+	return t, true
+}
+
+// heldSmallURI is heldSmall for a request URI not parsed yet, of a client
+// at remote.
 func (s *Server) heldSmallURI(uri, remote string) bool {
-	if s == nil || s.mem == nil || s.noQuick {
+	if !s.quickServes(remote) {
 		return false
 	}
-	_, t, ok := s.quickTarget([]byte(uri))
+	s.targets.mu.RLock()
+	e, ok := s.targets.m[uri]
+	s.targets.mu.RUnlock()
+	t := e.t
 	if !ok {
-		return false
+		if t, ok = s.targets.parse(uri); !ok {
+			return false
+		}
 	}
-	_, held := s.heldSmall(uri, t, remote)
+	_, held := s.heldSmall(uri, t)
 	return held
 }
 

@@ -294,15 +294,15 @@ func (c *raConn) handOut(p []byte) int {
 // uri, if the quick lane can (done); the head is then consumed. An error is
 // the connection's: net/http gets it and closes the connection.
 func (c *raConn) answerQuick(req []byte, n int) (done bool, err error) {
-	if c.s == nil || c.s.mem == nil || c.s.noQuick || !c.s.clientAllowed(c.remote) || c.startedAhead(req) {
-		return false, nil // before parsing: a client the lane does not serve fills no memo
+	if !c.s.quickServes(c.remote) || c.startedAhead(req) {
+		return false, nil
 	}
 	start := time.Now()
 	uri, t, ok := c.s.quickTarget(req)
 	if !ok {
 		return false, nil
 	}
-	head, body, ok := c.s.quick(c.hbuf[:0], uri, t, c.remote)
+	head, body, ok := c.s.quick(c.hbuf[:0], uri, t)
 	if !ok {
 		return false, nil
 	}
