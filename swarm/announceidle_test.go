@@ -37,7 +37,11 @@ func TestIdleBlobsAreNotReannounced(t *testing.T) {
 			lastUsed["new"], lastUsed["retry"] = time.Time{}, time.Time{}
 			skipped := n.idleSkipped.Load()
 			var got []string
-			for _, e := range n.dropIdle(due, now) {
+			routine := map[*seedEntry]bool{}
+			for _, e := range due {
+				routine[e] = e.announced
+			}
+			for _, e := range n.dropIdle(due, routine, now) {
 				got = append(got, e.hex)
 			}
 			if !slices.Equal(got, tc.want) {

@@ -1,7 +1,6 @@
 package swarm
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/anacrolix/dht/v2"
+	"github.com/anacrolix/dht/v2/int160"
 	"github.com/anacrolix/dht/v2/krpc"
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
@@ -309,7 +309,7 @@ func (n *Node) announceDue() {
 		routine[e] = e.announced
 	}
 	n.mu.Unlock()
-	due = n.dropIdle(due, now)
+	due = n.dropIdle(due, routine, now)
 	if len(due) == 0 {
 		return
 	}
@@ -342,21 +342,19 @@ func (n *Node) announceDue() {
 	wg.Wait()
 }
 
-// dropIdle returns due without the re-announces of blobs nobody read for
-// the announce idle time (Config.LastUsed, AnnounceIdle); a first announce
-// and a retry after a failed one always go out. The dropped entries keep
-// their new lastAnnounce: they are looked at again in reannounceInterval.
-func (n *Node) dropIdle(due []*seedEntry, now time.Time) []*seedEntry {
+// dropIdle returns due without the re-announces (routine: the last
+// announce of the entry reached the DHT) of blobs nobody read for the
+// announce idle time (Config.LastUsed, AnnounceIdle); a first announce and a
+// retry after a failed one always go out. The dropped entries keep their new
+// lastAnnounce: they are looked at again in reannounceInterval.
+func (n *Node) dropIdle(due []*seedEntry, routine map[*seedEntry]bool, now time.Time) []*seedEntry {
 	idle := n.cfg.AnnounceIdle // 0 became the default in New
 	if n.cfg.LastUsed == nil || idle < 0 {
 		return due
 	}
 	kept := due[:0]
 	for _, e := range due {
-		n.mu.Lock()
-		routine := e.announced
-		n.mu.Unlock()
-		if last := n.cfg.LastUsed(e.hex); routine && now.Sub(last) > idle {
+		if last := n.cfg.LastUsed(e.hex); routine[e] && now.Sub(last) > idle {
 			n.idleSkipped.Add(1)
 			n.log.Debug("not re-announcing a blob nobody read lately", "digest", e.hex, "last_used", last)
 			continue
@@ -374,29 +372,39 @@ func (n *Node) announce(ctx context.Context, key metainfo.Hash, port int, found 
 	if port != 0 {
 		opts = append(opts, dht.AnnouncePeer(dht.AnnouncePeerOpts{Port: port}))
 	}
+	answered, _ := n.walk(ctx, key, opts, func(pv dht.PeersValues) {
+		if found == nil {
+			return
+		}
+		for _, p := range pv.Peers {
+			if ap, ok := nodeAddrPort(p); ok {
+				found(ap)
+			}
+		}
+	})
+	return answered
+}
+
+// walk runs a get_peers traversal toward key with opts and passes each
+// reply to each. It reports whether any DHT node answered, and whether the
+// traversal ran to its end (ctx did not cut it).
+func (n *Node) walk(ctx context.Context, key metainfo.Hash, opts []dht.AnnounceOpt, each func(dht.PeersValues)) (answered, complete bool) {
 	ann, err := n.dht.AnnounceTraversal(key, opts...)
 	if err != nil {
 		n.log.Debug("DHT traversal not started", "key", hexOf(key), "err", err)
-		return false
+		return false, false
 	}
 	defer ann.Close()
 	for {
 		select {
 		case <-ctx.Done():
-			return ann.NumContacted() > 0
+			return ann.NumContacted() > 0, false
 		case pv, ok := <-ann.Peers:
 			if !ok {
 				// The traversal has stopped: its stats are no longer written.
-				return ann.TraversalStats().NumResponses > 0
+				return ann.TraversalStats().NumResponses > 0, true
 			}
-			if found == nil {
-				continue
-			}
-			for _, p := range pv.Peers {
-				if ap, ok := nodeAddrPort(p); ok {
-					found(ap)
-				}
-			}
+			each(pv)
 		}
 	}
 }
@@ -419,56 +427,33 @@ const announceClosest = 8
 // announceClosest nodes closest to key that answered with a token, as a
 // first announce does. It reports whether any DHT node answered.
 func (n *Node) reannounce(ctx context.Context, key metainfo.Hash, port int) bool {
-	ann, err := n.dht.AnnounceTraversal(key)
-	if err != nil {
-		n.log.Debug("DHT traversal not started", "key", hexOf(key), "err", err)
-		return false
-	}
-	defer ann.Close()
-	type answered struct {
+	type replied struct {
 		addr  krpc.NodeAddr
-		id    [20]byte
+		dist  int160.T // from key
 		token string
 	}
+	target := int160.FromByteArray(key)
 	holders := map[netip.AddrPort]struct{}{}
-	var closest []answered
-	for walking := true; walking; {
-		select {
-		case <-ctx.Done():
-			return ann.NumContacted() > 0
-		case pv, ok := <-ann.Peers:
-			if !ok {
-				walking = false
-				break
-			}
-			for _, p := range pv.Peers {
-				if ap, ok := nodeAddrPort(p); ok {
-					holders[ap] = struct{}{}
-				}
-			}
-			if pv.Return.Token != nil {
-				closest = append(closest, answered{pv.NodeInfo.Addr, pv.NodeInfo.ID, *pv.Return.Token})
+	var closest []replied
+	answered, complete := n.walk(ctx, key, nil, func(pv dht.PeersValues) {
+		for _, p := range pv.Peers {
+			if ap, ok := nodeAddrPort(p); ok {
+				holders[ap] = struct{}{}
 			}
 		}
-	}
-	if ann.TraversalStats().NumResponses == 0 {
-		return false
+		if pv.Return.Token != nil {
+			closest = append(closest, replied{pv.NodeInfo.Addr, int160.Distance(int160.FromByteArray(pv.NodeInfo.ID), target), *pv.Return.Token})
+		}
+	})
+	if !answered || !complete {
+		return answered
 	}
 	if len(holders) >= SaturatedPeers {
 		n.saturatedSkipped.Add(1)
 		return true
 	}
-	distance := func(id [20]byte) [20]byte {
-		for i := range id {
-			id[i] ^= key[i]
-		}
-		return id
-	}
-	slices.SortFunc(closest, func(a, b answered) int {
-		da, db := distance(a.id), distance(b.id)
-		return bytes.Compare(da[:], db[:])
-	})
-	closest = slices.CompactFunc(closest, func(a, b answered) bool { return a.addr.String() == b.addr.String() })
+	slices.SortFunc(closest, func(a, b replied) int { return a.dist.Cmp(b.dist) })
+	closest = slices.CompactFunc(closest, func(a, b replied) bool { return a.addr.String() == b.addr.String() })
 	var wg sync.WaitGroup
 	for _, a := range closest[:min(len(closest), announceClosest)] {
 		wg.Go(func() {
