@@ -18,8 +18,7 @@ import (
 // probe measures the rate it gets once warmed up, then spread over two
 // connections for as long again; if that gave spreadGain times the rate or
 // more the host stays spread (over up to maxConns), else it goes back to one
-// connection. The
-// decision holds for probeEvery, then the probe runs again.
+// connection. The decision holds for probeEvery, then the probe runs again.
 //
 // The phases advance when the pool hands out requests (dispatchLocked),
 // which it does at every answer: a host with little traffic stays in order,
