@@ -290,6 +290,9 @@ type attempt struct {
 	src  Source
 	role role
 	a    Attempt
+	// alone: asked again from the first byte after bytes it sent
+	// following another source's failed verification together.
+	alone bool
 }
 
 // candidates lists the origin URLs to try for req: its URL and mirrors, then
@@ -350,6 +353,7 @@ func (f *Fetcher) runVerified(ctx context.Context, fl *Flight) error {
 			}
 			fl.stage.Store(int32(at.role))
 			at.a.Offset = fl.w.Size()
+			resumed := at.a.Offset > 0
 			body, cut, err := f.open(ctx, at)
 			if err != nil {
 				lastErr = err
@@ -428,6 +432,18 @@ func (f *Fetcher) runVerified(ctx context.Context, fl *Flight) error {
 				contributed = nil
 				if rerr := fl.w.Reset(); rerr != nil {
 					return fmt.Errorf("%w; restarting the download failed: %v", verifyErr, rerr)
+				}
+				if resumed && !at.alone {
+					// This source resumed after another: the bytes failed
+					// together, and which part was wrong is not known. Ask it
+					// once more alone, from the first byte, before the next
+					// source: else a source that stops after sending bad bytes
+					// (a hostile peer) fails a file that the next tier has
+					// whole. The sources before it were penalised above.
+					f.log.Warn("asking the source that resumed after a failed one again, from the first byte", "source", at.src.Name(), "url", fl.req.URL)
+					at.alone = true
+					at.a = Attempt{Request: at.a.Request, URL: at.a.URL}
+					i--
 				}
 				continue
 			}
