@@ -152,19 +152,19 @@ func (s *Server) streamFlightToPeer(w http.ResponseWriter, r *http.Request, f *f
 			return
 		}
 	}
-	var body io.Reader = fo
+	n := int64(-1) // to the end
 	if size >= 0 {
 		h.Set("Content-Length", strconv.FormatInt(last-first+1, 10))
 		// Bytes are sent as they arrive; a range that ends at the file's
 		// last byte waits for the digest to match (store.Follower holds
 		// the final byte back).
-		body = io.LimitReader(fo, last-first+1)
+		n = last - first + 1
 	}
 	if first > 0 || (size >= 0 && last < size-1) {
 		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, last, size))
 		w.WriteHeader(http.StatusPartialContent)
 	}
-	if _, err := io.Copy(w, body); err != nil && !errors.Is(err, context.Canceled) {
+	if _, err := fo.CopyTo(w, n); err != nil && !errors.Is(err, context.Canceled) {
 		panic(http.ErrAbortHandler)
 	}
 }

@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 )
@@ -349,6 +351,9 @@ type Follower struct {
 	w   *Writer
 	ctx context.Context
 	f   *os.File // own descriptor on the temporary file or the committed blob
+	// ownOffset: f has a file offset of its own (not shared with the
+	// Writer's descriptor or another follower's), so CopyTo may send from it.
+	ownOffset bool
 
 	// Guarded by w.mu.
 	off      int64
@@ -375,6 +380,10 @@ func (w *Writer) NewFollower(ctx context.Context) *Follower {
 			fl.err = fmt.Errorf("store: follow download: temporary file closed")
 			break
 		}
+		if f, err := reopenFile(w.f); err == nil {
+			fl.f, fl.ownOffset = f, true
+			break
+		}
 		f, err := dupFile(w.f)
 		if err != nil {
 			fl.err = fmt.Errorf("store: follow download %s: %w", w.path, err)
@@ -387,12 +396,32 @@ func (w *Writer) NewFollower(ctx context.Context) *Follower {
 			fl.err = fmt.Errorf("store: follow committed blob %s: %w", w.digest, err)
 			break
 		}
-		fl.f = f
+		fl.f, fl.ownOffset = f, true
 	case failed:
 		fl.err = w.err
 	}
 	w.followers[fl] = struct{}{}
 	return fl
+}
+
+// reopenFile opens f's file again, read-only, through /proc/self/fd: a
+// descriptor with a file offset of its own, which a sendfile(2) from it
+// moves, unlike a dup'ed one. It works after the file was renamed into the
+// store or unlinked; without /proc it fails and followers use dupFile.
+func reopenFile(f *os.File) (*os.File, error) {
+	sc, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var nf *os.File
+	var oerr error
+	err = sc.Control(func(fd uintptr) {
+		nf, oerr = os.Open("/proc/self/fd/" + strconv.FormatUint(uint64(fd), 10))
+	})
+	if err == nil {
+		err = oerr
+	}
+	return nf, err
 }
 
 // dupFile returns a second descriptor for f's open file. Followers read with
@@ -430,48 +459,105 @@ func (f *Follower) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	for {
+		off, n, err := f.claim(int64(len(p)))
+		if err != nil {
+			return 0, err
+		}
+		m, rerr := f.f.ReadAt(p[:n], off)
+		counted, closed := f.settle(off, int64(m))
+		if counted {
+			return m, nil
+		}
+		if rerr != nil && rerr != io.EOF && !closed {
+			return 0, fmt.Errorf("store: read follower at offset %d: %w", off, rerr)
+		}
+		// Truncated by a concurrent Reset, or seeked meanwhile: look again.
+	}
+}
+
+// WriteTo writes the follower's bytes to dst as they arrive, to the end of
+// the download; see CopyTo.
+func (f *Follower) WriteTo(dst io.Writer) (int64, error) { return f.CopyTo(dst, -1) }
+
+// CopyTo writes the follower's next n bytes (every byte to the end of the
+// download if n < 0) to dst as they arrive, as Read would return them, and
+// returns how many it wrote; at the end of the download it stops early
+// without an error. On a failed download it returns Read's error, and the
+// bytes already written must be discarded as with Read.
+//
+// When dst is an io.ReaderFrom (a TCP connection is, and net/http's
+// response passes the file on to it) and the follower has its own file
+// offset, the bytes go to dst as a file: the kernel sends them from the page
+// cache (sendfile(2)) instead of copying them through this process twice.
+func (f *Follower) CopyTo(dst io.Writer, n int64) (int64, error) {
+	rf, ok := dst.(io.ReaderFrom)
+	if !ok || !f.ownOffset {
+		src := io.Reader(readerOnly{f})
+		if n >= 0 {
+			src = io.LimitReader(src, n)
+		}
+		return io.Copy(writerOnly{dst}, src)
+	}
+	var total int64
+	for n < 0 || total < n {
+		want := int64(math.MaxInt64)
+		if n >= 0 {
+			want = n - total
+		}
+		off, k, err := f.claim(want)
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+		var m int64
+		if _, err = f.f.Seek(off, io.SeekStart); err == nil {
+			m, err = rf.ReadFrom(&io.LimitedReader{R: f.f, N: k})
+		}
+		// The bytes are out whether or not they count: a follower is read
+		// by one goroutine, so only a Close can have intervened, and the
+		// next claim reports it.
+		total += m
+		_, closed := f.settle(off, m)
+		if err != nil && !closed {
+			return total, fmt.Errorf("store: send follower bytes from offset %d: %w", off, err)
+		}
+	}
+	return total, nil
+}
+
+// readerOnly and writerOnly hide every method but Read and Write, so that
+// io.Copy neither calls CopyTo again nor hands dst a reader it cannot send
+// from.
+type readerOnly struct{ io.Reader }
+type writerOnly struct{ io.Writer }
+
+// claim waits until bytes at the follower's offset may be read and returns
+// that offset and how many (at most max), with the read marked in flight.
+// It returns io.EOF at the end of a download whose digest matched, and the
+// follower's or the download's error when either failed.
+func (f *Follower) claim(max int64) (off, n int64, err error) {
 	w := f.w
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	for {
 		switch {
 		case f.closed:
-			w.mu.Unlock()
-			return 0, fmt.Errorf("store: read follower: %w", os.ErrClosed)
+			return 0, 0, fmt.Errorf("store: read follower: %w", os.ErrClosed)
 		case f.err != nil:
-			err := f.err
-			w.mu.Unlock()
-			return 0, err
+			return 0, 0, f.err
 		case w.state == failed:
-			err := w.err
-			w.mu.Unlock()
-			return 0, err
+			return 0, 0, w.err
 		case f.off < w.readableLocked():
-			n := min(int64(len(p)), w.readableLocked()-f.off)
-			off := f.off
 			f.inflight = true
-			w.mu.Unlock()
-			m, err := f.f.ReadAt(p[:n], off)
-			w.mu.Lock()
-			f.inflight = false
-			if m > 0 && f.off == off && !f.closed {
-				f.off += int64(m)
-				f.read = true
-				w.mu.Unlock()
-				return m, nil
-			}
-			if err != nil && err != io.EOF && !f.closed {
-				w.mu.Unlock()
-				return 0, fmt.Errorf("store: read follower at offset %d: %w", off, err)
-			}
-			// Truncated by a concurrent Reset, or seeked meanwhile: look again.
-			continue
-		case w.state == committed || w.matched && w.state == writing && f.err == nil:
-			w.mu.Unlock()
-			return 0, io.EOF
+			return f.off, min(max, w.readableLocked()-f.off), nil
+		case w.state == committed || w.matched && w.state == writing:
+			return 0, 0, io.EOF
 		}
 		if err := f.ctx.Err(); err != nil {
-			w.mu.Unlock()
-			return 0, fmt.Errorf("store: read follower: %w", err)
+			return 0, 0, fmt.Errorf("store: read follower: %w", err)
 		}
 		if w.wake == nil {
 			w.wake = make(chan struct{})
@@ -486,6 +572,22 @@ func (f *Follower) Read(p []byte) (int, error) {
 		w.mu.Lock()
 		w.waiting--
 	}
+}
+
+// settle ends a read claimed at off that moved m bytes. The bytes count,
+// and the offset advances past them, unless the follower was closed or
+// seeked meanwhile; it also reports whether the follower is closed.
+func (f *Follower) settle(off, m int64) (counted, closed bool) {
+	w := f.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	f.inflight = false
+	if m > 0 && f.off == off && !f.closed {
+		f.off += m
+		f.read = true
+		return true, false
+	}
+	return false, f.closed
 }
 
 // holdBack is how many final bytes a follower holds back until the digest
