@@ -10,7 +10,9 @@
 // never modified again, only deleted (DeleteBlob, Evict, Verify). Any number of
 // Followers may read a Writer's bytes while they arrive; a Follower reports io.EOF
 // only after a successful Commit, so a reader can never take a partial or
-// mismatching download for a whole one.
+// mismatching download for a whole one. Follower.CopyTo (and WriteTo, which
+// io.Copy calls) keeps the same promises and hands a connection the file, so
+// that the kernel sends the bytes from the page cache (sendfile(2)).
 //
 // badger/v4 holds only small index values, each under a one-byte key prefix:
 // URL → digest and response headers, path → expected digest, accepted roots per
