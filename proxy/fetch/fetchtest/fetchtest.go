@@ -24,13 +24,13 @@ type Fault int
 
 // Faults.
 const (
-	Good    Fault = iota // serves the file
-	DieAt                // serves the first half, then fails
-	Lie                  // serves other bytes of the same length
-	Stall                // serves the first half, then nothing (the connection stays open)
-	TooMuch              // serves the file and more bytes after it
-	Nothing              // does not have the file (not found)
-	LieThenDie           // serves other bytes for the first half, then fails
+	Good       Fault = iota // serves the file
+	DieAt                   // serves the first half, then fails
+	Lie                     // serves other bytes of the same length
+	Stall                   // serves the first half, then nothing (the connection stays open)
+	TooMuch                 // serves the file and more bytes after it
+	Nothing                 // does not have the file (not found)
+	LieThenDie              // serves other bytes for the first half, then fails
 )
 
 var faultNames = [...]string{"good", "dies mid-file", "lies", "stalls", "sends too much", "has nothing", "lies then dies"}
