@@ -185,6 +185,8 @@ type Node struct {
 	wg     sync.WaitGroup
 	kick   chan struct{} // wakes the announcer
 
+	primed primedInfos // info dicts from piece hashes computed while downloading
+
 	mu        sync.Mutex // protects the fields below
 	seeded    map[string]*seedEntry
 	order     *list.List // of *seedEntry, least recently seeded first

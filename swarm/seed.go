@@ -170,9 +170,16 @@ func (n *Node) unseedLocked(e *seedEntry) {
 	}
 }
 
-// infoFor returns the canonical info bytes for a blob, from the cache in
-// DataDir/info or by hashing the blob (and then caching them).
+// infoFor returns the canonical info bytes for a blob: primed (PrimeInfo),
+// from the cache in DataDir/info, or by hashing the blob (and then caching
+// them).
 func (n *Node) infoFor(hexDigest string, size int64) ([]byte, metainfo.Hash, error) {
+	if b := n.primed.take(hexDigest); b != nil {
+		if ih, err := checkInfo(b, hexDigest, size); err == nil {
+			n.cacheInfo(hexDigest, b)
+			return b, ih, nil
+		}
+	}
 	path := n.infoPath(hexDigest)
 	if b, err := os.ReadFile(path); err == nil {
 		if ih, err := checkInfo(b, hexDigest, size); err == nil {

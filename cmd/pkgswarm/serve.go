@@ -338,6 +338,7 @@ func buildServer(c *cli.Context, log, internals *slog.Logger) (*server, error) {
 	var wide []fetch.Source
 	var seed *seeder
 	var onShareable func(store.Digest)
+	var sideHash func(int64) fetch.SideHasher
 	if sw != nil {
 		peers.banIP = sw.Ban
 		stier := &swarmtier.Source{Node: sw, FindTimeout: c.Duration("swarm-find-timeout"),
@@ -348,10 +349,11 @@ func buildServer(c *cli.Context, log, internals *slog.Logger) (*server, error) {
 		wide = append(wide, stier)
 		seed = newSeeder(sw, st, log)
 		onShareable = seed.offer
+		sideHash = pieceHashes(sw, log)
 	}
 	nd, err := node.New(node.Config{
 		Store: st, AptKeyring: kr, RPMKeys: rpmCfg.Keys, RPMConfiguredKeysOnly: rpmCfg.ConfiguredKeysOnly,
-		Revalidate: c.Duration("revalidate"), OnShareable: onShareable,
+		Revalidate: c.Duration("revalidate"), OnShareable: onShareable, SideHash: sideHash,
 		AllowPorts: ports, Mirrors: mirrors, Egress: egress, OriginConns: c.Int("origin-connections"), OriginPipeline: c.Int("origin-pipeline-depth"), Offline: c.Bool("offline"),
 		Site: site, Wide: wide,
 		AllowClients: clients, ConnectAllow: connectAllow(c.StringSlice("connect-allow")), Hold: c.Duration("hold"),

@@ -34,6 +34,9 @@ type Config struct {
 	// OnShareable, if set, is called once per blob newly marked shareable
 	// (the swarm seeds it). It must not block.
 	OnShareable func(d store.Digest)
+	// SideHash, if set, computes a second hash of each verified download
+	// as it arrives (fetch.Config.SideHash: the swarm's piece hashes).
+	SideHash func(size int64) fetch.SideHasher
 
 	// Origin.
 	AllowPorts      []int
@@ -96,7 +99,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	f, err := fetch.New(fetch.Config{Store: cfg.Store, Site: cfg.Site, Wide: cfg.Wide, Origin: m.Origin(oc), Mirrors: oc.Mirrors,
 		Offline: cfg.Offline, StallTimeout: cfg.StallTimeout, MinRate: cfg.MinRate, RateWindow: cfg.RateWindow,
-		MaxUnverified: cfg.MaxUnverified, Observer: m, Logger: log, Now: cfg.Now})
+		MaxUnverified: cfg.MaxUnverified, SideHash: cfg.SideHash, Observer: m, Logger: log, Now: cfg.Now})
 	if err != nil {
 		return nil, err
 	}

@@ -54,12 +54,27 @@ type Config struct {
 	// MaxUnverified bounds a file without an expectation (or an expectation
 	// without a size). Zero means 1 GiB.
 	MaxUnverified int64
+	// SideHash, if set, is asked for a second hash over each download
+	// whose expectation has a SHA-256 and a size (the swarm's piece
+	// hashes, so that seeding the blob does not read and hash it again);
+	// it may return nil. Done is called after the download committed,
+	// never for one that failed.
+	SideHash func(size int64) SideHasher
 	// Observer receives metrics and failure events. Nil means none.
 	Observer Observer
 	// Logger receives one warn line per failure. Nil means slog.Default().
 	Logger *slog.Logger
 	// Now returns the current time. Nil means time.Now.
 	Now func() time.Time
+}
+
+// SideHasher computes a second hash of a download as it is written (see
+// Config.SideHash).
+type SideHasher interface {
+	store.Tee
+	// Done reports the committed blob's digest: the bytes the hasher saw
+	// are exactly the blob's.
+	Done(d store.Digest)
 }
 
 // Fetcher is the pipeline. Create it with New; Close ends its downloads.
@@ -244,6 +259,11 @@ func (f *Fetcher) join(req *Request, cond *store.URLEntry) (*Flight, error) {
 	fl.size.Store(-1)
 	if req.Expect != nil && req.Expect.Size >= 0 {
 		fl.size.Store(req.Expect.Size)
+		if f.cfg.SideHash != nil && req.Expect.SHA256 != nil {
+			if fl.side = f.cfg.SideHash(req.Expect.Size); fl.side != nil {
+				w.SetTee(fl.side)
+			}
+		}
 	}
 	f.flights[key] = fl
 	f.mu.Unlock()
@@ -454,6 +474,9 @@ func (f *Fetcher) runVerified(ctx context.Context, fl *Flight) error {
 				return fmt.Errorf("storing %s (sha256 %s): %w", fl.req.URL, sum, storeErr(err))
 			}
 			fl.digest = sum
+			if fl.side != nil {
+				fl.side.Done(sum)
+			}
 			return nil
 		}
 		if verifyErr != nil || !outage.again(ctx, f, fl, lastErr) {

@@ -402,3 +402,79 @@ func TestByURLStall(t *testing.T) {
 		t.Fatalf("the store holds %d blobs", n)
 	}
 }
+
+// sideRec is a SideHasher that records what it saw and its Done calls.
+type sideRec struct {
+	mu    sync.Mutex
+	b     []byte
+	dones []store.Digest
+}
+
+func (s *sideRec) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b = append(s.b, p...)
+	return len(p), nil
+}
+func (s *sideRec) Reset() { s.mu.Lock(); s.b = s.b[:0]; s.mu.Unlock() }
+func (s *sideRec) Done(d store.Digest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dones = append(s.dones, d)
+}
+
+// The side hash of a download sees exactly the committed blob's bytes, even
+// after a lying source's bytes were thrown away, and hears Done only for a
+// download that committed.
+func TestSideHashSeesTheCommittedBytes(t *testing.T) {
+	t.Parallel()
+	content := []byte(strings.Repeat("side hash ", 30_000))
+	for _, tc := range []struct {
+		name   string
+		origin fetchtest.Fault
+		done   bool
+	}{
+		{name: "a liar, then the origin", origin: fetchtest.Good, done: true},
+		{name: "every source lies", origin: fetchtest.Lie},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var sides []*sideRec
+			var mu sync.Mutex
+			p := newPipeline(t, fetch.Config{
+				Site:   []fetch.Source{&fetchtest.Static{Label: "lan", Content: content, Fault: fetchtest.LieThenDie}},
+				Origin: &fetchtest.Static{Label: "origin", Content: content, Fault: tc.origin},
+				SideHash: func(size int64) fetch.SideHasher {
+					if size != int64(len(content)) {
+						t.Errorf("side hash asked for %d bytes, want %d", size, len(content))
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					s := &sideRec{}
+					sides = append(sides, s)
+					return s
+				},
+			})
+			_, err := p.run(t, &fetch.Request{URL: "http://o.test/a.deb", Expect: expectOf(content), Peers: true})
+			if (err == nil) != tc.done {
+				t.Fatalf("download: %v", err)
+			}
+			if len(sides) != 1 {
+				t.Fatalf("%d side hashes for one download", len(sides))
+			}
+			s := sides[0]
+			if !tc.done {
+				if len(s.dones) != 0 {
+					t.Fatalf("Done called for a download that failed: %v", s.dones)
+				}
+				return
+			}
+			if len(s.dones) != 1 || s.dones[0] != store.DigestOf(content) {
+				t.Fatalf("Done calls %v, want one with the file's digest", s.dones)
+			}
+			if string(s.b) != string(content) {
+				t.Fatalf("the side hash saw %d bytes that are not the file's %d", len(s.b), len(content))
+			}
+		})
+	}
+}

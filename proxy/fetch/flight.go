@@ -17,6 +17,7 @@ type Flight struct {
 	start time.Time
 	w     *store.Writer
 	size  atomic.Int64 // expected or announced size, -1 when unknown
+	side  SideHasher   // a second hash over the bytes (Config.SideHash); nil if none
 
 	ready     chan struct{} // closed once bytes may flow (a source answered) or the flight ended
 	verified  chan struct{} // closed when the bytes passed verification, before the durable commit

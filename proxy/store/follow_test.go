@@ -210,3 +210,46 @@ func TestFollowerWithoutOwnOffsetCopies(t *testing.T) {
 		t.Fatalf("a shared descriptor was handed over %d times", sink.files)
 	}
 }
+
+// recTee records what a Writer's tee sees.
+type recTee struct {
+	b      []byte
+	resets int
+}
+
+func (r *recTee) Write(p []byte) (int, error) { r.b = append(r.b, p...); return len(p), nil }
+func (r *recTee) Reset()                      { r.b = r.b[:0]; r.resets++ }
+
+// A tee sees every byte the Writer hashes, in order, and starts over with a
+// Reset, including the bytes written after one that are checked against the
+// bytes before it.
+func TestWriterTee(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, Options{InMemoryIndex: true})
+	content := randBytes(rand.New(rand.NewPCG(11, 12)), 90_001)
+	w, err := s.NewWriter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tee := &recTee{}
+	w.SetTee(tee)
+	fo := w.NewFollower(nil) // a follower that read bytes makes the Reset keep checkpoints
+	defer fo.Close()
+	w.Write(content[:50_000])
+	if _, err := io.ReadFull(fo, make([]byte, 40_000)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	for off := 0; off < len(content); off += 7_000 {
+		w.Write(content[off:min(off+7_000, len(content))])
+	}
+	if err := w.Commit(DigestOf(content)); err != nil {
+		t.Fatal(err)
+	}
+	if tee.resets != 1 {
+		t.Fatalf("tee reset %d times, want 1", tee.resets)
+	}
+	assertBytes(t, "tee", tee.b, content)
+}

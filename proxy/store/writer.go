@@ -43,10 +43,11 @@ type Writer struct {
 	s    *Store
 	path string // the temporary file
 
-	wmu         sync.Mutex // serialises Write/Reset/Commit/Abort/OpenRead; protects hash, checkpoints
+	wmu         sync.Mutex // serialises Write/Reset/Commit/Abort/OpenRead; protects hash, checkpoints, tee
 	f           *os.File
 	hash        hash.Hash
 	checkpoints []checkpoint // sorted by off
+	tee         Tee
 
 	mu        sync.Mutex // protects the fields below; size is written under wmu and mu
 	size      int64
@@ -135,10 +136,30 @@ func (w *Writer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// Tee sees the bytes a Writer hashes, in order from the first, and starts
+// again when the Writer is Reset: a second digest of the same bytes (a
+// swarm's piece hashes) computed as they arrive, instead of by reading the
+// committed file again. Write must not fail or keep p.
+type Tee interface {
+	io.Writer
+	Reset()
+}
+
+// SetTee makes t see every byte written from now on; call it before the
+// first Write. What t computed describes the blob only if Commit succeeds.
+func (w *Writer) SetTee(t Tee) {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	w.tee = t
+}
+
 // hashLocked hashes p (which follows the first w.size bytes), comparing the hash
 // state at each pending checkpoint it passes. It reports whether a checkpoint
 // differed, and whether the last pending checkpoint was passed. w.wmu is held.
 func (w *Writer) hashLocked(p []byte) (diverged, settled bool) {
+	if w.tee != nil {
+		w.tee.Write(p)
+	}
 	if len(w.checkpoints) == 0 {
 		w.hash.Write(p)
 		return false, false
@@ -212,6 +233,9 @@ func (w *Writer) Reset() error {
 	w.gen++
 	w.mu.Unlock()
 	w.hash.Reset()
+	if w.tee != nil {
+		w.tee.Reset()
+	}
 	if err := w.f.Truncate(0); err != nil {
 		return fmt.Errorf("store: reset download: truncate %s: %w", w.path, err)
 	}
