@@ -5,7 +5,10 @@
 // size, piece length from a fixed table, see PieceLength; no other key), so
 // every holder of a file joins one swarm. Seeding reads the blob file in
 // place through Blobs: no copy, piece completion known from the blob being
-// verified. Downloads go to a scratch file under DataDir that Close deletes.
+// verified. Its piece hashes are computed once: from the bytes as they were
+// downloaded (PieceHasher, handed over with PrimeInfo), else by reading the
+// blob at its first Seed; either way cached under DataDir. Downloads go to a
+// scratch file under DataDir that Close deletes.
 //
 // Rendezvous. A downloader knows only the digest and size, not the infohash.
 // Holders announce on the DHT under K = SHA1(namespace + "/sha256:" + hex)

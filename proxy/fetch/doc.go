@@ -16,7 +16,11 @@
 //     back), so a response streamed from a download that then fails can never
 //     be completed. Every source whose bytes were part of a failing file is
 //     penalised (Penalizer) and reported (Observer); the next source starts
-//     from zero.
+//     from zero, except that a source which had resumed after another is
+//     first asked once more alone (which part was wrong is not known).
+//   - A second hash over a verified download (Config.SideHash: the swarm's
+//     piece hashes) sees exactly the bytes of the blob committed, in order,
+//     and hears Done only after the commit.
 //   - Peers (Config.Site, Config.Wide) are asked only for Requests that allow
 //     them (Request.Peers), which the caller sets only for expectations from a
 //     signed chain. Files without an expectation come from the origin only,
