@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/pkgswarm/pkgswarm/bench/fixture"
+	"github.com/pkgswarm/pkgswarm/internal/office"
 	"github.com/pkgswarm/pkgswarm/internal/testrepo"
 )
 
@@ -210,5 +211,36 @@ func TestMeanMax(t *testing.T) {
 		if mean, max := meanMax(tc.in); mean != tc.mean || max != tc.max {
 			t.Errorf("meanMax(%v) = %d, %d; want %d, %d", tc.in, mean, max, tc.mean, tc.max)
 		}
+	}
+}
+
+// The loss figures of a sites run are the differences of two readings,
+// summed site by site, and the report prints them.
+func TestLossBetween(t *testing.T) {
+	fl := &office.Fleet{Office: &office.Office{}, Site: [][]*office.Node{{nil, nil}, {nil}}}
+	a := linkLoss{
+		nodes:  []office.TCPCounters{{OutSegs: 100, RetransSegs: 1}, {OutSegs: 50}, {OutSegs: 10, RetransSegs: 10}},
+		origin: office.TCPCounters{OutSegs: 1000, RetransSegs: 5},
+		drops:  [][2]uint64{{1, 2}, {0, 0}},
+	}
+	b := linkLoss{
+		nodes:  []office.TCPCounters{{OutSegs: 1100, RetransSegs: 21}, {OutSegs: 1050, RetransSegs: 10}, {OutSegs: 10, RetransSegs: 10}},
+		origin: office.TCPCounters{OutSegs: 3000, RetransSegs: 105},
+		drops:  [][2]uint64{{11, 32}, {4, 5}},
+	}
+	var r SitesRun
+	lossBetween(&r, fl, a, b)
+	if want := []float64{0.015, 0}; !slices.Equal(r.SiteRetrans, want) {
+		t.Errorf("SiteRetrans %v, want %v (30 of 2000 segments; a site that sent nothing)", r.SiteRetrans, want)
+	}
+	if r.OriginRetrans != 0.05 {
+		t.Errorf("OriginRetrans %v, want 0.05", r.OriginRetrans)
+	}
+	if want := [][2]uint64{{10, 30}, {4, 5}}; !slices.Equal(r.SiteDrops, want) {
+		t.Errorf("SiteDrops %v, want %v", r.SiteDrops, want)
+	}
+	md := tables(Results{Sites: []SitesRun{{Run: Run{Setup: "pkgswarm"}, SiteRetrans: r.SiteRetrans, OriginRetrans: r.OriginRetrans, SiteDrops: r.SiteDrops}}})
+	if !strings.Contains(md, "TCP segments sent again per site [0.015 0] (the origin 0.0500)") || !strings.Contains(md, "[[10 30] [4 5]]") {
+		t.Errorf("the report does not give the loss figures:\n%s", md)
 	}
 }

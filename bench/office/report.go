@@ -103,6 +103,12 @@ func tables(res Results) string {
 				mb(r.OriginBytes), r.OriginRatio, mb(r.OriginLinkTx), mb(r.UploadMean), mb(r.UploadMax), share, okText(r.OK, len(r.Errors)))
 		}
 		for _, r := range res.Sites {
+			if len(r.SiteRetrans) > 0 {
+				fmt.Fprintf(&b, "\n- sites %s, over the downloads: TCP segments sent again per site %v (the origin %.4f); frames the site uplinks' shapers dropped, out / in per site: %v",
+					r.Setup, r.SiteRetrans, r.OriginRetrans, r.SiteDrops)
+			}
+		}
+		for _, r := range res.Sites {
 			for _, w := range r.DHT {
 				p, by := w.PerNodeMinute()
 				fmt.Fprintf(&b, "\n- sites %s, DHT while %s (%.0f s, %d nodes, %d blobs seeded in all at the end): %.0f packets and %.1f KB per node per minute; %d announces of seeded blobs in all",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -35,6 +36,80 @@ type SitesRun struct {
 	// DHT is what the nodes' DHT servers did while they downloaded and in
 	// an idle window after (-dht-idle), pkgswarm only.
 	DHT []DHTWindow `json:"dht,omitempty"`
+	// Over the downloads: SiteRetrans is, per site, the share of the TCP
+	// segments the site's nodes sent that were sent again (losses in the
+	// shapers' queues, tail-loss probes), OriginRetrans the origin host's;
+	// SiteDrops is, per site, the frames the shaper of its uplink dropped,
+	// out of the site and into it.
+	SiteRetrans   []float64   `json:"site_tcp_retrans,omitempty"`
+	OriginRetrans float64     `json:"origin_tcp_retrans,omitempty"`
+	SiteDrops     [][2]uint64 `json:"site_shaper_drops,omitempty"`
+}
+
+// linkLoss is the TCP and shaper counters of a fleet at one moment.
+type linkLoss struct {
+	nodes  []office.TCPCounters // by node, site by site
+	origin office.TCPCounters
+	drops  [][2]uint64 // by site: out, in
+}
+
+// readLinkLoss reads every node's and the origin's TCP counters and every
+// gateway's shaper drops; a counter it cannot read is a note, not a failure.
+func readLinkLoss(ctx context.Context, fl *office.Fleet, notes *[]string) linkLoss {
+	var l linkLoss
+	var errs []string
+	for _, nd := range fl.Nodes() {
+		c, err := office.TCP(ctx, nd.Host)
+		if err != nil {
+			errs = append(errs, err.Error())
+		}
+		l.nodes = append(l.nodes, c)
+	}
+	c, err := office.TCP(ctx, fl.Origin.Host)
+	if err != nil {
+		errs = append(errs, err.Error())
+	}
+	l.origin = c
+	for _, gw := range fl.Gateways {
+		out, in, err := gw.ShaperDrops(fl.WAN)
+		if err != nil {
+			errs = append(errs, err.Error())
+		}
+		l.drops = append(l.drops, [2]uint64{out, in})
+	}
+	if len(errs) > 0 {
+		*notes = append(*notes, "link counters: "+strings.Join(errs, "; "))
+	}
+	return l
+}
+
+// lossBetween fills r's loss figures from two readings.
+func lossBetween(r *SitesRun, fl *office.Fleet, a, b linkLoss) {
+	share := func(a, b office.TCPCounters) float64 {
+		out := b.OutSegs - a.OutSegs
+		if out == 0 || b.OutSegs < a.OutSegs || b.RetransSegs < a.RetransSegs {
+			return 0
+		}
+		return float64(b.RetransSegs-a.RetransSegs) / float64(out)
+	}
+	i := 0
+	for s, site := range fl.Site {
+		var sa, sb office.TCPCounters
+		for range site {
+			if i < len(a.nodes) && i < len(b.nodes) {
+				sa.OutSegs += a.nodes[i].OutSegs
+				sa.RetransSegs += a.nodes[i].RetransSegs
+				sb.OutSegs += b.nodes[i].OutSegs
+				sb.RetransSegs += b.nodes[i].RetransSegs
+			}
+			i++
+		}
+		r.SiteRetrans = append(r.SiteRetrans, math.Round(share(sa, sb)*1e4)/1e4)
+		if s < len(a.drops) && s < len(b.drops) {
+			r.SiteDrops = append(r.SiteDrops, [2]uint64{b.drops[s][0] - a.drops[s][0], b.drops[s][1] - a.drops[s][1]})
+		}
+	}
+	r.OriginRetrans = math.Round(share(a.origin, b.origin)*1e4) / 1e4
 }
 
 // runSites runs one set-up on a fleet of sites. pkgswarm nodes find their
@@ -112,6 +187,7 @@ func runSites(ctx context.Context, cfg config, log *slog.Logger, fx *fixture.Fix
 			time.Sleep(3 * time.Second)
 		}
 		m := newMeter(ctx, tb, o, nil)
+		loss0 := readLinkLoss(ctx, fl, &r.Notes)
 		var snap0 map[string]swarm.Stats
 		if setup == setupPkgswarm {
 			snap0 = swarmSnapshot(ctx, o.Nodes())
@@ -119,6 +195,7 @@ func runSites(ctx context.Context, cfg config, log *slog.Logger, fx *fixture.Fix
 		start := time.Now()
 		r.NodeSeconds, r.Errors = aptEverywhere(ctx, tb, cfg, o, fx, setup == setupPkgswarm)
 		m.finish(ctx, &r.Run, fx)
+		lossBetween(&r, fl, loss0, readLinkLoss(ctx, fl, &r.Notes))
 		r.FinishSeconds, r.FirstSeconds = maxMin(r.NodeSeconds)
 		r.SiteFinish = siteFinish(fl, r.NodeSeconds)
 		if setup == setupPkgswarm {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -416,6 +417,51 @@ func (h *Host) Shape(lan *LAN, rate string) error {
 		}
 	}
 	return nil
+}
+
+// ShaperDrops returns the frames the shaper of the host's link into lan
+// (Shape) dropped so far: out on the way from the host into lan, in on the
+// way back. A link that is not shaped has none.
+func (h *Host) ShaperDrops(lan *LAN) (out, in uint64, err error) {
+	ifname, ok := h.ifaces[lan]
+	if !ok {
+		return 0, 0, fmt.Errorf("netlab: host %s is not on LAN %s", h.name, lan.name)
+	}
+	for i, side := range []struct{ ns, dev string }{{h.ns, ifname}, {lan.ns, h.ports[lan]}} {
+		b, err := exec.Command("ip", "netns", "exec", side.ns, "tc", "-s", "-j", "qdisc", "show", "dev", side.dev).Output()
+		if err != nil {
+			return 0, 0, fmt.Errorf("netlab: qdisc counters of %s in %s: %w", side.dev, side.ns, err)
+		}
+		n, err := parseQdiscDrops(b)
+		if err != nil {
+			return 0, 0, fmt.Errorf("netlab: qdisc counters of %s in %s: %w", side.dev, side.ns, err)
+		}
+		if i == 0 {
+			out = n
+		} else {
+			in = n
+		}
+	}
+	return out, in, nil
+}
+
+// parseQdiscDrops sums the drops of the tbf qdiscs in `tc -s -j qdisc show`
+// output (a JSON array of qdiscs).
+func parseQdiscDrops(b []byte) (uint64, error) {
+	var qs []struct {
+		Kind  string `json:"kind"`
+		Drops uint64 `json:"drops"`
+	}
+	if err := json.Unmarshal(b, &qs); err != nil {
+		return 0, fmt.Errorf("tc -j output is not a JSON array of qdiscs: %w", err)
+	}
+	var n uint64
+	for _, q := range qs {
+		if q.Kind == "tbf" {
+			n += q.Drops
+		}
+	}
+	return n, nil
 }
 
 // parseRate turns a tc rate ("50mbit", "100kbit", "1gbit", "9600bit") into bits per second.

@@ -270,6 +270,12 @@ func TestShape(t *testing.T) {
 			t.Errorf("qdisc on %s in %s: %s %v", side.dev, side.ns, out, err)
 		}
 	}
+	if out, in, err := h.ShaperDrops(lan); err != nil || out != 0 || in != 0 {
+		t.Errorf("a link nothing crossed: drops %d out, %d in, %v", out, in, err)
+	}
+	if _, _, err := h.ShaperDrops(lab.AddLAN("unshaped", "10.77.7.0/24")); err == nil {
+		t.Error("ShaperDrops of a LAN the host is not on")
+	}
 	if err := h.Shape(lan, "fast"); err == nil {
 		t.Error("Shape accepted rate \"fast\"")
 	}
@@ -277,6 +283,39 @@ func TestShape(t *testing.T) {
 	if err := h.Shape(other, "1mbit"); err == nil {
 		t.Error("Shape accepted a LAN the host is not on")
 	}
+}
+
+func TestParseQdiscDrops(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want uint64
+		ok   bool
+	}{
+		{in: `[{"kind":"tbf","handle":"9150:","root":true,"bytes":90,"packets":1,"drops":7,"overlimits":0}]`, want: 7, ok: true},
+		{in: `[{"kind":"noqueue","drops":3},{"kind":"tbf","drops":2},{"kind":"tbf","drops":5}]`, want: 7, ok: true},
+		{in: `[]`, ok: true},
+		{in: `{"kind":"tbf"}`},
+		{in: `[{"kind":"tbf","drops":-1}]`},
+		{in: ``},
+	} {
+		got, err := parseQdiscDrops([]byte(tc.in))
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("parseQdiscDrops(%s) = %d, %v; want %d (ok %v)", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
+func FuzzParseQdiscDrops(f *testing.F) {
+	f.Add([]byte(`[{"kind":"tbf","drops":7}]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > 1<<16 {
+			return
+		}
+		n, err := parseQdiscDrops(b)
+		if err != nil && n != 0 {
+			t.Fatalf("error %v with a count %d", err, n)
+		}
+	})
 }
 
 func TestAddAddr(t *testing.T) {

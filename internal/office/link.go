@@ -3,8 +3,10 @@ package office
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/exec"
+	"strconv"
 	"strings"
 
 	"github.com/pkgswarm/pkgswarm/internal/netlab"
@@ -68,4 +70,67 @@ func parseLinkStats(out []byte, dev string) (LinkCounters, error) {
 		return LinkCounters{Rx: l.Stats64.Rx.Bytes, Tx: l.Stats64.Tx.Bytes}, nil
 	}
 	return LinkCounters{}, fmt.Errorf("ip -j output lists no link %s (only %s)", dev, strings.Join(names, ", "))
+}
+
+// TCPCounters are a host's TCP segment counters, as its network namespace
+// keeps them: every segment sent, and those sent again (losses, probes).
+type TCPCounters struct {
+	OutSegs, RetransSegs uint64
+}
+
+// TCP returns host's TCP counters (/proc/net/snmp read in its namespace).
+func TCP(ctx context.Context, host *netlab.Host) (TCPCounters, error) {
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", host.Namespace(), "cat", "/proc/net/snmp").Output()
+	if err != nil {
+		return TCPCounters{}, fmt.Errorf("office: TCP counters of %s: %w", host.Name(), err)
+	}
+	c, err := parseSNMPTCP(out)
+	if err != nil {
+		return TCPCounters{}, fmt.Errorf("office: TCP counters of %s: %w", host.Name(), err)
+	}
+	return c, nil
+}
+
+// parseSNMPTCP reads the two "Tcp:" lines of /proc/net/snmp: the field
+// names, then their values.
+func parseSNMPTCP(b []byte) (TCPCounters, error) {
+	var names, values []string
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Tcp:" {
+			continue
+		}
+		if names == nil {
+			names = f[1:]
+		} else {
+			values = f[1:]
+			break
+		}
+	}
+	if values == nil || len(values) != len(names) {
+		return TCPCounters{}, fmt.Errorf("no pair of Tcp: lines with as many values as names in /proc/net/snmp (%s)", clip(string(b)))
+	}
+	var c TCPCounters
+	found := 0
+	for i, name := range names {
+		var dst *uint64
+		switch name {
+		case "OutSegs":
+			dst = &c.OutSegs
+		case "RetransSegs":
+			dst = &c.RetransSegs
+		default:
+			continue
+		}
+		v, err := strconv.ParseUint(values[i], 10, 64)
+		if err != nil {
+			return TCPCounters{}, fmt.Errorf("Tcp: %s is %q, not a count", name, values[i])
+		}
+		*dst = v
+		found++
+	}
+	if found != 2 {
+		return TCPCounters{}, errors.New("Tcp: lines without OutSegs and RetransSegs")
+	}
+	return c, nil
 }

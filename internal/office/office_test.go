@@ -570,3 +570,37 @@ func FuzzParseLinkStats(f *testing.F) {
 		}
 	})
 }
+
+func TestParseSNMPTCP(t *testing.T) {
+	const head = "Ip: Forwarding DefaultTTL\nIp: 1 64\n"
+	for _, tc := range []struct {
+		in   string
+		want TCPCounters
+		ok   bool
+	}{
+		{in: head + "Tcp: RtoAlgorithm InSegs OutSegs RetransSegs InErrs\nTcp: 1 10 5000 37 0\nUdp: InDatagrams\nUdp: 3\n", want: TCPCounters{OutSegs: 5000, RetransSegs: 37}, ok: true},
+		{in: head + "Tcp: OutSegs RetransSegs\n"},
+		{in: "Tcp: OutSegs RetransSegs\nTcp: 5 x\n"},
+		{in: "Tcp: OutSegs\nTcp: 5\n"},
+		{in: "Tcp: OutSegs RetransSegs\nTcp: 5\n"},
+		{in: ""},
+	} {
+		got, err := parseSNMPTCP([]byte(tc.in))
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("parseSNMPTCP(%q) = %+v, %v; want %+v (ok %v)", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
+func FuzzParseSNMPTCP(f *testing.F) {
+	f.Add([]byte("Tcp: OutSegs RetransSegs\nTcp: 5 1\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > 1<<16 {
+			return
+		}
+		c, err := parseSNMPTCP(b)
+		if err != nil && c != (TCPCounters{}) {
+			t.Fatalf("error %v with counters %+v", err, c)
+		}
+	})
+}
