@@ -45,6 +45,16 @@ func (s *fileSink) ReadFrom(r io.Reader) (int64, error) {
 	return int64(len(b)), err
 }
 
+// newTestWriter starts a download in a fresh store.
+func newTestWriter(t *testing.T) *Writer {
+	t.Helper()
+	w, err := openTest(t, Options{InMemoryIndex: true}).NewWriter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
 // waitFor waits until cond holds, at most 10 s: a follower that sends
 // nothing fails the test instead of hanging it.
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -68,12 +78,8 @@ func (s *fileSink) len() int {
 // sends the bytes from the page cache, as they arrive and in order.
 func TestFollowerGivesAConnectionTheFile(t *testing.T) {
 	t.Parallel()
-	s := openTest(t, Options{InMemoryIndex: true})
 	content := randBytes(rand.New(rand.NewPCG(7, 8)), 300_000)
-	w, err := s.NewWriter()
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := newTestWriter(t)
 	fo := w.NewFollower(nil)
 	defer fo.Close()
 	sink := &fileSink{}
@@ -130,11 +136,7 @@ func TestFollowerCopyTo(t *testing.T) {
 		} {
 			t.Run(mode+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
-				s := openTest(t, Options{InMemoryIndex: true})
-				w, err := s.NewWriter()
-				if err != nil {
-					t.Fatal(err)
-				}
+				w := newTestWriter(t)
 				defer w.Abort(nil)
 				fo := w.NewFollower(nil)
 				defer fo.Close()
@@ -181,21 +183,19 @@ func TestFollowerCopyTo(t *testing.T) {
 // a buffer: a dup'ed descriptor shares its offset with the Writer's.
 func TestFollowerWithoutOwnOffsetCopies(t *testing.T) {
 	t.Parallel()
-	s := openTest(t, Options{InMemoryIndex: true})
 	content := []byte("bytes that go through a buffer")
-	w, err := s.NewWriter()
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := newTestWriter(t)
 	fo := w.NewFollower(nil)
 	defer fo.Close()
 	if !fo.ownOffset {
 		t.Fatal("a follower of a download in progress has no file offset of its own")
 	}
 	fo.f.Close()
-	if fo.f, err = dupFile(w.f); err != nil {
+	f, err := dupFile(w.f)
+	if err != nil {
 		t.Fatal(err)
 	}
+	fo.f = f
 	fo.ownOffset = false
 	w.Write(content)
 	if err := w.Commit(DigestOf(content)); err != nil {
@@ -225,12 +225,8 @@ func (r *recTee) Reset()                      { r.b = r.b[:0]; r.resets++ }
 // bytes before it.
 func TestWriterTee(t *testing.T) {
 	t.Parallel()
-	s := openTest(t, Options{InMemoryIndex: true})
 	content := randBytes(rand.New(rand.NewPCG(11, 12)), 90_001)
-	w, err := s.NewWriter()
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := newTestWriter(t)
 	tee := &recTee{}
 	w.SetTee(tee)
 	fo := w.NewFollower(nil) // a follower that read bytes makes the Reset keep checkpoints
