@@ -200,6 +200,18 @@ func (s *Server) quickTarget(uri []byte) (string, target.Target, bool) {
 	return u, t, ok
 }
 
+// target returns uri's target, from the memo or parsed (and kept); ok false
+// when it does not parse. quickTarget is the same for a URI still in bytes.
+func (m *targetMemo) target(uri string) (target.Target, bool) {
+	m.mu.RLock()
+	e, ok := m.m[uri]
+	m.mu.RUnlock()
+	if ok {
+		return e.t, true
+	}
+	return m.parse(uri)
+}
+
 // parse parses uri, keeping the result if it parses and is short enough.
 func (m *targetMemo) parse(uri string) (target.Target, bool) {
 	t, err := target.Parse(uri)
@@ -224,14 +236,9 @@ func (s *Server) heldSmallURI(uri, remote string) bool {
 	if !s.quickServes(remote) {
 		return false
 	}
-	s.targets.mu.RLock()
-	e, ok := s.targets.m[uri]
-	s.targets.mu.RUnlock()
-	t := e.t
+	t, ok := s.targets.target(uri)
 	if !ok {
-		if t, ok = s.targets.parse(uri); !ok {
-			return false
-		}
+		return false
 	}
 	_, held := s.heldSmall(uri, t)
 	return held
