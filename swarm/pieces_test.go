@@ -121,3 +121,23 @@ func TestPrimedInfosAreBounded(t *testing.T) {
 		t.Fatalf("taken infos left %d entries, %d in order", len(q.info), len(q.order))
 	}
 }
+
+// BenchmarkPieceHasher is the cost of a blob's piece hashes per byte (SHA-1),
+// which the download now pays as it goes instead of the first Seed paying it
+// by reading the whole blob:
+//
+//	go test ./swarm -run '^$' -bench PieceHasher
+func BenchmarkPieceHasher(b *testing.B) {
+	const size = 64 << 20
+	data := randomBytes(size, 9)
+	b.SetBytes(size)
+	for b.Loop() {
+		p := NewPieceHasher(size)
+		for off := 0; off < size; off += 256 << 10 {
+			p.Write(data[off : off+256<<10])
+		}
+		if _, ok := p.Pieces(); !ok {
+			b.Fatal("no pieces after every byte")
+		}
+	}
+}
