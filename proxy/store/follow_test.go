@@ -249,3 +249,24 @@ func TestWriterTee(t *testing.T) {
 	}
 	assertBytes(t, "tee", tee.b, content)
 }
+
+// CopyTo sends from where the follower was seeked to (a peer's range).
+func TestFollowerCopyToAfterSeek(t *testing.T) {
+	t.Parallel()
+	content := randBytes(rand.New(rand.NewPCG(13, 14)), 50_000)
+	w := newTestWriter(t)
+	fo := w.NewFollower(nil)
+	defer fo.Close()
+	w.Write(content)
+	if _, err := fo.Seek(1000, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	sink := &fileSink{}
+	if n, err := fo.CopyTo(sink, 500); err != nil || n != 500 {
+		t.Fatalf("CopyTo: %d bytes, %v", n, err)
+	}
+	if n, err := fo.CopyTo(sink, 300); err != nil || n != 300 {
+		t.Fatalf("second CopyTo: %d bytes, %v", n, err)
+	}
+	assertBytes(t, "range", sink.b, content[1000:1800])
+}

@@ -524,6 +524,7 @@ func (f *Follower) CopyTo(dst io.Writer, n int64) (int64, error) {
 		return io.Copy(writerOnly{dst}, src)
 	}
 	var total int64
+	pos := int64(-1) // f.f's file offset when known: the end of the last send
 	for n < 0 || total < n {
 		want := int64(math.MaxInt64)
 		if n >= 0 {
@@ -537,8 +538,15 @@ func (f *Follower) CopyTo(dst io.Writer, n int64) (int64, error) {
 			return total, err
 		}
 		var m int64
-		if _, err = f.f.Seek(off, io.SeekStart); err == nil {
+		if off != pos {
+			_, err = f.f.Seek(off, io.SeekStart)
+		}
+		if err == nil {
 			m, err = rf.ReadFrom(&io.LimitedReader{R: f.f, N: k})
+			pos = off + m
+		}
+		if err != nil {
+			pos = -1 // a failed ReadFrom may have read more than it sent
 		}
 		// The bytes are out whether or not they count: a follower is read
 		// by one goroutine, so only a Close can have intervened, and the
