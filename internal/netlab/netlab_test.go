@@ -1,18 +1,23 @@
 package netlab
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
-	"github.com/pkgswarm/pkgswarm/internal/testtool"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pkgswarm/pkgswarm/internal/testtool"
 )
 
 // TestHelperHTTP is not a test: the lab tests run the test binary inside a
@@ -393,4 +398,90 @@ func TestSanitize(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDelay checks that gateways that delay hold what they forward: two
+// sites behind gateways of 15 ms each are 60 ms apart in round-trip time,
+// which a TCP handshake across them cannot beat, and the body still arrives.
+func TestDelay(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl is not installed")
+	}
+	lab := New(t, "delay")
+	wan := lab.AddLAN("wan", "10.78.8.0/24")
+	siteA := lab.AddLAN("sa", "10.78.9.0/24")
+	siteB := lab.AddLAN("sb", "10.78.10.0/24")
+	a := lab.AddHost("a", siteA)
+	gwa := lab.AddRouter("gwa", siteA, wan)
+	gwb := lab.AddRouter("gwb", siteB, wan)
+	b := lab.AddHost("b", siteB)
+	if err := a.Delay(time.Millisecond); err == nil {
+		t.Error("Delay on a host that is not a router")
+	}
+	if err := gwa.Delay(0); err == nil {
+		t.Error("Delay of 0")
+	}
+	for _, gw := range []*Host{gwa, gwb} {
+		if err := gw.Delay(15 * time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startHTTPHelper(t, b, 8080)
+	for range 3 {
+		out, err := a.Command(context.Background(), "curl", "-sS", "--max-time", "5", "--noproxy", "*",
+			"-w", " %{time_connect}", "http://"+b.IP().String()+":8080/").CombinedOutput()
+		if err != nil {
+			t.Fatalf("a → b through two delaying gateways: %s %v", out, err)
+		}
+		i := strings.LastIndexByte(string(out), ' ')
+		body, connect := string(out[:max(i, 0)]), string(out[i+1:])
+		if body != "hello from b" {
+			t.Fatalf("a → b: body %q", body)
+		}
+		secs, err := strconv.ParseFloat(connect, 64)
+		if err != nil {
+			t.Fatalf("curl's time_connect %q: %v", connect, err)
+		}
+		if rtt := time.Duration(secs * float64(time.Second)); rtt < 60*time.Millisecond {
+			t.Errorf("TCP handshake across two gateways of 15 ms took %v; want at least 60ms", rtt)
+		}
+	}
+	// A bulk transfer through both delay lines and a shaper arrives whole and
+	// in order.
+	if err := gwa.Shape(wan, "200mbit"); err != nil {
+		t.Fatal(err)
+	}
+	var ln net.Listener
+	if err := InNetns(b.Namespace(), func() (err error) {
+		ln, err = net.Listen("tcp", net.JoinHostPort(b.IP().String(), "9000"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	want := make([]byte, 8<<20)
+	rand.Read(want)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.Write(want)
+	}()
+	var c net.Conn
+	if err := InNetns(a.Namespace(), func() (err error) {
+		c, err = net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	start := time.Now()
+	got, err := io.ReadAll(c)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("8 MiB across two delaying gateways: %d bytes, equal %v, %v", len(got), bytes.Equal(got, want), err)
+	}
+	t.Logf("8 MiB across two delaying gateways in %v", time.Since(start))
 }

@@ -66,43 +66,6 @@ func childServer(ctx context.Context, argv []string) error {
 
 var smallRepo = []testrepo.Package{{Name: "tiny", Version: "1", Size: 4096, Seed: 1}}
 
-// TestInNetns checks that inNetns runs in the namespace and returns the
-// thread to the test's namespace.
-func TestInNetns(t *testing.T) {
-	lab := netlab.New(t, "innetns")
-	lan := lab.AddLAN("lan", "10.78.0.0/24")
-	h := lab.AddHost("h", lan)
-	names := func() []string {
-		ifs, err := net.Interfaces()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []string
-		for _, i := range ifs {
-			out = append(out, i.Name)
-		}
-		slices.Sort(out)
-		return out
-	}
-	var inside []string
-	if err := inNetns(h.Namespace(), func() error { inside = names(); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if want := []string{"eth0", "lo"}; !slices.Equal(inside, want) {
-		t.Errorf("interfaces inside %s: %v; want %v", h.Namespace(), inside, want)
-	}
-	// Every thread the test uses afterwards is back home: no run of names
-	// here may see only the lab's interfaces.
-	for range 20 {
-		if got := names(); slices.Equal(got, inside) {
-			t.Fatalf("a thread stayed in the lab namespace: interfaces %v", got)
-		}
-	}
-	if err := inNetns("no-such-namespace", func() error { return nil }); err == nil || !strings.Contains(err.Error(), "no-such-namespace") {
-		t.Errorf("inNetns on a missing namespace: %v; want an error naming it", err)
-	}
-}
-
 // TestListenAndDialAcrossTheLAN serves HTTP from the test process on one
 // host's address and fetches it through another host's client, across the
 // lab's bridge.
