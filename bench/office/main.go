@@ -54,6 +54,7 @@ type config struct {
 	sites       int           // many-sites run: this many sites (0: none)
 	perSite     int           // nodes per site
 	siteRate    string        // each site's uplink
+	siteDelay   time.Duration // one-way delay of each site's gateway
 	sitesSetups []string      // set-ups of the many-sites run
 	dhtIdle     time.Duration // many-sites run: idle window measured after the downloads
 }
@@ -97,6 +98,7 @@ func main() {
 	flag.IntVar(&cfg.sites, "sites", 0, "many-sites run: this many sites (0: none), each behind its own uplink (-site-rate)")
 	flag.IntVar(&cfg.perSite, "per-site", 5, "nodes per site in the many-sites run")
 	flag.StringVar(&cfg.siteRate, "site-rate", "20mbit", "each site's uplink in the many-sites run (tc tbf), both directions")
+	flag.DurationVar(&cfg.siteDelay, "site-delay", 10*time.Millisecond, "many-sites run: one-way delay each site's gateway adds (sites 4× this apart in RTT; the origin's relay keeps -delay minus this, so the origin stays -delay away)")
 	flag.DurationVar(&cfg.dhtIdle, "dht-idle", 0, "many-sites run: after the downloads, measure the DHT's traffic for this long while the nodes only seed")
 	var sitesSetups string
 	flag.StringVar(&sitesSetups, "sites-setups", "apt-cacher-ng,bittorrent,pkgswarm", "set-ups of the many-sites run")

@@ -243,4 +243,11 @@ func TestLossBetween(t *testing.T) {
 	if !strings.Contains(md, "TCP segments sent again per site [0.015 0] (the origin 0.0500)") || !strings.Contains(md, "[[10 30] [4 5]]") {
 		t.Errorf("the report does not give the loss figures:\n%s", md)
 	}
+	if !strings.Contains(md, "no delay between sites") {
+		t.Errorf("the report of a run without a site delay does not say so:\n%s", md)
+	}
+	md = tables(Results{Sites: []SitesRun{{Run: Run{Setup: "pkgswarm"}, SiteDelay: "10ms"}}})
+	if !strings.Contains(md, "sites 40ms apart in round-trip time") {
+		t.Errorf("the report does not give the sites' distance:\n%s", md)
+	}
 }

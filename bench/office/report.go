@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 )
 
 // The generated tables go between these markers of the -doc file; the text
@@ -91,7 +92,12 @@ func tables(res Results) string {
 	}
 	if len(res.Sites) > 0 {
 		sr := res.Sites[0]
-		fmt.Fprintf(&b, "\nMany-sites runs: %d sites of %d nodes, each site behind its own uplink, every node downloading the fixture at once:\n\n", sr.Sites, sr.PerSite)
+		between := "no delay between sites"
+		if d, err := time.ParseDuration(sr.SiteDelay); err == nil && d > 0 {
+			between = fmt.Sprintf("sites %v apart in round-trip time (each gateway holds what it forwards %v)", 4*d, d)
+		}
+		fmt.Fprintf(&b, "\nMany-sites runs: %d sites of %d nodes, each site behind its own uplink, %s, every node downloading the fixture at once:\n\n",
+			sr.Sites, sr.PerSite, between)
 		b.WriteString("| set-up | last node done (s) | last node per site (s) | origin MB | origin / one copy | origin link MB | node upload mean / max (MB) | swarm share of what entered each site | every apt-get OK |\n")
 		b.WriteString("|---|---:|---|---:|---:|---:|---:|---|---|\n")
 		for _, r := range res.Sites {

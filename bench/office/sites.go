@@ -25,6 +25,10 @@ type SitesRun struct {
 	Run
 	Sites   int `json:"sites"`
 	PerSite int `json:"per_site"`
+	// SiteDelay is the one-way delay of each site's gateway: sites are four
+	// times it apart in round-trip time. The origin stays -delay away: its
+	// relay holds traffic for the rest.
+	SiteDelay string `json:"site_one_way_delay,omitempty"`
 	// SiteIn is, per site, the bytes the site's pkgswarm nodes took from
 	// the swarm tier (other sites) and from the origin (sum of served_bytes
 	// by tier over the site's nodes); SwarmShare is swarm / (swarm + origin).
@@ -120,13 +124,13 @@ func lossBetween(r *SitesRun, fl *office.Fleet, a, b linkLoss) {
 // on the site's LAN. bittorrent: the origin host seeds, every node leeches.
 func runSites(ctx context.Context, cfg config, log *slog.Logger, fx *fixture.Fixture, repo *testrepo.Repo, setup string) SitesRun {
 	S, P := cfg.sites, cfg.perSite
-	r := SitesRun{Run: Run{Setup: setup, Nodes: S * P}, Sites: S, PerSite: P}
+	r := SitesRun{Run: Run{Setup: setup, Nodes: S * P}, Sites: S, PerSite: P, SiteDelay: cfg.siteDelay.String()}
 	name := "fs" + setup[:2] + strconv.Itoa(S)
 	err := office.Run(name, os.Stderr, func(tb testing.TB) {
 		var fl *office.Fleet
 		fl = office.NewFleet(tb, office.FleetOptions{
 			Options: office.Options{
-				Name: name, Repo: repo, NodeRate: cfg.lanRate, OriginRate: cfg.uplink, OriginDelay: cfg.delay,
+				Name: name, Repo: repo, NodeRate: cfg.lanRate, OriginRate: cfg.uplink, OriginDelay: max(cfg.delay-cfg.siteDelay, 0),
 				NoStart: true, MDNS: setup == setupPkgswarm, Program: office.Program{Path: cfg.pkgswarm},
 				ExtraArgs: cfg.extraArgs, StartTimeout: 60 * time.Second, LogLevel: cfg.logLevel,
 				NodeArgs: func(n *office.Node) []string {
@@ -143,7 +147,7 @@ func runSites(ctx context.Context, cfg config, log *slog.Logger, fx *fixture.Fix
 					return args
 				},
 			},
-			Sites: S, PerSite: P, SiteRate: cfg.siteRate,
+			Sites: S, PerSite: P, SiteRate: cfg.siteRate, SiteDelay: cfg.siteDelay,
 		})
 		o := fl.Office
 		if setup == setupBT {

@@ -19,6 +19,10 @@
 // between the LANs they join; multicast is never forwarded. Hosts learn routes
 // to every LAN they can reach through routers, via the first router of the
 // shortest path (so sites behind gateways on a shared WAN reach each other).
+// Host.Shape limits a link's rate (tbf); Host.Delay makes a router hold what
+// it forwards (a tun device served by the test process, as this kernel has no
+// netem). InNetns runs Go code inside a host's namespace, so a test can
+// listen and dial there without helper processes.
 //
 // It needs root and iproute2 (`ip`, `tc`); Available reports why a lab cannot be
 // built, and New skips the test with that reason (or fails it under CI=true,

@@ -31,7 +31,8 @@
 //
 // For measurements and other clients: Options.NodeRate and OriginRate shape
 // links with tbf, OriginDelay adds latency in the origin's relay (netem is
-// not in this kernel), Counters reads a host's interface byte counters, and
+// not in this kernel), FleetOptions.SiteDelay in each site's gateway (netlab
+// Host.Delay), Counters reads a host's interface byte counters, and
 // StartAvahi runs an avahi-daemon of the test's own in a lab host so
 // avahi-browse can look at the nodes as a desktop would.
 //

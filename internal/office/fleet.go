@@ -23,6 +23,11 @@ type FleetOptions struct {
 	// SiteRate shapes each gateway's WAN link, both directions ("" for
 	// none): what enters and leaves a site goes through it.
 	SiteRate string
+	// SiteDelay, when positive, is the one-way delay each gateway adds to
+	// what it forwards (netlab Host.Delay): sites are 4 × SiteDelay apart
+	// in round-trip time, and 2 × SiteDelay further from the origin than
+	// Options.OriginDelay alone makes them.
+	SiteDelay time.Duration
 }
 
 // Fleet is an office spread over sites. The embedded Office holds every
@@ -79,6 +84,13 @@ func NewFleet(tb testing.TB, opts FleetOptions) *Fleet {
 		}
 		f.LANs = append(f.LANs, lan)
 		f.Gateways = append(f.Gateways, gw)
+	}
+	if opts.SiteDelay > 0 {
+		for _, gw := range f.Gateways {
+			if err := gw.Delay(opts.SiteDelay); err != nil {
+				tb.Fatalf("office: %v", err)
+			}
+		}
 	}
 	o.lan = f.LANs[0]
 	origin, err := startOrigin(originHost, o.Repo.Dir, opts.OriginPort, opts.OriginDelay)
