@@ -75,11 +75,21 @@ type Source struct {
 	// means never.
 	MultiMinSize int64
 	// ChunkSize is the size of one range request of a multi-source read.
-	// Zero means 1 MiB.
+	// Zero means 1 MiB, and 8 MiB across sites (Wide).
 	ChunkSize int64
 	// Window is how many chunks a multi-source read keeps in flight. Zero
-	// means 4.
+	// means 4, and 2 across sites (Wide).
 	Window int
+	// PerPeer is how many range requests a multi-source read runs at one
+	// peer at once, each on a TCP connection of its own. Zero means 2, and
+	// 1 across sites (Wide): there the peer is behind another site's
+	// uplink, and parallel flows through one uplink, each with its own
+	// congestion control, overfill its queue (in the many-sites benchmark
+	// they lost 4–7 % of what they sent, and the chain of sites ran at
+	// 17.5 of the uplinks' 20 Mbit/s; docs/benchmarks-fleet.md). One flow
+	// and long chunks keep the queue short; a chunk's request then waits
+	// for the one before it, a round trip per chunk.
+	PerPeer int
 	// ChunkStall gives up one range request that delivers nothing for this
 	// long (another peer is asked). Zero means 4s.
 	ChunkStall time.Duration
@@ -139,9 +149,21 @@ func (l *Source) init() {
 		}
 		if l.ChunkSize <= 0 {
 			l.ChunkSize = defaultChunkSize
+			if l.Wide {
+				l.ChunkSize = defaultWideChunkSize
+			}
 		}
 		if l.Window <= 0 {
 			l.Window = defaultWindow
+			if l.Wide {
+				l.Window = defaultWideWindow
+			}
+		}
+		if l.PerPeer <= 0 {
+			l.PerPeer = defaultPerPeer
+			if l.Wide {
+				l.PerPeer = 1
+			}
 		}
 		if l.ChunkStall <= 0 {
 			l.ChunkStall = defaultChunkStall
