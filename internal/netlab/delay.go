@@ -91,9 +91,17 @@ func (h *Host) Delay(d time.Duration) error {
 // namespace and returns it, non-blocking, for Go's poller. The device goes
 // away when the file is closed.
 func openTun(name string) (*os.File, error) {
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	fd, err := unix.Open(tunPath, unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if errors.Is(err, unix.ENOENT) {
+		// Minimal systems and some containers have no device node although
+		// the kernel has tun: make it, as root may.
+		if merr := makeTunNode(); merr != nil {
+			return nil, fmt.Errorf("open %s: %w; making it: %v", tunPath, err, merr)
+		}
+		fd, err = unix.Open(tunPath, unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("open /dev/net/tun (is the kernel built with CONFIG_TUN?): %w", err)
+		return nil, fmt.Errorf("open %s (is the kernel built with CONFIG_TUN?): %w", tunPath, err)
 	}
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {
@@ -106,6 +114,20 @@ func openTun(name string) (*os.File, error) {
 		return nil, fmt.Errorf("make tun device %s: %w", name, err)
 	}
 	return os.NewFile(uintptr(fd), "/dev/net/tun:"+name), nil
+}
+
+// tunPath is the tun clone device (major 10, minor 200).
+const tunPath = "/dev/net/tun"
+
+func makeTunNode() error {
+	if err := os.MkdirAll("/dev/net", 0o755); err != nil {
+		return err
+	}
+	err := unix.Mknod(tunPath, unix.S_IFCHR|0o600, int(unix.Mkdev(10, 200)))
+	if errors.Is(err, unix.EEXIST) {
+		return nil
+	}
+	return err
 }
 
 // delayLine reads packets from a tun device and writes each back d after it

@@ -24,7 +24,8 @@
 // netem). InNetns runs Go code inside a host's namespace, so a test can
 // listen and dial there without helper processes.
 //
-// It needs root and iproute2 (`ip`, `tc`); Available reports why a lab cannot be
+// It needs root and iproute2 (`ip`, `tc`), and Delay a kernel with tun (the
+// device node is made when missing); Available reports why a lab cannot be
 // built, and New skips the test with that reason (or fails it under CI=true,
 // where every lab test must run). Hosts get IPv4 addresses; Host.AddAddr adds
 // more, IPv6 ones included. Interface names inside a lab are
