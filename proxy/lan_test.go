@@ -21,6 +21,7 @@ import (
 	noderig "github.com/pkgswarm/pkgswarm/internal/rig"
 	"github.com/pkgswarm/pkgswarm/internal/rpmrepo"
 	"github.com/pkgswarm/pkgswarm/internal/testrepo"
+	"github.com/pkgswarm/pkgswarm/proxy"
 	"github.com/pkgswarm/pkgswarm/proxy/fetch"
 	"github.com/pkgswarm/pkgswarm/proxy/fetch/lan"
 	"github.com/pkgswarm/pkgswarm/proxy/store"
@@ -459,5 +460,57 @@ func TestLANManyNodesSpreadUpload(t *testing.T) {
 	t.Logf("mean %.1f MB, most %.1f MB (%.2f× the mean)", mean/1e6, float64(most)/1e6, float64(most)/mean)
 	if float64(most) > 2*mean {
 		t.Errorf("the busiest node sent %.1f MB, more than twice the mean (%.1f MB)", float64(most)/1e6, mean/1e6)
+	}
+}
+
+// A peer's GET that reaches a node as its download of the file ends gets
+// the file. The download marks its blob shareable before it leaves the
+// node's table of downloads; the node looked at the shareable blobs first
+// and at the table second, so a download that ended between the two looks
+// answered 404, and the asking peer banned an honest node for ten minutes
+// ("announced … and then failed to serve it", seen at the end of the
+// many-sites benchmark).
+func TestPeerGetAsTheDownloadEnds(t *testing.T) {
+	a := newRig(t, rigOptions{})
+	if out, err := a.client(false).Update(context.Background()); err != nil {
+		t.Fatalf("update: %v\n%s", err, out)
+	}
+	deb := a.repo.Debs["charlie"]
+	a.expects(deb.Path)
+	d, err := store.ParseDigest(deb.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := fetch.DigestKey(d)
+	a.origin.SetFault(deb.Path, testrepo.Fault{HoldEnd: 300 * time.Millisecond})
+	client := make(chan error, 1)
+	go func() {
+		resp, _, err := a.Get(a.origin.URL+"/"+deb.Path, nil)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("%s", resp.Status)
+		}
+		client <- err
+	}()
+	if !noderig.Eventually(func() bool { return a.Fetch.Flight(key) != nil }) {
+		t.Fatal("the client's download never started")
+	}
+	restore := proxy.SetPeerLookupHook(func() {
+		// The download ends, and leaves the table, between the two looks.
+		if !noderig.Eventually(func() bool { return a.Fetch.Flight(key) == nil }) {
+			t.Error("the download did not end")
+		}
+	})
+	defer restore()
+	resp, err := http.Get(a.URL + "/_pkgswarm/v1/blob/sha256/" + deb.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || err != nil || !bytes.Equal(got, a.deb("charlie")) {
+		t.Fatalf("peer GET as the download ended: %s, %d bytes (%v); want 200 and the file", resp.Status, len(got), err)
+	}
+	if err := <-client; err != nil {
+		t.Fatalf("the client's download: %v", err)
 	}
 }

@@ -40,6 +40,8 @@ type Request struct {
 	// and on every answer from the store: the trust package records what the
 	// file teaches (marks it shareable, parses it as an index). It is called
 	// from any goroutine, for every hit, so it must be cheap when repeated.
+	// After a download it returns before the flight leaves the table
+	// (Fetcher.Flight): whoever finds no flight finds what Learn recorded.
 	Learn func(d store.Digest)
 }
 
