@@ -261,13 +261,19 @@ func (l *Source) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, erro
 		// answer (which would serve the whole site).
 		rand.Shuffle(len(complete), func(i, j int) { complete[i], complete[j] = complete[j], complete[i] })
 		rand.Shuffle(len(fetching), func(i, j int) { fetching[i], fetching[j] = fetching[j], fetching[i] })
-		for _, p := range append(complete, fetching...) {
+		for i, p := range append(complete, fetching...) {
 			body, err := l.get(ctx, p, what, a.Offset)
 			if err == nil {
 				return body, nil
 			}
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
+			}
+			if i >= len(complete) && errors.Is(err, errGone) {
+				// Its download failed since it said it was running (its
+				// origin answered 404, say): the truth, not a lie.
+				l.logDebug("lan peer's download ended without the file", "peer", p.URL, "what", what, "err", err)
+				continue
 			}
 			// It said it had the file, then did not serve it.
 			l.ban(p, fmt.Errorf("lan peer %s announced %s and then failed to serve it: %w", p.URL, what, err))
@@ -435,6 +441,9 @@ func (l *Source) get(ctx context.Context, p Peer, what string, offset int64) (*f
 		return &fetch.Body{ReadCloser: resp.Body, Start: cr.First, Size: cr.Total, Peer: who}, nil
 	}
 	resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return nil, fmt.Errorf("lan peer %s: %s: %w", p.URL, resp.Status, errGone)
+	}
 	return nil, fmt.Errorf("lan peer %s: %s", p.URL, resp.Status)
 }
 
