@@ -52,4 +52,3 @@ func TestFailedDownloadIsNoLie(t *testing.T) {
 		})
 	}
 }
-
