@@ -146,12 +146,7 @@ func idsRanked(what string, n int) []string {
 func TestMultiSparesTheBringer(t *testing.T) {
 	t.Parallel()
 	const size = 16 << 20
-	content := make([]byte, size)
-	rnd := rand.New(rand.NewPCG(1, 2))
-	for i := range content {
-		content[i] = byte(rnd.Uint32())
-	}
-	sum := sha256.Sum256(content)
+	content, sum := randomFile(size, 1)
 	what := "/_pkgswarm/v1/blob/sha256/" + hex.EncodeToString(sum[:])
 	// Readers rank above the relays, so no reader waits at a relay for
 	// bytes it does not hold: what each peer serves is decided by the
@@ -206,4 +201,15 @@ func readThrough(ctx context.Context, l *Source, e *repoindex.Expectation) ([]by
 	}
 	defer body.Close()
 	return io.ReadAll(io.LimitReader(body, e.Size))
+}
+
+// randomFile returns size reproducible random bytes (from seed) and their
+// SHA-256.
+func randomFile(size int, seed uint64) ([]byte, [32]byte) {
+	content := make([]byte, size)
+	rnd := rand.New(rand.NewPCG(seed, seed+1))
+	for i := range content {
+		content[i] = byte(rnd.Uint32())
+	}
+	return content, sha256.Sum256(content)
 }

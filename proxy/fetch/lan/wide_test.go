@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -58,12 +57,7 @@ func TestWidePendingForEverIsBanned(t *testing.T) {
 // instead of 179–184 s for the fleet with one). On the LAN two run at once.
 func TestWideAsksOnePeerOneRangeAtATime(t *testing.T) {
 	const size = 20 << 20
-	content := make([]byte, size)
-	rnd := rand.New(rand.NewPCG(3, 4))
-	for i := range content {
-		content[i] = byte(rnd.Uint32())
-	}
-	sum := sha256.Sum256(content)
+	content, sum := randomFile(size, 3)
 	for _, tc := range []struct {
 		wide bool
 		want int
