@@ -144,13 +144,20 @@ type multi struct {
 	probing   bool
 	lastProbe time.Time
 	closed    bool
+	// Across sites: when the read began, and the highest rank among the
+	// peers that said at the last probe that they are about to read the
+	// file too (pending, starting): relays to be (see parentSoon).
+	began    time.Time
+	soonRank uint64
+	soon     bool
 }
 
 func (l *Source) newMulti(ctx context.Context, what string, size, offset int64, results []probeResult) *multi {
 	ctx, cancel := context.WithCancel(ctx)
 	m := &multi{l: l, what: what, size: size, myRank: rendezvous(l.self(), what),
 		chunk: l.ChunkSize, window: l.Window, stall: l.ChunkStall, ctx: ctx, cancel: cancel,
-		wake: make(chan struct{}), pos: offset, next: offset, holders: map[string]*holder{}, lastProbe: l.Now(), lastByte: l.Now()}
+		wake: make(chan struct{}), pos: offset, next: offset, holders: map[string]*holder{}, lastProbe: l.Now(), lastByte: l.Now(),
+		began: l.Now()}
 	m.merge(results)
 	return m
 }
@@ -158,7 +165,14 @@ func (l *Source) newMulti(ctx context.Context, what string, size, offset int64, 
 // merge updates the holders from a probe round. m.mu is held or m is not
 // shared yet.
 func (m *multi) merge(results []probeResult) {
+	m.soon, m.soonRank = false, 0
 	for _, r := range results {
+		if r.state == statePending || r.state == stateStarting {
+			if rank := rendezvous(r.peer.ID, m.what); m.l.Wide && rank > m.myRank {
+				m.soon, m.soonRank = true, max(m.soonRank, rank)
+			}
+			continue
+		}
 		if r.state != stateComplete && r.state != stateFetching {
 			continue
 		}
@@ -429,6 +443,9 @@ func (m *multi) pick(a, b int64, noWait bool) (best *holder, end int64, wait boo
 		}
 		return nil, 0, false // it will hold the bytes soon
 	}
+	if m.parentSoon(now) {
+		return nil, 0, false
+	}
 	for _, h := range m.holders { // rule 1
 		if usable(h) && m.holds(h) >= b && better(h) {
 			best = h
@@ -472,6 +489,24 @@ func (m *multi) pick(a, b int64, noWait bool) (best *holder, end int64, wait boo
 		return best, min(b, m.holds(best)), false
 	}
 	return best, b, m.holds(best) < b
+}
+
+// parentWait bounds how long a read across sites, at its start, waits for
+// a peer ranked above it that is about to read the file (parentSoon).
+const parentWait = 3 * time.Second
+
+// parentSoon reports whether a read across sites should wait for its
+// parent to be: at its start, a peer ranked above it said it is about to
+// read the file too, and no relay ranked above it reads yet. The sites
+// then start in rank order, each at its parent. Taking the newest bytes
+// from the site that brings them meanwhile put the lower-ranked sites ahead
+// of their parents: for the first 35–50 s of the slow many-sites runs the
+// other sites read the leader's bytes side by side at 9–16 Mbit/s each, a
+// lag none of them made up (docs/benchmarks-fleet.md). The wait is bounded
+// by parentWait from the read's start: a peer that says pending for ever
+// costs that once. m.mu is held.
+func (m *multi) parentSoon(now time.Time) bool {
+	return m.l.Wide && m.soon && now.Sub(m.began) < parentWait && m.rankParent() == nil
 }
 
 // chainPatience is how long a reader keeps to its parent and spares the

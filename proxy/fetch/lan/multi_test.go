@@ -2,6 +2,7 @@ package lan
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -123,4 +124,52 @@ func TestLeads(t *testing.T) {
 			t.Fatal("leads() on a look a minute old")
 		}
 	})
+}
+
+// Across sites a read waits, at its start, for a peer ranked above it that
+// said it is about to read the file (its parent to be), instead of taking
+// the newest bytes from the site that brings them: else the sites start
+// side by side on the leader's uplink and the lower-ranked ones get ahead
+// of their parents. The wait is bounded (parentWait).
+func TestWideWaitsForItsParentToBe(t *testing.T) {
+	const mb = 1 << 20
+	what := "/_pkgswarm/v1/blob/sha256/ab"
+	myRank := rendezvous("me", what)
+	var above string
+	for i := 0; above == ""; i++ {
+		if id := "p" + strconv.Itoa(i); rendezvous(id, what) > myRank {
+			above = id
+		}
+	}
+	bringer := probeResult{peer: Peer{ID: "leader"}, state: stateFetching, have: 10 * mb, source: "origin"}
+	for _, tc := range []struct {
+		name    string
+		results []probeResult
+		late    bool // the read began parentWait ago
+		want    string
+	}{
+		{"a peer ranked above is about to read", []probeResult{bringer, {peer: Peer{ID: above}, state: statePending}}, false, ""},
+		{"the same after parentWait", []probeResult{bringer, {peer: Peer{ID: above}, state: statePending}}, true, "leader"},
+		{"nobody above about to read", []probeResult{bringer}, false, "leader"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := &Source{NodeID: "me", Label: "swarm", Wide: true}
+			l.init()
+			m := l.newMulti(context.Background(), what, 100*mb, 0, tc.results)
+			t.Cleanup(func() { m.Close() })
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if tc.late {
+				m.began = m.began.Add(-parentWait)
+			}
+			h, _, _ := m.pick(0, 8*mb, false)
+			got := ""
+			if h != nil {
+				got = h.peer.ID
+			}
+			if got != tc.want {
+				t.Fatalf("pick = %q; want %q", got, tc.want)
+			}
+		})
+	}
 }
