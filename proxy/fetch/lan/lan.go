@@ -147,23 +147,18 @@ func (l *Source) init() {
 		if l.MultiMinSize == 0 {
 			l.MultiMinSize = defaultMultiMinSize
 		}
+		chunk, window, perPeer := int64(defaultChunkSize), defaultWindow, defaultPerPeer
+		if l.Wide {
+			chunk, window, perPeer = defaultWideChunkSize, defaultWideWindow, defaultWidePerPeer
+		}
 		if l.ChunkSize <= 0 {
-			l.ChunkSize = defaultChunkSize
-			if l.Wide {
-				l.ChunkSize = defaultWideChunkSize
-			}
+			l.ChunkSize = chunk
 		}
 		if l.Window <= 0 {
-			l.Window = defaultWindow
-			if l.Wide {
-				l.Window = defaultWideWindow
-			}
+			l.Window = window
 		}
 		if l.PerPeer <= 0 {
-			l.PerPeer = defaultPerPeer
-			if l.Wide {
-				l.PerPeer = 1
-			}
+			l.PerPeer = perPeer
 		}
 		if l.ChunkStall <= 0 {
 			l.ChunkStall = defaultChunkStall

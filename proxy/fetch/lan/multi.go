@@ -65,6 +65,7 @@ const (
 	// against their transfer (8 MiB: 3.4 s at 20 Mbit/s).
 	defaultWideChunkSize = 8 << 20
 	defaultWideWindow    = 2
+	defaultWidePerPeer   = 1
 	// defaultChunkStall cuts one range request that delivers nothing for
 	// this long (another peer is asked); well under the pipeline's
 	// StallTimeout, which cuts the whole reader.
@@ -144,12 +145,11 @@ type multi struct {
 	probing   bool
 	lastProbe time.Time
 	closed    bool
-	// Across sites: when the read began, and the highest rank among the
-	// peers that said at the last probe that they are about to read the
-	// file too (pending, starting): relays to be (see parentSoon).
-	began    time.Time
-	soonRank uint64
-	soon     bool
+	// Across sites: when the read began, and whether a peer ranked above
+	// this node said at the last probe that it is about to read the file
+	// too (pending, starting): a relay to be (see parentSoon).
+	began time.Time
+	soon  bool
 }
 
 func (l *Source) newMulti(ctx context.Context, what string, size, offset int64, results []probeResult) *multi {
@@ -165,12 +165,10 @@ func (l *Source) newMulti(ctx context.Context, what string, size, offset int64, 
 // merge updates the holders from a probe round. m.mu is held or m is not
 // shared yet.
 func (m *multi) merge(results []probeResult) {
-	m.soon, m.soonRank = false, 0
+	m.soon = false
 	for _, r := range results {
 		if r.state == statePending || r.state == stateStarting {
-			if rank := rendezvous(r.peer.ID, m.what); m.l.Wide && rank > m.myRank {
-				m.soon, m.soonRank = true, max(m.soonRank, rank)
-			}
+			m.soon = m.soon || (m.l.Wide && rendezvous(r.peer.ID, m.what) > m.myRank)
 			continue
 		}
 		if r.state != stateComplete && r.state != stateFetching {
