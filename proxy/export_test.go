@@ -4,9 +4,9 @@ package proxy
 // answers with net/http's).
 func SetQuickLane(s *Server, on bool) { s.noQuick = !on }
 
-// SetPeerLookupHook makes every peer blob request run f between its look at
-// the shareable blobs and its look at the downloads in flight; the returned
-// func puts the old hook back. Set it while no request runs.
+// SetPeerLookupHook makes every peer blob request run f before it looks at
+// the downloads in flight; the returned func puts the old hook back. Set it
+// while no request runs.
 func SetPeerLookupHook(f func()) (restore func()) {
 	old := testHookPeerLookup
 	testHookPeerLookup = f

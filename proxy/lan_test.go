@@ -467,7 +467,7 @@ func TestLANManyNodesSpreadUpload(t *testing.T) {
 // the file. The download marks its blob shareable before it leaves the
 // node's table of downloads; the node looked at the shareable blobs first
 // and at the table second, so a download that ended between the two looks
-// answered 404, and the asking peer banned an honest node for ten minutes
+// answered 404 (now the table comes first), and the asking peer banned an honest node for ten minutes
 // ("announced … and then failed to serve it", seen at the end of the
 // many-sites benchmark).
 func TestPeerGetAsTheDownloadEnds(t *testing.T) {
@@ -495,7 +495,7 @@ func TestPeerGetAsTheDownloadEnds(t *testing.T) {
 		t.Fatal("the client's download never started")
 	}
 	restore := proxy.SetPeerLookupHook(func() {
-		// The download ends, and leaves the table, between the two looks.
+		// The download ends, and leaves the table, before the node looks there.
 		if !noderig.Eventually(func() bool { return a.Fetch.Flight(key) == nil }) {
 			t.Error("the download did not end")
 		}

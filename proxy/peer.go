@@ -51,28 +51,25 @@ func (s *Server) serveBlobToPeer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
-	if s.st.Shareable(d) && s.serveSharedBlob(w, r, d) {
-		return
-	}
+	// The downloads in flight first, the blobs second: a download marks
+	// its blob shareable before it leaves the table (fetch's
+	// Request.Learn), so one that ends between the two looks is found by
+	// the second. (The other order answered 404 in that instant; the peer
+	// took it for a lie and banned this node.)
 	testHookPeerLookup()
 	f := s.fetch.Flight(fetch.DigestKey(d))
-	if f == nil && s.st.Shareable(d) && s.serveSharedBlob(w, r, d) {
-		// The download ended since the first look: it marked its blob
-		// shareable before it left the table (fetch's Request.Learn), so
-		// this second look finds it. Without it the peer got 404 in that
-		// instant, took it for a lie, and banned this node.
-		return
-	}
 	if f == nil || !f.Peers() {
+		if s.st.Shareable(d) && s.serveSharedBlob(w, r, d) {
+			return
+		}
 		http.Error(w, "pkgswarm: no verified blob sha256:"+d.String(), http.StatusNotFound)
 		return
 	}
 	s.streamFlightToPeer(w, r, f)
 }
 
-// testHookPeerLookup runs in serveBlobToPeer between its look at the
-// shareable blobs and its look at the downloads in flight (a test ends a
-// download there).
+// testHookPeerLookup runs in serveBlobToPeer before it looks at the
+// downloads in flight (a test ends a download there).
 var testHookPeerLookup = func() {}
 
 func (s *Server) streamFlightToPeer(w http.ResponseWriter, r *http.Request, f *fetch.Flight) {
