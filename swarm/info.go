@@ -86,21 +86,13 @@ func buildInfo(r io.ReaderAt, hexDigest string, size int64) ([]byte, error) {
 	if size <= 0 {
 		return nil, fmt.Errorf("building torrent info for sha256:%s: size %d is not positive", hexDigest, size)
 	}
-	pl := PieceLength(size)
-	n := numPieces(size)
-	pieces := make([]byte, 0, n*sha1.Size)
-	buf := make([]byte, pl)
-	for i := int64(0); i < n; i++ {
-		off := i * pl
-		l := min(pl, size-off)
-		if _, err := r.ReadAt(buf[:l], off); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil, fmt.Errorf("building torrent info for sha256:%s: blob is shorter than %d bytes", hexDigest, size)
-			}
-			return nil, fmt.Errorf("building torrent info for sha256:%s: reading piece %d: %w", hexDigest, i, err)
-		}
-		h := sha1.Sum(buf[:l])
-		pieces = append(pieces, h[:]...)
+	p := NewPieceHasher(size)
+	if _, err := io.CopyBuffer(p, io.NewSectionReader(r, 0, size), make([]byte, 256<<10)); err != nil {
+		return nil, fmt.Errorf("building torrent info for sha256:%s: reading the blob: %w", hexDigest, err)
+	}
+	pieces, ok := p.Pieces()
+	if !ok {
+		return nil, fmt.Errorf("building torrent info for sha256:%s: blob is shorter than %d bytes", hexDigest, size)
 	}
 	return canonicalInfo(hexDigest, size, pieces)
 }

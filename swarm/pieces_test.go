@@ -2,21 +2,32 @@ package swarm
 
 import (
 	"bytes"
+	"crypto/sha1"
 	"os"
 	"sync/atomic"
 	"testing"
 )
 
 // The piece hashes computed as a download's bytes arrive, in any chunks and
-// after a restart, are the ones Seed would compute by reading the blob.
+// after a restart, are the SHA-1 of each piece (computed here slice by
+// slice), and they are the ones Seed computes by reading the blob.
 func TestPieceHasherMatchesBuildInfo(t *testing.T) {
 	t.Parallel()
 	for _, size := range []int{1, smallPieceLength - 1, smallPieceLength, 3*smallPieceLength + 17, smallFileLimit + 5} {
 		data := randomBytes(size, uint64(size))
 		hex := digestOf(data)
-		want, err := buildInfo(bytes.NewReader(data), hex, int64(size))
+		pl := int(PieceLength(int64(size)))
+		var oracle []byte
+		for off := 0; off < size; off += pl {
+			h := sha1.Sum(data[off:min(off+pl, size)])
+			oracle = append(oracle, h[:]...)
+		}
+		want, err := canonicalInfo(hex, int64(size), oracle)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if read, err := buildInfo(bytes.NewReader(data), hex, int64(size)); err != nil || !bytes.Equal(read, want) {
+			t.Fatalf("size %d: buildInfo's info differs from the pieces' SHA-1 (%v)", size, err)
 		}
 		p := NewPieceHasher(int64(size))
 		p.Write(data[:size/3]) // a first source's bytes, then a restart
@@ -36,7 +47,7 @@ func TestPieceHasherMatchesBuildInfo(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(got, want) {
-			t.Fatalf("size %d: info from the streamed pieces differs from buildInfo's", size)
+			t.Fatalf("size %d: info from the streamed pieces differs from the pieces' SHA-1", size)
 		}
 	}
 }
