@@ -53,17 +53,14 @@ func (h *Host) Delay(d time.Duration) error {
 	}
 	dl := &delayLine{f: f, d: d, q: make(chan delayed, 4096)}
 	h.lab.t.Cleanup(dl.stop)
-	cmds := [][]string{
-		{"link", "set", delayDev, "up"},
+	cmds := [][]string{{"link", "set", delayDev, "up"}}
+	for _, fam := range []string{"-4", "-6"} {
 		// What comes back out of the tun goes on by the ordinary routes;
 		// everything else that arrives on a lab interface goes into it.
-		{"rule", "add", "pref", "100", "iif", delayDev, "lookup", "main"},
-		{"route", "add", "default", "dev", delayDev, "table", delayTable},
-		{"-6", "rule", "add", "pref", "100", "iif", delayDev, "lookup", "main"},
-		{"-6", "route", "add", "default", "dev", delayDev, "table", delayTable},
-	}
-	for _, lan := range h.lans {
-		for _, fam := range []string{"-4", "-6"} {
+		cmds = append(cmds,
+			[]string{fam, "rule", "add", "pref", "100", "iif", delayDev, "lookup", "main"},
+			[]string{fam, "route", "add", "default", "dev", delayDev, "table", delayTable})
+		for _, lan := range h.lans {
 			cmds = append(cmds, []string{fam, "rule", "add", "pref", "101", "iif", h.ifaces[lan], "lookup", delayTable})
 		}
 	}

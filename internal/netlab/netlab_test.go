@@ -152,14 +152,8 @@ func TestLabTwoHops(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Skip("curl is not installed")
 	}
-	lab := New(t, "hops")
-	wan := lab.AddLAN("wan", "10.78.0.0/24")
-	siteA := lab.AddLAN("sa", "10.78.1.0/24")
-	siteB := lab.AddLAN("sb", "10.78.2.0/24")
-	a := lab.AddHost("a", siteA)
-	lab.AddRouter("gwa", siteA, wan)
-	lab.AddRouter("gwb", siteB, wan)
-	b := lab.AddHost("b", siteB)
+	s := newTwoSites(t, "hops", 0)
+	a, b := s.a, s.b
 	startHTTPHelper(t, b, 8080)
 	startHTTPHelper(t, a, 8080)
 	if out, err := curl(a, "http://"+b.IP().String()+":8080/"); err != nil || out != "hello from b" {
@@ -407,14 +401,8 @@ func TestDelay(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Skip("curl is not installed")
 	}
-	lab := New(t, "delay")
-	wan := lab.AddLAN("wan", "10.78.8.0/24")
-	siteA := lab.AddLAN("sa", "10.78.9.0/24")
-	siteB := lab.AddLAN("sb", "10.78.10.0/24")
-	a := lab.AddHost("a", siteA)
-	gwa := lab.AddRouter("gwa", siteA, wan)
-	gwb := lab.AddRouter("gwb", siteB, wan)
-	b := lab.AddHost("b", siteB)
+	s := newTwoSites(t, "delay", 8)
+	a, b, gwa, gwb := s.a, s.b, s.gwa, s.gwb
 	if err := a.Delay(time.Millisecond); err == nil {
 		t.Error("Delay on a host that is not a router")
 	}
@@ -448,18 +436,47 @@ func TestDelay(t *testing.T) {
 	}
 	// A bulk transfer through both delay lines and a shaper arrives whole and
 	// in order.
-	if err := gwa.Shape(wan, "200mbit"); err != nil {
+	if err := gwa.Shape(s.wan, "200mbit"); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("8 MiB across two delaying gateways in %v", s.transfer(t, 8<<20))
+}
+
+// twoSites is two hosts, a and b, each on a site LAN behind a gateway of
+// its own (gwa, gwb) on a shared WAN.
+type twoSites struct {
+	wan      *LAN
+	a, b     *Host
+	gwa, gwb *Host
+}
+
+// newTwoSites builds them in subnets 10.78.<o>.0/24 (WAN), <o+1> and <o+2>.
+func newTwoSites(tb testing.TB, name string, o int) *twoSites {
+	lab := New(tb, name)
+	subnet := func(i int) string { return fmt.Sprintf("10.78.%d.0/24", o+i) }
+	s := &twoSites{wan: lab.AddLAN("wan", subnet(0))}
+	siteA, siteB := lab.AddLAN("sa", subnet(1)), lab.AddLAN("sb", subnet(2))
+	s.a = lab.AddHost("a", siteA)
+	s.gwa = lab.AddRouter("gwa", siteA, s.wan)
+	s.gwb = lab.AddRouter("gwb", siteB, s.wan)
+	s.b = lab.AddHost("b", siteB)
+	return s
+}
+
+// transfer sends n random bytes from b to a over one TCP connection made
+// from the test process inside the two namespaces, checks that they arrive
+// whole and in order, and returns how long that took.
+func (s *twoSites) transfer(tb testing.TB, n int) time.Duration {
+	tb.Helper()
 	var ln net.Listener
-	if err := InNetns(b.Namespace(), func() (err error) {
-		ln, err = net.Listen("tcp", net.JoinHostPort(b.IP().String(), "9000"))
+	if err := InNetns(s.b.Namespace(), func() (err error) {
+		ln, err = net.Listen("tcp", net.JoinHostPort(s.b.IP().String(), "9000"))
 		return err
 	}); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	defer ln.Close()
-	want := make([]byte, 8<<20)
+	want := make([]byte, n)
 	rand.Read(want)
 	go func() {
 		c, err := ln.Accept()
@@ -470,18 +487,48 @@ func TestDelay(t *testing.T) {
 		c.Write(want)
 	}()
 	var c net.Conn
-	if err := InNetns(a.Namespace(), func() (err error) {
+	if err := InNetns(s.a.Namespace(), func() (err error) {
 		c, err = net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
 		return err
 	}); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
+	c.SetDeadline(time.Now().Add(2 * time.Minute))
 	start := time.Now()
 	got, err := io.ReadAll(c)
 	if err != nil || !bytes.Equal(got, want) {
-		t.Fatalf("8 MiB across two delaying gateways: %d bytes, equal %v, %v", len(got), bytes.Equal(got, want), err)
+		tb.Fatalf("%d bytes across two gateways: got %d, equal %v, %v", n, len(got), bytes.Equal(got, want), err)
 	}
-	t.Logf("8 MiB across two delaying gateways in %v", time.Since(start))
+	return time.Since(start)
+}
+
+// BenchmarkShapedFlow is one bulk TCP flow between two sites whose gateways
+// shape their WAN links to 20 Mbit/s, with and without each gateway holding
+// what it forwards 10 ms (sites 40 ms apart): what one flow can get from the
+// many-sites benchmark's links (docs/benchmarks-fleet.md). Needs root:
+//
+//	go test ./internal/netlab -run '^$' -bench ShapedFlow -benchtime 1x
+func BenchmarkShapedFlow(b *testing.B) {
+	for _, d := range []time.Duration{0, 10 * time.Millisecond} {
+		b.Run("delay="+d.String(), func(b *testing.B) {
+			s := newTwoSites(b, "flow", 12)
+			for _, gw := range []*Host{s.gwa, s.gwb} {
+				if err := gw.Shape(s.wan, "20mbit"); err != nil {
+					b.Fatal(err)
+				}
+				if d > 0 {
+					if err := gw.Delay(d); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			const n = 40 << 20
+			var took time.Duration
+			for b.Loop() {
+				took += s.transfer(b, n)
+			}
+			b.ReportMetric(float64(n)*8*float64(b.N)/took.Seconds()/1e6, "Mbit/s")
+		})
+	}
 }
