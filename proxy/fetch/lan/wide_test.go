@@ -53,8 +53,9 @@ func TestWidePendingForEverIsBanned(t *testing.T) {
 // Across sites a multi-source read asks one peer one range at a time: each
 // request is a TCP connection of its own, and parallel flows through one
 // site uplink overfilled its queue (the many-sites benchmark's chain of
-// sites ran at 17.5 of 20 Mbit/s, losing 4–7 % of what it sent; 168.6 s
-// instead of 179–184 s for the fleet with one). On the LAN two run at once.
+// sites ran at 17.5 of 20 Mbit/s, losing 4–7 % of what it sent; with one
+// request per peer the fleet took a median 176.6 s over twelve runs instead
+// of 178.9–184.0 s; docs/benchmarks-fleet.md). On the LAN two run at once.
 func TestWideAsksOnePeerOneRangeAtATime(t *testing.T) {
 	const size = 20 << 20
 	content, sum := randomFile(size, 3)
