@@ -99,10 +99,10 @@ func runChurn(ctx context.Context, cfg config, log *slog.Logger, fx *fixture.Fix
 			nd := nodes[i]
 			apts.Go(func() {
 				ev("%s: apt-get update + download starts (%s)", nd.Name, what)
-				err := aptRun(ctx, cfg, nd.Apt(), fx)
+				end, err := aptRun(ctx, cfg, nd.Apt(), fx, time.Now)
 				mu.Lock()
 				c.AptRuns++
-				c.NodeSeconds = append(c.NodeSeconds, round(at()))
+				c.NodeSeconds = append(c.NodeSeconds, round(end.Sub(start).Seconds()))
 				if err != nil {
 					c.Errors = append(c.Errors, fmt.Sprintf("%s (%s): %v", nd.Name, what, err))
 				}

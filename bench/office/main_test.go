@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pkgswarm/pkgswarm/bench/fixture"
 	"github.com/pkgswarm/pkgswarm/internal/office"
@@ -162,6 +165,58 @@ func TestCheckArchives(t *testing.T) {
 				t.Errorf("checkArchives: %v, want an error with %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// clockApt is an apt whose every step moves a fake clock on.
+type clockApt struct {
+	now      time.Time
+	archives map[string]string
+	failDL   bool
+}
+
+func (a *clockApt) clock() time.Time { return a.now }
+
+func (a *clockApt) Update(context.Context) (string, error) {
+	a.now = a.now.Add(time.Second)
+	return "", nil
+}
+
+func (a *clockApt) Download(context.Context, ...string) (string, error) {
+	a.now = a.now.Add(2 * time.Second)
+	if a.failDL {
+		return "E: Failed to fetch", errors.New("exit status 100")
+	}
+	return "", nil
+}
+
+func (a *clockApt) Archives() (map[string]string, error) {
+	a.now = a.now.Add(10 * time.Second) // hashing every file: not apt's time
+	return a.archives, nil
+}
+
+func TestAptRunTimesAptNotTheCheck(t *testing.T) {
+	fx := &fixture.Fixture{Debs: []fixture.Deb{{Name: "hello", SHA256: "aa"}}}
+	t0 := time.Unix(1000, 0)
+	cfg := config{runTimeout: time.Minute}
+
+	a := &clockApt{now: t0, archives: map[string]string{"hello_2.10-3_amd64.deb": "aa"}}
+	end, err := aptRun(context.Background(), cfg, a, fx, a.clock)
+	if err != nil {
+		t.Fatalf("aptRun: %v", err)
+	}
+	if got := end.Sub(t0); got != 3*time.Second {
+		t.Errorf("aptRun ended %v after the start; want 3s (update and download, not the digest check)", got)
+	}
+
+	a = &clockApt{now: t0, archives: map[string]string{"hello_2.10-3_amd64.deb": "bb"}}
+	if _, err := aptRun(context.Background(), cfg, a, fx, a.clock); err == nil || !strings.Contains(err.Error(), "SHA-256 bb") {
+		t.Errorf("aptRun with a wrong file: %v; want the digest check's error", err)
+	}
+
+	a = &clockApt{now: t0, failDL: true}
+	if _, err := aptRun(context.Background(), cfg, a, fx, a.clock); err == nil || !strings.Contains(err.Error(), "apt-get download") {
+		t.Errorf("aptRun with a failed download: %v; want apt-get download's error", err)
 	}
 }
 
