@@ -257,13 +257,28 @@ func (b *bench) scenarios() ([]scenario, func(), error) {
 	return out, closeAll, nil
 }
 
+// rotated is the order of the targets in round i: round i starts at
+// target i (modulo their number), so that over the rounds every target runs
+// at every place. Which place a run has matters on this kind of machine: a
+// run that follows another target's run can find the file system slower
+// (its deletions; see docs/benchmarks.md), and with a fixed order one
+// target always came last.
+func rotated[T any](ts []T, i int) []T {
+	if len(ts) == 0 {
+		return nil
+	}
+	k := i % len(ts)
+	return append(append(make([]T, 0, len(ts)), ts[k:]...), ts[:k]...)
+}
+
 // ms writes d in milliseconds, "20 ms".
 func ms(d time.Duration) string { return fmt.Sprintf("%g ms", float64(d)/float64(time.Millisecond)) }
 
 // scenario runs sc for every target but nginx: b.cfg.runs cold runs in
-// rounds that go round the targets (run 1 of every target, then run 2...),
-// so that a change in the shared machine's load falls on all of them
-// alike, a fresh instance each; then a warm run through each target's
+// rounds that go round the targets (run 1 of every target, then run 2...,
+// each round starting one target further: rotated), so that a change in
+// the shared machine's load falls on all of them alike, a fresh instance
+// each; then a warm run through each target's
 // last instance, and the audit of what the origin served. With keep the
 // last instances stay up and are returned; else they are stopped.
 func (b *bench) scenario(ctx context.Context, sc scenario, trs []*TargetResult, specOf map[*TargetResult]spec, keep bool) map[*TargetResult]*target.Target {
@@ -276,7 +291,7 @@ func (b *bench) scenario(ctx context.Context, sc scenario, trs []*TargetResult, 
 	failed := map[*TargetResult]bool{}
 	served := map[*TargetResult][]map[string]int{}
 	for i := range b.cfg.runs {
-		for _, tr := range trs {
+		for _, tr := range rotated(trs, i) {
 			sp := specOf[tr]
 			if sp.kind == target.Nginx || failed[tr] || ctx.Err() != nil {
 				continue
@@ -579,7 +594,7 @@ func (b *bench) rounds(ctx context.Context, trs []*TargetResult, live map[*Targe
 				levels, d, limit, stepTime = smallClients, small, smallMaxReqs, b.cfg.smallTime/time.Duration(reps)
 			}
 			for _, n := range levels {
-				for _, tr := range trs {
+				for _, tr := range rotated(trs, rep) {
 					t := live[tr]
 					if t == nil || ctx.Err() != nil {
 						continue
