@@ -166,3 +166,38 @@ func BenchmarkStoreRSS(b *testing.B) {
 		b.ReportMetric(float64(anon)/1024, "MiB-anon-after-free")
 	}
 }
+
+// BenchmarkFirstCommits commits 180 small blobs (the shape of an apt
+// upgrade) into a store just opened, as a new node's first downloads do;
+// Open is not timed (BenchmarkOpenNew times it). The store lives in the
+// benchmark's temporary directory, so what a file system charges for new
+// inodes shows (see makeShards).
+func BenchmarkFirstCommits(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	blobs := make([][]byte, 180)
+	for i := range blobs {
+		blobs[i] = randBytes(r, 8<<10)
+	}
+	b.ReportAllocs()
+	for range b.N {
+		b.StopTimer()
+		s := openTest(b, Options{InMemoryIndex: true})
+		b.StartTimer()
+		for _, p := range blobs {
+			putBlob(b, s, p)
+		}
+		b.StopTimer()
+		s.Close()
+		b.StartTimer()
+	}
+}
+
+// BenchmarkOpenNew opens a store in a new directory.
+func BenchmarkOpenNew(b *testing.B) {
+	for range b.N {
+		s := openTest(b, Options{InMemoryIndex: true})
+		b.StopTimer()
+		s.Close()
+		b.StartTimer()
+	}
+}

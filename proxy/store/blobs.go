@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -557,6 +558,40 @@ func (s *Store) commitBlob(tmp *os.File, d Digest, size int64) (over bool, err e
 	return over, nil
 }
 
+// makeShards makes the 256 shard directories of blobDir that are missing
+// (00 to ff), and fsyncs blobDir when it made any. Open calls it, so that
+// no commit makes a directory: on a file system where making an inode is
+// slow (ext4 without a journal, right after many deletions: a quarter of a
+// millisecond each), a fresh store's first downloads would else make about
+// one directory per file.
+func makeShards(blobDir string) error {
+	have, err := os.ReadDir(blobDir)
+	if err != nil {
+		return fmt.Errorf("list %s: %w", blobDir, err)
+	}
+	var exists [256]bool
+	for _, e := range have {
+		if b, err := hex.DecodeString(e.Name()); err == nil && len(b) == 1 && e.IsDir() {
+			exists[b[0]] = true
+		}
+	}
+	made := false
+	for i, ok := range exists {
+		if ok {
+			continue
+		}
+		p := filepath.Join(blobDir, hex.EncodeToString([]byte{byte(i)}))
+		if err := os.Mkdir(p, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("make the blob directory %s: %w (check free space and permissions)", p, err)
+		}
+		made = true
+	}
+	if made {
+		return syncDir(blobDir)
+	}
+	return nil
+}
+
 // renameIntoPlace makes tmp read-only and renames it to dst. With sync it
 // fsyncs the directories involved, so the blob survives a crash once this
 // returns; without, the next batch sync does (syncPending).
@@ -565,7 +600,9 @@ func (s *Store) renameIntoPlace(tmp *os.File, dst string, sync bool) error {
 		return err
 	}
 	shard := filepath.Dir(dst)
-	if _, err := os.Stat(shard); errors.Is(err, fs.ErrNotExist) {
+	err := os.Rename(tmp.Name(), dst)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Open made every shard; this one was removed behind the store's back.
 		if err := os.Mkdir(shard, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 			return err
 		}
@@ -574,8 +611,9 @@ func (s *Store) renameIntoPlace(tmp *os.File, dst string, sync bool) error {
 				return err
 			}
 		}
+		err = os.Rename(tmp.Name(), dst)
 	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
+	if err != nil {
 		return err
 	}
 	if !sync {

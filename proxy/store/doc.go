@@ -1,8 +1,9 @@
 // Package store is pkgswarm's content store: verified blobs as plain files plus a
 // small badger index.
 //
-// Layout of DIR: blobs/sha256/ab/abcd… (blob files, lowercase hex SHA-256),
-// tmp/ (downloads in progress), index/ (badger), lock (held while open).
+// Layout of DIR: blobs/sha256/ab/abcd… (blob files, lowercase hex SHA-256;
+// Open makes all 256 shard directories, so no commit makes one), tmp/
+// (downloads in progress), index/ (badger), lock (held while open).
 //
 // Blobs are content-addressed files. A blob is written through a Writer into a
 // temporary file under DIR/tmp, hashed while it streams, and renamed into

@@ -163,6 +163,9 @@ func Open(opts Options) (*Store, error) {
 		}
 	}()
 
+	if err := makeShards(s.blobDir); err != nil {
+		return nil, fmt.Errorf("store: open: %w", err)
+	}
 	// Nothing under tmp/ can be a complete, verified blob: commits rename out of it.
 	if err := os.RemoveAll(s.tmpDir); err != nil {
 		return nil, fmt.Errorf("store: open: remove leftover temporary files in %s: %w", s.tmpDir, err)
