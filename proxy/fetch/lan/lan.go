@@ -190,12 +190,13 @@ func (l *Source) Name() string {
 func (l *Source) logDebug(msg string, args ...any) { l.Logger.Debug(msg, args...) }
 
 type probeResult struct {
-	peer    Peer
-	state   string
-	have    int64  // X-Pkgswarm-Have (a complete blob: its size)
-	source  string // X-Pkgswarm-Source
-	stage   string // X-Pkgswarm-Stage
-	uploads int64  // X-Pkgswarm-Uploads
+	peer     Peer
+	answered bool // the peer answered (any status); false: an error or no answer
+	state    string
+	have     int64  // X-Pkgswarm-Have (a complete blob: its size)
+	source   string // X-Pkgswarm-Source
+	stage    string // X-Pkgswarm-Stage
+	uploads  int64  // X-Pkgswarm-Uploads
 }
 
 // Fetch implements fetch.Source. One node of the site fetches a file the
@@ -214,20 +215,26 @@ func (l *Source) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, erro
 	}
 	deadline := l.Now().Add(l.Wait)
 	confirmed := false
+	budget, askedAgain := l.Budget, false
 	starting := map[string]Peer{} // peers that said they fetch it for the site (across sites: outrank this node), by id
 	for {
 		peers := l.live(ctx, what)
 		if len(peers) == 0 {
 			return nil, fmt.Errorf("lan: no peers: %w", fetch.ErrNotFound)
 		}
-		results := l.probe(ctx, peers, what)
+		roundStart := l.Now()
+		results := l.probe(ctx, peers, what, budget)
 		var complete, fetching []Peer
 		waitFor, contended := false, false
+		answered, starts, pending := 0, 0, 0
 		myRank := rendezvous(l.self(), what)
 		for _, r := range results {
 			state := r.state
 			if l.Wide && state == stateStarting && r.stage == "wide" {
 				state = statePending
+			}
+			if r.answered {
+				answered++
 			}
 			switch state {
 			case stateComplete:
@@ -235,9 +242,11 @@ func (l *Source) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, erro
 			case stateFetching:
 				fetching = append(fetching, r.peer)
 			case stateStarting:
+				starts++
 				waitFor = true
 				starting[r.peer.ID] = r.peer
 			case statePending:
+				pending++
 				if rendezvous(r.peer.ID, what) > myRank {
 					waitFor = true
 					if l.Wide {
@@ -249,6 +258,8 @@ func (l *Source) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, erro
 				}
 			}
 		}
+		l.logDebug("lan round", "what", what, "peers", len(peers), "answered", answered, "complete", len(complete),
+			"fetching", len(fetching), "starting", starts, "pending", pending, "took", l.Now().Sub(roundStart).Round(time.Millisecond))
 		if size := a.Request.Expect.Size; l.MultiMinSize > 0 && size >= l.MultiMinSize && len(complete)+len(fetching) > 0 {
 			return l.multiBody(ctx, what, size, a.Offset, results), nil
 		}
@@ -280,6 +291,17 @@ func (l *Source) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, erro
 			// once more before going too.
 			confirmed = true
 			waitFor = true
+		} else if !waitFor && !l.Wide && !askedAgain && answered*2 < len(peers) && ctx.Err() == nil {
+			// Most peers did not answer within the budget: busy machines
+			// (this one's or theirs) or an unreachable LAN, not evidence
+			// that none holds the file. Going to the next tier on it would
+			// fetch a second copy for the site from the origin (seen with
+			// 20 nodes on two cores). Ask once more, with twice the budget.
+			// (Not across sites: there a silent peer is a far one, and the
+			// origin's copy is not the site's second.)
+			askedAgain, budget = true, 2*l.Budget
+			l.logDebug("lan round mostly unanswered: asking again", "what", what, "peers", len(peers), "answered", answered, "budget", budget)
+			continue
 		} else if !waitFor {
 			return nil, fmt.Errorf("lan: no peer of %d holds %s: %w", len(peers), what, fetch.ErrNotFound)
 		} else if l.Now().After(deadline) {
@@ -350,8 +372,8 @@ func rendezvous(nodeID, what string) uint64 {
 
 // probe sends HEAD to every peer at once and returns the answers that came
 // within the budget; it returns early once a peer holds the whole file.
-func (l *Source) probe(ctx context.Context, peers []Peer, what string) []probeResult {
-	ctx, cancel := context.WithTimeout(ctx, l.Budget)
+func (l *Source) probe(ctx context.Context, peers []Peer, what string, budget time.Duration) []probeResult {
+	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	ch := make(chan probeResult, len(peers))
 	for _, p := range peers {
@@ -363,11 +385,13 @@ func (l *Source) probe(ctx context.Context, peers []Peer, what string) []probeRe
 			}
 			resp, err := l.Client.Do(req)
 			if err != nil {
-				ch <- probeResult{peer: p}
+				// An error before the budget ran out (a refused connection)
+				// is the peer's answer; one at its end is silence.
+				ch <- probeResult{peer: p, answered: ctx.Err() == nil}
 				return
 			}
 			resp.Body.Close()
-			r := probeResult{peer: p}
+			r := probeResult{peer: p, answered: true}
 			if resp.StatusCode == http.StatusOK {
 				h := resp.Header
 				r.state = h.Get("X-Pkgswarm-State")
