@@ -88,6 +88,8 @@ type Fetcher struct {
 	mu      sync.Mutex // protects flights
 	flights map[string]*Flight
 
+	afterLookup func() // tests: runs between Get's two looks
+
 	bufPool sync.Pool
 
 	ctx    context.Context // cancelled by Close; parents every download
@@ -180,22 +182,25 @@ func (f *Fetcher) Lookup(req *Request) (Result, bool) {
 
 // lookup is Lookup, also returning a held copy that must be revalidated.
 func (f *Fetcher) lookup(req *Request) (Result, *store.URLEntry, bool) {
+	res, cond, ok := f.find(req)
+	if ok && req.Learn != nil {
+		req.Learn(res.Digest)
+	}
+	return res, cond, ok
+}
+
+// find is lookup without telling req.Learn: join calls it under f.mu.
+func (f *Fetcher) find(req *Request) (Result, *store.URLEntry, bool) {
 	switch {
 	case req.Expect != nil && req.Expect.SHA256 != nil:
 		d := store.Digest(req.Expect.SHA256)
 		if f.st.HasBlob(d) {
-			if req.Learn != nil {
-				req.Learn(d)
-			}
 			return Result{Digest: d}, nil, true
 		}
 	case req.Expect == nil && !req.NoRecord:
 		e, err := f.st.GetURL(req.URL)
 		if err == nil && f.st.HasBlob(e.Digest) {
 			if req.Revalidate <= 0 || f.now().Sub(e.Fetched) < req.Revalidate || f.Offline() {
-				if req.Learn != nil {
-					req.Learn(e.Digest)
-				}
 				return Result{Digest: e.Digest, Meta: metaOf(e)}, nil, true
 			}
 			return Result{}, &e, false
@@ -208,15 +213,24 @@ func (f *Fetcher) lookup(req *Request) (Result, *store.URLEntry, bool) {
 // returns the one download of it, starting it if none runs. The download
 // outlives ctx.
 func (f *Fetcher) Get(ctx context.Context, req *Request) (Result, error) {
-	res, cond, ok := f.lookup(req)
-	if ok {
-		return res, nil
+	for try := 0; ; try++ {
+		res, cond, ok := f.lookup(req)
+		if ok {
+			return res, nil
+		}
+		if f.afterLookup != nil {
+			f.afterLookup()
+		}
+		fl, err := f.join(req, cond, try < 2)
+		if err != nil {
+			return Result{}, err
+		}
+		if fl != nil {
+			return Result{Flight: fl}, nil
+		}
+		// A download of it committed and ended since the look above: the
+		// store holds it now.
 	}
-	fl, err := f.join(req, cond)
-	if err != nil {
-		return Result{}, err
-	}
-	return Result{Flight: fl}, nil
 }
 
 // Flight returns the download running under key, or nil.
@@ -241,13 +255,21 @@ func metaOf(e store.URLEntry) Meta {
 	return Meta{ContentType: e.ContentType, LastModified: e.LastModified, ETag: e.ETag}
 }
 
-// join returns the running flight for req's key, or starts one.
-func (f *Fetcher) join(req *Request, cond *store.URLEntry) (*Flight, error) {
+// join returns the running flight for req's key, or starts one. With
+// recheck it returns nil instead when the store holds the file now: a
+// flight commits before it leaves f.flights (under f.mu), so a file that
+// was not in the store when Get looked, and whose flight is gone, was
+// committed meanwhile; starting another would fetch it a second time.
+func (f *Fetcher) join(req *Request, cond *store.URLEntry, recheck bool) (*Flight, error) {
 	key := KeyOf(req)
 	f.mu.Lock()
 	if fl, ok := f.flights[key]; ok {
 		f.mu.Unlock()
 		return fl, nil
+	}
+	if _, _, held := f.find(req); held && recheck {
+		f.mu.Unlock()
+		return nil, nil
 	}
 	w, err := f.st.NewWriter()
 	if err != nil {
