@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -270,6 +271,7 @@ func (pc *pconn) readLoop() {
 				pc.h.noPipeline = time.Now().Add(pipelineBackoff)
 			}
 			pc.closing = true
+			pc.logResend("closes after this answer", pc.inflight[1:], nil)
 			pc.requeueLocked(pc.inflight[1:], nil)
 			pc.inflight = pc.inflight[:1]
 		} else if !pc.proven {
@@ -464,8 +466,25 @@ func (pc *pconn) dieLocked(err error) {
 	if b := pc.head; b != nil {
 		b.end(endBroken, err)
 	}
+	pc.logResend("ended", unanswered, err)
 	pc.requeueLocked(unanswered, err)
 	pc.t.dispatchLocked(h)
+}
+
+// logResend writes one debug line when requests already sent on this
+// connection go to another: the origin may have answered them, so it may
+// serve those files twice.
+func (pc *pconn) logResend(why string, calls []*call, err error) {
+	sent := 0
+	for _, c := range calls {
+		if c.state >= callWriting && !c.gone {
+			sent++
+		}
+	}
+	if sent > 0 {
+		slog.Debug("origin connection "+why+" with requests sent and not answered; sending them again", "origin", pc.h.addr,
+			"sent", sent, "answers", pc.answers, "err", err)
+	}
 }
 
 // requeueLocked puts calls this connection will not answer back at the head
