@@ -183,10 +183,17 @@ func (f *Fetcher) Lookup(req *Request) (Result, bool) {
 // lookup is Lookup, also returning a held copy that must be revalidated.
 func (f *Fetcher) lookup(req *Request) (Result, *store.URLEntry, bool) {
 	res, cond, ok := f.find(req)
-	if ok && req.Learn != nil {
-		req.Learn(res.Digest)
+	if ok {
+		learn(req, res)
 	}
 	return res, cond, ok
+}
+
+// learn tells req what it taught once held.
+func learn(req *Request, res Result) {
+	if req.Learn != nil {
+		req.Learn(res.Digest)
+	}
 }
 
 // find is lookup without telling req.Learn: join calls it under f.mu.
@@ -213,24 +220,14 @@ func (f *Fetcher) find(req *Request) (Result, *store.URLEntry, bool) {
 // returns the one download of it, starting it if none runs. The download
 // outlives ctx.
 func (f *Fetcher) Get(ctx context.Context, req *Request) (Result, error) {
-	for try := 0; ; try++ {
-		res, cond, ok := f.lookup(req)
-		if ok {
-			return res, nil
-		}
-		if f.afterLookup != nil {
-			f.afterLookup()
-		}
-		fl, err := f.join(req, cond, try < 2)
-		if err != nil {
-			return Result{}, err
-		}
-		if fl != nil {
-			return Result{Flight: fl}, nil
-		}
-		// A download of it committed and ended since the look above: the
-		// store holds it now.
+	res, cond, ok := f.lookup(req)
+	if ok {
+		return res, nil
 	}
+	if f.afterLookup != nil {
+		f.afterLookup()
+	}
+	return f.join(req, cond)
 }
 
 // Flight returns the download running under key, or nil.
@@ -255,26 +252,27 @@ func metaOf(e store.URLEntry) Meta {
 	return Meta{ContentType: e.ContentType, LastModified: e.LastModified, ETag: e.ETag}
 }
 
-// join returns the running flight for req's key, or starts one. With
-// recheck it returns nil instead when the store holds the file now: a
-// flight commits before it leaves f.flights (under f.mu), so a file that
-// was not in the store when Get looked, and whose flight is gone, was
-// committed meanwhile; starting another would fetch it a second time.
-func (f *Fetcher) join(req *Request, cond *store.URLEntry, recheck bool) (*Flight, error) {
+// join returns the running flight for req's key, or the file when the
+// store holds it now, or starts a flight. A flight commits before it leaves
+// f.flights (under f.mu), so a file that was not in the store when Get
+// looked, and whose flight is gone, was committed meanwhile; starting
+// another would fetch it a second time.
+func (f *Fetcher) join(req *Request, cond *store.URLEntry) (Result, error) {
 	key := KeyOf(req)
 	f.mu.Lock()
 	if fl, ok := f.flights[key]; ok {
 		f.mu.Unlock()
-		return fl, nil
+		return Result{Flight: fl}, nil
 	}
-	if _, _, held := f.find(req); held && recheck {
+	if res, _, held := f.find(req); held {
 		f.mu.Unlock()
-		return nil, nil
+		learn(req, res)
+		return res, nil
 	}
 	w, err := f.st.NewWriter()
 	if err != nil {
 		f.mu.Unlock()
-		return nil, fmt.Errorf("cannot start the download of %s: %w", req.URL, storeErr(err))
+		return Result{}, fmt.Errorf("cannot start the download of %s: %w", req.URL, storeErr(err))
 	}
 	fl := &Flight{key: key, req: req, start: f.now(), w: w,
 		ready: make(chan struct{}), verified: make(chan struct{}), done: make(chan struct{})}
@@ -316,7 +314,7 @@ func (f *Fetcher) join(req *Request, cond *store.URLEntry, recheck bool) (*Fligh
 		close(fl.done)
 		fl.readyOnce.Do(func() { close(fl.ready) })
 	}()
-	return fl, nil
+	return Result{Flight: fl}, nil
 }
 
 // role is where an attempt's source sits in the tier order.

@@ -9,21 +9,6 @@ import (
 	"github.com/pkgswarm/pkgswarm/proxy/fetch/fetchtest"
 )
 
-// gated is an origin whose answers wait for gate.
-type gated struct {
-	*fetchtest.Static
-	gate chan struct{}
-}
-
-func (g *gated) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, error) {
-	select {
-	case <-g.gate:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	return g.Static.Fetch(ctx, a)
-}
-
 // A download that commits and ends between a request's look into the store
 // and its look for a running download is not started again: the request is
 // answered from the store. Before, the second look found no download and
@@ -31,8 +16,9 @@ func (g *gated) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, error
 // cold runs of the single-node benchmark).
 func TestGetDuringACommitStartsNoSecondDownload(t *testing.T) {
 	content := []byte(strings.Repeat("one download per file ", 500))
-	origin := &gated{Static: &fetchtest.Static{Label: "origin", Content: content}, gate: make(chan struct{})}
-	p := newPipeline(t, fetch.Config{Origin: origin})
+	origin := &fetchtest.Static{Label: "origin", Content: content}
+	gate := &gatedSource{Source: origin, open: make(chan struct{})}
+	p := newPipeline(t, fetch.Config{Origin: gate})
 	req := &fetch.Request{URL: "http://o.test/pool/a.deb", Expect: expectOf(content)}
 	first, err := p.f.Get(context.Background(), req)
 	if err != nil || first.Flight == nil {
@@ -41,7 +27,7 @@ func TestGetDuringACommitStartsNoSecondDownload(t *testing.T) {
 	// The second request has looked into the store (not there yet); the
 	// first download then finishes before it looks for running downloads.
 	fetch.SetAfterLookup(p.f, func() {
-		close(origin.gate)
+		close(gate.open)
 		<-first.Flight.Done()
 	})
 	second, err := p.f.Get(context.Background(), req)
