@@ -599,6 +599,48 @@ func TestPipelinedRequestsStartAhead(t *testing.T) {
 	}
 }
 
+// A client's requests queued behind a large file it asked for first go to
+// the origin behind that file on its connection, in the client's order, as
+// the client's own pipeline would have sent them: fetched on a connection
+// of their own they would only be done early (the client reads the large
+// file's answer first), and the node's link would then idle for a round
+// trip at the large file's end while the client sends its next requests.
+func TestPipelineBehindALargeFileStaysOnItsConnection(t *testing.T) {
+	var pkgs []testrepo.Package
+	pkgs = append(pkgs, testrepo.Package{Name: "l0", Version: "1", Size: 8 << 20, Seed: 80})
+	for i := 1; i < 4; i++ {
+		pkgs = append(pkgs, testrepo.Package{Name: fmt.Sprintf("l%d", i), Version: "1", Size: 20 << 10, Seed: 80 + int64(i)})
+	}
+	r := newRig(t, rigOptions{packages: pkgs})
+	if out, err := r.client(false).Update(context.Background()); err != nil {
+		t.Fatalf("update: %v\n%s", err, out)
+	}
+	var debs []testrepo.DebInfo
+	for i := range pkgs {
+		d := r.repo.Debs[fmt.Sprintf("l%d", i)]
+		r.expects(d.Path)
+		debs = append(debs, d)
+	}
+	// The large file takes half a second, so the requests behind it reach
+	// the node's origin pool while most of it is still to come.
+	r.origin.Throttle(debs[0].Path, 16<<20)
+	c := pipeline(t, r, debs)
+	for i, resp := range answers(t, c, len(debs)) {
+		if n := len(body(resp)); resp.StatusCode != 200 || int64(n) != debs[i].Size {
+			t.Fatalf("%s: %d, %d bytes", debs[i].Path, resp.StatusCode, n)
+		}
+	}
+	remote := map[string]string{}
+	for _, e := range r.origin.Log() {
+		remote[e.Path] = e.Remote
+	}
+	for _, d := range debs[1:] {
+		if got, want := remote["/"+d.Path], remote["/"+debs[0].Path]; got != want {
+			t.Errorf("%s went to the origin from %s, not behind the large file on %s", d.Path, got, want)
+		}
+	}
+}
+
 // A file fetched ahead for a pipelined request is reported as the origin's
 // when its turn comes, not as a cache hit: it finished while the request
 // before it was still waiting, but this client caused the origin transfer

@@ -76,8 +76,11 @@ func (l *raListener) Accept() (net.Conn, error) {
 	return newRAConn(c, l.s), nil
 }
 
+// raConns numbers the connections (fetch.Line.Conn).
+var raConns atomic.Uint64
+
 func newRAConn(c net.Conn, s *Server) *raConn {
-	return &raConn{Conn: c, s: s, remote: c.RemoteAddr().String(), sem: make(chan struct{}, maxAhead),
+	return &raConn{Conn: c, s: s, id: raConns.Add(1), remote: c.RemoteAddr().String(), sem: make(chan struct{}, maxAhead),
 		wsem: make(chan struct{}, 1), abort: make(chan struct{}, 1), closed: make(chan struct{}), ends: []int64{0}}
 }
 
@@ -89,6 +92,7 @@ func newRAConn(c net.Conn, s *Server) *raConn {
 type raConn struct {
 	net.Conn
 	s      *Server
+	id     uint64 // the connection's fetch.Line.Conn
 	remote string
 	sem    chan struct{} // bounds the requests started ahead
 	wsem   chan struct{} // held while the quick lane writes; taken for good by Close
@@ -96,7 +100,7 @@ type raConn struct {
 	closed chan struct{} // closed by Close
 	once   sync.Once
 	// startFn, if set, replaces start (tests).
-	startFn func(uri string)
+	startFn func(uri string, seq int)
 
 	rmu     sync.Mutex  // serializes reads; protects the fields below up to mu
 	rbuf    []byte      // the read buffer, allocated on first use
@@ -436,9 +440,9 @@ func (c *raConn) scan(b []byte) {
 		c.ends = append(c.ends, c.scanned-int64(rest))
 		if c.seen-c.answered > 1 && string(method) == http.MethodGet {
 			if c.startFn != nil {
-				c.startFn(string(uri))
+				c.startFn(string(uri), c.seen)
 			} else {
-				c.start(string(uri))
+				c.start(string(uri), c.seen)
 			}
 		}
 		c.buf = c.buf[:copy(c.buf, c.buf[end+4:])]
@@ -475,9 +479,10 @@ func parseHead(head []byte) (method, uri []byte, body bool) {
 	return m, u, body
 }
 
-// start begins the request uri ahead, bounded per connection; a request
-// beyond the bound is not started ahead (the server will handle it in turn).
-func (c *raConn) start(uri string) {
+// start begins the request uri, the seq-th head of the connection, ahead,
+// bounded per connection; a request beyond the bound is not started ahead
+// (the server will handle it in turn).
+func (c *raConn) start(uri string, seq int) {
 	if c.s.heldSmallURI(uri, c.remote) {
 		return // nothing to fetch: the quick lane answers it
 	}
@@ -494,7 +499,7 @@ func (c *raConn) start(uri string) {
 	c.ahead[uri] = nil
 	go func() {
 		defer func() { <-c.sem }()
-		fl := c.s.Prefetch(c.remote, uri)
+		fl := c.s.Prefetch(c.remote, uri, fetch.Line{Conn: c.id, Seq: seq})
 		c.mu.Lock()
 		if _, waiting := c.ahead[uri]; waiting && fl != nil {
 			c.ahead[uri] = fl
@@ -510,6 +515,19 @@ func (c *raConn) startedAhead(uri []byte) bool {
 	defer c.mu.Unlock()
 	_, ok := c.ahead[string(uri)]
 	return ok
+}
+
+// lineOf returns where the request the server is handling on the
+// connection behind ctx stands in that connection's pipeline: requests are
+// handled in order, so it is the one after those already answered.
+func lineOf(ctx context.Context) fetch.Line {
+	rc, ok := ctx.Value(raKey{}).(*raConn)
+	if !ok {
+		return fetch.Line{}
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return fetch.Line{Conn: rc.id, Seq: rc.answered + 1}
 }
 
 // takeAhead returns the download started ahead for the request uri of the
@@ -538,8 +556,9 @@ const prefetchTimeout = 2 * time.Minute
 // repository file, allowed port), the trust resolution, and the one
 // download of the file. It answers nothing: when the server gets to the
 // request, it finds the download it returns (nil when the file is held or
-// the request is refused) or the file held.
-func (s *Server) Prefetch(remoteAddr, uri string) *fetch.Flight {
+// the request is refused) or the file held. line is where the request
+// stands in its client's pipeline (fetch.Line).
+func (s *Server) Prefetch(remoteAddr, uri string, line fetch.Line) *fetch.Flight {
 	if !s.clientAllowed(remoteAddr) {
 		return nil
 	}
@@ -556,6 +575,7 @@ func (s *Server) Prefetch(remoteAddr, uri string) *fetch.Flight {
 	if err != nil || plan.Request == nil {
 		return nil
 	}
+	plan.Request.Line = line
 	res, err := s.fetch.Get(ctx, plan.Request)
 	if err != nil {
 		return nil

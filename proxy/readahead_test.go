@@ -45,7 +45,7 @@ func TestScanStartsOnlyQueuedRequests(t *testing.T) {
 	t.Parallel()
 	var started []string
 	c := &raConn{sem: make(chan struct{}, maxAhead)}
-	c.startFn = func(uri string) { started = append(started, uri) }
+	c.startFn = func(uri string, seq int) { started = append(started, fmt.Sprintf("%s#%d", uri, seq)) }
 	get := func(u string) []byte { return []byte("GET " + u + " HTTP/1.1\r\nHost: h\r\n\r\n") }
 	c.scan(get("/h/1.deb")) // served next by the server itself
 	c.mu.Lock()
@@ -57,9 +57,10 @@ func TestScanStartsOnlyQueuedRequests(t *testing.T) {
 	}
 	c.scan(append(append(get("/h/3.deb"), get("/h/4.deb")...), get("/h/5.deb")[:10]...))
 	c.scan(get("/h/5.deb")[10:])
-	// /h/2.deb is being answered: the three behind it are queued.
-	if strings.Join(started, " ") != "/h/3.deb /h/4.deb /h/5.deb" {
-		t.Fatalf("started %v, want the three requests queued behind /h/2.deb", started)
+	// /h/2.deb is being answered: the three behind it are queued, the
+	// connection's third to fifth requests (their fetch.Line.Seq).
+	if strings.Join(started, " ") != "/h/3.deb#3 /h/4.deb#4 /h/5.deb#5" {
+		t.Fatalf("started %v, want the three requests queued behind /h/2.deb, numbered 3 to 5", started)
 	}
 	c.scan([]byte("POST /x HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET /h/6.deb HTTP/1.1\r\n\r\n"))
 	if len(started) != 3 {
@@ -72,7 +73,7 @@ func TestScanStartsOnlyQueuedRequests(t *testing.T) {
 // allocations a request).
 func TestScanAllocatesNothingPerHead(t *testing.T) {
 	c := &raConn{sem: make(chan struct{}, maxAhead)}
-	c.startFn = func(string) {}
+	c.startFn = func(string, int) {}
 	head := []byte("GET http://h/pool/x.deb HTTP/1.1\r\nHost: h\r\n\r\n")
 	c.scan(head) // the buffers grow once
 	allocs := testing.AllocsPerRun(100, func() {
@@ -162,7 +163,7 @@ type pipeConn struct {
 func newPipeConn(t *testing.T) *pipeConn {
 	client, server := net.Pipe()
 	pc := &pipeConn{raConn: newRAConn(server, nil), client: client}
-	pc.startFn = func(uri string) { pc.mu.Lock(); pc.starts = append(pc.starts, uri); pc.mu.Unlock() }
+	pc.startFn = func(uri string, _ int) { pc.mu.Lock(); pc.starts = append(pc.starts, uri); pc.mu.Unlock() }
 	t.Cleanup(func() { client.Close(); pc.Close() }) // Close ends a background read left waiting
 	return pc
 }

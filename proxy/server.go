@@ -213,6 +213,7 @@ func (s *Server) serveFetch(w http.ResponseWriter, r *http.Request, t target.Tar
 		// the answer says which tier served it.
 		return s.answer(w, r, t, fl)
 	}
+	req.Line = lineOf(r.Context())
 	res, err := s.fetch.Get(r.Context(), req)
 	if err != nil {
 		s.fail(w, err)

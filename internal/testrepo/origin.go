@@ -30,6 +30,9 @@ type Request struct {
 	IfModifiedSince string
 	IfNoneMatch     string
 	UserAgent       string
+	// Remote is the client's address: requests with the same one came on
+	// the same connection.
+	Remote string
 	// Status is the response status; 0 while the response is still being
 	// written.
 	Status int
@@ -349,6 +352,7 @@ func (o *Origin) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		IfModifiedSince: r.Header.Get("If-Modified-Since"),
 		IfNoneMatch:     r.Header.Get("If-None-Match"),
 		UserAgent:       r.Header.Get("User-Agent"),
+		Remote:          r.RemoteAddr,
 	}
 	o.mu.Lock()
 	o.log = append(o.log, entry)

@@ -43,7 +43,28 @@ type Request struct {
 	// After a download it returns before the flight leaves the table
 	// (Fetcher.Flight): whoever finds no flight finds what Learn recorded.
 	Learn func(d store.Digest)
+	// Line is where the request stands in its client's pipeline (zero: in
+	// none). The origin pool uses it to keep a client's requests in the order
+	// it reads the answers (proxy/fetch/origin).
+	Line Line
 }
+
+// Line places a request among those one client sent on one connection.
+// The client reads the answers in the order it asked, so no request can
+// reach it before the ones it sent earlier on that connection: a request
+// queued behind an earlier one of its own line, however large, waits for
+// nothing its client would not wait for anyway.
+type Line struct {
+	// Conn names the client connection: nonzero, unique within the process.
+	Conn uint64
+	// Seq is the request's place on that connection: 1, 2, … in the order
+	// the client sent them.
+	Seq int
+}
+
+// Before reports whether l was sent earlier than m on the same client
+// connection.
+func (l Line) Before(m Line) bool { return l.Conn != 0 && l.Conn == m.Conn && l.Seq < m.Seq }
 
 // Source is one tier of the pipeline. The pipeline, not the source, verifies
 // what comes back.

@@ -254,6 +254,9 @@ func (c *Client) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, erro
 		// The pool may pipeline this request: its answer can be told
 		// from another by its size (and the pipeline checks its digest).
 		ctx = context.WithValue(ctx, expectKey{}, r.Expect.Size)
+		if r.Line.Conn != 0 {
+			ctx = context.WithValue(ctx, lineKey{}, r.Line)
+		}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.URL, nil)
 	if err != nil {

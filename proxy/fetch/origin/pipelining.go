@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pkgswarm/pkgswarm/proxy/fetch"
 )
 
 // HTTP/1.1 pipelining to origins (RFC 9112 9.3.2): pipeTransport keeps as
@@ -81,7 +83,8 @@ const (
 	drainTimeout = 2 * time.Second
 	// maxAhead bounds the expected bytes queued on a connection that a new
 	// request is pipelined behind: past it, the request waits for the first
-	// connection to free up instead of behind one large file.
+	// connection to free up instead of behind one large file, unless, in
+	// order, it waits there only for its own client (pconn.behindOwn).
 	maxAhead = 4 << 20
 	// unknownSize is what a request of unknown size counts for in maxAhead.
 	unknownSize = 1 << 20
@@ -112,8 +115,9 @@ type host struct {
 type call struct {
 	req     *http.Request
 	ctx     context.Context
-	checked bool  // the answer can be recognised (expected size): may be pipelined
-	size    int64 // expected file size; -1 unknown
+	checked bool       // the answer can be recognised (expected size): may be pipelined
+	size    int64      // expected file size; -1 unknown
+	line    fetch.Line // where it stands in its client's pipeline (zero: nowhere)
 	ch      chan callResult
 
 	// Protected by pipeTransport.mu.
@@ -143,6 +147,10 @@ type callResult struct {
 
 // expectKey carries a request's expected size in its context (set by Fetch).
 type expectKey struct{}
+
+// lineKey carries a pipelinable request's fetch.Line in its context (set by
+// Fetch).
+type lineKey struct{}
 
 func newPipeTransport(dial func(ctx context.Context, network, addr string) (net.Conn, error), tr *http.Transport, maxConns, depth int) *pipeTransport {
 	t := &pipeTransport{
@@ -181,6 +189,7 @@ func (t *pipeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	c := &call{req: req, ctx: req.Context(), size: -1, ch: make(chan callResult, 1)}
 	if n, ok := req.Context().Value(expectKey{}).(int64); ok && n >= 0 {
 		c.checked, c.size = true, n
+		c.line, _ = req.Context().Value(lineKey{}).(fetch.Line)
 	}
 
 	t.mu.Lock()
@@ -317,7 +326,13 @@ func (h *host) idleConn() *pconn {
 // pipelineConn returns the connection c may be pipelined on, or nil: a
 // proven one with room and at most maxAhead bytes ahead, the one with the
 // fewest bytes ahead or, in order (busiest), the most (the one the host's
-// requests are queued on).
+// requests are queued on). In order, a connection that carries a request
+// c's client asked earlier on c's line, followed only by requests of that
+// line, takes c however many bytes are ahead: the client reads that answer
+// first, so c would reach it no sooner from another connection, only be
+// done early — and the link would then idle for a round trip at the large
+// file's end while the client, given every answer at once, sends its next
+// requests (apt pipelining to the origin itself keeps the link busy there).
 func (t *pipeTransport) pipelineConn(h *host, c *call, pipelining, busiest bool) *pconn {
 	if !pipelining || !c.checked || t.depth < 2 {
 		return nil
@@ -329,7 +344,7 @@ func (t *pipeTransport) pipelineConn(h *host, c *call, pipelining, busiest bool)
 			continue
 		}
 		ahead := pc.aheadLocked()
-		if ahead > maxAhead {
+		if ahead > maxAhead && !(busiest && pc.behindOwn(c)) {
 			continue
 		}
 		if best == nil || busiest && ahead > bestAhead || !busiest && ahead < bestAhead {
@@ -337,6 +352,23 @@ func (t *pipeTransport) pipelineConn(h *host, c *call, pipelining, busiest bool)
 		}
 	}
 	return best
+}
+
+// behindOwn reports whether c may wait behind everything on pc for its
+// client's sake: pc carries a request asked before c on c's client line,
+// and only requests of that line follow it (they reach the pool out of
+// their order: each is resolved on its own).
+func (pc *pconn) behindOwn(c *call) bool {
+	for i := len(pc.inflight) - 1; i >= 0 && c.line.Conn != 0; i-- {
+		l := pc.inflight[i].line
+		if l.Conn != c.line.Conn {
+			return false
+		}
+		if l.Before(c.line) {
+			return true
+		}
+	}
+	return false
 }
 
 // startDialLocked opens a new connection to h; c is the request it was

@@ -30,9 +30,10 @@ type rawOrigin struct {
 	files map[string][]byte
 	serve func(n int, rc *rawConn)
 
-	mu       sync.Mutex // protects conns, maxAhead
+	mu       sync.Mutex // protects conns, rcs, maxAhead
 	conns    int
-	maxAhead int // most requests read and unanswered on a connection when an answer was written
+	rcs      []*rawConn // by connection number - 1
+	maxAhead int        // most requests read and unanswered on a connection when an answer was written
 }
 
 func (o *rawOrigin) worstAhead() int {
@@ -83,6 +84,9 @@ func newRawOriginB(t testing.TB, files map[string][]byte, serve func(n int, rc *
 			o.mu.Unlock()
 			rc := &rawConn{nc: nc, o: o}
 			rc.cond = sync.NewCond(&rc.mu)
+			o.mu.Lock()
+			o.rcs = append(o.rcs, rc)
+			o.mu.Unlock()
 			wg.Add(2)
 			go func() { defer wg.Done(); rc.readAll() }()
 			go func() {
@@ -100,6 +104,20 @@ func (o *rawOrigin) connections() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.conns
+}
+
+// requests returns how many requests connection n (from 1) has received.
+func (o *rawOrigin) requests(n int) int {
+	o.mu.Lock()
+	if n > len(o.rcs) {
+		o.mu.Unlock()
+		return 0
+	}
+	rc := o.rcs[n-1]
+	o.mu.Unlock()
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return len(rc.got)
 }
 
 func (rc *rawConn) readAll() {

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pkgswarm/pkgswarm/proxy/fetch"
 )
 
 // pacer lets rate bytes per second through, shared by whoever holds it.
@@ -149,5 +151,106 @@ func TestPacedConnectionsSpread(t *testing.T) {
 	}
 	if k := o.connections(); k < 2 {
 		t.Errorf("%d connection(s) to an origin that paces each", k)
+	}
+}
+
+// lineOrigin serves /f0 to prove its first connection, then holds that
+// connection's further answers until release is closed; every other
+// connection is answered in order at once.
+func lineOrigin(t *testing.T, release <-chan struct{}) *rawOrigin {
+	files := rawFiles(3, 1000)
+	files["/big"] = make([]byte, maxAhead+1<<20)
+	files["/mid"] = make([]byte, 3<<20)
+	files["/mid2"] = make([]byte, 2<<20)
+	return newRawOrigin(t, files, func(n int, rc *rawConn) {
+		if n != 1 {
+			rc.serveInOrder(0)
+			return
+		}
+		rc.write(rc.o.answer(rc.wait(0), "HTTP/1.1"))
+		<-release
+		rc.serveInOrder(1)
+	})
+}
+
+// fetchLine fetches path as asked on line l, in the background.
+func fetchLine(t *testing.T, c *Client, o *rawOrigin, path string, l fetch.Line) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		a := checked(o.url(path), o.files[path])
+		a.Request.Line = l
+		_, data, err := get(t, c, a)
+		if err == nil && len(data) != len(o.files[path]) {
+			err = fmt.Errorf("%s: %d bytes, want %d", path, len(data), len(o.files[path]))
+		}
+		done <- err
+	}()
+	return done
+}
+
+// In order on a shared link, a request queued behind a large file that
+// its own client asked for earlier on the same connection goes behind it,
+// as apt's own pipeline would: its client reads the answers in order, so
+// it could not have it sooner, and fetched on a connection of its own it
+// would only be done early — leaving the link idle for a round trip at the
+// large file's end, while the client sends its next requests. A request of
+// another client is not held behind the large file, nor behind another
+// client's request queued after its own.
+func TestLargeFileKeepsItsClientsNextBehindIt(t *testing.T) {
+	t.Parallel()
+	type queued struct {
+		path string
+		line fetch.Line
+	}
+	for _, tc := range []struct {
+		name      string
+		queued    []queued // on the first connection, in order, its answers held
+		next      fetch.Line
+		wantConns int
+	}{
+		{"same client", []queued{{"/big", fetch.Line{Conn: 7, Seq: 1}}}, fetch.Line{Conn: 7, Seq: 2}, 1},
+		{"another client", []queued{{"/big", fetch.Line{Conn: 7, Seq: 1}}}, fetch.Line{Conn: 8, Seq: 2}, 2},
+		{"no line", []queued{{"/big", fetch.Line{}}}, fetch.Line{}, 2},
+		{"asked before the large file", []queued{{"/big", fetch.Line{Conn: 7, Seq: 2}}}, fetch.Line{Conn: 7, Seq: 1}, 2},
+		// The client's requests may reach the pool out of their order.
+		{"behind its own later request", []queued{{"/big", fetch.Line{Conn: 7, Seq: 1}}, {"/f2", fetch.Line{Conn: 7, Seq: 3}}}, fetch.Line{Conn: 7, Seq: 2}, 1},
+		{"behind another client's request", []queued{{"/mid", fetch.Line{Conn: 7, Seq: 1}}, {"/mid2", fetch.Line{Conn: 8, Seq: 1}}}, fetch.Line{Conn: 7, Seq: 2}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			release := make(chan struct{})
+			o := lineOrigin(t, release)
+			cfg := loopback(o.port)
+			cfg.MaxConnsPerHost = 4
+			c := newClient(t, cfg)
+			proven(t, c, o)
+			var done []<-chan error
+			for i, q := range tc.queued {
+				done = append(done, fetchLine(t, c, o, q.path, q.line))
+				waitFor(t, q.path+" at the origin", func() bool { return o.requests(1) >= 2+i })
+			}
+			done = append(done, fetchLine(t, c, o, "/f1", tc.next))
+			waitFor(t, "the next request at the origin", func() bool { return o.requests(1) >= 2+len(tc.queued) || o.connections() >= 2 })
+			close(release)
+			for _, ch := range done {
+				if err := <-ch; err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := o.connections(); got != tc.wantConns {
+				t.Errorf("%d connections, want %d", got, tc.wantConns)
+			}
+		})
+	}
+}
+
+// waitFor polls cond for up to ten seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
