@@ -390,12 +390,17 @@ func (c *raConn) Close() error {
 }
 
 // ReadFrom hands r to the underlying connection's ReadFrom, where net/http's
-// answer from a blob file becomes a sendfile.
+// answer from a blob file becomes a sendfile (corked when it is a lone large
+// body, cork.go).
 func (c *raConn) ReadFrom(r io.Reader) (int64, error) {
-	if rf, ok := c.Conn.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
+	rf, ok := c.Conn.(io.ReaderFrom)
+	if !ok {
+		return io.Copy(struct{ io.Writer }{c.Conn}, r)
 	}
-	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+	if uncork := corkLoneLargeBody(c.Conn, r); uncork != nil {
+		defer uncork()
+	}
+	return rf.ReadFrom(r)
 }
 
 // scan appends b to the unscanned bytes, records where each complete head
