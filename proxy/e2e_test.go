@@ -649,7 +649,7 @@ func TestFetchedAheadIsNotACacheHit(t *testing.T) {
 	r, debs := pipelineRig(t, "q", 3, 20<<10, 70)
 	// The first answer is slow, so the two behind it finish first.
 	r.origin.SetDelay(debs[0].Path, time.Second)
-	served := r.State().Served["origin"]
+	served := settledServed(t, r, "origin")
 	c := pipeline(t, r, debs)
 	var total int64
 	for i, resp := range answers(t, c, len(debs)) {
@@ -662,7 +662,25 @@ func TestFetchedAheadIsNotACacheHit(t *testing.T) {
 			t.Errorf("%s, fetched from the origin for this client: X-Pkgswarm-Source %q, want origin", d.Path, src)
 		}
 	}
-	if got := r.State().Served["origin"] - served; got != total {
+	if got := settledServed(t, r, "origin") - served; got != total {
 		t.Errorf("served from the origin: %d bytes, want %d (the three files)", got, total)
 	}
+}
+
+// settledServed returns the bytes the node reports served from source once
+// the count stops moving: a request is counted when its handler returns,
+// which can be after its client read the last byte.
+func settledServed(t *testing.T, r *rig, source string) int64 {
+	t.Helper()
+	last := r.State().Served[source]
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		n := r.State().Served[source]
+		if n == last {
+			return n
+		}
+		last = n
+	}
+	t.Fatalf("the count of bytes served from %s kept moving for 10 s", source)
+	return 0
 }
