@@ -40,9 +40,9 @@
 //     host's pipelinable requests go in order on one connection unless a
 //     probe found that spreading them over several gives 1.5 times the rate
 //     (spread.go): an origin that paces each connection, not a shared link.
-//     A request is not queued behind more than 4 MiB on a connection while
-//     the host has another, unless, in order, it waits there only for its
-//     own client: one the client sent earlier on the same connection
+//     A request is not queued behind more than 4 MiB on a connection (it
+//     waits for one with less, an idle one or a new one), unless, in order,
+//     it waits there only for its own client: one the client sent earlier on the same connection
 //     (fetch.Request.Line), whose answer that client reads first anyway.
 //     Answers are read in order by http.ReadResponse with a header bound. A
 //     connection that ends or stalls with requests unanswered has them sent
