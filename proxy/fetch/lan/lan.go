@@ -215,7 +215,18 @@ func (l *Source) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, erro
 	}
 	deadline := l.Now().Add(l.Wait)
 	confirmed := false
-	budget, askedAgain := l.Budget, false
+	// A round in which most peers did not answer within the budget says
+	// nothing of who holds the file: busy machines (this one's or theirs)
+	// answer late, and taking the silence for "nobody" fetched a second
+	// copy for the site from the origin (20 nodes on two cores). So the
+	// round keeps listening to its HEADs for twice the budget more; asking
+	// them again would only add to the load that made them late. (Not
+	// across sites: there a silent peer is a far one, and the origin's copy
+	// is not the site's second.)
+	var patience time.Duration
+	if !l.Wide {
+		patience = 2 * l.Budget
+	}
 	starting := map[string]Peer{} // peers that said they fetch it for the site (across sites: outrank this node), by id
 	for {
 		peers := l.live(ctx, what)
@@ -223,7 +234,7 @@ func (l *Source) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, erro
 			return nil, fmt.Errorf("lan: no peers: %w", fetch.ErrNotFound)
 		}
 		roundStart := l.Now()
-		results := l.probe(ctx, peers, what, budget)
+		results := l.probe(ctx, peers, what, l.Budget, patience)
 		var complete, fetching []Peer
 		waitFor, contended := false, false
 		answered, starts, pending := 0, 0, 0
@@ -291,17 +302,6 @@ func (l *Source) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, erro
 			// once more before going too.
 			confirmed = true
 			waitFor = true
-		} else if !waitFor && !l.Wide && !askedAgain && answered*2 < len(peers) && ctx.Err() == nil {
-			// Most peers did not answer within the budget: busy machines
-			// (this one's or theirs) or an unreachable LAN, not evidence
-			// that none holds the file. Going to the next tier on it would
-			// fetch a second copy for the site from the origin (seen with
-			// 20 nodes on two cores). Ask once more, with twice the budget.
-			// (Not across sites: there a silent peer is a far one, and the
-			// origin's copy is not the site's second.)
-			askedAgain, budget = true, 2*l.Budget
-			l.logDebug("lan round mostly unanswered: asking again", "what", what, "peers", len(peers), "answered", answered, "budget", budget)
-			continue
 		} else if !waitFor {
 			return nil, fmt.Errorf("lan: no peer of %d holds %s: %w", len(peers), what, fetch.ErrNotFound)
 		} else if l.Now().After(deadline) {
@@ -371,10 +371,14 @@ func rendezvous(nodeID, what string) uint64 {
 }
 
 // probe sends HEAD to every peer at once and returns the answers that came
-// within the budget; it returns early once a peer holds the whole file.
-func (l *Source) probe(ctx context.Context, peers []Peer, what string, budget time.Duration) []probeResult {
-	ctx, cancel := context.WithTimeout(ctx, budget)
+// within the budget; it returns early once a peer holds the whole file. When
+// most peers have not answered when the budget ends, it listens to the same
+// requests for up to patience more.
+func (l *Source) probe(ctx context.Context, peers []Peer, what string, budget, patience time.Duration) []probeResult {
+	ctx, cancel := context.WithTimeout(ctx, budget+patience)
 	defer cancel()
+	first := time.NewTimer(budget)
+	defer first.Stop()
 	ch := make(chan probeResult, len(peers))
 	for _, p := range peers {
 		go func() {
@@ -410,10 +414,14 @@ func (l *Source) probe(ctx context.Context, peers []Peer, what string, budget ti
 	}
 	var out []probeResult
 	var settle <-chan time.Time
-	for range peers {
+	answered := 0
+	for len(out) < len(peers) {
 		select {
 		case r := <-ch:
 			out = append(out, r)
+			if r.answered {
+				answered++
+			}
 			if r.state == stateComplete && settle == nil {
 				// A holder answered: give the others a moment, so the
 				// choice among holders is not always the fastest one.
@@ -421,6 +429,11 @@ func (l *Source) probe(ctx context.Context, peers []Peer, what string, budget ti
 			}
 		case <-settle:
 			return out
+		case <-first.C:
+			if patience <= 0 || answered*2 >= len(peers) {
+				return out
+			}
+			l.logDebug("lan round mostly unanswered: listening longer", "what", what, "peers", len(peers), "answered", answered, "for", patience)
 		case <-ctx.Done():
 			return out
 		}

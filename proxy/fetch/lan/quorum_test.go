@@ -19,16 +19,17 @@ import (
 // nothing about who holds the file: on an office's saturated machines (20
 // nodes on two cores in the fleet benchmark) every answer can come late.
 // Taking it for "nobody has it" sent a second node to the origin for a file
-// a peer held; the round is asked again, with twice the budget, first.
-func TestSilentRoundIsAskedAgain(t *testing.T) {
+// a peer held. The round listens to its HEADs for twice the budget more,
+// and asks no peer twice: a late answer is used as it comes.
+func TestSilentRoundListensLonger(t *testing.T) {
 	content := []byte("a small package that one peer holds")
 	sum := sha256.Sum256(content)
 	var heads atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodHead && heads.Add(1) == 1 {
-			// The first probe's answer comes after the round's budget.
+			// The probe's answer comes after the round's budget.
 			select {
-			case <-time.After(300 * time.Millisecond):
+			case <-time.After(200 * time.Millisecond):
 			case <-r.Context().Done():
 			}
 		}
@@ -51,22 +52,21 @@ func TestSilentRoundIsAskedAgain(t *testing.T) {
 	if err != nil || string(got) != string(content) {
 		t.Fatalf("read %q, %v", got, err)
 	}
-	if n := heads.Load(); n != 2 {
-		t.Errorf("%d probes, want 2 (the silent round and the one asked again)", n)
+	if n := heads.Load(); n != 1 {
+		t.Errorf("%d probes, want 1 (the late answer to the first)", n)
 	}
 }
 
-// Peers that answer, all "not here", end the tier at once: only a silent
-// round is asked again. And a silent round is asked again once, not for
-// ever: unreachable peers cost one more round, then the next tier asks.
-func TestAnsweredRoundIsNotAskedAgain(t *testing.T) {
+// Every round asks each peer once: peers that answer, all "not here", end
+// the tier at once, and peers that never answer end it after the round's
+// longer listening, without a second HEAD.
+func TestEachRoundAsksEachPeerOnce(t *testing.T) {
 	sum := sha256.Sum256([]byte("nobody has it"))
 	req := &fetch.Request{URL: "http://origin.example/pool/g.deb", Expect: &repoindex.Expectation{SHA256: sum[:], Size: 13}, Peers: true}
 	for _, tc := range []struct {
 		name   string
 		silent bool
-		probes int32
-	}{{"answered 404", false, 1}, {"never answers", true, 2}} {
+	}{{"answered 404", false}, {"never answers", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			var heads atomic.Int32
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -84,12 +84,35 @@ func TestAnsweredRoundIsNotAskedAgain(t *testing.T) {
 			if !errors.Is(err, fetch.ErrNotFound) {
 				t.Fatalf("err %v; want ErrNotFound", err)
 			}
-			if n := heads.Load(); n != tc.probes {
-				t.Errorf("%d probes, want %d", n, tc.probes)
+			if n := heads.Load(); n != 1 {
+				t.Errorf("%d probes, want 1", n)
 			}
 			if d := time.Since(start); d > 5*time.Second {
 				t.Errorf("the tier took %v", d)
 			}
 		})
+	}
+}
+
+// A round that most peers answered does not wait for the silent rest
+// beyond the budget: one peer gone without a goodbye must not cost every
+// miss of the office twice the budget more.
+func TestAnsweredRoundDoesNotListenLonger(t *testing.T) {
+	sum := sha256.Sum256([]byte("nobody has it"))
+	req := &fetch.Request{URL: "http://origin.example/pool/h.deb", Expect: &repoindex.Expectation{SHA256: sum[:], Size: 13}, Peers: true}
+	notFound := httptest.NewServer(http.NotFoundHandler())
+	defer notFound.Close()
+	silent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	defer silent.Close()
+	const budget = time.Second // then 2 s more if the round listened longer
+	l := &Source{Peers: &fixedPeers{list: []Peer{{ID: "a", URL: notFound.URL}, {ID: "b", URL: notFound.URL}, {ID: "c", URL: silent.URL}}},
+		NodeID: "me", Budget: budget}
+	start := time.Now()
+	_, err := l.Fetch(t.Context(), &fetch.Attempt{Request: req})
+	if !errors.Is(err, fetch.ErrNotFound) {
+		t.Fatalf("err %v; want ErrNotFound", err)
+	}
+	if d := time.Since(start); d >= 2*budget {
+		t.Errorf("the tier took %v for a round two of three peers answered: it waited for the silent one past the %v budget", d, budget)
 	}
 }
