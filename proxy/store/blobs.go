@@ -565,26 +565,15 @@ func (s *Store) commitBlob(tmp *os.File, d Digest, size int64) (over bool, err e
 // ms each, BenchmarkOpenNew), a fresh store's first downloads would else make about
 // one directory per file.
 func makeShards(blobDir string) error {
-	have, err := os.ReadDir(blobDir)
-	if err != nil {
-		return fmt.Errorf("list %s: %w", blobDir, err)
-	}
-	var exists [256]bool
-	for _, e := range have {
-		if b, err := hex.DecodeString(e.Name()); err == nil && len(b) == 1 && e.IsDir() {
-			exists[b[0]] = true
-		}
-	}
 	made := false
-	for i, ok := range exists {
-		if ok {
-			continue
-		}
+	for i := range 256 {
 		p := filepath.Join(blobDir, hex.EncodeToString([]byte{byte(i)}))
-		if err := os.Mkdir(p, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		switch err := os.Mkdir(p, 0o755); {
+		case err == nil:
+			made = true
+		case !errors.Is(err, fs.ErrExist):
 			return fmt.Errorf("make the blob directory %s: %w (check free space and permissions)", p, err)
 		}
-		made = true
 	}
 	if made {
 		return syncDir(blobDir)
