@@ -234,18 +234,15 @@ func (l *Source) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, erro
 			return nil, fmt.Errorf("lan: no peers: %w", fetch.ErrNotFound)
 		}
 		roundStart := l.Now()
-		results := l.probe(ctx, peers, what, l.Budget, patience)
+		results, answered := l.probe(ctx, peers, what, l.Budget, patience)
 		var complete, fetching []Peer
 		waitFor, contended := false, false
-		answered, starts, pending := 0, 0, 0
+		starts, pending := 0, 0
 		myRank := rendezvous(l.self(), what)
 		for _, r := range results {
 			state := r.state
 			if l.Wide && state == stateStarting && r.stage == "wide" {
 				state = statePending
-			}
-			if r.answered {
-				answered++
 			}
 			switch state {
 			case stateComplete:
@@ -371,10 +368,10 @@ func rendezvous(nodeID, what string) uint64 {
 }
 
 // probe sends HEAD to every peer at once and returns the answers that came
-// within the budget; it returns early once a peer holds the whole file. When
-// most peers have not answered when the budget ends, it listens to the same
-// requests for up to patience more.
-func (l *Source) probe(ctx context.Context, peers []Peer, what string, budget, patience time.Duration) []probeResult {
+// within the budget, and how many peers answered; it returns early once a
+// peer holds the whole file. When most peers have not answered when the
+// budget ends, it listens to the same requests for up to patience more.
+func (l *Source) probe(ctx context.Context, peers []Peer, what string, budget, patience time.Duration) (out []probeResult, answered int) {
 	ctx, cancel := context.WithTimeout(ctx, budget+patience)
 	defer cancel()
 	first := time.NewTimer(budget)
@@ -412,9 +409,7 @@ func (l *Source) probe(ctx context.Context, peers []Peer, what string, budget, p
 			ch <- r
 		}()
 	}
-	var out []probeResult
 	var settle <-chan time.Time
-	answered := 0
 	for len(out) < len(peers) {
 		select {
 		case r := <-ch:
@@ -428,17 +423,17 @@ func (l *Source) probe(ctx context.Context, peers []Peer, what string, budget, p
 				settle = time.After(probeSettle)
 			}
 		case <-settle:
-			return out
+			return out, answered
 		case <-first.C:
 			if patience <= 0 || answered*2 >= len(peers) {
-				return out
+				return out, answered
 			}
 			l.logDebug("lan round mostly unanswered: listening longer", "what", what, "peers", len(peers), "answered", answered, "for", patience)
 		case <-ctx.Done():
-			return out
+			return out, answered
 		}
 	}
-	return out
+	return out, answered
 }
 
 // probeSettle is how long probe keeps listening after the first holder.

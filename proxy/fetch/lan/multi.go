@@ -757,7 +757,7 @@ func (p *progressReader) Read(b []byte) (int, error) {
 // reprobe asks every live peer again and merges what they hold.
 func (m *multi) reprobe() {
 	defer m.wg.Done()
-	results := m.l.probe(m.ctx, m.l.live(m.ctx, m.what), m.what, m.l.Budget, 0)
+	results, _ := m.l.probe(m.ctx, m.l.live(m.ctx, m.what), m.what, m.l.Budget, 0)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.merge(results)
