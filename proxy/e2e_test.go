@@ -537,13 +537,13 @@ func hasFailure(st status.Status, path, digest string) bool {
 	return false
 }
 
-// pipelineRig starts a node over a repository of n packages named
-// prefix0…, of size bytes each, whose index a client has fetched through
-// the node, and returns their entries in order.
-func pipelineRig(t *testing.T, prefix string, n, size int, seed int64) (*rig, []testrepo.DebInfo) {
+// pipelineRig starts a node over a repository of packages named prefix0…,
+// of the given sizes in bytes, whose index a client has fetched through the
+// node, and returns their entries in order.
+func pipelineRig(t *testing.T, prefix string, sizes []int, seed int64) (*rig, []testrepo.DebInfo) {
 	t.Helper()
 	var pkgs []testrepo.Package
-	for i := range n {
+	for i, size := range sizes {
 		pkgs = append(pkgs, testrepo.Package{Name: fmt.Sprintf("%s%d", prefix, i), Version: "1", Size: size, Seed: seed + int64(i)})
 	}
 	r := newRig(t, rigOptions{packages: pkgs})
@@ -551,7 +551,7 @@ func pipelineRig(t *testing.T, prefix string, n, size int, seed int64) (*rig, []
 		t.Fatalf("update: %v\n%s", err, out)
 	}
 	var debs []testrepo.DebInfo
-	for i := range n {
+	for i := range sizes {
 		d := r.repo.Debs[fmt.Sprintf("%s%d", prefix, i)]
 		r.expects(d.Path)
 		debs = append(debs, d)
@@ -583,7 +583,7 @@ func pipeline(t *testing.T, r *rig, debs []testrepo.DebInfo) net.Conn {
 // with every origin answer delayed, the node runs the five downloads at
 // once, then answers them in order.
 func TestPipelinedRequestsStartAhead(t *testing.T) {
-	r, debs := pipelineRig(t, "p", 5, 30<<10, 60)
+	r, debs := pipelineRig(t, "p", []int{30 << 10, 30 << 10, 30 << 10, 30 << 10, 30 << 10}, 60)
 	for _, d := range debs {
 		r.origin.SetDelay(d.Path, 2*time.Second)
 	}
@@ -606,21 +606,7 @@ func TestPipelinedRequestsStartAhead(t *testing.T) {
 // file's answer first), and the node's link would then idle for a round
 // trip at the large file's end while the client sends its next requests.
 func TestPipelineBehindALargeFileStaysOnItsConnection(t *testing.T) {
-	var pkgs []testrepo.Package
-	pkgs = append(pkgs, testrepo.Package{Name: "l0", Version: "1", Size: 8 << 20, Seed: 80})
-	for i := 1; i < 4; i++ {
-		pkgs = append(pkgs, testrepo.Package{Name: fmt.Sprintf("l%d", i), Version: "1", Size: 20 << 10, Seed: 80 + int64(i)})
-	}
-	r := newRig(t, rigOptions{packages: pkgs})
-	if out, err := r.client(false).Update(context.Background()); err != nil {
-		t.Fatalf("update: %v\n%s", err, out)
-	}
-	var debs []testrepo.DebInfo
-	for i := range pkgs {
-		d := r.repo.Debs[fmt.Sprintf("l%d", i)]
-		r.expects(d.Path)
-		debs = append(debs, d)
-	}
+	r, debs := pipelineRig(t, "l", []int{8 << 20, 20 << 10, 20 << 10, 20 << 10}, 80)
 	// The large file takes half a second, so the requests behind it reach
 	// the node's origin pool while most of it is still to come.
 	r.origin.Throttle(debs[0].Path, 16<<20)
@@ -646,7 +632,7 @@ func TestPipelineBehindALargeFileStaysOnItsConnection(t *testing.T) {
 // before it was still waiting, but this client caused the origin transfer
 // (X-Pkgswarm-Source, and the served-bytes count by source, say so).
 func TestFetchedAheadIsNotACacheHit(t *testing.T) {
-	r, debs := pipelineRig(t, "q", 3, 20<<10, 70)
+	r, debs := pipelineRig(t, "q", []int{20 << 10, 20 << 10, 20 << 10}, 70)
 	// The first answer is slow, so the two behind it finish first.
 	r.origin.SetDelay(debs[0].Path, time.Second)
 	served := settledServed(t, r, "origin")
