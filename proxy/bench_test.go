@@ -1,10 +1,14 @@
 package proxy_test
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/pkgswarm/pkgswarm/internal/aptenv"
@@ -49,6 +53,16 @@ func newBenchRig(b *testing.B) *benchRig {
 // HTTP client that uses it as a forward proxy.
 func (r *benchRig) proxy(b *testing.B) (*http.Client, func()) {
 	b.Helper()
+	n := r.node(b)
+	pu, _ := url.Parse(n.URL)
+	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu), MaxIdleConnsPerHost: 16, DisableCompression: true}}
+	return client, n.Stop
+}
+
+// node starts a node on a fresh store, with apt's index of the repository
+// fetched through it.
+func (r *benchRig) node(b *testing.B) *noderig.Node {
+	b.Helper()
 	n := noderig.Start(b, noderig.Options{OriginURLs: []string{r.origin.URL}, Quiet: true,
 		Config: func(c *node.Config) { c.AptKeyring = r.kr }})
 	c := aptenv.New(b, aptenv.Options{Proxy: n.URL, Sources: []aptenv.Source{{URL: r.origin.URL, Keyring: r.repo.Key.KeyringPath, Suite: r.repo.Suite}}})
@@ -56,9 +70,7 @@ func (r *benchRig) proxy(b *testing.B) (*http.Client, func()) {
 		n.Stop()
 		b.Fatal(err)
 	}
-	pu, _ := url.Parse(n.URL)
-	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu), MaxIdleConnsPerHost: 16, DisableCompression: true}}
-	return client, n.Stop
+	return n
 }
 
 func (r *benchRig) url(name string) string { return r.origin.URL + "/" + r.repo.Debs[name].Path }
@@ -116,5 +128,57 @@ func BenchmarkColdFetch(b *testing.B) {
 				b.StartTimer()
 			}
 		})
+	}
+}
+
+// BenchmarkQuickHit asks for the small cached package over one kept-alive
+// connection with a raw request and reads the answer into a fixed buffer,
+// so that the allocations reported are the node's alone: the path of the
+// quick lane (bench/cmd/single's small-file step). Run with -benchmem.
+func BenchmarkQuickHit(b *testing.B) {
+	r := newBenchRig(b)
+	n := r.node(b)
+	defer n.Stop()
+	u := r.url("small")
+	size := r.repo.Debs["small"].Size
+	conn, err := net.Dial("tcp", strings.TrimPrefix(n.URL, "http://"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	host := strings.TrimPrefix(r.origin.URL, "http://")
+	req := []byte("GET " + u + " HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: bench\r\n\r\n")
+	br := bufio.NewReaderSize(conn, 64<<10)
+	body := make([]byte, size)
+	get := func() string {
+		if _, err := conn.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		var src string
+		for {
+			line, err := br.ReadSlice('\n')
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(line) <= 2 {
+				break
+			}
+			if bytes.HasPrefix(line, []byte("X-Pkgswarm-Source: ")) {
+				src = string(bytes.TrimSpace(line[len("X-Pkgswarm-Source: "):]))
+			}
+		}
+		if _, err := io.ReadFull(br, body); err != nil {
+			b.Fatal(err)
+		}
+		return src
+	}
+	get() // fetched and cached
+	if src := get(); src != "cache" {
+		b.Fatalf("GET %s: second answer from %q, want the cache", u, src)
+	}
+	b.SetBytes(size)
+	b.ReportAllocs()
+	for b.Loop() {
+		get()
 	}
 }
