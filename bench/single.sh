@@ -1,7 +1,7 @@
 #!/bin/sh
 # One command for the single-node comparison (see docs/benchmarks.md):
 # builds pkgswarm from this checkout, builds or reuses the fixtures under
-# bench/.cache, measures every scenario (8-12 minutes on 2 cores), and
+# bench/.cache, measures every scenario (10-15 minutes on 2 cores), and
 # writes bench/out/results.{json,md} and the plots. Extra arguments go to
 # bench/cmd/single, e.g.
 #

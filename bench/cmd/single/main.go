@@ -28,9 +28,9 @@ func main() {
 	flag.StringVar(&cfg.targets, "targets", "direct,pkgswarm,apt-cacher-ng,approx,nginx",
 		"targets to measure, comma-separated; pkgswarm+ARG+ARG... is pkgswarm with extra serve arguments, measured as a target of its own")
 	flag.IntVar(&cfg.runs, "runs", 3, "cold runs per target (the median is reported)")
-	flag.IntVar(&cfg.reps, "rounds", 3, "rounds of the hot-hit and small-file steps, each going round all targets")
-	flag.DurationVar(&cfg.hotTime, "hot-time", 6*time.Second, "time limit of each hot-hit step per target and client count, split over the rounds")
-	flag.DurationVar(&cfg.smallTime, "small-time", 3*time.Second, "time limit of each small-file step per target and client count, split over the rounds")
+	flag.IntVar(&cfg.reps, "rounds", 7, "rounds of the hot-hit and small-file steps, each going round all targets")
+	flag.DurationVar(&cfg.hotTime, "hot-time", 14*time.Second, "time limit of each hot-hit step per target and client count, split over the rounds")
+	flag.DurationVar(&cfg.smallTime, "small-time", 7*time.Second, "time limit of each small-file step per target and client count, split over the rounds")
 	flag.IntVar(&cfg.herd, "herd", 20, "clients in the thundering herd")
 	flag.Int64Var(&cfg.herdRate, "herd-origin-rate", 50e6, "origin bytes/s for the herd's file, so the herd overlaps one slow download")
 	flag.Int64Var(&cfg.pacedRate, "paced-origin-rate", 50e6, "origin bytes/s per response for the paced scenario (0: skip it)")
