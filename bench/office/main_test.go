@@ -306,3 +306,16 @@ func TestLossBetween(t *testing.T) {
 		t.Errorf("the report does not give the sites' distance:\n%s", md)
 	}
 }
+
+// TestJoinLives keeps a node's one log as it is and every life of a node
+// that lived more than once, in order, each after a line naming it.
+func TestJoinLives(t *testing.T) {
+	if got := joinLives("node1", []string{"a\n"}); got != "a\n" {
+		t.Errorf("one life: %q; want it unchanged", got)
+	}
+	got := joinLives("node0", []string{"before the kill\n", "after", ""})
+	want := "# office: node0 life 1 of 3\nbefore the kill\n# office: node0 life 2 of 3\nafter\n# office: node0 life 3 of 3\n"
+	if got != want {
+		t.Errorf("three lives: %q; want %q", got, want)
+	}
+}

@@ -341,7 +341,9 @@ func (m *meter) finish(ctx context.Context, r *Run, fx *fixture.Fixture) {
 }
 
 // saveLogs copies each node's log to cfg.logDir (when set) as
-// <run>-<node>.log.
+// <run>-<node>.log: every life of the node, oldest first, each after a line
+// "# office: <node> life i of n" when it lived more than once (a node killed
+// and started again in the churn run), so what it did before a kill is kept.
 func saveLogs(tb testing.TB, cfg config, run string, nodes []*office.Node) {
 	if cfg.logDir == "" {
 		return
@@ -351,10 +353,27 @@ func saveLogs(tb testing.TB, cfg config, run string, nodes []*office.Node) {
 		return
 	}
 	for _, nd := range nodes {
-		if err := os.WriteFile(filepath.Join(cfg.logDir, run+"-"+nd.Name+".log"), []byte(nd.Log()), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(cfg.logDir, run+"-"+nd.Name+".log"), []byte(joinLives(nd.Name, nd.Logs())), 0o644); err != nil {
 			tb.Errorf("save %s's log: %v", nd.Name, err)
 		}
 	}
+}
+
+// joinLives joins the logs of a node's lives: one life as it is, more each
+// after a header line naming it.
+func joinLives(node string, logs []string) string {
+	if len(logs) == 1 {
+		return logs[0]
+	}
+	var b strings.Builder
+	for i, l := range logs {
+		fmt.Fprintf(&b, "# office: %s life %d of %d\n", node, i+1, len(logs))
+		b.WriteString(l)
+		if l != "" && !strings.HasSuffix(l, "\n") {
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
 }
 
 // servedTotals sums the nodes' served_bytes by tier.

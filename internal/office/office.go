@@ -243,8 +243,9 @@ type Node struct {
 	client     *http.Client
 	apt        *Apt
 
-	mu   sync.Mutex // protects proc
-	proc *netlab.Proc
+	mu    sync.Mutex     // protects proc and lives
+	proc  *netlab.Proc   // the running (or last) process
+	lives []*netlab.Proc // every process started, oldest first (proc is the last)
 }
 
 // IP returns the node's LAN address.
@@ -357,6 +358,7 @@ func (n *Node) launch() error {
 		return fmt.Errorf("office: start %s: %w", n.Name, err)
 	}
 	n.proc = p
+	n.lives = append(n.lives, p)
 	return nil
 }
 
@@ -514,14 +516,28 @@ func (n *Node) Shape(rate string) error { return n.Host.Shape(n.lan, rate) }
 // LAN returns the LAN the node's host is on.
 func (n *Node) LAN() *netlab.LAN { return n.lan }
 
-// Log returns what the node's program has written so far (all runs are in
-// separate files; this is the latest).
+// Log returns what the node's program has written so far in its latest
+// life (each start writes its own file; Logs returns them all).
 func (n *Node) Log() string {
 	p := n.Proc()
 	if p == nil {
 		return ""
 	}
 	return p.Log()
+}
+
+// Logs returns the log of every life of the node's program, oldest first:
+// one entry per Start (Restart included), the latest last. A node killed and
+// started again has two; none before the first start.
+func (n *Node) Logs() []string {
+	n.mu.Lock()
+	lives := slices.Clone(n.lives)
+	n.mu.Unlock()
+	logs := make([]string, len(lives))
+	for i, p := range lives {
+		logs[i] = p.Log()
+	}
+	return logs
 }
 
 // HTTPClient returns an HTTP client whose connections are made inside

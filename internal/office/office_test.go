@@ -243,6 +243,23 @@ func TestNodes(t *testing.T) {
 	if !strings.Contains(n0.Log(), "child stopped") {
 		t.Errorf("node0 did not stop cleanly on SIGTERM; log:\n%s", n0.Log())
 	}
+	// node1 lived three times (New, Start after Kill, Restart): each life's
+	// log is kept, the latest last and equal to Log.
+	logs := n1.Logs()
+	if len(logs) != 3 {
+		t.Fatalf("node1 has %d logs; want 3 (one per life)", len(logs))
+	}
+	for i, l := range logs {
+		if !strings.Contains(l, "child serving on") {
+			t.Errorf("node1's log of life %d: %q; want its start line", i+1, l)
+		}
+	}
+	if logs[2] != n1.Log() {
+		t.Errorf("node1's last log %q is not Log() %q", logs[2], n1.Log())
+	}
+	if l := n0.Logs(); len(l) != 1 {
+		t.Errorf("node0 has %d logs; want 1", len(l))
+	}
 }
 
 // TestNodeThatExits reports a program that dies at start with its log.

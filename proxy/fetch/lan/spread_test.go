@@ -54,6 +54,7 @@ type flightPeer struct {
 
 	mu      sync.Mutex
 	uploads int64 // requests being served now
+	gets    int   // GET requests (for bytes), served or refused
 	sent    int64 // body bytes sent
 	below   int64 // … of them, bytes before split
 	srv     *httptest.Server
@@ -81,6 +82,9 @@ func (p *flightPeer) serve(w http.ResponseWriter, r *http.Request) {
 		h.Set("Content-Length", strconv.FormatInt(size, 10))
 		return
 	}
+	p.mu.Lock()
+	p.gets++
+	p.mu.Unlock()
 	var a, b int64
 	if _, err := fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-%d", &a, &b); err != nil || a > b || b >= size {
 		http.Error(w, "closed ranges only", http.StatusRequestedRangeNotSatisfiable)
