@@ -266,7 +266,7 @@ func (l *Source) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, erro
 				}
 			}
 		}
-		fetching, behind := l.ahead(fetching, results, a.Offset)
+		fetching, results, behind := l.ahead(fetching, results, a.Offset)
 		l.logDebug("lan round", "what", what, "peers", len(peers), "answered", answered, "complete", len(complete),
 			"fetching", len(fetching), "behind", behind, "starting", starts, "pending", pending, "took", l.Now().Sub(roundStart).Round(time.Millisecond))
 		if size := a.Request.Expect.Size; l.MultiMinSize > 0 && size >= l.MultiMinSize && len(complete)+len(fetching) > 0 {
@@ -301,7 +301,7 @@ func (l *Source) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, erro
 			confirmed = true
 			waitFor = true
 		} else if !waitFor && behind > 0 {
-			return nil, fmt.Errorf("lan: no peer of %d holds or brings %s past the %d bytes this node holds (%d relay bytes behind them): %w",
+			return nil, fmt.Errorf("lan: no peer of %d holds or brings %s past the %d bytes this node holds (%d only relay bytes it holds): %w",
 				len(peers), what, a.Offset, behind, fetch.ErrNotFound)
 		} else if !waitFor {
 			return nil, fmt.Errorf("lan: no peer of %d holds %s: %w", len(peers), what, fetch.ErrNotFound)
@@ -320,36 +320,48 @@ func (l *Source) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, erro
 }
 
 // ahead returns the peers of fetching (downloads in flight) that can send
-// this node a byte past offset, the bytes it holds already, and how many it
-// left out: when this node holds bytes (a download resumed after its own
-// source failed), a peer that relays (its download reads from peers of this
-// tier) and serves no byte past offset is behind it. Its bytes come from a
-// peer this node sees too, or from this node itself: the node that brought
-// a file's bytes from the origin, back in its LAN round after the origin
-// stalled (an uplink cut), found the two peers that had been reading from it,
-// each waiting for bytes only it could bring, and read from them until its
-// stall timeout cut them twice; by then they had gone to the origin
-// themselves, and the origin sent the rest of the file twice more (the
-// office benchmark's churn run: 1.76 origin copies). A peer that brings new
-// bytes (from a tier after this one) or holds more is kept, and so is one
-// whose answer did not say where its bytes come from.
-func (l *Source) ahead(fetching []Peer, results []probeResult, offset int64) (kept []Peer, behind int) {
+// this node a byte past offset, the bytes it holds already, the probe's
+// results without the others, and how many it left out: when this node holds
+// bytes (a download resumed after its own source failed), a peer that relays
+// (its download reads from peers of this tier) and serves no byte past
+// offset is behind it. Its bytes come from a peer this node sees too, or from
+// this node itself: the node that brought a file's bytes from the origin,
+// back in its LAN round after the origin stalled (an uplink cut), found the
+// two peers that had been reading from it, each waiting for bytes only it
+// could bring, and read from them until its stall timeout cut them twice; by
+// then they had gone to the origin themselves, and the origin sent the rest
+// of the file twice more (the office benchmark's churn run: 1.76 origin
+// copies). A peer that brings new bytes (from a tier after this one) or holds
+// more is kept, and so is one whose answer did not say where its bytes come
+// from. The results are left out too, so that a multi-source read (which
+// takes its holders from them, and leaves such a peer out when it asks
+// again) beside a peer ahead does not wait at one behind.
+func (l *Source) ahead(fetching []Peer, results []probeResult, offset int64) (kept []Peer, rest []probeResult, behind int) {
 	if offset <= 0 {
-		return fetching, 0
+		return fetching, results, 0
 	}
+	isBehind := func(r probeResult) bool { return l.relaysBehind(r, offset) }
 	byID := make(map[string]probeResult, len(results))
 	for _, r := range results {
 		byID[r.peer.ID] = r
+		if !isBehind(r) {
+			rest = append(rest, r)
+		}
 	}
 	for _, p := range fetching {
-		r := byID[p.ID]
-		if r.source == l.Name() && r.have-heldBack <= offset {
+		if isBehind(byID[p.ID]) {
 			behind++
 			continue
 		}
 		kept = append(kept, p)
 	}
-	return kept, behind
+	return kept, rest, behind
+}
+
+// relaysBehind reports whether the peer of probe result r relays (its
+// download reads from peers of this tier) and serves no byte past offset.
+func (l *Source) relaysBehind(r probeResult, offset int64) bool {
+	return r.state == stateFetching && r.source == l.Name() && r.have-heldBack <= offset
 }
 
 // lookupPath is the peer protocol path a request is asked by.

@@ -132,6 +132,7 @@ type multi struct {
 	wg       sync.WaitGroup
 	token    string
 	deadline time.Time // when a stuck reader gives up (zero while it is not stuck)
+	resumed  bool      // the read began past the file's start: this node's own source failed (Source.ahead)
 
 	mu        sync.Mutex // protects the fields below
 	wake      chan struct{}
@@ -157,7 +158,7 @@ func (l *Source) newMulti(ctx context.Context, what string, size, offset int64, 
 	m := &multi{l: l, what: what, size: size, myRank: rendezvous(l.self(), what),
 		chunk: l.ChunkSize, window: l.Window, stall: l.ChunkStall, ctx: ctx, cancel: cancel,
 		wake: make(chan struct{}), pos: offset, next: offset, holders: map[string]*holder{}, lastProbe: l.Now(), lastByte: l.Now(),
-		began: l.Now()}
+		began: l.Now(), resumed: offset > 0}
 	m.merge(results)
 	return m
 }
@@ -175,6 +176,9 @@ func (m *multi) merge(results []probeResult) {
 			continue
 		}
 		h := m.holders[r.peer.ID]
+		if h == nil && m.resumed && m.l.relaysBehind(r, m.pos) {
+			continue // it relays this node's own bytes (Source.ahead)
+		}
 		if h == nil {
 			h = &holder{peer: r.peer, rank: rendezvous(r.peer.ID, m.what), grew: m.l.Now()}
 			m.holders[r.peer.ID] = h
