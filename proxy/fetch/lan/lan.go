@@ -301,7 +301,7 @@ func (l *Source) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, erro
 			confirmed = true
 			waitFor = true
 		} else if !waitFor && behind > 0 {
-			return nil, fmt.Errorf("lan: no peer of %d holds or brings %s past the %d bytes this node holds (%d only relay bytes it holds): %w",
+			return nil, fmt.Errorf("lan: no peer of %d holds or brings %s past the %d bytes this node holds (%d peers only relay bytes it holds): %w",
 				len(peers), what, a.Offset, behind, fetch.ErrNotFound)
 		} else if !waitFor {
 			return nil, fmt.Errorf("lan: no peer of %d holds %s: %w", len(peers), what, fetch.ErrNotFound)
@@ -340,16 +340,15 @@ func (l *Source) ahead(fetching []Peer, results []probeResult, offset int64) (ke
 	if offset <= 0 {
 		return fetching, results, 0
 	}
-	isBehind := func(r probeResult) bool { return l.relaysBehind(r, offset) }
 	byID := make(map[string]probeResult, len(results))
 	for _, r := range results {
 		byID[r.peer.ID] = r
-		if !isBehind(r) {
+		if !l.relaysBehind(r, offset) {
 			rest = append(rest, r)
 		}
 	}
 	for _, p := range fetching {
-		if isBehind(byID[p.ID]) {
+		if l.relaysBehind(byID[p.ID], offset) {
 			behind++
 			continue
 		}
