@@ -195,7 +195,7 @@ func (r *responder) run(ctx context.Context) {
 	}
 	for _, l := range r.links {
 		r.announce(l, false)
-		r.query(l) // existing nodes answer by multicast: everyone learns at once
+		r.send(l, startupQuery(r.service), mdnsGroupAddr) // existing nodes answer by multicast: everyone learns at once
 	}
 	r.d.log.Info("mDNS started", "instance", r.d.cfg.Instance, "host", r.d.cfg.HostName, "port", r.d.cfg.Port,
 		"services", r.d.cfg.services(), "interfaces", r.linkNames())
@@ -246,14 +246,18 @@ func (r *responder) announce(l *link, goodbye bool) {
 	r.send(l, m, mdnsGroupAddr)
 }
 
-// query multicasts a standard (QM) query for our service type from port 5353.
-func (r *responder) query(l *link) {
+// serviceQuery is a standard (QM) query for the PTR records of service, to
+// be multicast from port 5353.
+func serviceQuery(service string) *dns.Msg {
 	m := new(dns.Msg)
-	m.SetQuestion(r.service, dns.TypePTR)
+	m.SetQuestion(service, dns.TypePTR)
 	m.Id = 0
 	m.RecursionDesired = false
-	r.send(l, m, mdnsGroupAddr)
+	return m
 }
+
+// startupQuery is the query a node multicasts when its responder starts.
+func startupQuery(service string) *dns.Msg { return serviceQuery(service) }
 
 func (r *responder) send(l *link, m *dns.Msg, to *net.UDPAddr) {
 	if r.closed.Load() {
@@ -379,7 +383,7 @@ func (r *responder) browse(ctx context.Context) {
 						r.d.log.Warn("mDNS: browsing with hashicorp/mdns failed; querying with the responder's socket instead",
 							"iface", l.ifi.Name, "err", err)
 					}
-					r.query(l)
+					r.send(l, serviceQuery(r.service), mdnsGroupAddr)
 				} else if err == nil {
 					failing[i].Store(false)
 				}
