@@ -195,7 +195,7 @@ func (r *responder) run(ctx context.Context) {
 	}
 	for _, l := range r.links {
 		r.announce(l, false)
-		r.query(l) // existing nodes answer by multicast: everyone learns at once
+		r.send(l, startupQuery(r.service), mdnsGroupAddr) // the running nodes answer at once, by unicast
 	}
 	r.d.log.Info("mDNS started", "instance", r.d.cfg.Instance, "host", r.d.cfg.HostName, "port", r.d.cfg.Port,
 		"services", r.d.cfg.services(), "interfaces", r.linkNames())
@@ -246,13 +246,28 @@ func (r *responder) announce(l *link, goodbye bool) {
 	r.send(l, m, mdnsGroupAddr)
 }
 
-// query multicasts a standard (QM) query for our service type from port 5353.
-func (r *responder) query(l *link) {
+// serviceQuery is a standard (QM) query for the PTR records of service, to
+// be multicast from port 5353.
+func serviceQuery(service string) *dns.Msg {
 	m := new(dns.Msg)
-	m.SetQuestion(r.service, dns.TypePTR)
+	m.SetQuestion(service, dns.TypePTR)
 	m.Id = 0
 	m.RecursionDesired = false
-	r.send(l, m, mdnsGroupAddr)
+	return m
+}
+
+// startupQuery is the query a node multicasts when its responder starts. It
+// asks for unicast answers (a QU question, RFC 6762 §5.4): a running node
+// may not multicast a record again within a second of multicasting it (§6),
+// and when another node started just before this one, the running nodes'
+// multicast answers to that node's query went out before this one listened.
+// A unicast answer is not held back, so a node that starts next to another
+// (a restart and a new node in the same second) still hears from every
+// running node at once, not only at its first browse a second later.
+func startupQuery(service string) *dns.Msg {
+	m := serviceQuery(service)
+	m.Question[0].Qclass |= unicastResponse
+	return m
 }
 
 func (r *responder) send(l *link, m *dns.Msg, to *net.UDPAddr) {
@@ -379,7 +394,7 @@ func (r *responder) browse(ctx context.Context) {
 						r.d.log.Warn("mDNS: browsing with hashicorp/mdns failed; querying with the responder's socket instead",
 							"iface", l.ifi.Name, "err", err)
 					}
-					r.query(l)
+					r.send(l, serviceQuery(r.service), mdnsGroupAddr)
 				} else if err == nil {
 					failing[i].Store(false)
 				}
