@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,33 +22,13 @@ import (
 type outageOrigin struct {
 	content []byte
 	down    int
-	offsetLog
-}
-
-// offsetLog records the offsets a test source is asked from.
-type offsetLog struct {
-	mu      sync.Mutex
-	offsets []int64
-}
-
-// add records off and returns how many offsets were asked so far.
-func (l *offsetLog) add(off int64) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.offsets = append(l.offsets, off)
-	return len(l.offsets)
-}
-
-func (l *offsetLog) asked() []int64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]int64(nil), l.offsets...)
+	fetchtest.OffsetLog
 }
 
 func (o *outageOrigin) Name() string { return "origin" }
 
 func (o *outageOrigin) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, error) {
-	switch n := o.add(a.Offset); {
+	switch n := o.Add(a.Offset); {
 	case n == 1:
 		body := fetchtest.FaultyBytes(ctx, o.content, fetchtest.DieAt)
 		return &fetch.Body{ReadCloser: body, Size: int64(len(o.content)), Peer: a.URL}, nil
@@ -72,12 +51,12 @@ func TestOriginOutageKeepsTheDownload(t *testing.T) {
 	p := newPipeline(t, fetch.Config{Origin: o, OutageWait: 20 * time.Second})
 	res, err := p.run(t, &fetch.Request{URL: "http://origin.test/pool/f.deb", Expect: expectOf(content)})
 	if err != nil {
-		t.Fatalf("the download failed through an outage of two tries: %v (origin asked at offsets %v)", err, o.asked())
+		t.Fatalf("the download failed through an outage of two tries: %v (origin asked at offsets %v)", err, o.Offsets())
 	}
 	if got := res.Flight.Digest(); got != store.Digest(expectOf(content).SHA256) {
 		t.Fatalf("committed %s", got)
 	}
-	offs := o.asked()
+	offs := o.Offsets()
 	if len(offs) != 4 || offs[0] != 0 || offs[3] != int64(len(content)/2) {
 		t.Fatalf("origin asked at offsets %v; want 0, then the half held (%d) on every later try", offs, len(content)/2)
 	}
@@ -102,7 +81,7 @@ func TestOriginOutageIsBounded(t *testing.T) {
 	if took := time.Since(began); took > 10*time.Second {
 		t.Errorf("gave up after %v; OutageWait is 1.5 s", took)
 	}
-	if n := len(o.asked()); n < 2 || n > 4 {
+	if n := len(o.Offsets()); n < 2 || n > 4 {
 		t.Errorf("origin asked %d times in a 1.5 s outage wait (backing off from 0.5 s); want 2 to 4", n)
 	}
 
@@ -129,13 +108,13 @@ func (c *countingNotFound) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.
 // peer resumed its download. It records the offsets asked.
 type stallOnce struct {
 	content []byte
-	offsetLog
+	fetchtest.OffsetLog
 }
 
 func (s *stallOnce) Name() string { return "lan" }
 
 func (s *stallOnce) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, error) {
-	if s.add(a.Offset) == 1 {
+	if s.Add(a.Offset) == 1 {
 		return &fetch.Body{ReadCloser: fetchtest.FaultyBytes(ctx, s.content, fetchtest.Stall), Size: int64(len(s.content)), Peer: "leader"}, nil
 	}
 	return &fetch.Body{ReadCloser: io.NopCloser(bytes.NewReader(s.content[a.Offset:])), Start: a.Offset,
@@ -157,7 +136,7 @@ func TestSiteStallAsksThePeersAgainBeforeTheOrigin(t *testing.T) {
 	if _, err := p.run(t, &fetch.Request{URL: "http://origin.test/pool/f.deb", Expect: expectOf(content), Peers: true}); err != nil {
 		t.Fatal(err)
 	}
-	if offs := site.asked(); len(offs) != 2 || offs[1] != int64(len(content)/2) {
+	if offs := site.Offsets(); len(offs) != 2 || offs[1] != int64(len(content)/2) {
 		t.Errorf("LAN tier asked at offsets %v; want 0, then again at the half it stalled at", offs)
 	}
 	if got := origin.Offsets(); len(got) != 0 {

@@ -153,28 +153,39 @@ type Static struct {
 	Label   string
 	Content []byte
 	Fault   Fault
-
-	mu      sync.Mutex
-	offsets []int64
+	OffsetLog
 }
 
 var _ fetch.Source = (*Static)(nil)
 
+// OffsetLog records the offsets a test source is asked from; its zero
+// value is ready, and it is safe for concurrent use.
+type OffsetLog struct {
+	mu      sync.Mutex
+	offsets []int64
+}
+
+// Add records off and returns how many offsets were asked so far.
+func (l *OffsetLog) Add(off int64) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.offsets = append(l.offsets, off)
+	return len(l.offsets)
+}
+
+// Offsets lists the offsets recorded, oldest first.
+func (l *OffsetLog) Offsets() []int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]int64(nil), l.offsets...)
+}
+
 // Name implements fetch.Source.
 func (s *Static) Name() string { return s.Label }
 
-// Offsets lists the offsets Fetch was called with.
-func (s *Static) Offsets() []int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]int64(nil), s.offsets...)
-}
-
 // Fetch implements fetch.Source.
 func (s *Static) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, error) {
-	s.mu.Lock()
-	s.offsets = append(s.offsets, a.Offset)
-	s.mu.Unlock()
+	s.Add(a.Offset)
 	body := FaultyBytes(ctx, s.Content, s.Fault)
 	if body == nil {
 		return nil, fmt.Errorf("%s: %w", s.Label, fetch.ErrNotFound)

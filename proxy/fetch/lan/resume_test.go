@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"io"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,30 +22,18 @@ import (
 type stallingOrigin struct {
 	content []byte
 	onFirst func()
-
-	mu      sync.Mutex // protects offsets
-	offsets []int64
+	fetchtest.OffsetLog
 }
 
 func (o *stallingOrigin) Name() string { return "origin" }
 
 func (o *stallingOrigin) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, error) {
-	o.mu.Lock()
-	o.offsets = append(o.offsets, a.Offset)
-	first := len(o.offsets) == 1
-	o.mu.Unlock()
 	size := int64(len(o.content))
-	if first {
+	if o.Add(a.Offset) == 1 {
 		o.onFirst()
 		return &fetch.Body{ReadCloser: fetchtest.FaultyBytes(ctx, o.content, fetchtest.Stall), Size: size, Peer: a.URL}, nil
 	}
 	return &fetch.Body{ReadCloser: io.NopCloser(bytes.NewReader(o.content[a.Offset:])), Start: a.Offset, Size: size, Peer: a.URL}, nil
-}
-
-func (o *stallingOrigin) asked() []int64 {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return append([]int64(nil), o.offsets...)
 }
 
 // The node that brings a file from the origin for its office, when its
@@ -121,12 +108,12 @@ func TestResumeSkipsPeersRelayingItsOwnBytes(t *testing.T) {
 				t.Fatalf("the download did not end: %v", ctx.Err())
 			}
 			if err := res.Flight.Err(); err != nil {
-				t.Fatalf("download: %v (origin asked at offsets %v)", err, origin.asked())
+				t.Fatalf("download: %v (origin asked at offsets %v)", err, origin.Offsets())
 			}
 			if got := res.Flight.Digest(); got != store.Digest(sum) {
 				t.Fatalf("committed %s", got)
 			}
-			offs := origin.asked()
+			offs := origin.Offsets()
 			var gets int
 			var sent int64
 			for i, r := range relays {
