@@ -86,6 +86,14 @@ const (
 	// connection to free up instead of behind one large file, unless, in
 	// order, it waits there only for its own client (pconn.behindOwn).
 	maxAhead = 4 << 20
+	// probeKeepBehind is how many bytes ahead on a connection, in the
+	// probe's spread phase, keep a request behind a file its own client
+	// asked for first (spread.go, host.keepBehindOwn).
+	probeKeepBehind = 1 << 20
+	// probeKeepRTT is the round trip from which that holds: nearer, the
+	// link's idle round trip costs next to nothing, and the two connections
+	// of an origin that paces each one are better used.
+	probeKeepRTT = 10 * time.Millisecond
 	// unknownSize is what a request of unknown size counts for in maxAhead.
 	unknownSize = 1 << 20
 	// defaultMaxHeaderBytes bounds an answer's status line and headers (and
@@ -257,7 +265,9 @@ func (c *call) send(r callResult) {
 // connection first, else a new one while the host has fewer than maxConns
 // (each new connection takes one request until its first answer), else, for
 // a request whose answer can be recognised, the proven connection with room
-// in its pipeline and the fewest expected bytes ahead. The first request
+// in its pipeline and the fewest expected bytes ahead. In the probe's spread
+// phase a request its client asked behind a large file of its own goes
+// behind that file first (host.keepBehindOwn). The first request
 // that must wait stops the rest (first come, first served: a request that
 // may not be pipelined gets the next idle connection).
 func (t *pipeTransport) dispatchLocked(h *host) {
@@ -278,6 +288,12 @@ func (t *pipeTransport) dispatchLocked(h *host) {
 	for i, c := range h.queue {
 		if ordered {
 			if pc := t.pipelineConn(h, c, pipelining, true); pc != nil {
+				pc.assignLocked(c)
+				continue
+			}
+		}
+		if !ordered && h.probe.phase == probeMany {
+			if pc := t.keepBehindOwn(h, c, pipelining); pc != nil {
 				pc.assignLocked(c)
 				continue
 			}
@@ -352,6 +368,36 @@ func (t *pipeTransport) pipelineConn(h *host, c *call, pipelining, busiest bool)
 		}
 	}
 	return best
+}
+
+// keepBehindOwn returns the connection, in the probe's spread phase, that c
+// waits on for its client's sake, or nil: for a host at least probeKeepRTT
+// away, a proven one with room that carries a file c's client asked for
+// before c with more than probeKeepBehind bytes still ahead
+// (pconn.behindOwn). Spread over two connections, the requests a
+// client pipelined behind a large file were done while the file still came
+// and held the client's pipeline slots, which it frees only as it reads the
+// answers in order: at the file's end it had every answer at once, the link
+// had nothing left to carry, and it idled for a round trip while the client
+// sent its next requests (25–80 ms per cold run from an origin 40 ms away:
+// docs/benchmarks.md). Behind a smaller file, or another client's, requests
+// still spread, and the probe measures both connections. From an origin
+// nearby, where that round trip costs next to nothing, they spread too: one
+// paced per connection on loopback was fetched up to 8 % slower with them
+// kept behind (the same document).
+func (t *pipeTransport) keepBehindOwn(h *host, c *call, pipelining bool) *pconn {
+	if !pipelining || !c.checked || t.depth < 2 || h.rtt < probeKeepRTT {
+		return nil
+	}
+	for _, pc := range h.conns {
+		if pc.nc == nil || pc.closing || !pc.proven || len(pc.inflight) >= t.depth {
+			continue
+		}
+		if pc.aheadLocked() > probeKeepBehind && pc.behindOwn(c) {
+			return pc
+		}
+	}
+	return nil
 }
 
 // behindOwn reports whether c may wait behind everything on pc for its

@@ -254,3 +254,57 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// In the probe's spread phase, from an origin a round trip of 10 ms or more
+// away, a request its client pipelined behind a large file of its own goes
+// behind that file, as in order; behind a small file of its own, or another
+// client's large one, or from an origin nearby, it still goes to a
+// connection of its own, so that the probe measures two. Spread behind a
+// large file, such requests were done while the file still came, held the
+// client's pipeline slots, and the link idled for a round trip at the file's
+// end (the single-node benchmark from 40 ms away: 25–80 ms per cold run,
+// docs/benchmarks.md).
+func TestProbeSpreadKeepsAClientsNextBehindItsLargeFile(t *testing.T) {
+	t.Parallel()
+	const far, near = 40 * time.Millisecond, time.Millisecond
+	for _, tc := range []struct {
+		name      string
+		rtt       time.Duration // the host's round trip, as measured
+		ahead     string        // on the first connection, its answer held
+		line      fetch.Line    // the request's after it
+		wantConns int
+	}{
+		{"its own large file ahead", far, "/mid", fetch.Line{Conn: 7, Seq: 2}, 1},
+		{"its own small file ahead", far, "/f2", fetch.Line{Conn: 7, Seq: 2}, 2},
+		{"another client's large file ahead", far, "/mid", fetch.Line{Conn: 8, Seq: 2}, 2},
+		{"its own large file ahead, origin nearby", near, "/mid", fetch.Line{Conn: 7, Seq: 2}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			release := make(chan struct{})
+			o := lineOrigin(t, release)
+			cfg := loopback(o.port)
+			cfg.MaxConnsPerHost = 4
+			c := newClient(t, cfg)
+			proven(t, c, o)
+			c.pipe.mu.Lock()
+			h := c.pipe.hosts["127.0.0.1:"+strconv.Itoa(o.port)]
+			h.probe = spreadProbe{phase: probeMany, bytes0: h.read.Load()}
+			h.rtt = tc.rtt
+			c.pipe.mu.Unlock()
+			done := []<-chan error{fetchLine(t, c, o, tc.ahead, fetch.Line{Conn: 7, Seq: 1})}
+			waitFor(t, tc.ahead+" at the origin", func() bool { return o.requests(1) >= 2 })
+			done = append(done, fetchLine(t, c, o, "/f1", tc.line))
+			waitFor(t, "the next request at the origin", func() bool { return o.requests(1) >= 3 || o.connections() >= 2 })
+			close(release)
+			for _, ch := range done {
+				if err := <-ch; err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := o.connections(); got != tc.wantConns {
+				t.Errorf("%d connections, want %d", got, tc.wantConns)
+			}
+		})
+	}
+}
