@@ -198,50 +198,66 @@ func fetchLine(t *testing.T, c *Client, o *rawOrigin, path string, l fetch.Line)
 // client's request queued after its own.
 func TestLargeFileKeepsItsClientsNextBehindIt(t *testing.T) {
 	t.Parallel()
-	type queued struct {
-		path string
-		line fetch.Line
-	}
 	for _, tc := range []struct {
 		name      string
-		queued    []queued // on the first connection, in order, its answers held
+		queued    []lineReq // on the first connection, in order, its answers held
 		next      fetch.Line
 		wantConns int
 	}{
-		{"same client", []queued{{"/big", fetch.Line{Conn: 7, Seq: 1}}}, fetch.Line{Conn: 7, Seq: 2}, 1},
-		{"another client", []queued{{"/big", fetch.Line{Conn: 7, Seq: 1}}}, fetch.Line{Conn: 8, Seq: 2}, 2},
-		{"no line", []queued{{"/big", fetch.Line{}}}, fetch.Line{}, 2},
-		{"asked before the large file", []queued{{"/big", fetch.Line{Conn: 7, Seq: 2}}}, fetch.Line{Conn: 7, Seq: 1}, 2},
+		{"same client", []lineReq{{"/big", fetch.Line{Conn: 7, Seq: 1}}}, fetch.Line{Conn: 7, Seq: 2}, 1},
+		{"another client", []lineReq{{"/big", fetch.Line{Conn: 7, Seq: 1}}}, fetch.Line{Conn: 8, Seq: 2}, 2},
+		{"no line", []lineReq{{"/big", fetch.Line{}}}, fetch.Line{}, 2},
+		{"asked before the large file", []lineReq{{"/big", fetch.Line{Conn: 7, Seq: 2}}}, fetch.Line{Conn: 7, Seq: 1}, 2},
 		// The client's requests may reach the pool out of their order.
-		{"behind its own later request", []queued{{"/big", fetch.Line{Conn: 7, Seq: 1}}, {"/f2", fetch.Line{Conn: 7, Seq: 3}}}, fetch.Line{Conn: 7, Seq: 2}, 1},
-		{"behind another client's request", []queued{{"/mid", fetch.Line{Conn: 7, Seq: 1}}, {"/mid2", fetch.Line{Conn: 8, Seq: 1}}}, fetch.Line{Conn: 7, Seq: 2}, 2},
+		{"behind its own later request", []lineReq{{"/big", fetch.Line{Conn: 7, Seq: 1}}, {"/f2", fetch.Line{Conn: 7, Seq: 3}}}, fetch.Line{Conn: 7, Seq: 2}, 1},
+		{"behind another client's request", []lineReq{{"/mid", fetch.Line{Conn: 7, Seq: 1}}, {"/mid2", fetch.Line{Conn: 8, Seq: 1}}}, fetch.Line{Conn: 7, Seq: 2}, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			release := make(chan struct{})
-			o := lineOrigin(t, release)
-			cfg := loopback(o.port)
-			cfg.MaxConnsPerHost = 4
-			c := newClient(t, cfg)
-			proven(t, c, o)
-			var done []<-chan error
-			for i, q := range tc.queued {
-				done = append(done, fetchLine(t, c, o, q.path, q.line))
-				waitFor(t, q.path+" at the origin", func() bool { return o.requests(1) >= 2+i })
-			}
-			done = append(done, fetchLine(t, c, o, "/f1", tc.next))
-			waitFor(t, "the next request at the origin", func() bool { return o.requests(1) >= 2+len(tc.queued) || o.connections() >= 2 })
-			close(release)
-			for _, ch := range done {
-				if err := <-ch; err != nil {
-					t.Fatal(err)
-				}
-			}
-			if got := o.connections(); got != tc.wantConns {
+			if got := queueOnLine(t, nil, tc.queued, tc.next); got != tc.wantConns {
 				t.Errorf("%d connections, want %d", got, tc.wantConns)
 			}
 		})
 	}
+}
+
+// lineReq is a request of a client's line.
+type lineReq struct {
+	path string
+	line fetch.Line
+}
+
+// queueOnLine proves a connection to a lineOrigin, calls setup (when not
+// nil) with the host's state under the pool's lock, queues the requests
+// queued on that connection (its answers held), then asks /f1 on line next,
+// releases the answers, and returns how many connections the origin saw.
+func queueOnLine(t *testing.T, setup func(h *host), queued []lineReq, next fetch.Line) int {
+	t.Helper()
+	release := make(chan struct{})
+	o := lineOrigin(t, release)
+	cfg := loopback(o.port)
+	cfg.MaxConnsPerHost = 4
+	c := newClient(t, cfg)
+	proven(t, c, o)
+	if setup != nil {
+		c.pipe.mu.Lock()
+		setup(c.pipe.hosts["127.0.0.1:"+strconv.Itoa(o.port)])
+		c.pipe.mu.Unlock()
+	}
+	var done []<-chan error
+	for i, q := range queued {
+		done = append(done, fetchLine(t, c, o, q.path, q.line))
+		waitFor(t, q.path+" at the origin", func() bool { return o.requests(1) >= 2+i })
+	}
+	done = append(done, fetchLine(t, c, o, "/f1", next))
+	waitFor(t, "the next request at the origin", func() bool { return o.requests(1) >= 2+len(queued) || o.connections() >= 2 })
+	close(release)
+	for _, ch := range done {
+		if err := <-ch; err != nil {
+			t.Fatal(err)
+		}
+	}
+	return o.connections()
 }
 
 // waitFor polls cond for up to ten seconds.
@@ -281,28 +297,11 @@ func TestProbeSpreadKeepsAClientsNextBehindItsLargeFile(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			release := make(chan struct{})
-			o := lineOrigin(t, release)
-			cfg := loopback(o.port)
-			cfg.MaxConnsPerHost = 4
-			c := newClient(t, cfg)
-			proven(t, c, o)
-			c.pipe.mu.Lock()
-			h := c.pipe.hosts["127.0.0.1:"+strconv.Itoa(o.port)]
-			h.probe = spreadProbe{phase: probeMany, bytes0: h.read.Load()}
-			h.rtt = tc.rtt
-			c.pipe.mu.Unlock()
-			done := []<-chan error{fetchLine(t, c, o, tc.ahead, fetch.Line{Conn: 7, Seq: 1})}
-			waitFor(t, tc.ahead+" at the origin", func() bool { return o.requests(1) >= 2 })
-			done = append(done, fetchLine(t, c, o, "/f1", tc.line))
-			waitFor(t, "the next request at the origin", func() bool { return o.requests(1) >= 3 || o.connections() >= 2 })
-			close(release)
-			for _, ch := range done {
-				if err := <-ch; err != nil {
-					t.Fatal(err)
-				}
+			setup := func(h *host) {
+				h.probe = spreadProbe{phase: probeMany, bytes0: h.read.Load()}
+				h.rtt = tc.rtt
 			}
-			if got := o.connections(); got != tc.wantConns {
+			if got := queueOnLine(t, setup, []lineReq{{tc.ahead, fetch.Line{Conn: 7, Seq: 1}}}, tc.line); got != tc.wantConns {
 				t.Errorf("%d connections, want %d", got, tc.wantConns)
 			}
 		})
