@@ -237,9 +237,15 @@ func (l *Source) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, erro
 		results, answered := l.probe(ctx, peers, what, l.Budget, patience)
 		var complete, fetching []Peer
 		waitFor, contended := false, false
-		starts, pending := 0, 0
+		starts, pending, behind := 0, 0, 0
 		myRank := rendezvous(l.self(), what)
+		kept := results[:0]
 		for _, r := range results {
+			if l.relaysBehind(r, a.Offset) {
+				behind++ // see relaysBehind; a multi-source read leaves it out too
+				continue
+			}
+			kept = append(kept, r)
 			state := r.state
 			if l.Wide && state == stateStarting && r.stage == "wide" {
 				state = statePending
@@ -266,7 +272,7 @@ func (l *Source) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, erro
 				}
 			}
 		}
-		fetching, results, behind := l.ahead(fetching, results, a.Offset)
+		results = kept
 		l.logDebug("lan round", "what", what, "peers", len(peers), "answered", answered, "complete", len(complete),
 			"fetching", len(fetching), "behind", behind, "starting", starts, "pending", pending, "took", l.Now().Sub(roundStart).Round(time.Millisecond))
 		if size := a.Request.Expect.Size; l.MultiMinSize > 0 && size >= l.MultiMinSize && len(complete)+len(fetching) > 0 {
@@ -319,13 +325,11 @@ func (l *Source) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, erro
 	}
 }
 
-// ahead returns the peers of fetching (downloads in flight) that can send
-// this node a byte past offset, the bytes it holds already, the probe's
-// results without the others, and how many it left out: when this node holds
-// bytes (a download resumed after its own source failed), a peer that relays
-// (its download reads from peers of this tier) and serves no byte past
-// offset is behind it. Its bytes come from a peer this node sees too, or from
-// this node itself: the node that brought a file's bytes from the origin,
+// relaysBehind reports whether the peer of probe result r is behind this
+// node's download resumed at offset: it relays (its download reads from
+// peers of this tier) and serves no byte past the bytes this node holds. Its
+// bytes come from a peer this node sees too, or from this node itself, so it
+// is not read from: the node that brought a file's bytes from the origin,
 // back in its LAN round after the origin stalled (an uplink cut), found the
 // two peers that had been reading from it, each waiting for bytes only it
 // could bring, and read from them until its stall timeout cut them twice; by
@@ -333,34 +337,9 @@ func (l *Source) Fetch(ctx context.Context, a *fetch.Attempt) (*fetch.Body, erro
 // of the file twice more (the office benchmark's churn run: 1.76 origin
 // copies). A peer that brings new bytes (from a tier after this one) or holds
 // more is kept, and so is one whose answer did not say where its bytes come
-// from. The results are left out too, so that a multi-source read (which
-// takes its holders from them, and leaves such a peer out when it asks
-// again) beside a peer ahead does not wait at one behind.
-func (l *Source) ahead(fetching []Peer, results []probeResult, offset int64) (kept []Peer, rest []probeResult, behind int) {
-	if offset <= 0 {
-		return fetching, results, 0
-	}
-	byID := make(map[string]probeResult, len(results))
-	for _, r := range results {
-		byID[r.peer.ID] = r
-		if !l.relaysBehind(r, offset) {
-			rest = append(rest, r)
-		}
-	}
-	for _, p := range fetching {
-		if l.relaysBehind(byID[p.ID], offset) {
-			behind++
-			continue
-		}
-		kept = append(kept, p)
-	}
-	return kept, rest, behind
-}
-
-// relaysBehind reports whether the peer of probe result r relays (its
-// download reads from peers of this tier) and serves no byte past offset.
+// from. A download not resumed (offset 0) leaves out no one.
 func (l *Source) relaysBehind(r probeResult, offset int64) bool {
-	return r.state == stateFetching && r.source == l.Name() && r.have-heldBack <= offset
+	return offset > 0 && r.state == stateFetching && r.source == l.Name() && r.have-heldBack <= offset
 }
 
 // lookupPath is the peer protocol path a request is asked by.

@@ -132,7 +132,7 @@ type multi struct {
 	wg       sync.WaitGroup
 	token    string
 	deadline time.Time // when a stuck reader gives up (zero while it is not stuck)
-	resumed  bool      // the read began past the file's start: this node's own source failed (Source.ahead)
+	resumed  bool      // the read began past the file's start: this node's own source failed (Source.relaysBehind)
 
 	mu        sync.Mutex // protects the fields below
 	wake      chan struct{}
@@ -177,7 +177,7 @@ func (m *multi) merge(results []probeResult) {
 		}
 		h := m.holders[r.peer.ID]
 		if h == nil && m.resumed && m.l.relaysBehind(r, m.pos) {
-			continue // it relays this node's own bytes (Source.ahead)
+			continue // it relays this node's own bytes (Source.relaysBehind)
 		}
 		if h == nil {
 			h = &holder{peer: r.peer, rank: rendezvous(r.peer.ID, m.what), grew: m.l.Now()}
