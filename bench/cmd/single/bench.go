@@ -504,12 +504,19 @@ func (b *bench) cold(ctx context.Context, sc scenario, t *target.Target, tr *Tar
 	if r != nil {
 		r.ResetStats()
 	}
+	cpu0, cpuErr := treeCPU(t)
 	d, err := b.aptRun(ctx, c, sc.site.fx)
 	if err != nil {
 		return nil, fmt.Errorf("cold run %d: %w", i+1, err)
 	}
+	cpu1, cpuErr1 := treeCPU(t)
 	o.WaitIdle(idleTimeout)
 	ar := tr.Apt[sc.info.ID]
+	cpu := "-"
+	if cpuErr == nil && cpuErr1 == nil {
+		ar.ColdCPU = append(ar.ColdCPU, (cpu1 - cpu0).Seconds())
+		cpu = fmt.Sprintf("%.3f", (cpu1 - cpu0).Seconds())
+	}
 	ar.Cold = append(ar.Cold, d.total())
 	ar.ColdUpdate = append(ar.ColdUpdate, d.update)
 	ar.ColdDownload = append(ar.ColdDownload, d.download)
@@ -519,8 +526,17 @@ func (b *bench) cold(ctx context.Context, sc scenario, t *target.Target, tr *Tar
 		ar.ColdLinkMB = float64(r.Stats().Down) / 1e6
 	}
 	b.log.Info("cold run", "scenario", sc.info.ID, "target", tr.Kind, "run", i+1, "update_s", fmt.Sprintf("%.2f", d.update),
-		"download_s", fmt.Sprintf("%.2f", d.download), "origin_gets", n, "origin_conns", ar.ColdOriginConns)
+		"download_s", fmt.Sprintf("%.2f", d.download), "cpu_s", cpu, "origin_gets", n, "origin_conns", ar.ColdOriginConns)
 	return o.Files(), nil
+}
+
+// treeCPU is the CPU time of t's process tree so far; an error for a target
+// without a process (direct).
+func treeCPU(t *target.Target) (time.Duration, error) {
+	if t.PID == 0 {
+		return 0, errors.New("no process")
+	}
+	return procstat.TreeCPU(t.PID)
 }
 
 // warm measures a second fresh client through t, which holds everything.

@@ -286,7 +286,7 @@ func markdownApt(b *strings.Builder, res *Results, imgDir string) {
 					sc.LimitS, setupRTTs, 2*sc.DelayMS)
 			}
 		}
-		p("\n\n| target | cold (median) | update / download | cold runs | vs direct | warm | origin GETs / MB / connections, last cold | origin GETs (.deb) / MB, warm |\n|---|---|---|---|---|---|---|---|\n")
+		p("\n\n| target | cold (median) | update / download | cold runs | vs direct | CPU s, cold (median) | warm | origin GETs / MB / connections, last cold | origin GETs (.deb) / MB, warm |\n|---|---|---|---|---|---|---|---|---|\n")
 		for _, t := range trs {
 			a := t.apt(sc.ID)
 			if a == nil || len(a.Cold) == 0 {
@@ -296,8 +296,12 @@ func markdownApt(b *strings.Builder, res *Results, imgDir string) {
 			if d := direct.apt(sc.ID); t != direct && d != nil && len(d.Cold) > 0 {
 				vs = fmt.Sprintf("%.2f×", ratio(a.coldMedian(), d.coldMedian()))
 			}
-			p("| %s | %.2f | %.2f / %.2f | %s | %s | %s | %d / %.1f / %d | %s |\n", t.Kind, a.coldMedian(), median(a.ColdUpdate), median(a.ColdDownload), floats(a.Cold), vs,
-				warmText(a), a.ColdOriginGETs, a.ColdOriginMB, a.ColdOriginConns, warmOrigin(a))
+			cpu := "—"
+			if len(a.ColdCPU) > 0 {
+				cpu = fmt.Sprintf("%.3f", median(a.ColdCPU))
+			}
+			p("| %s | %.2f | %.2f / %.2f | %s | %s | %s | %s | %d / %.1f / %d | %s |\n", t.Kind, a.coldMedian(), median(a.ColdUpdate), median(a.ColdDownload), floats(a.Cold), vs,
+				cpu, warmText(a), a.ColdOriginGETs, a.ColdOriginMB, a.ColdOriginConns, warmOrigin(a))
 		}
 	}
 }

@@ -63,6 +63,7 @@ func sample() *Results {
 	apt := func(cold []float64, warm float64, au *OriginAudit) *AptResult {
 		return &AptResult{Cold: cold, ColdUpdate: cold, ColdDownload: cold, Warm: warm, Audit: au, ColdOriginGETs: 183, ColdOriginMB: 35.7, ColdOriginConns: 1}
 	}
+	withCPU := func(a *AptResult, cpu ...float64) *AptResult { a.ColdCPU = cpu; return a }
 	return &Results{
 		Started:  time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC),
 		Machine:  Machine{CPUs: 2, MemTotal: 24 << 30, LoadBefore: "1.00 2.00 3.00"},
@@ -82,7 +83,7 @@ func sample() *Results {
 			{Kind: "pkgswarm", Version: "pkgswarm version dev", Hot: hot(2000, 3000, 3500), Small: small(9500, 20000, 0.25, 0.9),
 				PeakRSS: 40 << 20, PeakRSS16: 23 << 20, PeakRSSAll: 50 << 20, CPU: 6.5, HotCPU: 3, HotGB: 10,
 				Apt: map[string]*AptResult{
-					scLoopback: apt([]float64{1.2, 1.3, 1.4}, 0.8, ok(3)), scPaced: apt([]float64{4.1}, 1, ok(1)), scUpgrade: apt([]float64{1.9}, 1, ok(1)),
+					scLoopback: apt([]float64{1.2, 1.3, 1.4}, 0.8, ok(3)), scPaced: apt([]float64{4.1}, 1, ok(1)), scUpgrade: withCPU(apt([]float64{1.9}, 1, ok(1)), 0.2, 0.123, 0.1),
 					scRTT: apt([]float64{3.3}, 1, ok(1)), scConnPaced: apt([]float64{2}, 1, &OriginAudit{Runs: 1, MaxGETs: 2, MaxFile: "/pool/a.deb", Repeated: 1})},
 				Herd:    &HerdResult{Clients: 20, OK: 20, OriginGETs: 1, OriginMB: 72},
 				Tamper:  &TamperResult{AptWhileTampered: "fetch failed: 502 Bad Gateway", ServedWhile: "HTTP 502", ServedAfterFix: "correct bytes", AptAfterFix: "ok"},
@@ -120,7 +121,7 @@ func TestMarkdown(t *testing.T) {
 		"| 35 packages, loopback | 1.00 / 1.00 | 1.30 / 0.80 (1.30×) | 1.10 / 0.80 (1.10×) |",
 		"#### 180 small packages, 40 ms RTT",
 		"The uplink's own limit for the bytes: 3.20 s, the 36.0 MB that direct apt's last cold run drew through the link (headers included) at 12.5 MB/s, plus 5 round trips of 40 ms",
-		"| pkgswarm | 1.90 | 1.90 / 1.90 | 1.90 | 0.95× | 1.00 | 183 / 35.7 / 1 | 0 (0) / 0.0 |",
+		"| pkgswarm | 1.90 | 1.90 / 1.90 | 1.90 | 0.95× | 0.123 | 1.00 | 183 / 35.7 / 1 | 0 (0) / 0.0 |",
 		// The audit.
 		"| pkgswarm | 1 / 0 | 1 / 0 | 1 / 0 | 1 / 0 | **2** / 0 |",
 		"| apt-cacher-ng | 1 / **2** | — | — | — | — |",

@@ -136,6 +136,9 @@ type AptResult struct {
 	Cold         []float64 `json:"cold_s,omitempty"`
 	ColdUpdate   []float64 `json:"cold_update_s,omitempty"`   // the apt-get update part
 	ColdDownload []float64 `json:"cold_download_s,omitempty"` // the download part
+	// ColdCPU: the CPU seconds (user and system) of the target's process
+	// tree over each cold run; empty for direct, which has no process.
+	ColdCPU []float64 `json:"cold_cpu_s,omitempty"`
 	// What the origin did in the last cold run: GETs, body MB,
 	// connections accepted, and (through a relay) the MB it carried
 	// towards the clients, headers included.
