@@ -155,22 +155,29 @@ func TestPacedConnectionsSpread(t *testing.T) {
 }
 
 // lineOrigin serves /f0 to prove its first connection, then holds that
-// connection's further answers until release is closed; every other
-// connection is answered in order at once.
-func lineOrigin(t *testing.T, release <-chan struct{}) *rawOrigin {
+// connection's further answers until release is called; every other
+// connection is answered in order at once. Release is called at the end of
+// the test at the latest: the origin's clean-up waits for every
+// connection's handler, and a test that failed before it released the
+// answers would otherwise hang there.
+func lineOrigin(t *testing.T) (o *rawOrigin, release func()) {
 	files := rawFiles(3, 1000)
 	files["/big"] = make([]byte, maxAhead+1<<20)
 	files["/mid"] = make([]byte, 3<<20)
 	files["/mid2"] = make([]byte, 2<<20)
-	return newRawOrigin(t, files, func(n int, rc *rawConn) {
+	held := make(chan struct{})
+	release = sync.OnceFunc(func() { close(held) })
+	o = newRawOrigin(t, files, func(n int, rc *rawConn) {
 		if n != 1 {
 			rc.serveInOrder(0)
 			return
 		}
 		rc.write(rc.o.answer(rc.wait(0), "HTTP/1.1"))
-		<-release
+		<-held
 		rc.serveInOrder(1)
 	})
+	t.Cleanup(release) // registered after the origin's: runs before it
+	return o, release
 }
 
 // fetchLine fetches path as asked on line l, in the background.
@@ -181,7 +188,10 @@ func fetchLine(t *testing.T, c *Client, o *rawOrigin, path string, l fetch.Line)
 		a.Request.Line = l
 		_, data, err := get(t, c, a)
 		if err == nil && len(data) != len(o.files[path]) {
-			err = fmt.Errorf("%s: %d bytes, want %d", path, len(data), len(o.files[path]))
+			err = fmt.Errorf("%d bytes, want %d", len(data), len(o.files[path]))
+		}
+		if err != nil {
+			err = fmt.Errorf("%s (line %+v): %w", path, l, err)
 		}
 		done <- err
 	}()
@@ -215,7 +225,7 @@ func TestLargeFileKeepsItsClientsNextBehindIt(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			if got := queueOnLine(t, nil, tc.queued, tc.next); got != tc.wantConns {
-				t.Errorf("%d connections, want %d", got, tc.wantConns)
+				t.Errorf("/f1 (line %+v) asked behind %v: %d connections, want %d", tc.next, tc.queued, got, tc.wantConns)
 			}
 		})
 	}
@@ -231,10 +241,11 @@ type lineReq struct {
 // nil) with the host's state under the pool's lock, queues the requests
 // queued on that connection (its answers held), then asks /f1 on line next,
 // releases the answers, and returns how many connections the origin saw.
+// Every wait is bounded by lineWait; one that runs out, or a queued request
+// that does not go on the first connection, fails the test.
 func queueOnLine(t *testing.T, setup func(h *host), queued []lineReq, next fetch.Line) int {
 	t.Helper()
-	release := make(chan struct{})
-	o := lineOrigin(t, release)
+	o, release := lineOrigin(t)
 	cfg := loopback(o.port)
 	cfg.MaxConnsPerHost = 4
 	c := newClient(t, cfg)
@@ -247,25 +258,47 @@ func queueOnLine(t *testing.T, setup func(h *host), queued []lineReq, next fetch
 	var done []<-chan error
 	for i, q := range queued {
 		done = append(done, fetchLine(t, c, o, q.path, q.line))
-		waitFor(t, q.path+" at the origin", func() bool { return o.requests(1) >= 2+i })
+		waitFor(t, fmt.Sprintf("%s (line %+v) at the origin", q.path, q.line), func() bool {
+			return o.requests(1) >= 2+i || o.connections() >= 2
+		})
+		if o.requests(1) < 2+i {
+			t.Fatalf("%s (line %+v) went to a connection of its own (%d connections), not on the first one behind %v",
+				q.path, q.line, o.connections(), queued[:i])
+		}
 	}
 	done = append(done, fetchLine(t, c, o, "/f1", next))
-	waitFor(t, "the next request at the origin", func() bool { return o.requests(1) >= 2+len(queued) || o.connections() >= 2 })
-	close(release)
-	for _, ch := range done {
-		if err := <-ch; err != nil {
-			t.Fatal(err)
+	waitFor(t, fmt.Sprintf("the next request, /f1 (line %+v), at the origin", next), func() bool {
+		return o.requests(1) >= 2+len(queued) || o.connections() >= 2
+	})
+	release()
+	answered := time.After(lineWait)
+	for i, ch := range done {
+		name := "/f1"
+		if i < len(queued) {
+			name = queued[i].path
+		}
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-answered:
+			t.Fatalf("%s was not answered within %v of the origin's release (%d connections)", name, lineWait, o.connections())
 		}
 	}
 	return o.connections()
 }
 
-// waitFor polls cond for up to ten seconds.
+// lineWait bounds each of queueOnLine's waits: what it waits for takes
+// milliseconds.
+const lineWait = 10 * time.Second
+
+// waitFor polls cond for up to lineWait.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+	for deadline := time.Now().Add(lineWait); !cond(); {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("%s: not within %v", what, lineWait)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -301,8 +334,9 @@ func TestProbeSpreadKeepsAClientsNextBehindItsLargeFile(t *testing.T) {
 				h.probe = spreadProbe{phase: probeMany, bytes0: h.read.Load()}
 				h.rtt = tc.rtt
 			}
-			if got := queueOnLine(t, setup, []lineReq{{tc.ahead, fetch.Line{Conn: 7, Seq: 1}}}, tc.line); got != tc.wantConns {
-				t.Errorf("%d connections, want %d", got, tc.wantConns)
+			queued := []lineReq{{tc.ahead, fetch.Line{Conn: 7, Seq: 1}}}
+			if got := queueOnLine(t, setup, queued, tc.line); got != tc.wantConns {
+				t.Errorf("/f1 (line %+v) asked behind %v: %d connections, want %d", tc.line, queued, got, tc.wantConns)
 			}
 		})
 	}
