@@ -24,7 +24,10 @@
 // section, answers legacy unicast queries (RFC 6762 §6.7, e.g. `dig -p 5353
 // @node`) with the ID and question echoed and TTL ≤ 10, answers A queries
 // for its host name, announces on start (§8.3) and sends a goodbye (TTL 0,
-// §10.1) when Run returns. Its start-up query asks for unicast answers (QU,
+// §10.1) when Run returns. Run returns at once when its context ends: a
+// browse query still running (hashicorp/mdns's ignores its context until
+// its timeout, at most a second) is left to end by itself, and what it
+// finds is dropped. Its start-up query asks for unicast answers (QU,
 // §5.4): a running node multicasts a record at most once a second (§6), so a
 // node starting less than a second after another would otherwise hear from
 // the running nodes only when its first browse returns. It does not probe for name conflicts (§8.1): the

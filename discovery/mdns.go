@@ -59,6 +59,10 @@ type responder struct {
 
 	closed atomic.Bool
 	wg     sync.WaitGroup // receive loops and delayed sends
+
+	// query runs one browse query; nil means hashicorp/mdns's
+	// QueryContext (tests replace it).
+	query func(context.Context, *mdns.QueryParam) error
 }
 
 // startMDNS opens the sockets; run starts using them.
@@ -356,15 +360,33 @@ func (r *responder) handle(pkt []byte, src *net.UDPAddr, l *link, direct bool) {
 }
 
 // browse queries for pkgswarm nodes every BrowseInterval with hashicorp/mdns,
-// one query per link. hashicorp's Query always waits its full timeout, so it
-// runs with a short one (at most 1 s).
+// one query per link, until ctx ends. hashicorp's Query always waits its full
+// timeout, so it runs with a short one (at most 1 s). It also waits that
+// timeout after ctx ends (QueryContext then only closes its sockets), so
+// browse returns at once instead and leaves the queries of the round to end
+// by themselves: what they found is dropped. Waiting for them held the
+// goodbye, and serve's exit, back by up to a second.
 func (r *responder) browse(ctx context.Context) {
 	interval := r.d.cfg.BrowseInterval
 	timeout := min(interval/2, time.Second)
 	hlog := slog.NewLogLogger(r.d.log.Handler(), slog.LevelDebug)
+	query := r.query
+	if query == nil {
+		query = mdns.QueryContext
+	}
 	failing := make([]atomic.Bool, len(r.links))
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	// done is set when browse returns; a query that returns later does
+	// nothing. mu is held while a query hands on what it found, so that
+	// nothing reaches Discovery.seen after browse has returned.
+	var mu sync.Mutex
+	done := false
+	defer func() {
+		mu.Lock()
+		done = true
+		mu.Unlock()
+	}()
 	for {
 		var wg sync.WaitGroup
 		for i, l := range r.links {
@@ -374,7 +396,7 @@ func (r *responder) browse(ctx context.Context) {
 				// only once the query has returned. Its send never blocks
 				// and drops what does not fit: room for a large LAN.
 				entries := make(chan *mdns.ServiceEntry, 1024)
-				err := mdns.QueryContext(ctx, &mdns.QueryParam{
+				err := query(ctx, &mdns.QueryParam{
 					Service:     ServiceType,
 					Domain:      "local",
 					Timeout:     timeout,
@@ -384,6 +406,11 @@ func (r *responder) browse(ctx context.Context) {
 					Logger:      hlog,
 				})
 				close(entries)
+				mu.Lock()
+				defer mu.Unlock()
+				if done {
+					return
+				}
 				for e := range entries {
 					r.entry(e, l)
 				}
@@ -400,7 +427,16 @@ func (r *responder) browse(ctx context.Context) {
 				}
 			})
 		}
-		wg.Wait()
+		round := make(chan struct{})
+		go func() {
+			wg.Wait()
+			close(round)
+		}()
+		select {
+		case <-ctx.Done():
+			return
+		case <-round:
+		}
 		select {
 		case <-ctx.Done():
 			return
