@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -189,6 +188,7 @@ type server struct {
 	store     *store.Store
 	node      *node.Node
 	http      *http.Server
+	conns     *connGate // http's ConnState; stopHTTP closes through it the connections that sent no request
 	ln        net.Listener
 	peers     *peerSet
 	swarm     *swarm.Node // nil with --swarm off
@@ -242,19 +242,32 @@ func runServe(c *cli.Context) error {
 	g.Go(func() error { return runDiscovery(ctx, log, n.peers, dcfg, onPeer) })
 	g.Go(func() error {
 		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		n.http.Shutdown(sctx)
+		began := time.Now()
+		unused, cut, err := stopHTTP(n.http, n.conns, shutdownGrace)
+		if cut > 0 {
+			log.Info("stopping: answers still being written after the grace were cut", "connections", cut, "grace", shutdownGrace)
+		}
+		log.Debug("stopping: HTTP server stopped", "took", time.Since(began), "unused_connections_closed", unused)
+		if err != nil {
+			log.Warn("stopping the HTTP server", "err", err)
+		}
 		return nil
 	})
 	err = g.Wait()
-	n.node.Close()
+	step := func(what string, close func()) {
+		began := time.Now()
+		close()
+		log.Debug("stopping: "+what, "took", time.Since(began))
+	}
+	step("node closed", n.node.Close)
 	if n.swarm != nil {
-		n.swarm.Close()
+		step("swarm closed", func() { n.swarm.Close() })
 	}
-	if cerr := n.store.Close(); cerr != nil && err == nil {
-		err = cerr
-	}
+	step("store closed", func() {
+		if cerr := n.store.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	})
 	if err == nil {
 		log.Info("pkgswarm stopped", "listen", n.ln.Addr().String(), "data-dir", c.String("data-dir"))
 	}
@@ -374,9 +387,10 @@ func buildServer(c *cli.Context, log, internals *slog.Logger) (*server, error) {
 		nd.Proxy.Handle(swarm.HandlerPath, sw.Handler())
 		nd.Proxy.Handle("GET /_pkgswarm/v1/magnet/sha256/{hex}", magnetHandler(sw, st))
 	}
-	hs := &http.Server{Handler: nd.Handler, ConnContext: nd.Proxy.ConnContext, ReadHeaderTimeout: 30 * time.Second,
+	conns := &connGate{}
+	hs := &http.Server{Handler: nd.Handler, ConnContext: nd.Proxy.ConnContext, ConnState: conns.track, ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-	return &server{id: id, log: log, internals: internals, store: st, node: nd, http: hs, ln: nd.Proxy.Readahead(ln), peers: peers, swarm: sw, seed: seed}, nil
+	return &server{id: id, log: log, internals: internals, store: st, node: nd, http: hs, conns: conns, ln: nd.Proxy.Readahead(ln), peers: peers, swarm: sw, seed: seed}, nil
 }
 
 // egressFlags are the serve flags of the origin address policy.
