@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/pkgswarm/pkgswarm/internal/netlab"
 	"github.com/pkgswarm/pkgswarm/internal/office"
 	"github.com/pkgswarm/pkgswarm/proxy/status"
+	"github.com/pkgswarm/pkgswarm/proxy/store"
 )
 
 // stopBound is the hard upper bound on a stop with no answer being written.
@@ -197,6 +199,30 @@ func TestStopHTTPCutsAnAnswerPastTheGrace(t *testing.T) {
 	}
 	if body, err := io.ReadAll(resp.Body); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Errorf("body %q, %v; want the answer cut (unexpected EOF)", body, err)
+	}
+}
+
+// A node told to stop while it is still queueing its cache for seeding (a
+// large cache: the queue stays full while the seeder hashes) stops without
+// error. seedExisting returned the context's error, which made serve exit
+// with status 1 ("pkgswarm: context canceled") and no "pkgswarm stopped".
+func TestSeedExistingStopsWithoutError(t *testing.T) {
+	st, err := store.Open(store.Options{Dir: t.TempDir(), InMemoryIndex: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	putBlobs(t, st, 100)
+	data := make([]byte, 100)
+	copy(data, "blob 0") // putBlobs's first blob
+	if err := st.MarkShareable(store.Digest(sha256.Sum256(data))); err != nil {
+		t.Fatal(err)
+	}
+	s := &seeder{ch: make(chan seedJob)} // no room and nobody reading: a full queue
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := seedExisting(ctx, st, s); err != nil {
+		t.Fatalf("seedExisting stopped by its context: %v; want nil (stopping is not a failure)", err)
 	}
 }
 

@@ -228,9 +228,12 @@ func (p *primer) Done(d store.Digest) {
 	}
 }
 
-// seedExisting queues every shareable blob already in the store.
+// seedExisting queues every shareable blob already in the store, until ctx
+// ends. A node told to stop before it has queued them all is not failing:
+// that returns nil (the rest are queued at the next start), not an error
+// that would make serve exit with a failure status.
 func seedExisting(ctx context.Context, st *store.Store, s *seeder) error {
-	return st.Shareables(func(d store.Digest) error {
+	err := st.Shareables(func(d store.Digest) error {
 		bi, err := st.Stat(d)
 		if err != nil {
 			return nil
@@ -242,6 +245,10 @@ func seedExisting(ctx context.Context, st *store.Store, s *seeder) error {
 			return ctx.Err()
 		}
 	})
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return nil
+	}
+	return err
 }
 
 // bootstrapFromPeers adds each LAN peer's DHT address (TXT "swarm") to the
