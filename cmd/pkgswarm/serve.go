@@ -240,36 +240,44 @@ func runServe(c *cli.Context) error {
 		g.Go(func() error { return seedExisting(ctx, n.store, n.seed) })
 	}
 	g.Go(func() error { return runDiscovery(ctx, log, n.peers, dcfg, onPeer) })
+	var httpTook time.Duration
+	var unused int
 	g.Go(func() error {
 		<-ctx.Done()
 		began := time.Now()
-		unused, cut, err := stopHTTP(n.http, n.conns, shutdownGrace)
+		var cut int
+		var err error
+		unused, cut, err = stopHTTP(n.http, n.conns, shutdownGrace)
+		httpTook = time.Since(began)
 		if cut > 0 {
 			log.Info("stopping: answers still being written after the grace were cut", "connections", cut, "grace", shutdownGrace)
 		}
-		log.Debug("stopping: HTTP server stopped", "took", time.Since(began), "unused_connections_closed", unused)
 		if err != nil {
 			log.Warn("stopping the HTTP server", "err", err)
 		}
 		return nil
 	})
 	err = g.Wait()
-	step := func(what string, close func()) {
+	// How long each step of the stop took goes in the one "stopped" line
+	// (debug is one line per request).
+	timed := func(close func()) time.Duration {
 		began := time.Now()
 		close()
-		log.Debug("stopping: "+what, "took", time.Since(began))
+		return time.Since(began)
 	}
-	step("node closed", n.node.Close)
+	nodeTook := timed(n.node.Close)
+	var swarmTook time.Duration
 	if n.swarm != nil {
-		step("swarm closed", func() { n.swarm.Close() })
+		swarmTook = timed(func() { n.swarm.Close() })
 	}
-	step("store closed", func() {
+	storeTook := timed(func() {
 		if cerr := n.store.Close(); cerr != nil && err == nil {
 			err = cerr
 		}
 	})
 	if err == nil {
-		log.Info("pkgswarm stopped", "listen", n.ln.Addr().String(), "data-dir", c.String("data-dir"))
+		log.Info("pkgswarm stopped", "listen", n.ln.Addr().String(), "data-dir", c.String("data-dir"),
+			"http_took", httpTook, "unused_connections_closed", unused, "node_took", nodeTook, "swarm_took", swarmTook, "store_took", storeTook)
 	}
 	return err
 }

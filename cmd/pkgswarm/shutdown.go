@@ -14,8 +14,8 @@ import (
 // (stopHTTP) and the seeder stops, all at once; when they are done the node
 // (its downloads), the swarm and, last, the store are closed: downloads
 // commit into the store and the swarm reads from it, and the store's Close
-// syncs what was committed and closes the index. With --log-level debug each
-// step says how long it took.
+// syncs what was committed and closes the index. The "pkgswarm stopped"
+// line says how long each step took.
 
 // shutdownGrace bounds how long a stopping serve lets the answers being
 // written finish before it closes their connections. A file of a few MB
