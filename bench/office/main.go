@@ -73,7 +73,7 @@ func main() {
 	var cfg config
 	var ns, setups, large, extra string
 	flag.StringVar(&ns, "n", "1,5,10,20", "office sizes (nodes), comma-separated")
-	flag.StringVar(&setups, "setups", strings.Join(allSetups, ","), "set-ups to run, comma-separated")
+	flag.StringVar(&setups, "setups", "", "set-ups to run, comma-separated (default: "+strings.Join(defaultSetups(0), ",")+", and "+setupBT+" with -big)")
 	flag.StringVar(&cfg.out, "out", "bench/out", "directory for office-results.json and the PNG plots")
 	flag.StringVar(&cfg.doc, "doc", "", "also write the tables into this Markdown file between its result markers")
 	flag.StringVar(&cfg.cache, "cache", "bench/.cache", "fixture cache directory (shared with the other benchmarks)")
@@ -128,6 +128,9 @@ func main() {
 	if cfg.ns, err = parseSizes(ns); err != nil {
 		fatal(err)
 	}
+	if setups == "" {
+		setups = strings.Join(defaultSetups(cfg.big), ",")
+	}
 	if cfg.setups, err = parseSetups(setups); err != nil {
 		fatal(err)
 	}
@@ -166,6 +169,16 @@ func parseSizes(s string) ([]int, error) {
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// defaultSetups are the set-ups run without -setups: all of them, but the
+// BitTorrent one only with a synthetic large file (-big MB), the file it
+// moves.
+func defaultSetups(big int) []string {
+	if big > 0 {
+		return allSetups
+	}
+	return slices.DeleteFunc(slices.Clone(allSetups), func(s string) bool { return s == setupBT })
 }
 
 // parseSetups parses the -setups list against allSetups, keeping their order.

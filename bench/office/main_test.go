@@ -77,6 +77,18 @@ func TestParseSetups(t *testing.T) {
 	}
 }
 
+// TestDefaultSetups: without -setups, the real fixture (no -big) runs every
+// set-up but the BitTorrent one, which needs -big's large synthetic file, so
+// that the README's plain invocation runs instead of stopping at the check.
+func TestDefaultSetups(t *testing.T) {
+	if got, want := defaultSetups(0), []string{setupDirect, setupACNG, setupPkgswarm}; !slices.Equal(got, want) {
+		t.Errorf("defaultSetups(0) = %v, want %v", got, want)
+	}
+	if got := defaultSetups(320); !slices.Equal(got, allSetups) {
+		t.Errorf("defaultSetups(320) = %v, want %v", got, allSetups)
+	}
+}
+
 func TestFixtureList(t *testing.T) {
 	all, err := fixture.ParseList(fixture.DefaultList)
 	if err != nil {
