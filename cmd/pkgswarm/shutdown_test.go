@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"syscall"
 	"testing"
 	"time"
 
@@ -267,14 +266,7 @@ func TestLabServeExitsPromptly(t *testing.T) {
 	}, addrA)
 
 	began := time.Now()
-	if err := pa.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-pa.Done():
-	case <-time.After(time.Minute): // a hang guard
-		t.Fatalf("serve did not end within a minute of SIGTERM:\n%s", pa.Log())
-	}
+	stopServe(t, pa)
 	took := time.Since(began)
 	if err := pa.Wait(); err != nil {
 		t.Fatalf("serve after SIGTERM: %v (want exit status 0: the store closed cleanly)\n%s", err, pa.Log())
