@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -37,9 +38,12 @@ type benchRig struct {
 	kr     *apt.Keyring
 }
 
-func newBenchRig(b *testing.B) *benchRig {
+func newBenchRig(b *testing.B) *benchRig { return newBenchRigOf(b, benchPackages) }
+
+// newBenchRigOf is a repository of pkgs and its origin.
+func newBenchRigOf(b *testing.B, pkgs []testrepo.Package) *benchRig {
 	b.Helper()
-	repo := testrepo.Build(b, testrepo.Options{Packages: benchPackages})
+	repo := testrepo.Build(b, testrepo.Options{Packages: pkgs})
 	origin := testrepo.Serve(b, repo.Dir)
 	kr, err := apt.LoadKeyring(repo.Key.KeyringPath)
 	if err != nil {
@@ -110,12 +114,24 @@ func BenchmarkHotHit(b *testing.B) {
 
 // BenchmarkColdFetch fetches a package through a proxy that does not
 // hold it: download from the origin, hash, store, commit, and serve
-// to the client. For the small package the per-file cost dominates.
+// to the client. For the small package the per-file cost dominates. The
+// direct sub-benchmarks fetch the same package from the origin itself over
+// a kept-alive connection: what a request that apt sends alone (with
+// nothing pipelined behind it) costs without the proxy.
 func BenchmarkColdFetch(b *testing.B) {
 	r := newBenchRig(b)
 	buf := make([]byte, 256<<10)
 	for _, name := range []string{"large", "small"} {
 		size := r.repo.Debs[name].Size
+		b.Run(name+"/direct", func(b *testing.B) {
+			c := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+			defer c.CloseIdleConnections()
+			benchGet(b, c, r.url(name), size, buf) // the connection, and the origin's page cache
+			b.SetBytes(size)
+			for b.Loop() {
+				benchGet(b, c, r.url(name), size, buf)
+			}
+		})
 		b.Run(name, func(b *testing.B) {
 			b.SetBytes(size)
 			for range b.N {
@@ -129,6 +145,55 @@ func BenchmarkColdFetch(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkColdLone fetches packages the node does not hold one after
+// another over one kept-alive connection, each request sent alone: what
+// apt pays per file when its pipeline has run dry and the node has started
+// nothing ahead (docs/benchmarks.md, "The 180-package gap on loopback").
+// The packages are of 200 KB, the mean of bench/single's 180-package set;
+// the node is restarted on a fresh store, the timer stopped, whenever all
+// have been fetched. direct is the same requests straight to the origin.
+func BenchmarkColdLone(b *testing.B) {
+	pkgs := make([]testrepo.Package, 48)
+	for i := range pkgs {
+		pkgs[i] = testrepo.Package{Name: fmt.Sprintf("lone%02d", i), Size: 200 << 10, Seed: int64(100 + i), Compression: "none"}
+	}
+	r := newBenchRigOf(b, pkgs)
+	buf := make([]byte, 256<<10)
+	sizes := make([]int64, len(pkgs))
+	urls := make([]string, len(pkgs))
+	for i, p := range pkgs {
+		sizes[i], urls[i] = r.repo.Debs[p.Name].Size, r.url(p.Name)
+	}
+	b.Run("direct", func(b *testing.B) {
+		c := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+		defer c.CloseIdleConnections()
+		for i := range urls {
+			benchGet(b, c, urls[i], sizes[i], buf) // the origin's page cache
+		}
+		i := 0
+		for b.Loop() {
+			benchGet(b, c, urls[i], sizes[i], buf)
+			i = (i + 1) % len(urls)
+		}
+	})
+	b.Run("pkgswarm", func(b *testing.B) {
+		c, stop := r.proxy(b)
+		i := 0
+		for b.Loop() {
+			if i == len(urls) {
+				b.StopTimer()
+				stop()
+				c, stop = r.proxy(b)
+				i = 0
+				b.StartTimer()
+			}
+			benchGet(b, c, urls[i], sizes[i], buf)
+			i++
+		}
+		stop()
+	})
 }
 
 // BenchmarkQuickHit asks for the small cached package over one kept-alive
