@@ -67,14 +67,14 @@ func Start(t testing.TB, o Options) *Node {
 func (n *Node) start() {
 	t := n.T
 	t.Helper()
-	st, err := store.Open(store.Options{Dir: n.Dir, MaxBytes: n.opts.MaxBytes})
-	if err != nil {
-		t.Fatal(err)
-	}
 	n.Logs = &SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(n.Logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if n.opts.Quiet {
 		log = slog.New(slog.DiscardHandler)
+	}
+	st, err := store.Open(store.Options{Dir: n.Dir, MaxBytes: n.opts.MaxBytes, Logger: log})
+	if err != nil {
+		t.Fatal(err)
 	}
 	cfg := node.Config{Store: st, Logger: log, NodeID: "test", Version: "test", Egress: origin.Egress{AllowLoopback: !n.opts.Strict}}
 	for _, u := range n.opts.OriginURLs {
