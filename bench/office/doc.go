@@ -9,6 +9,10 @@
 //   - pkgswarm: a pkgswarm node on every machine (LAN peers found by mDNS,
 //     LAN-only swarm), each machine's apt using its own node.
 //
+// A fourth, bittorrent (the origin seeds the large file with aria2c and a
+// tracker, every node downloads it with aria2c), moves -big's synthetic
+// large package: it runs by default when -big is given, and only then.
+//
 // For each set-up and N it reports the time until the last node has its
 // packages, the origin's body bytes over one copy of what was fetched, and
 // what each node (and the shared cache box) sent on the LAN. A churn run then
