@@ -41,14 +41,20 @@ func TestServeExitsPromptlyOnSIGTERM(t *testing.T) {
 
 	began := time.Now()
 	err := s.stop()
-	took := time.Since(began)
+	checkPromptExit(t, "serve", time.Since(began), err, s.log())
+}
+
+// checkPromptExit fails t unless a serve told to stop (SIGTERM) took at
+// most stopBound and exited with status 0 (err nil); log is its output.
+func checkPromptExit(t *testing.T, who string, took time.Duration, err error, log string) {
+	t.Helper()
 	if err != nil {
-		t.Fatalf("serve after SIGTERM: %v (want exit status 0: the store closed cleanly)\n%s", err, s.log())
+		t.Fatalf("%s after SIGTERM: %v (want exit status 0: the store closed cleanly)\n%s", who, err, log)
 	}
 	if took > stopBound {
-		t.Fatalf("serve exited %v after SIGTERM; want at most %v with no answer being written\n%s", took, stopBound, s.log())
+		t.Fatalf("%s exited %v after SIGTERM; want at most %v with no answer being written\n%s", who, took, stopBound, log)
 	}
-	t.Logf("serve exited %v after SIGTERM", took.Round(time.Millisecond))
+	t.Logf("%s exited %v after SIGTERM", who, took.Round(time.Millisecond))
 }
 
 // dialUnused opens, with dial, a connection to the server at addr that
@@ -114,17 +120,11 @@ func TestStopHTTPClosesConnectionsThatSentNoRequest(t *testing.T) {
 	}
 	defer c.Close()
 	// The server has the connection once it has seen it new.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+	waitFor(t, "the server registers the connection", 10*time.Second, func() (bool, string) {
 		gate.mu.Lock()
-		n := len(gate.conns)
-		gate.mu.Unlock()
-		if n == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the server did not register the connection")
-		}
-	}
+		defer gate.mu.Unlock()
+		return len(gate.conns) == 1, fmt.Sprintf("%d connections", len(gate.conns))
+	})
 	began := time.Now()
 	unused, cut, err := stopHTTP(hs, gate, time.Minute)
 	if took := time.Since(began); err != nil || unused != 1 || cut != 0 || took > stopBound {
@@ -268,11 +268,5 @@ func TestLabServeExitsPromptly(t *testing.T) {
 	began := time.Now()
 	stopServe(t, pa)
 	took := time.Since(began)
-	if err := pa.Wait(); err != nil {
-		t.Fatalf("serve after SIGTERM: %v (want exit status 0: the store closed cleanly)\n%s", err, pa.Log())
-	}
-	if took > stopBound {
-		t.Fatalf("serve exited %v after SIGTERM; want at most %v with no answer being written\n%s", took, stopBound, pa.Log())
-	}
-	t.Logf("a exited %v after SIGTERM", took.Round(time.Millisecond))
+	checkPromptExit(t, "a", took, pa.Wait(), pa.Log())
 }
