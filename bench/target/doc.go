@@ -1,8 +1,11 @@
 // Package target starts and stops the servers the benchmarks compare, each
 // on a loopback port with its own temporary configuration and cache:
 // pkgswarm, apt-cacher-ng and approx as caching proxies in front of the
-// benchmark origin (or of a relay that puts it far away), and nginx serving the fixture straight from disk as the
-// ceiling for hot hits. The origin itself is the "direct" target.
+// benchmark origin (or of a relay that puts it far away); nginx serving the
+// fixture straight from disk as the ceiling for hot hits; and nginx passing
+// each request to the origin and keeping nothing (nginx-proxy), the floor
+// for anything between apt and the origin. The origin itself is the
+// "direct" target.
 //
 // Every process is started in its own process group with the parent-death
 // signal set to SIGKILL, and Stop ends the whole group (SIGTERM, then

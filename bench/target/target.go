@@ -29,22 +29,27 @@ const (
 	AptCacherNG Kind = "apt-cacher-ng" // forward proxy
 	Approx      Kind = "approx"        // URL prefix /bench
 	Nginx       Kind = "nginx"         // the fixture from disk (no proxy)
+	// NginxProxy is nginx as a plain reverse proxy in front of the origin:
+	// no cache, nothing kept, nothing hashed (proxy_buffering off). What a
+	// hop between apt and the origin costs by itself.
+	NginxProxy Kind = "nginx-proxy"
 )
 
 // Target is a running server under test.
 type Target struct {
 	Kind Kind
 	// Proxy is the forward-proxy URL apt and the load client use; "" when
-	// the target is asked directly (Direct, Approx, Nginx).
+	// the target is asked directly (Direct, Approx, Nginx, NginxProxy).
 	Proxy string
 	// Base is the repository root as a client names it: the origin URL for
-	// forward proxies and Direct, the prefix URL for Approx, nginx's root.
+	// forward proxies and Direct, the prefix URL for Approx, nginx's root
+	// (Nginx and NginxProxy).
 	Base string
 	// PID is the root of the target's process tree (0 for Direct, which
 	// runs inside the benchmark).
 	PID int
-	// CacheDir is where the target keeps cached files ("" for Direct and
-	// Nginx).
+	// CacheDir is where the target keeps cached files ("" for Direct,
+	// Nginx and NginxProxy).
 	CacheDir string
 	// Version is the server's version string.
 	Version string
@@ -100,7 +105,7 @@ func Start(ctx context.Context, o Options) (*Target, error) {
 		return nil, fmt.Errorf("start %s: %w", o.Kind, err)
 	}
 	switch o.Kind {
-	case Direct, Pkgswarm, AptCacherNG, Approx:
+	case Direct, Pkgswarm, AptCacherNG, Approx, NginxProxy:
 		if _, err := originPort(o.Origin); err != nil {
 			return nil, fmt.Errorf("start %s: %w", o.Kind, err)
 		}
@@ -116,8 +121,10 @@ func Start(ctx context.Context, o Options) (*Target, error) {
 		return startApprox(ctx, o)
 	case Nginx:
 		return startNginx(ctx, o)
+	case NginxProxy:
+		return startNginxProxy(ctx, o)
 	}
-	return nil, fmt.Errorf("start target: unknown kind %q (want direct, pkgswarm, apt-cacher-ng, approx or nginx)", o.Kind)
+	return nil, fmt.Errorf("start target: unknown kind %q (want direct, pkgswarm, apt-cacher-ng, approx, nginx or nginx-proxy)", o.Kind)
 }
 
 // originPort is the port of an origin URL, which must name one.
@@ -358,6 +365,8 @@ func startApprox(ctx context.Context, o Options) (*Target, error) {
 	return t, nil
 }
 
+// nginxConf is the configuration both nginx targets share: %[1]s is the
+// work directory, %[2]s the blocks that say what it serves.
 const nginxConf = `worker_processes 2;
 user root root;
 pid %[1]s/nginx.pid;
@@ -375,20 +384,60 @@ http {
 	fastcgi_temp_path %[1]s/tmp-fastcgi;
 	uwsgi_temp_path %[1]s/tmp-uwsgi;
 	scgi_temp_path %[1]s/tmp-scgi;
-	server {
-		listen 127.0.0.1:%[2]d;
-		root %[3]s;
+%[2]s}
+`
+
+// fileServer serves the fixture (%[2]s) from disk.
+const fileServer = `	server {
+		listen 127.0.0.1:%[1]d;
+		root %[2]s;
 	}
-}
+`
+
+// proxyServer passes every request to the origin (%[2]s, host:port) over
+// kept-alive connections and each answer's bytes to the client as they
+// arrive: no buffering to disk, no cache.
+const proxyServer = `	upstream origin {
+		server %[2]s;
+		keepalive 16;
+		keepalive_requests 1000000;
+	}
+	server {
+		listen 127.0.0.1:%[1]d;
+		location / {
+			proxy_pass http://origin;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+			proxy_set_header Host %[2]s;
+			proxy_buffering off;
+			proxy_request_buffering off;
+		}
+	}
 `
 
 func startNginx(ctx context.Context, o Options) (*Target, error) {
-	t, port, err := startWithPort(ctx, Nginx, func(port int) (*Target, error) {
+	return startNginxWith(ctx, Nginx, o, func(port int) string {
+		return fmt.Sprintf(fileServer, port, o.FixtureDir)
+	})
+}
+
+func startNginxProxy(ctx context.Context, o Options) (*Target, error) {
+	u, err := url.Parse(o.Origin)
+	if err != nil {
+		return nil, fmt.Errorf("start nginx-proxy: origin %q: %w", o.Origin, err)
+	}
+	return startNginxWith(ctx, NginxProxy, o, func(port int) string { return fmt.Sprintf(proxyServer, port, u.Host) })
+}
+
+// startNginxWith starts nginx as kind with the server block server(port)
+// returns.
+func startNginxWith(ctx context.Context, kind Kind, o Options, server func(port int) string) (*Target, error) {
+	t, port, err := startWithPort(ctx, kind, func(port int) (*Target, error) {
 		conf := filepath.Join(o.WorkDir, "nginx.conf")
-		if err := os.WriteFile(conf, fmt.Appendf(nil, nginxConf, o.WorkDir, port, o.FixtureDir), 0o644); err != nil {
-			return nil, fmt.Errorf("start nginx: %w", err)
+		if err := os.WriteFile(conf, fmt.Appendf(nil, nginxConf, o.WorkDir, server(port)), 0o644); err != nil {
+			return nil, fmt.Errorf("start %s: %w", kind, err)
 		}
-		return launch(Nginx, o.WorkDir, nil, "nginx", "-p", o.WorkDir, "-c", conf, "-g", "daemon off; master_process on;")
+		return launch(kind, o.WorkDir, nil, "nginx", "-p", o.WorkDir, "-c", conf, "-g", "daemon off; master_process on;")
 	})
 	if err != nil {
 		return nil, err
@@ -419,7 +468,7 @@ func Missing(kinds []Kind) []string {
 			need["/usr/sbin/approx"] = "approx"
 			need["socat"] = "socat"
 			need["unshare"] = "util-linux"
-		case Nginx:
+		case Nginx, NginxProxy:
 			need["nginx"] = "nginx-light"
 		}
 	}

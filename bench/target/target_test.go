@@ -1,14 +1,19 @@
 package target
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/pkgswarm/pkgswarm/bench/origin"
+	"github.com/pkgswarm/pkgswarm/internal/testtool"
 )
 
 func TestStartUnknownKind(t *testing.T) {
@@ -96,4 +101,59 @@ func TestHasFlag(t *testing.T) {
 	if !hasFlag(bin, "--swarm") || hasFlag(bin, "--hold") || hasFlag(bin+"-missing", "--swarm") {
 		t.Fatal("hasFlag: wrong answer for --swarm, --hold or a missing binary")
 	}
+}
+
+// TestNginxProxyKeepsNothing: nginx-proxy passes every GET to the origin, the
+// origin's bytes unchanged, over kept-alive connections, and keeps no copy.
+func TestNginxProxyKeepsNothing(t *testing.T) {
+	t.Parallel()
+	testtool.Need(t, "nginx", "nginx-light")
+	if os.Geteuid() != 0 {
+		t.Skip("nginx-proxy runs nginx with `user root`: run as root (CI does)")
+	}
+	dir := t.TempDir()
+	body := bytes.Repeat([]byte("relayed bytes "), 40000) // 560 KB: more than nginx's buffers
+	if err := os.WriteFile(filepath.Join(dir, "f.deb"), body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o, err := origin.Start(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	work := t.TempDir()
+	r, err := Start(context.Background(), Options{Kind: NginxProxy, WorkDir: work, Origin: o.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	if r.PID == 0 || r.Proxy != "" || r.CacheDir != "" || !strings.HasPrefix(r.Base, "http://127.0.0.1:") || r.Base == o.URL {
+		t.Fatalf("nginx-proxy target = %+v", r)
+	}
+	c := r.Client(1)
+	for i := range 3 {
+		resp, err := c.Get(r.URL("/f.deb"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(got, body) {
+			t.Fatalf("GET %d through nginx-proxy: status %d, %d bytes (want %d), %v", i+1, resp.StatusCode, len(got), len(body), err)
+		}
+	}
+	if n, _ := o.Count("/f.deb"); n != 3 {
+		t.Errorf("the origin served the file %d times for three GETs through nginx-proxy, want 3: it must keep nothing", n)
+	}
+	if n := o.Conns(); n != 1 {
+		t.Errorf("nginx-proxy opened %d connections to the origin for three GETs one after another, want 1 kept alive", n)
+	}
+	filepath.WalkDir(work, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if b, _ := os.ReadFile(p); bytes.Contains(b, body[:1000]) {
+				t.Errorf("nginx-proxy wrote the file's bytes to %s", p)
+			}
+		}
+		return nil
+	})
 }

@@ -108,6 +108,14 @@ func (b *bench) all(ctx context.Context, specs []spec) (*Results, error) {
 			b.stop(tr, t)
 		}
 	}()
+	for tr, t := range live {
+		if t.Kind == target.NginxProxy {
+			// It holds nothing: a hot hit or an origin outage would
+			// measure the origin.
+			b.stop(tr, t)
+			delete(live, tr)
+		}
+	}
 	for _, tr := range res.Targets {
 		if sp := specOf[tr]; sp.kind == target.Nginx && ctx.Err() == nil {
 			b.step(tr, "start", func() error {
@@ -156,7 +164,7 @@ func (b *bench) all(ctx context.Context, specs []spec) (*Results, error) {
 	b.limits(res)
 	for _, tr := range res.Targets {
 		sp := specOf[tr]
-		if sp.kind == target.Nginx || ctx.Err() != nil {
+		if sp.kind == target.Nginx || sp.kind == target.NginxProxy || ctx.Err() != nil {
 			continue
 		}
 		b.step(tr, "herd", func() error { return b.herd(ctx, sp, tr) })
@@ -397,9 +405,9 @@ func parseSpecs(list string) ([]spec, error) {
 		parts := strings.Split(item, "+")
 		sp := spec{kind: target.Kind(parts[0]), args: parts[1:], label: strings.Join(parts, " ")}
 		switch sp.kind {
-		case target.Direct, target.Pkgswarm, target.AptCacherNG, target.Approx, target.Nginx:
+		case target.Direct, target.Pkgswarm, target.AptCacherNG, target.Approx, target.Nginx, target.NginxProxy:
 		default:
-			return nil, fmt.Errorf("-targets: unknown target %q (want direct, pkgswarm, apt-cacher-ng, approx or nginx)", parts[0])
+			return nil, fmt.Errorf("-targets: unknown target %q (want direct, pkgswarm, apt-cacher-ng, approx, nginx or nginx-proxy)", parts[0])
 		}
 		if len(sp.args) > 0 && sp.kind != target.Pkgswarm {
 			return nil, fmt.Errorf("-targets: %q: only pkgswarm takes extra arguments", item)

@@ -1,6 +1,8 @@
 // Command single runs the single-node comparison of pkgswarm against apt
 // straight from the origin, apt-cacher-ng and approx (nginx serving the
-// fixture from disk is the ceiling for hot hits), on one machine, in one
+// fixture from disk is the ceiling for hot hits; nginx passing requests to the
+// origin and keeping nothing, the "nginx-proxy" target, is what a hop between
+// apt and the origin costs by itself in the apt scenarios), on one machine, in one
 // run, all on loopback, and writes the numbers as JSON, as Markdown tables
 // (with issue 2's and issue 13's goals checked) and as PNG plots.
 //

@@ -25,7 +25,7 @@ func main() {
 	flag.StringVar(&cfg.cache, "cache", "bench/.cache", "fixture cache directory")
 	flag.BoolVar(&cfg.synthetic, "synthetic", false, "use generated packages instead of real Debian ones")
 	flag.StringVar(&cfg.pkgswarm, "pkgswarm", "", "pkgswarm binary (default: build ./cmd/pkgswarm into the work directory)")
-	flag.StringVar(&cfg.targets, "targets", "direct,pkgswarm,apt-cacher-ng,approx,nginx",
+	flag.StringVar(&cfg.targets, "targets", "direct,pkgswarm,apt-cacher-ng,approx,nginx,nginx-proxy",
 		"targets to measure, comma-separated; pkgswarm+ARG+ARG... is pkgswarm with extra serve arguments, measured as a target of its own")
 	flag.IntVar(&cfg.runs, "runs", 3, "cold runs per target (the median is reported)")
 	flag.IntVar(&cfg.reps, "rounds", 7, "rounds of the hot-hit and small-file steps, each going round all targets")

@@ -177,14 +177,17 @@ func Markdown(res *Results, imgDir string) string {
 		if t.PeakRSS == 0 && t.PeakRSSAll == 0 {
 			continue
 		}
-		apt, perGB := "—", "—"
+		apt, life, perGB := "—", "—", "—"
 		if t.CPUApt > 0 {
 			apt = fmt.Sprintf("%.2f", t.CPUApt)
+		}
+		if t.CPU > 0 {
+			life = fmt.Sprintf("%.1f", t.CPU)
 		}
 		if g := t.cpuPerGB(); g > 0 {
 			perGB = fmt.Sprintf("%.2f", g)
 		}
-		p("| %s | %s | %.1f | %s | %.1f | %.1f | %.1f |\n", t.Kind, apt, t.CPU, perGB, mib(t.PeakRSS), mib(t.PeakRSS16), mib(t.peakAny()))
+		p("| %s | %s | %s | %s | %.1f | %.1f | %.1f |\n", t.Kind, apt, life, perGB, mib(t.PeakRSS), mib(t.PeakRSS16), mib(t.peakAny()))
 	}
 	if imgDir != "" {
 		p("\n![peak RSS](%sbench-rss.png)\n", imgDir)

@@ -93,6 +93,9 @@ func sample() *Results {
 				Apt:    map[string]*AptResult{scLoopback: apt([]float64{1.1}, 0.8, &OriginAudit{Runs: 1, MaxGETs: 1, Unasked: 2, UnaskedExample: "/dists/stable/Release"})},
 				Tamper: &TamperResult{AptWhileTampered: "Hash Sum mismatch", ServedWhile: "tampered bytes", CachedTampered: true}, Errors: []string{"herd: boom"}},
 			{Kind: "nginx", Hot: hot(2000, 2200, 3000), Small: small(10000, 40000, 0.2, 0.8), PeakRSS: 15 << 20},
+			// Stopped after the loopback scenario: no hot or small steps.
+			{Kind: "nginx-proxy", PeakRSSAll: 9 << 20, CPUApt: 0.04, Apt: map[string]*AptResult{
+				scLoopback: apt([]float64{0.95}, 0.97, ok(1)), scUpgrade: apt([]float64{1.98}, 2.01, ok(1))}},
 		},
 	}
 }
@@ -131,7 +134,10 @@ func TestMarkdown(t *testing.T) {
 		"| target | 1 client | 16 clients | p50 / p99 at 1 client (ms) | p50 / p99 at 16 clients (ms) | errors |",
 		"| pkgswarm | 9500 | 20000 | 0.00 / 0.25 | 0.00 / 0.90 | 0 |",
 		"| pkgswarm | — | 6.5 | 0.30 | 40.0 | 23.0 | 50.0 |",
-		"| nginx | — | 0.0 | — | 15.0 | 0.0 | 15.0 |", // its VmHWM at Stop is missing, its peak is not
+		"| nginx | — | — | — | 15.0 | 0.0 | 15.0 |", // its VmHWM at Stop is missing, its peak is not
+		"| nginx-proxy | 0.04 | — | — | 0.0 | 0.0 | 9.0 |",
+		"| nginx-proxy | 0.95 |",
+		"| nginx-proxy | 1.98 |",
 		"| pkgswarm | 20 / 20 | 1 | 72.0 |",
 		"| apt-cacher-ng | Hash Sum mismatch | tampered bytes | **yes** |",
 		"- apt-cacher-ng: herd: boom",
@@ -141,6 +147,10 @@ func TestMarkdown(t *testing.T) {
 		if !strings.Contains(md, want) {
 			t.Errorf("Markdown lacks %q", want)
 		}
+	}
+	hot, _, _ := strings.Cut(md[strings.Index(md, "### Hot hits"):], "### Resources")
+	if strings.Contains(hot, "| nginx-proxy") {
+		t.Errorf("the hot and small tables list nginx-proxy, which held nothing:\n%s", hot)
 	}
 	if strings.Contains(Markdown(sample(), ""), "![") {
 		t.Error("Markdown without an image directory still links images")
@@ -311,15 +321,15 @@ func TestAptVerdict(t *testing.T) {
 
 func TestParseSpecs(t *testing.T) {
 	t.Parallel()
-	got, err := parseSpecs(" direct, pkgswarm,pkgswarm+--hold=1ms+--peer-budget=0s ,nginx")
+	got, err := parseSpecs(" direct, pkgswarm,pkgswarm+--hold=1ms+--peer-budget=0s ,nginx, nginx-proxy")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 4 || got[2].kind != "pkgswarm" || got[2].label != "pkgswarm --hold=1ms --peer-budget=0s" ||
+	if len(got) != 5 || got[4].kind != "nginx-proxy" || got[2].kind != "pkgswarm" || got[2].label != "pkgswarm --hold=1ms --peer-budget=0s" ||
 		len(got[2].args) != 2 || got[1].label != "pkgswarm" || len(got[1].args) != 0 {
 		t.Fatalf("parseSpecs = %+v", got)
 	}
-	for _, bad := range []string{"", "squid", "nginx+x", "pkgswarm,pkgswarm"} {
+	for _, bad := range []string{"", "squid", "nginx+x", "nginx-proxy+x", "pkgswarm,pkgswarm"} {
 		if _, err := parseSpecs(bad); err == nil {
 			t.Errorf("parseSpecs(%q): no error", bad)
 		}
