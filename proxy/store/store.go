@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -277,11 +278,15 @@ func (b badgerLogger) Errorf(f string, a ...any) {
 func (b badgerLogger) Warningf(f string, a ...any) {
 	b.l.Warn("index: " + trimNL(fmt.Sprintf(f, a...)))
 }
-func (b badgerLogger) Infof(f string, a ...any) {
-	b.l.Debug("index: " + trimNL(fmt.Sprintf(f, a...)))
-}
-func (b badgerLogger) Debugf(f string, a ...any) {
-	b.l.Debug("index: " + trimNL(fmt.Sprintf(f, a...)))
+func (b badgerLogger) Infof(f string, a ...any)  { b.debug(f, a) }
+func (b badgerLogger) Debugf(f string, a ...any) { b.debug(f, a) }
+
+// debug logs at debug, formatting nothing when debug is off: badger logs a
+// line per index write batch.
+func (b badgerLogger) debug(f string, a []any) {
+	if b.l.Enabled(context.Background(), slog.LevelDebug) {
+		b.l.Debug("index: " + trimNL(fmt.Sprintf(f, a...)))
+	}
 }
 
 func trimNL(s string) string {
