@@ -611,6 +611,7 @@ func (b *bench) rounds(ctx context.Context, trs []*TargetResult, live map[*Targe
 	}
 	got := map[key][]load.Result{}
 	reps := b.cfg.reps
+	perRound := map[key][]float64{} // each round's rate, 0 where the step failed
 	for rep := range reps {
 		for _, hot := range []bool{true, false} {
 			levels, d, limit, stepTime := hotClients, big, hotMaxRequests, b.cfg.hotTime/time.Duration(reps)
@@ -654,11 +655,16 @@ func (b *bench) rounds(ctx context.Context, trs []*TargetResult, live map[*Targe
 					if err != nil {
 						continue
 					}
-					got[key{tr, hot, n}] = append(got[key{tr, hot, n}], r)
+					k := key{tr, hot, n}
+					got[k] = append(got[k], r)
 					what, v := "MB/s", r.MBps()
 					if !hot {
 						what, v = "req/s", r.RPS()
 					}
+					if perRound[k] == nil {
+						perRound[k] = make([]float64, reps)
+					}
+					perRound[k][rep] = v
 					b.log.Info("round", "rep", rep+1, "target", tr.Kind, "file", d.Name, "clients", n, what, fmt.Sprintf("%.0f", v), "errors", r.Errors)
 				}
 			}
@@ -667,12 +673,16 @@ func (b *bench) rounds(ctx context.Context, trs []*TargetResult, live map[*Targe
 	for _, tr := range trs {
 		for _, n := range hotClients {
 			if rs := got[key{tr, true, n}]; len(rs) > 0 {
-				tr.Hot = append(tr.Hot, combine(rs))
+				r := combine(rs)
+				r.Round = perRound[key{tr, true, n}]
+				tr.Hot = append(tr.Hot, r)
 			}
 		}
 		for _, n := range smallClients {
 			if rs := got[key{tr, false, n}]; len(rs) > 0 {
-				tr.Small = append(tr.Small, combine(rs))
+				r := combine(rs)
+				r.Round = perRound[key{tr, false, n}]
+				tr.Small = append(tr.Small, r)
 			}
 		}
 	}

@@ -415,13 +415,13 @@ func goals(res *Results) []goal {
 		ok := true
 		if ngx != nil {
 			if c, okC := ngx.hot(n); okC {
-				parts = append(parts, fmt.Sprintf("%.2fx nginx (%.0f)", ratio(s.MBps, c.MBps), c.MBps))
+				parts = append(parts, fmt.Sprintf("%.2fx nginx (%.0f%s)", ratio(s.MBps, c.MBps), c.MBps, roundsAtLeast(s.Round, c.Round, 0.98)))
 				ok = ok && s.MBps >= 0.98*c.MBps
 			}
 		}
 		if acng != nil {
 			if a, okA := acng.hot(n); okA {
-				parts = append(parts, fmt.Sprintf("%.2fx apt-cacher-ng (%.0f)", ratio(s.MBps, a.MBps), a.MBps))
+				parts = append(parts, fmt.Sprintf("%.2fx apt-cacher-ng (%.0f%s)", ratio(s.MBps, a.MBps), a.MBps, roundsAtLeast(s.Round, a.Round, 1)))
 				ok = ok && s.MBps >= a.MBps
 			}
 		}
@@ -440,7 +440,7 @@ func goals(res *Results) []goal {
 		if ngx != nil {
 			if c, okC := ngx.small(n); okC {
 				add("13", fmt.Sprintf("small hot file at %s: >= 0.9x nginx req/s, p99 latency <= nginx's", clients(n)),
-					fmt.Sprintf("%.0f vs %.0f req/s (%.2fx); p99 %.2f vs %.2f ms", s.RPS, c.RPS, ratio(s.RPS, c.RPS), s.P99ms, c.P99ms),
+					fmt.Sprintf("%.0f vs %.0f req/s (%.2fx%s); p99 %.2f vs %.2f ms", s.RPS, c.RPS, ratio(s.RPS, c.RPS), roundsAtLeast(s.Round, c.Round, 0.9), s.P99ms, c.P99ms),
 					s.RPS >= 0.9*c.RPS && s.P99ms <= c.P99ms)
 			}
 		}
@@ -728,4 +728,25 @@ func debVersion(pkg string) string {
 		return ""
 	}
 	return pkg + " " + strings.TrimSpace(string(out))
+}
+
+// roundsAtLeast says in how many of the rounds both targets ran the step
+// a's rate was at least f times b's, as "; 5 of 7 rounds at 0.98x or more"
+// ("" when the rounds are not known): a target at its line wins about half
+// of the rounds, one past it nearly all of them.
+func roundsAtLeast(a, b []float64, f float64) string {
+	n, k := 0, 0
+	for i := range min(len(a), len(b)) {
+		if a[i] == 0 || b[i] == 0 {
+			continue // the step failed in this round for one of them
+		}
+		n++
+		if a[i] >= f*b[i] {
+			k++
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %d of %d rounds at %gx or more", k, n, f)
 }

@@ -335,3 +335,50 @@ func TestParseSpecs(t *testing.T) {
 		}
 	}
 }
+
+// TestRoundsAtLeast: the goals say in how many paired rounds pkgswarm was at
+// its line, leaving out a round where either target's step failed.
+func TestRoundsAtLeast(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		a, b []float64
+		f    float64
+		want string
+	}{
+		{[]float64{100, 95, 110}, []float64{100, 100, 100}, 1, "; 2 of 3 rounds at 1x or more"},
+		{[]float64{98, 97, 0, 99}, []float64{100, 100, 100, 0}, 0.98, "; 1 of 2 rounds at 0.98x or more"},
+		{[]float64{1, 2}, nil, 1, ""},
+		{[]float64{1, 2, 3}, []float64{1}, 1, "; 1 of 1 rounds at 1x or more"},
+	} {
+		if got := roundsAtLeast(tc.a, tc.b, tc.f); got != tc.want {
+			t.Errorf("roundsAtLeast(%v, %v, %g) = %q, want %q", tc.a, tc.b, tc.f, got, tc.want)
+		}
+	}
+	res := sample()
+	set := func(kind string, hot, small []float64) {
+		tr := find(res, kind)
+		for i := range tr.Hot {
+			if tr.Hot[i].Clients == 4 {
+				tr.Hot[i].Round = hot
+			}
+		}
+		for i := range tr.Small {
+			if tr.Small[i].Clients == 16 {
+				tr.Small[i].Round = small
+			}
+		}
+	}
+	set("pkgswarm", []float64{3100, 2900, 3000}, []float64{20000, 19000, 21000})
+	set("apt-cacher-ng", []float64{3000, 3000, 3000}, nil)
+	set("nginx", []float64{3100, 3000, 3300}, []float64{21000, 22000, 23000})
+	md := Markdown(res, "")
+	for _, want := range []string{
+		"(2200; 1 of 3 rounds at 0.98x or more), ",
+		"(3800; 2 of 3 rounds at 1x or more) |",
+		"(0.50x; 2 of 3 rounds at 0.9x or more); p99",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the goals lack %q", want)
+		}
+	}
+}

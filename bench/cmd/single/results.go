@@ -248,6 +248,10 @@ type Rate struct {
 	P50ms    float64 `json:"p50_ms"`
 	P99ms    float64 `json:"p99_ms"`
 	FirstErr string  `json:"first_error,omitempty"`
+	// Round is each round's rate (MB/s for the hot steps, requests/s for
+	// the small ones) in the order the rounds ran, 0 for a round whose step
+	// failed: the rounds of two targets pair up, the machine's state shared.
+	Round []float64 `json:"round,omitempty"`
 }
 
 // HerdResult is the thundering herd on a cold cache.
