@@ -35,6 +35,16 @@ const (
 	NginxProxy Kind = "nginx-proxy"
 )
 
+// Apt reports whether apt runs through the kind in the apt scenarios: every
+// kind but nginx, which serves the fixture to the hot and small steps only.
+func (k Kind) Apt() bool { return k != Nginx }
+
+// Holds reports whether the kind answers from files it holds (the origin's
+// own, or a cache's): only then do the hot and small steps, the herd, the
+// tamper check and an origin outage measure it rather than the origin.
+// nginx-proxy holds nothing.
+func (k Kind) Holds() bool { return k != NginxProxy }
+
 // Target is a running server under test.
 type Target struct {
 	Kind Kind

@@ -154,3 +154,17 @@ func TestNginxProxyKeepsNothing(t *testing.T) {
 		return nil
 	})
 }
+
+// TestKindRoles: which kinds apt runs through, and which answer from files
+// they hold (the hot and small steps, herd, tamper and outage measure them).
+func TestKindRoles(t *testing.T) {
+	t.Parallel()
+	for _, k := range []Kind{Direct, Pkgswarm, AptCacherNG, Approx, Nginx, NginxProxy} {
+		if got, want := k.Apt(), k != Nginx; got != want {
+			t.Errorf("%s.Apt() = %v, want %v", k, got, want)
+		}
+		if got, want := k.Holds(), k != NginxProxy; got != want {
+			t.Errorf("%s.Holds() = %v, want %v", k, got, want)
+		}
+	}
+}

@@ -108,16 +108,8 @@ func (b *bench) all(ctx context.Context, specs []spec) (*Results, error) {
 			b.stop(tr, t)
 		}
 	}()
-	for tr, t := range live {
-		if t.Kind == target.NginxProxy {
-			// It holds nothing: a hot hit or an origin outage would
-			// measure the origin.
-			b.stop(tr, t)
-			delete(live, tr)
-		}
-	}
 	for _, tr := range res.Targets {
-		if sp := specOf[tr]; sp.kind == target.Nginx && ctx.Err() == nil {
+		if sp := specOf[tr]; !sp.kind.Apt() && ctx.Err() == nil {
 			b.step(tr, "start", func() error {
 				t, err := b.start(ctx, sp, scenarios[0].site)
 				if err == nil {
@@ -144,7 +136,7 @@ func (b *bench) all(ctx context.Context, specs []spec) (*Results, error) {
 				tr.PeakRSS = max(tr.PeakRSS, hwm)
 			}
 		}
-		if t.Kind != target.Nginx {
+		if t.Kind.Apt() {
 			tr.Offline = b.offline(ctx, t)
 		}
 		b.stop(tr, t)
@@ -164,7 +156,7 @@ func (b *bench) all(ctx context.Context, specs []spec) (*Results, error) {
 	b.limits(res)
 	for _, tr := range res.Targets {
 		sp := specOf[tr]
-		if sp.kind == target.Nginx || sp.kind == target.NginxProxy || ctx.Err() != nil {
+		if !sp.kind.Apt() || !sp.kind.Holds() || ctx.Err() != nil {
 			continue
 		}
 		b.step(tr, "herd", func() error { return b.herd(ctx, sp, tr) })
@@ -288,7 +280,8 @@ func ms(d time.Duration) string { return fmt.Sprintf("%g ms", float64(d)/float64
 // the shared machine's load falls on all of them alike, a fresh instance
 // each; then a warm run through each target's
 // last instance, and the audit of what the origin served. With keep the
-// last instances stay up and are returned; else they are stopped.
+// last instances of the kinds that hold files stay up and are returned;
+// else they are stopped.
 func (b *bench) scenario(ctx context.Context, sc scenario, trs []*TargetResult, specOf map[*TargetResult]spec, keep bool) map[*TargetResult]*target.Target {
 	id := sc.info.ID
 	if sc.setup != nil {
@@ -301,7 +294,7 @@ func (b *bench) scenario(ctx context.Context, sc scenario, trs []*TargetResult, 
 	for i := range b.cfg.runs {
 		for _, tr := range rotated(trs, i) {
 			sp := specOf[tr]
-			if sp.kind == target.Nginx || failed[tr] || ctx.Err() != nil {
+			if !sp.kind.Apt() || failed[tr] || ctx.Err() != nil {
 				continue
 			}
 			if tr.Apt[id] == nil {
@@ -328,7 +321,7 @@ func (b *bench) scenario(ctx context.Context, sc scenario, trs []*TargetResult, 
 		if t != nil && !failed[tr] && ctx.Err() == nil {
 			b.step(tr, "warm ("+id+")", func() error { return b.warm(ctx, sc, t, tr) })
 		}
-		if t != nil && (failed[tr] || !keep) {
+		if t != nil && (failed[tr] || !keep || !t.Kind.Holds()) {
 			b.stop(tr, t)
 			delete(live, tr)
 		}
