@@ -396,18 +396,14 @@ func goals(res *Results) []goal {
 		return ScenarioInfo{}, false
 	}
 	// vsDirect compares pkgswarm's cold median in scenario id with
-	// direct's: both medians and their ratio, or ok false.
-	vsDirect := func(id string) (ps, d, r float64, ok bool) {
+	// direct's: both medians, their ratio, and in how many paired runs
+	// pkgswarm took at most f times direct's run; or ok false.
+	vsDirect := func(id string, f float64) (ps, d, r float64, pairs string, ok bool) {
 		a, da := find(res, "pkgswarm").apt(id), direct.apt(id)
 		if a == nil || da == nil || len(a.Cold) == 0 || len(da.Cold) == 0 {
-			return 0, 0, 0, false
+			return 0, 0, 0, "", false
 		}
-		return a.coldMedian(), da.coldMedian(), ratio(a.coldMedian(), da.coldMedian()), true
-	}
-	// paired counts the cold runs of scenario id in which pkgswarm took at
-	// most f times the direct run of the same round.
-	paired := func(id string, f float64) string {
-		return runsAtMost(find(res, "pkgswarm").apt(id).Cold, direct.apt(id).Cold, f)
+		return a.coldMedian(), da.coldMedian(), ratio(a.coldMedian(), da.coldMedian()), runsAtMost(a.Cold, da.Cold, f), true
 	}
 
 	// Hot hits (issue 2: >= apt-cacher-ng; issue 13: >= 0.98x nginx too).
@@ -457,33 +453,33 @@ func goals(res *Results) []goal {
 		}
 	}
 	// Cold apt runs.
-	if s, d, r, ok := vsDirect(scLoopback); ok {
+	if s, d, r, pairs, ok := vsDirect(scLoopback, 1.05); ok {
 		add("2", "cold update + download of the main set within 5% of direct (loopback origin)",
-			fmt.Sprintf("%.2f s vs %.2f s (%.2fx%s)", s, d, r, paired(scLoopback, 1.05)), r <= 1.05)
+			fmt.Sprintf("%.2f s vs %.2f s (%.2fx%s)", s, d, r, pairs), r <= 1.05)
 	}
-	if s, d, r, ok := vsDirect(scPaced); ok {
+	if s, d, r, pairs, ok := vsDirect(scPaced, 1.05); ok {
 		sc, _ := scenario(scPaced)
 		add("2", fmt.Sprintf("cold update + download of the main set within 5%% of direct (each response paced to %.0f MB/s)", float64(sc.ResponseRate)/1e6),
-			fmt.Sprintf("%.2f s vs %.2f s (%.2fx%s)", s, d, r, paired(scPaced, 1.05)), r <= 1.05)
+			fmt.Sprintf("%.2f s vs %.2f s (%.2fx%s)", s, d, r, pairs), r <= 1.05)
 	}
-	if s, d, r, ok := vsDirect(scUpgrade); ok {
+	if s, d, r, pairs, ok := vsDirect(scUpgrade, 1); ok {
 		sc, _ := scenario(scUpgrade)
 		add("13", fmt.Sprintf("scenario 1, many small files (%d packages), loopback origin: cold <= 1.00x direct", sc.Packages),
-			fmt.Sprintf("%.2f s vs %.2f s (%.2fx%s)", s, d, r, paired(scUpgrade, 1)), r <= 1.00)
+			fmt.Sprintf("%.2f s vs %.2f s (%.2fx%s)", s, d, r, pairs), r <= 1.00)
 	}
-	if s, d, r, ok := vsDirect(scRTT); ok {
+	if s, d, r, pairs, ok := vsDirect(scRTT, 1); ok {
 		sc, _ := scenario(scRTT)
 		add("13", fmt.Sprintf("scenario 2, origin %.0f ms away (%.0f ms RTT): cold <= 1.00x direct", sc.DelayMS, 2*sc.DelayMS),
-			fmt.Sprintf("%.2f s vs %.2f s (%.2fx%s)", s, d, r, paired(scRTT, 1)), r <= 1.00)
+			fmt.Sprintf("%.2f s vs %.2f s (%.2fx%s)", s, d, r, pairs), r <= 1.00)
 		if sc.LimitS > 0 {
 			add("13", "scenario 2: cold within 5% of the uplink's own limit for the bytes",
 				fmt.Sprintf("%.2f s vs a limit of %.2f s (%.2fx; direct %.2fx)", s, sc.LimitS, ratio(s, sc.LimitS), ratio(d, sc.LimitS)), s <= 1.05*sc.LimitS)
 		}
 	}
-	if s, d, r, ok := vsDirect(scConnPaced); ok {
+	if s, d, r, pairs, ok := vsDirect(scConnPaced, 0.6); ok {
 		sc, _ := scenario(scConnPaced)
 		add("13", fmt.Sprintf("scenario 3, origin paces each connection to %.0f MB/s: cold <= 0.6x direct", float64(sc.ConnRate)/1e6),
-			fmt.Sprintf("%.2f s vs %.2f s (%.2fx%s)", s, d, r, paired(scConnPaced, 0.6)), r <= 0.6)
+			fmt.Sprintf("%.2f s vs %.2f s (%.2fx%s)", s, d, r, pairs), r <= 0.6)
 	}
 	if g, ok := auditGoal(res, ps); ok {
 		out = append(out, g)
@@ -736,40 +732,37 @@ func debVersion(pkg string) string {
 }
 
 // roundsAtLeast says in how many of the rounds both targets ran the step
-// a's rate was at least f times b's, as "; 5 of 7 rounds at 0.98x or more"
-// ("" when the rounds are not known): a target at its line wins about half
-// of the rounds, one past it nearly all of them.
+// a's rate was at least f times b's, as "; 5 of 7 rounds at 0.98x or more":
+// a target at its line wins about half of the rounds, one past it nearly
+// all of them.
 func roundsAtLeast(a, b []float64, f float64) string {
-	n, k := 0, 0
-	for i := range min(len(a), len(b)) {
-		if a[i] == 0 || b[i] == 0 {
-			continue // the step failed in this round for one of them
-		}
-		n++
-		if a[i] >= f*b[i] {
-			k++
-		}
-	}
-	if n == 0 {
-		return ""
-	}
-	return fmt.Sprintf("; %d of %d rounds at %gx or more", k, n, f)
+	return pairsAt(a, b, func(x, y float64) bool { return x >= f*y }, fmt.Sprintf("rounds at %gx or more", f))
 }
 
 // runsAtMost says in how many of the rounds both targets ran a's cold run
-// took at most f times b's, as "; 2 of 3 paired runs at 1x or less" (""
-// when there is no pair). Run i of every target goes in round i, so the
-// pairs shared the machine's state; a target stops its runs at its first
+// took at most f times b's, as "; 2 of 3 paired runs at 1x or less". Run i
+// of every target goes in round i; a target stops its runs at its first
 // failure, so the pairs are the common prefix.
 func runsAtMost(a, b []float64, f float64) string {
-	n, k := min(len(a), len(b)), 0
-	for i := range n {
-		if a[i] <= f*b[i] {
+	return pairsAt(a, b, func(x, y float64) bool { return x <= f*y }, fmt.Sprintf("paired runs at %gx or less", f))
+}
+
+// pairsAt counts the pairs a[i], b[i] (measured in the same round, so on the
+// same state of the machine) for which at holds, leaving out a pair with a
+// 0 (a step that failed), as "; k of n what"; "" when there is no pair.
+func pairsAt(a, b []float64, at func(x, y float64) bool, what string) string {
+	n, k := 0, 0
+	for i := range min(len(a), len(b)) {
+		if a[i] == 0 || b[i] == 0 {
+			continue
+		}
+		n++
+		if at(a[i], b[i]) {
 			k++
 		}
 	}
 	if n == 0 {
 		return ""
 	}
-	return fmt.Sprintf("; %d of %d paired runs at %gx or less", k, n, f)
+	return fmt.Sprintf("; %d of %d %s", k, n, what)
 }
