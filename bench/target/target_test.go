@@ -150,12 +150,12 @@ func TestNginxProxyKeepsNothing(t *testing.T) {
 // they hold (the hot and small steps, herd, tamper and outage measure them).
 func TestKindRoles(t *testing.T) {
 	t.Parallel()
-	for _, k := range []Kind{Direct, Pkgswarm, AptCacherNG, Approx, Nginx, NginxProxy} {
-		if got, want := k.Apt(), k != Nginx; got != want {
-			t.Errorf("%s.Apt() = %v, want %v", k, got, want)
-		}
-		if got, want := k.Holds(), k != NginxProxy; got != want {
-			t.Errorf("%s.Holds() = %v, want %v", k, got, want)
+	for k, want := range map[Kind][2]bool{ // {Apt, Holds}
+		Direct: {true, true}, Pkgswarm: {true, true}, AptCacherNG: {true, true}, Approx: {true, true},
+		Nginx: {false, true}, NginxProxy: {true, false},
+	} {
+		if got := [2]bool{k.Apt(), k.Holds()}; got != want {
+			t.Errorf("%s: Apt, Holds = %v, want %v", k, got, want)
 		}
 	}
 }
