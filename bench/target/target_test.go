@@ -23,18 +23,26 @@ func TestStartUnknownKind(t *testing.T) {
 	}
 }
 
-// TestDirect: the origin itself is a target without a process.
-func TestDirect(t *testing.T) {
-	t.Parallel()
+// originOf starts a benchmark origin serving one file, name, of body; it
+// stops with the test.
+func originOf(t *testing.T, name string, body []byte) *origin.Server {
+	t.Helper()
 	dir := t.TempDir()
-	if err := os.WriteFile(dir+"/f", []byte("x"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, name), body, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	o, err := origin.Start(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer o.Close()
+	t.Cleanup(func() { o.Close() })
+	return o
+}
+
+// TestDirect: the origin itself is a target without a process.
+func TestDirect(t *testing.T) {
+	t.Parallel()
+	o := originOf(t, "f", []byte("x"))
 	d, err := Start(context.Background(), Options{Kind: Direct, WorkDir: t.TempDir(), Origin: o.URL})
 	if err != nil {
 		t.Fatal(err)
@@ -108,16 +116,8 @@ func TestHasFlag(t *testing.T) {
 func TestNginxProxyKeepsNothing(t *testing.T) {
 	t.Parallel()
 	testtool.Need(t, "nginx", "nginx-light")
-	dir := t.TempDir()
 	body := bytes.Repeat([]byte("relayed bytes "), 40000) // 560 KB: more than nginx's buffers
-	if err := os.WriteFile(filepath.Join(dir, "f.deb"), body, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	o, err := origin.Start(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer o.Close()
+	o := originOf(t, "f.deb", body)
 	r, err := Start(context.Background(), Options{Kind: NginxProxy, WorkDir: t.TempDir(), Origin: o.URL})
 	if err != nil {
 		t.Fatal(err)
